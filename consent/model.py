@@ -1,0 +1,123 @@
+"""The joint consent form and the decision: plain Python, no database.
+
+A form is a grid: agencies are columns, fields are rows, and a ticked cell
+means "this agency may see this field". The decision is deny by default: an
+agency sees a field only while the family's current form is unexpired and
+grants that cell. (An agency always sees entries it wrote itself; that
+authorship rule is applied per entry by `may_see_entry`.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+Cell = tuple[str, str]  # (agency id, field id)
+
+
+class Method(StrEnum):
+    PAPER = "paper"
+    IN_PERSON = "in_person"
+    FAMILY_PORTAL = "family_portal"
+
+
+class Reason(StrEnum):
+    """Why a cell was decided the way it was; audit records these words."""
+
+    GRANTED = "granted"
+    AUTHOR = "author"
+    NO_FORM = "no_form"
+    NOT_GRANTED = "not_granted"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: Reason
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True)
+class Form:
+    """One version of a family's joint consent form, as the decision needs it."""
+
+    version: int
+    valid_until: date
+    cells: frozenset[Cell]
+
+    def in_force(self, now: datetime) -> bool:
+        """A form counts through the whole of its `valid_until` day (UTC)."""
+        return now.astimezone(UTC).date() <= self.valid_until
+
+    def grants(self) -> dict[str, list[str]]:
+        """The grid as `{agency: [field, ...]}`, sorted for stable output."""
+        grid: dict[str, list[str]] = {}
+        for agency, field in sorted(self.cells):
+            grid.setdefault(agency, []).append(field)
+        return grid
+
+
+def cells_from_grants(grants: Mapping[str, Iterable[str]]) -> frozenset[Cell]:
+    return frozenset((agency, field) for agency, fields in grants.items() for field in fields)
+
+
+def decide(form: Form | None, agency: str, field: str, now: datetime) -> Decision:
+    """May `agency` see `field` of the family whose current form is `form`?
+
+    Pure function of (form, agency, field, now); deny by default.
+    """
+    if form is None:
+        return Decision(False, Reason.NO_FORM)
+    if (agency, field) not in form.cells:
+        return Decision(False, Reason.NOT_GRANTED)
+    if not form.in_force(now):
+        return Decision(False, Reason.EXPIRED)
+    return Decision(True, Reason.GRANTED)
+
+
+def may_see_entry(
+    form: Form | None, agency: str, field: str, author_agency: str, now: datetime
+) -> Decision:
+    """The decision for one entry: the cell, or authorship."""
+    if author_agency == agency:
+        return Decision(True, Reason.AUTHOR)
+    return decide(form, agency, field, now)
+
+
+def holds_any_cell(form: Form | None, agency: str, now: datetime) -> bool:
+    """Does the current, unexpired form grant `agency` at least one cell?"""
+    if form is None or not form.in_force(now):
+        return False
+    return any(cell_agency == agency for cell_agency, _ in form.cells)
+
+
+def is_visible(form: Form | None, agency: str, actively_involved: bool, now: datetime) -> bool:
+    """The one visibility rule: involved, or granted something in force.
+
+    Otherwise the family does not exist for that agency.
+    """
+    return actively_involved or holds_any_cell(form, agency, now)
+
+
+def revoke(cells: frozenset[Cell], agency: str | None, field: str | None) -> frozenset[Cell]:
+    """Cells left after revoking one cell, a column, a row, or everything."""
+    return frozenset(
+        (a, f)
+        for a, f in cells
+        if not ((agency is None or a == agency) and (field is None or f == field))
+    )
+
+
+def describe_revocation(agency: str | None, field: str | None) -> str:
+    if agency and field:
+        return f"revoke cell {agency}/{field}"
+    if agency:
+        return f"revoke column {agency}"
+    if field:
+        return f"revoke row {field}"
+    return "revoke everything"

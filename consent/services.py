@@ -1,0 +1,266 @@
+"""Reading and writing consent form versions and receipts.
+
+These functions take a session and plain values and never commit: the
+calling use case (in `coordination.services`) owns the transaction. Values
+that identify a person (the guardian's name) arrive sealed by the caller's
+cipher; this package never sees an encryption key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from consent.errors import FormImmutable
+from consent.model import Cell, Form
+from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
+
+RECEIPT_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud, typed by hand
+PIN_DIGITS = 6
+# Wrong PINs slow a receipt code down; they never lock the family out for good.
+FREE_ATTEMPTS = 3
+MAX_DELAY = timedelta(minutes=15)
+
+
+def _form(row: ConsentFormRow, cells: Iterable[Cell]) -> Form:
+    return Form(version=row.version, valid_until=row.valid_until, cells=frozenset(cells))
+
+
+def current_form(session: Session, family_id: str) -> tuple[ConsentFormRow | None, Form | None]:
+    """The family's newest form version and its grid (two queries)."""
+    row = session.scalars(
+        select(ConsentFormRow)
+        .where(ConsentFormRow.family_id == family_id)
+        .order_by(ConsentFormRow.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None, None
+    cells = session.execute(
+        select(ConsentCellRow.agency_id, ConsentCellRow.field_id).where(
+            ConsentCellRow.form_id == row.id
+        )
+    ).all()
+    return row, _form(row, ((a, f) for a, f in cells))
+
+
+def current_forms(session: Session, family_ids: Sequence[str]) -> dict[str, Form]:
+    """Current forms of many families at once (two queries)."""
+    if not family_ids:
+        return {}
+    newest = (
+        select(ConsentFormRow.family_id, func.max(ConsentFormRow.version).label("version"))
+        .where(ConsentFormRow.family_id.in_(family_ids))
+        .group_by(ConsentFormRow.family_id)
+        .subquery()
+    )
+    rows = session.scalars(
+        select(ConsentFormRow).join(
+            newest,
+            (ConsentFormRow.family_id == newest.c.family_id)
+            & (ConsentFormRow.version == newest.c.version),
+        )
+    ).all()
+    by_id = {row.id: row for row in rows}
+    cells: dict[int, list[Cell]] = defaultdict(list)
+    if by_id:
+        for form_id, agency, field in session.execute(
+            select(
+                ConsentCellRow.form_id, ConsentCellRow.agency_id, ConsentCellRow.field_id
+            ).where(ConsentCellRow.form_id.in_(list(by_id)))
+        ):
+            cells[form_id].append((agency, field))
+    return {row.family_id: _form(row, cells[row.id]) for row in rows}
+
+
+def history(session: Session, family_id: str) -> list[tuple[ConsentFormRow, Form]]:
+    """Every version, oldest first (two queries)."""
+    rows = session.scalars(
+        select(ConsentFormRow)
+        .where(ConsentFormRow.family_id == family_id)
+        .order_by(ConsentFormRow.version)
+    ).all()
+    cells: dict[int, list[Cell]] = defaultdict(list)
+    if rows:
+        for form_id, agency, field in session.execute(
+            select(
+                ConsentCellRow.form_id, ConsentCellRow.agency_id, ConsentCellRow.field_id
+            ).where(ConsentCellRow.form_id.in_([r.id for r in rows]))
+        ):
+            cells[form_id].append((agency, field))
+    return [(row, _form(row, cells[row.id])) for row in rows]
+
+
+@dataclass(frozen=True)
+class FormMeta:
+    """What a signed form says besides its grid."""
+
+    signed_by: bytes  # sealed by the caller
+    signed_on: date
+    method: str
+    witness: str | None
+    interpreter_language: str | None
+    purpose: str
+    legal_basis: str
+    valid_until: date
+
+    @classmethod
+    def of(cls, row: ConsentFormRow) -> FormMeta:
+        return cls(
+            signed_by=row.signed_by,
+            signed_on=row.signed_on,
+            method=row.method,
+            witness=row.witness,
+            interpreter_language=row.interpreter_language,
+            purpose=row.purpose,
+            legal_basis=row.legal_basis,
+            valid_until=row.valid_until,
+        )
+
+
+def write_version(
+    session: Session,
+    family_id: str,
+    version: int,
+    meta: FormMeta,
+    cells: frozenset[Cell],
+    *,
+    change: str,
+    changed_by: str,
+    now: datetime,
+) -> tuple[ConsentFormRow, Form]:
+    """Add a new, immutable form version. The (family, version) uniqueness
+    constraint makes two concurrent writers conflict instead of forking."""
+    row = ConsentFormRow(
+        family_id=family_id,
+        version=version,
+        signed_by=meta.signed_by,
+        signed_on=meta.signed_on,
+        recorded_at=now,
+        method=meta.method,
+        witness=meta.witness,
+        interpreter_language=meta.interpreter_language,
+        purpose=meta.purpose,
+        legal_basis=meta.legal_basis,
+        valid_until=meta.valid_until,
+        change=change,
+        changed_by=changed_by,
+    )
+    session.add(row)
+    session.flush()
+    session.add_all(
+        ConsentCellRow(form_id=row.id, agency_id=agency, field_id=field)
+        for agency, field in sorted(cells)
+    )
+    return row, _form(row, cells)
+
+
+def _refuse_changes_to_forms(session: Session, _context: Any, _instances: Any) -> None:
+    for obj in session.dirty:
+        if isinstance(obj, ConsentFormRow | ConsentCellRow) and session.is_modified(obj):
+            raise FormImmutable("a signed consent form version cannot be changed")
+    for obj in session.deleted:
+        if isinstance(obj, ConsentFormRow | ConsentCellRow):
+            raise FormImmutable("a signed consent form version cannot be deleted")
+
+
+def install_guards(factory: sessionmaker[Session]) -> None:
+    """Make sessions from `factory` refuse to update or delete a form version."""
+    if not event.contains(factory, "before_flush", _refuse_changes_to_forms):
+        event.listen(factory, "before_flush", _refuse_changes_to_forms)
+
+
+# --- receipts: the family's own way in -------------------------------------
+
+_hasher = PasswordHasher()
+_DUMMY_HASH = None
+
+
+def normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+
+
+def issue_receipt(session: Session, family_id: str, now: datetime) -> tuple[str, str]:
+    """Issue (or re-issue) the family's receipt code and PIN; returns both once.
+
+    A re-issue keeps nothing of the old PIN: it stops working at once.
+    """
+    pin = "".join(secrets.choice("0123456789") for _ in range(PIN_DIGITS))
+    receipt = session.get(ConsentReceipt, family_id)
+    if receipt is None:
+        raw = "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(8))
+        code = f"{raw[:4]}-{raw[4:]}"
+        receipt = ConsentReceipt(family_id=family_id, code_hash=_code_hash(code), issued_at=now)
+        session.add(receipt)
+    else:
+        # The code is only stored hashed, so a re-issue also gets a new code.
+        raw = "".join(secrets.choice(RECEIPT_ALPHABET) for _ in range(8))
+        code = f"{raw[:4]}-{raw[4:]}"
+        receipt.code_hash = _code_hash(code)
+        receipt.issued_at = now
+    receipt.pin_hash = _hasher.hash(pin)
+    receipt.failed_attempts = 0
+    receipt.not_before = None
+    return code, pin
+
+
+@dataclass(frozen=True)
+class ReceiptCheck:
+    family_id: str | None
+    retry_after: int = 0  # seconds, when slowed down
+
+
+def check_receipt(session: Session, code: str, pin: str, now: datetime) -> ReceiptCheck:
+    """Check a receipt code and PIN; counts failures. Does not commit.
+
+    Returns the family id on success; `family_id=None` on a wrong code or
+    PIN; `retry_after > 0` while the code is slowed down after failures.
+    """
+    receipt = session.scalars(
+        select(ConsentReceipt).where(ConsentReceipt.code_hash == _code_hash(code))
+    ).first()
+    if receipt is None:
+        # Spend the same effort as a real check, so timing does not tell
+        # whether a code exists.
+        _verify(_dummy_hash(), pin)
+        return ReceiptCheck(None)
+    if receipt.not_before is not None and now < receipt.not_before:
+        wait = int((receipt.not_before - now).total_seconds()) + 1
+        return ReceiptCheck(None, retry_after=wait)
+    if _verify(receipt.pin_hash, pin):
+        receipt.failed_attempts = 0
+        receipt.not_before = None
+        return ReceiptCheck(receipt.family_id)
+    receipt.failed_attempts += 1
+    if receipt.failed_attempts >= FREE_ATTEMPTS:
+        delay = min(timedelta(seconds=2 ** (receipt.failed_attempts - FREE_ATTEMPTS)), MAX_DELAY)
+        receipt.not_before = now + delay
+    return ReceiptCheck(None)
+
+
+def _verify(pin_hash: str, pin: str) -> bool:
+    try:
+        return _hasher.verify(pin_hash, pin)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
+    return _DUMMY_HASH

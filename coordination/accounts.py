@@ -1,0 +1,156 @@
+"""Use cases of accounts: agencies, staff, API tokens and family sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import consent.services as consent_store
+from coordination.actors import Actor
+from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
+from coordination.model import Agency, ApiToken, Family, Staff
+from coordination.roles import Role
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_passwords = PasswordHasher()
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: it only keeps
+    # a stolen table from being replayed as tokens.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_agency(
+    session: Session, slug: str, name: str, kind: str, minimal_data: bool, now: datetime
+) -> Agency:
+    if not SLUG.match(slug):
+        raise InvalidInput({"slug": ["use lower-case letters, digits and hyphens"]},
+                           f"invalid agency slug {slug!r}: use lower-case letters, digits, hyphens")
+    if not name.strip() or len(name) > 200:
+        raise InvalidInput({"name": ["1 to 200 characters"]}, "the name must be 1-200 characters")
+    if not kind.strip() or len(kind) > 64:
+        raise InvalidInput({"kind": ["1 to 64 characters"]}, "the kind must be 1-64 characters")
+    if session.get(Agency, slug) is not None:
+        raise Conflict(f"agency '{slug}' already exists")
+    agency = Agency(id=slug, name=name.strip(), kind=kind.strip(), minimal_data=minimal_data,
+                    created_at=now)
+    session.add(agency)
+    session.commit()
+    return agency
+
+
+def add_staff(
+    session: Session,
+    username: str,
+    agency_id: str,
+    role: str,
+    password: str | None,
+    now: datetime,
+) -> Staff:
+    if not USERNAME.match(username):
+        raise InvalidInput({"username": ["letters, digits, '.', '_' and '-', at most 64"]},
+                           f"invalid username {username!r}")
+    try:
+        role_value = Role(role)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise InvalidInput({"role": [f"one of {allowed}"]},
+                           f"unknown role {role!r}: use one of {allowed}") from None
+    if session.get(Agency, agency_id) is None:
+        raise NotFound(f"no agency '{agency_id}'")
+    if session.scalars(select(Staff).where(Staff.username == username)).first() is not None:
+        raise Conflict(f"user '{username}' already exists")
+    if password is not None and len(password) < 8:
+        raise InvalidInput({"password": ["at least 8 characters"]},
+                           "the password must have at least 8 characters")
+    staff = Staff(
+        username=username,
+        agency_id=agency_id,
+        role=role_value,
+        password_hash=_passwords.hash(password) if password else None,
+        active=True,
+        created_at=now,
+    )
+    session.add(staff)
+    session.commit()
+    return staff
+
+
+def create_token(session: Session, username: str, lifetime: timedelta, now: datetime) -> str:
+    """A new bearer token for a staff member; only its hash is stored."""
+    staff = session.scalars(select(Staff).where(Staff.username == username)).first()
+    if staff is None or not staff.active:
+        raise NotFound(f"no active user '{username}'")
+    token = "os_" + secrets.token_urlsafe(32)
+    session.add(
+        ApiToken(token_hash=hash_token(token), staff_id=staff.id, created_at=now,
+                 expires_at=now + lifetime)
+    )
+    session.commit()
+    return token
+
+
+def authenticate(session: Session, token: str, now: datetime) -> Actor:
+    """The actor behind a bearer token. Unknown, expired and revoked tokens,
+    and tokens of deactivated staff, all raise the same `NotAuthenticated`.
+
+    The staff member's current agency and role apply, not those at issue.
+    """
+    row = session.execute(
+        select(ApiToken, Staff, Agency)
+        .outerjoin(Staff, Staff.id == ApiToken.staff_id)
+        .outerjoin(Agency, Agency.id == Staff.agency_id)
+        .where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        raise NotAuthenticated()
+    api_token, staff, agency = row
+    if api_token.revoked_at is not None or now >= api_token.expires_at:
+        raise NotAuthenticated()
+    if api_token.family_id is not None:
+        return Actor(family_id=api_token.family_id)
+    if staff is None or not staff.active or agency is None:
+        raise NotAuthenticated()
+    return Actor(
+        username=staff.username,
+        staff_id=staff.id,
+        agency_id=agency.id,
+        role=Role(staff.role),
+        minimal_data=agency.minimal_data,
+    )
+
+
+def open_family_session(
+    session: Session, code: str, pin: str, lifetime: timedelta, now: datetime
+) -> dict[str, str]:
+    """Exchange a receipt code and PIN for a short-lived family token.
+
+    Wrong attempts slow the code down (`Throttled`) without locking it.
+    """
+    check = consent_store.check_receipt(session, code, pin, now)
+    if check.family_id is None:
+        session.commit()  # keep the failure count even though the act fails
+        if check.retry_after:
+            raise Throttled(check.retry_after)
+        raise NotAuthenticated()
+    if session.get(Family, check.family_id) is None:
+        session.rollback()
+        raise NotAuthenticated()
+    token = "fs_" + secrets.token_urlsafe(32)
+    expires = now + lifetime
+    session.add(ApiToken(token_hash=hash_token(token), family_id=check.family_id,
+                         created_at=now, expires_at=expires))
+    session.commit()
+    return {
+        "token": token,
+        "family_id": check.family_id,
+        "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -1,0 +1,123 @@
+"""JSON API, version 1: `create_blueprint()` builds it inside `create_app`.
+
+Each request is checked in the contract's order: body (400/413), token
+(401), role (403), then the service decides visibility (404), entitlement
+(403), values (422) and state (409).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, current_app, g, request
+from marshmallow import Schema, ValidationError
+from sqlalchemy.orm import Session
+
+from coordination import accounts
+from coordination.actors import Actor
+from coordination.api.problems import BadBody
+from coordination.errors import InvalidInput, NotAuthenticated, RoleNotPermitted
+from coordination.roles import Role
+from coordination.runtime import Runtime
+from coordination.schemas import flatten_errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+NO_TOKEN_ENDPOINTS = {"api.family_session"}
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["onestory"]
+    return rt
+
+
+def db() -> Session:
+    if "db" not in g:
+        g.db = runtime().sessions()
+    session: Session = g.db
+    return session
+
+
+def actor() -> Actor:
+    current: Actor = g.actor
+    return current
+
+
+def body() -> Any:
+    return g.body
+
+
+def allow(*roles: Role, family: bool = False) -> Callable[[F], F]:
+    """Which callers may use a route at all; anyone else gets 403."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            who = actor()
+            permitted = family if who.is_family else who.role in roles
+            if not permitted:
+                raise RoleNotPermitted("your role may not use this route")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def load(schema: Schema, data: Any, *, checks_first: Callable[[], None] | None = None) -> Any:
+    """Validate `data`; on failure run the visibility/entitlement checks that
+    come before 422 in the contract's order, then raise `InvalidInput`."""
+    try:
+        return schema.load(data)
+    except ValidationError as err:
+        if checks_first is not None:
+            checks_first()
+        raise InvalidInput(flatten_errors(err.messages)) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_body() -> Any:
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadBody("the body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise BadBody("the body must be a JSON object")
+    return data
+
+
+def _authenticate() -> Actor:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated()
+    return accounts.authenticate(db(), token.strip(), runtime().now())
+
+
+def create_blueprint() -> Blueprint:
+    from coordination.api import catalogue, consent, families
+
+    bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+    @bp.before_request
+    def _prepare() -> None:
+        max_bytes = runtime().settings.max_body_bytes
+        if request.content_length is not None and request.content_length > max_bytes:
+            from werkzeug.exceptions import RequestEntityTooLarge
+
+            raise RequestEntityTooLarge()
+        g.body = _parse_body() if request.method in BODY_METHODS else None
+        if request.endpoint not in NO_TOKEN_ENDPOINTS:
+            g.actor = _authenticate()
+
+    catalogue.register(bp)
+    families.register(bp)
+    consent.register(bp)
+    return bp

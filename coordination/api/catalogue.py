@@ -1,0 +1,29 @@
+"""Agencies and the consent form's rows: readable by every staff role."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from coordination import services
+from coordination.api import allow, db
+from coordination.roles import Role
+
+STAFF = tuple(Role)
+
+
+def register(bp: Blueprint) -> None:
+    @bp.get("/agencies")
+    @allow(*STAFF)
+    def agencies() -> Response:
+        return jsonify([
+            {"id": a.id, "name": a.name, "kind": a.kind, "minimal_data": a.minimal_data}
+            for a in services.agencies(db())
+        ])
+
+    @bp.get("/fields")
+    @allow(*STAFF)
+    def fields() -> Response:
+        return jsonify([
+            {"id": f.id, "label": f.label, "description": f.description}
+            for f in services.catalogue(db())
+        ])

@@ -1,0 +1,63 @@
+"""The family's joint consent form, its history and access log, and the
+family's own session."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from coordination import accounts, services
+from coordination.api import actor, allow, body, db, load, runtime
+from coordination.roles import Role
+from coordination.schemas import ConsentIn, FamilySessionIn, RevokeIn
+
+CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
+
+
+def register(bp: Blueprint) -> None:
+    @bp.get("/families/<family_id>/consent")
+    @allow(*CASEWORK, family=True)
+    def get_consent(family_id: str) -> Response:
+        rt = runtime()
+        return jsonify(services.get_consent(db(), rt.vault, actor(), family_id, rt.now()))
+
+    @bp.put("/families/<family_id>/consent")
+    @allow(Role.COORDINATOR)
+    def put_consent(family_id: str) -> tuple[Response, int]:
+        rt = runtime()
+        data = load(ConsentIn(), body(), checks_first=lambda: services.check_access(
+            db(), rt.vault, actor(), family_id, rt.now(), involved=True))
+        form = services.record_consent(db(), rt.vault, actor(), family_id, data, rt.now())
+        return jsonify(form), 201
+
+    @bp.post("/families/<family_id>/consent/revoke")
+    @allow(Role.COORDINATOR, family=True)
+    def revoke(family_id: str) -> Response:
+        rt = runtime()
+        data = load(RevokeIn(), body(), checks_first=lambda: services.check_access(
+            db(), rt.vault, actor(), family_id, rt.now(), involved=True))
+        form = services.revoke_consent(
+            db(), rt.vault, actor(), family_id, data.get("agency"), data.get("field"), rt.now()
+        )
+        return jsonify(form)
+
+    @bp.get("/families/<family_id>/consent/history")
+    @allow(Role.COORDINATOR, family=True)
+    def history(family_id: str) -> Response:
+        rt = runtime()
+        return jsonify(services.consent_history(db(), rt.vault, actor(), family_id, rt.now()))
+
+    @bp.get("/families/<family_id>/access-log")
+    @allow(Role.COORDINATOR, family=True)
+    def access_log(family_id: str) -> Response:
+        rt = runtime()
+        return jsonify(services.access_log(db(), rt.vault, actor(), family_id, rt.now()))
+
+    @bp.post("/family/session")
+    def family_session() -> tuple[Response, int]:
+        data = load(FamilySessionIn(), body())
+        rt = runtime()
+        opened = accounts.open_family_session(
+            db(), data["receipt_code"], data["pin"], rt.settings.family_session_lifetime,
+            rt.now(),
+        )
+        return jsonify(opened), 201

@@ -1,0 +1,249 @@
+"""The `onestory` command line. Every failure is one line on stderr."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from coordination import accounts, migrate
+from coordination.config import ConfigError, Settings, load_settings
+from coordination.errors import OneStoryError
+from coordination.runtime import Runtime
+
+
+class CliState:
+    def __init__(self) -> None:
+        self._runtime: Runtime | None = None
+        self.settings_override: Settings | None = None
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = Runtime.build(self.settings_override or load_settings())
+        return self._runtime
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def _require_schema(rt: Runtime) -> None:
+    if not migrate.is_current(rt.engine):
+        raise click.ClickException("the database schema is not current: run `onestory init`")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """OneStory: one joint consent form, a minimal shared record."""
+
+
+@cli.command()
+@pass_state
+def init(state: CliState) -> None:
+    """Create or upgrade the schema (idempotent)."""
+    rt = state.runtime()
+    migrate.upgrade(rt.engine)
+    click.echo(f"schema is current ({_safe_url(rt.settings.database_url)})")
+
+
+@cli.group()
+def agency() -> None:
+    """Manage agencies."""
+
+
+@agency.command("add")
+@click.argument("slug")
+@click.option("--name", required=True, help="The agency's name.")
+@click.option("--kind", required=True, help="health, physiotherapy, ecec, school, ngo, ...")
+@click.option("--minimal-data", is_flag=True, help="Record families by pseudonym only.")
+@pass_state
+def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: bool) -> None:
+    """Add an agency."""
+    rt = state.runtime()
+    _require_schema(rt)
+    with rt.sessions() as session:
+        accounts.add_agency(session, slug, name, kind, minimal_data, rt.now())
+    click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else ""))
+
+
+@cli.group()
+def user() -> None:
+    """Manage staff."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--agency", "agency_id", required=True, help="The agency's slug.")
+@click.option("--role", required=True, help="practitioner, coordinator, auditor or admin.")
+@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@pass_state
+def user_add(state: CliState, username: str, agency_id: str, role: str,
+             password_stdin: bool) -> None:
+    """Add a staff member."""
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("no password on standard input")
+    rt = state.runtime()
+    _require_schema(rt)
+    with rt.sessions() as session:
+        accounts.add_staff(session, username, agency_id, role, password, rt.now())
+    click.echo(f"user {username} added to {agency_id} as {role}")
+
+
+@cli.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--days", type=click.IntRange(1, 366), default=None,
+              help="Days until the token expires (default 90).")
+@pass_state
+def token_create(state: CliState, username: str, days: int | None) -> None:
+    """Print one new API bearer token for USERNAME, and nothing else."""
+    rt = state.runtime()
+    _require_schema(rt)
+    lifetime = timedelta(days=days) if days else rt.settings.staff_token_lifetime
+    with rt.sessions() as session:
+        click.echo(accounts.create_token(session, username, lifetime, rt.now()))
+
+
+@cli.command("seed-demo")
+@pass_state
+def seed_demo(state: CliState) -> None:
+    """Load the demo agencies, staff and families (both scenarios)."""
+    from coordination import demo
+
+    rt = state.runtime()
+    _require_schema(rt)
+    with rt.sessions() as session:
+        data = demo.seed(session, rt.vault, rt.now())
+    _print_demo(data)
+
+
+def _print_demo(data: Any, tokens: dict[str, str] | None = None) -> None:
+    click.echo("Demo logins (username / password, role, agency):")
+    for username, role, agency_id, password in data.logins:
+        line = f"  {username:<10} / {password:<16} {role:<13} {agency_id}"
+        if tokens:
+            line += f"\n      API token: {tokens[username]}"
+        click.echo(line)
+    if data.families:
+        click.echo("Demo families:")
+        for scenario, family_id in data.families.items():
+            click.echo(f"  {scenario:<8} {family_id}")
+    if data.receipt:
+        click.echo(
+            f"Norway family's consent receipt: code {data.receipt['code']}, "
+            f"PIN {data.receipt['pin']}"
+        )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@pass_state
+def serve(state: CliState, host: str, port: int, workers: int) -> None:
+    """Serve the web UI and API with gunicorn."""
+    rt = state.runtime()
+    rt.settings.require_secret_key()
+    _require_schema(rt)
+    _gunicorn(host, port, workers)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@pass_state
+def demo(state: CliState, port: int) -> None:
+    """init + seed-demo when empty + serve, on 127.0.0.1; prints the demo logins."""
+    from coordination import demo as demo_data
+
+    settings = replace(load_settings(), env="development")
+    state.settings_override = settings
+    rt = state.runtime()
+    rt.settings.require_secret_key()
+    migrate.upgrade(rt.engine)
+    with rt.sessions() as session:
+        if demo_data.is_seeded(session):
+            data = demo_data.DemoData(logins=[
+                (u, r, a, demo_data.demo_password(u)) for u, a, r in demo_data.USERS
+            ])
+            click.echo("The demo data was loaded before; the receipt PIN was printed then.")
+        else:
+            data = demo_data.seed(session, rt.vault, rt.now())
+        tokens = {
+            username: accounts.create_token(session, username, timedelta(days=1), rt.now())
+            for username, *_ in data.logins
+        }
+    _print_demo(data, tokens)
+    click.echo(f"Serving OneStory on http://127.0.0.1:{port}  (Ctrl-C stops)")
+    sys.stdout.flush()
+    import os
+
+    os.environ["ONESTORY_ENV"] = "development"
+    _gunicorn("127.0.0.1", port, 1)
+
+
+def _gunicorn(host: str, port: int, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from coordination.app import create_app
+
+    class OneStoryServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", 4)
+            self.cfg.set("accesslog", "-")
+            # Query strings can carry names (search); log the path only.
+            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss')
+
+        def load(self) -> Any:
+            return create_app()
+
+    OneStoryServer().run()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line on stderr and a non-zero exit on any failure."""
+    try:
+        cli.main(args=argv, prog_name="onestory", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.exceptions.Abort:
+        click.echo("onestory: aborted", err=True)
+        return 1
+    except click.UsageError as exc:
+        click.echo(f"onestory: {exc.format_message()}", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"onestory: {exc.format_message()}", err=True)
+        return 1
+    except (OneStoryError, ConfigError) as exc:
+        click.echo(f"onestory: {exc}", err=True)
+        return 1
+    except SQLAlchemyError as exc:
+        click.echo(f"onestory: database error ({type(exc).__name__}); "
+                   "check ONESTORY_DATABASE_URL and run `onestory init`", err=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the contract: never a traceback
+        click.echo(f"onestory: unexpected {type(exc).__name__}; nothing was changed", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The demo: both scenarios of DOMAIN.md, one login per role.
+
+Norway: a family centre where the health centre, physiotherapy and the
+kindergarten (ECEC) share under one joint form. Belgium: a low-threshold NGO
+in minimal-data mode that records a family by first name and a relative's
+phone number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from coordination import accounts, services
+from coordination.crypto import Vault
+from coordination.errors import Conflict
+from coordination.model import Agency
+
+AGENCIES = [
+    ("health-centre", "Family centre health station", "health", False),
+    ("physio", "Family centre physiotherapy", "physiotherapy", False),
+    ("ecec", "Sunflower kindergarten", "ecec", False),
+    ("child-protection", "Child protective services", "child-protection", False),
+    ("harbour", "Harbour drop-in (low-threshold NGO)", "ngo", True),
+    ("oversight", "Programme data protection office", "oversight", False),
+]
+
+USERS = [
+    ("nurse1", "health-centre", "practitioner"),
+    ("coord1", "health-centre", "coordinator"),
+    ("physio1", "physio", "practitioner"),
+    ("ecec1", "ecec", "practitioner"),
+    ("cps1", "child-protection", "practitioner"),
+    ("ngo1", "harbour", "practitioner"),
+    ("ngocoord1", "harbour", "coordinator"),
+    ("auditor1", "oversight", "auditor"),
+    ("admin1", "oversight", "admin"),
+]
+
+
+def demo_password(username: str) -> str:
+    return f"{username}-demo"
+
+
+@dataclass
+class DemoData:
+    logins: list[tuple[str, str, str, str]] = field(default_factory=list)
+    families: dict[str, str] = field(default_factory=dict)
+    receipt: dict[str, str] = field(default_factory=dict)
+
+
+def is_seeded(session: Session) -> bool:
+    return session.scalars(select(Agency.id).limit(1)).first() is not None
+
+
+def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
+    """Load the demo; refuses (`Conflict`) if the database has agencies already."""
+    if is_seeded(session):
+        raise Conflict("the database already has agencies; the demo loads only into an empty one")
+    out = DemoData()
+    for slug, name, kind, minimal in AGENCIES:
+        accounts.add_agency(session, slug, name, kind, minimal, now)
+    for username, agency, role in USERS:
+        accounts.add_staff(session, username, agency, role, demo_password(username), now)
+        out.logins.append((username, role, agency, demo_password(username)))
+
+    def as_user(username: str) -> Any:
+        token = accounts.create_token(session, username, timedelta(minutes=5), now)
+        return accounts.authenticate(session, token, now)
+
+    nurse, coord, ngo = as_user("nurse1"), as_user("coord1"), as_user("ngo1")
+    # Norway: the family asks the family centre for help.
+    norway = services.create_family(session, vault, nurse, {
+        "display_name": "Aylin Demir",
+        "birth_date": date(2024, 3, 14),
+        "address": "Storgata 12, 0155 Oslo",
+        "languages": ["tr", "nb"],
+        "members": [
+            {"name": "Aylin Demir", "relation": "mother"},
+            {"name": "Emir Demir", "relation": "child", "birth_date": date(2024, 3, 14)},
+        ],
+    }, now)
+    fid = norway["id"]
+    services.write_entry(session, vault, nurse, fid, "health",
+                         "Emir: growth on track; late to sit unaided, physiotherapy advised.", now)
+    services.write_entry(session, vault, nurse, fid, "contact",
+                         "Mother's mobile: +47 400 00 000 (Turkish preferred).", now)
+    form = services.record_consent(session, vault, coord, fid, {
+        "signed_by": "Aylin Demir",
+        "signed_on": now.date(),
+        "method": "paper",
+        "interpreter_language": "tr",
+        "purpose": "coordinated support from the family centre",
+        "legal_basis": "consent",
+        "valid_until": now.date() + timedelta(days=365),
+        "grants": {
+            "health-centre": ["involvement", "contact", "household", "story", "health",
+                              "education"],
+            "physio": ["involvement", "health"],
+            "ecec": ["involvement", "education"],
+        },
+    }, now)
+    out.families["norway"] = fid
+    out.receipt = form["receipt"]
+    # Belgium: the NGO knows a first name and a relative's phone number.
+    belgium = services.create_family(session, vault, ngo, {
+        "display_name": "Mira", "languages": ["bg"],
+    }, now)
+    services.write_entry(session, vault, ngo, belgium["id"], "contact",
+                         "Aunt's phone: +32 470 00 00 00", now)
+    services.write_entry(session, vault, ngo, belgium["id"], "story",
+                         "Baby of 4 months; asked us to book a health-centre appointment.", now)
+    out.families["belgium"] = belgium["id"]
+    return out

@@ -1,0 +1,141 @@
+"""Tables of the application: agencies, staff, tokens, families, entries.
+
+Identifying values (names, birth dates, addresses, national ids, entry text)
+are stored as opaque bytes produced by a `coordination.crypto` cipher, bound
+to their family, table, column and row; the model never sees plaintext.
+Search uses keyed index columns, never the stored value.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from coordination.db import Base, UTCDateTime
+
+
+class Agency(Base):
+    __tablename__ = "agencies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(64))
+    minimal_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token, stored only as the SHA-256 of its 256 random bits.
+
+    Either a staff token (`staff_id`) or a family session (`family_id`).
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    family_id: Mapped[str | None] = mapped_column(
+        ForeignKey("families.id", ondelete="CASCADE"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class FieldDef(Base):
+    """A row of the joint consent form: one category of shared information."""
+
+    __tablename__ = "fields"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Family(Base):
+    __tablename__ = "families"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    display_name: Mapped[bytes] = mapped_column(LargeBinary)
+    # Keyed search indexes over normalised values (see coordination.crypto).
+    name_index: Mapped[str] = mapped_column(String(128), index=True)
+    birth_date_index: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    address: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    national_id: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    languages: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The agency that recorded the family's attributes (their author).
+    recorded_by_agency: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Member(Base):
+    __tablename__ = "family_members"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("families.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[bytes] = mapped_column(LargeBinary)
+    relation: Mapped[bytes] = mapped_column(LargeBinary)
+    birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class Involvement(Base):
+    """Family x agency: the list of these is the minimal shared record."""
+
+    __tablename__ = "involvements"
+    __table_args__ = (UniqueConstraint("family_id", "agency_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("families.id", ondelete="CASCADE"), index=True
+    )
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    since: Mapped[date] = mapped_column(Date)
+    contact_worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Entry(Base):
+    """A value written by an agency under one field of a family's record."""
+
+    __tablename__ = "entries"
+    __table_args__ = (Index("ix_entries_family_written", "family_id", "written_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
+    field_id: Mapped[str] = mapped_column(ForeignKey("fields.id"))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    value: Mapped[bytes] = mapped_column(LargeBinary)

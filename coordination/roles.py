@@ -1,0 +1,19 @@
+"""Closed vocabularies shared by the packages."""
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    PRACTITIONER = "practitioner"
+    COORDINATOR = "coordinator"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class InvolvementStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+# Staff roles that may read family content at all.
+CASEWORK_ROLES = frozenset({Role.PRACTITIONER, Role.COORDINATOR})

@@ -1,0 +1,153 @@
+"""Marshmallow schemas: the only place request bodies are validated.
+
+Every schema refuses unknown keys. Types are strict: a number is not a
+string, "yes" is not a boolean.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+LANGUAGE = validate.Regexp(
+    r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", error="a language code such as 'tr', 'ar' or 'nb'"
+)
+# OneStory never stores these, for anyone, in any mode.
+NEVER_STORED = ("residence_status", "immigration_status", "residence", "immigration")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    @pre_load
+    def _object_only(self, data: Any, **_kw: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValidationError({"_schema": ["must be a JSON object"]})
+        refused = [key for key in data if key in NEVER_STORED]
+        if refused:
+            raise ValidationError(
+                {key: ["OneStory never stores residence or immigration status"]
+                 for key in refused}
+            )
+        return data
+
+
+def text(lo: int, hi: int, **kw: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=lo, max=hi), **kw)
+
+
+class MemberIn(StrictSchema):
+    name = text(1, 200, required=True)
+    relation = text(1, 50, required=True)
+    birth_date = fields.Date()
+
+
+class FamilyIn(StrictSchema):
+    display_name = text(1, 200, required=True)
+    birth_date = fields.Date()
+    address = text(1, 500)
+    national_id = text(1, 64)
+    languages = fields.List(fields.String(validate=LANGUAGE), validate=validate.Length(max=20))
+    members = fields.List(fields.Nested(MemberIn), validate=validate.Length(max=30))
+
+    @validates_schema
+    def _name_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "display_name" in data and not data["display_name"].strip():
+            raise ValidationError({"display_name": ["must not be blank"]})
+
+
+class SearchArgs(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = text(1, 200, required=True)
+    birth_date = fields.Date()
+
+
+class EntryIn(StrictSchema):
+    field = text(1, 64, required=True)
+    value = text(1, 10_000, required=True)
+
+
+class ReferralIn(StrictSchema):
+    agency = text(1, 64, required=True)
+    contact_worker = text(1, 200, allow_none=True)
+
+
+class InvolvementPatch(StrictSchema):
+    status = fields.String(
+        validate=validate.OneOf(["closed"], error="only 'closed' can be set here; "
+                                "re-involving an agency is a referral")
+    )
+    contact_worker = text(1, 200, allow_none=True)
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_kw: Any) -> None:
+        if not data:
+            raise ValidationError({"status": ["give status and/or contact_worker"]})
+
+
+class StrictBoolean(fields.Boolean):
+    truthy = {True}
+    falsy = {False}
+
+
+class ConsentIn(StrictSchema):
+    signed_by = text(1, 200, required=True)
+    signed_on = fields.Date(required=True)
+    method = fields.String(
+        required=True, validate=validate.OneOf(["paper", "in_person", "family_portal"])
+    )
+    witness = text(1, 64, allow_none=True)
+    interpreter_language = fields.String(validate=LANGUAGE, allow_none=True)
+    purpose = text(1, 500, required=True)
+    legal_basis = text(1, 64)
+    valid_until = fields.Date(required=True)
+    grants = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=64)),
+        values=fields.List(fields.String(validate=validate.Length(min=1, max=64))),
+        required=True,
+    )
+    reissue_pin = StrictBoolean()
+
+
+class RevokeIn(StrictSchema):
+    agency = text(1, 64, allow_none=True)
+    field = text(1, 64, allow_none=True)
+
+
+class FamilySessionIn(StrictSchema):
+    receipt_code = text(1, 32, required=True)
+    pin = text(1, 32, required=True)
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages as {"members.0.name": ["..."]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = str(key) if not prefix else f"{prefix}.{key}"
+            if key == "_schema":
+                name = prefix or "_schema"
+            for k, v in flatten_errors(value, name).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(messages, list):
+        if all(isinstance(m, str) for m in messages):
+            out[prefix or "_schema"] = list(messages)
+        else:
+            for item in messages:
+                for k, v in flatten_errors(item, prefix).items():
+                    out.setdefault(k, []).extend(v)
+    else:
+        out[prefix or "_schema"] = [str(messages)]
+    return out

@@ -1,0 +1,690 @@
+"""Use cases of casework: families, the shared record, entries, involvements
+and the family's consent. One function per use case; each takes the session,
+the vault, the actor and `now`, commits once, and raises domain errors.
+
+The order of checks follows the contract: the family must be visible (else
+`FamilyNotFound`), then the actor must be entitled to the act
+(`NotPermitted`), then values must be valid (`InvalidInput`), then the act
+must fit the current state (`Conflict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+import consent.services as consent_store
+from consent import model as consent
+from consent.errors import NoConsentForm, NotAgreedToKnow
+from consent.model import Form
+from consent.tables import ConsentFormRow
+from coordination.actors import Actor
+from coordination.crypto import FamilyCipher, Vault
+from coordination.errors import (
+    Conflict,
+    FamilyNotFound,
+    InvalidInput,
+    MinimalDataViolation,
+    NotPermitted,
+)
+from coordination.model import Agency, Entry, Family, FieldDef, Involvement, Member, Staff
+from coordination.roles import InvolvementStatus
+
+INVOLVEMENT = "involvement"
+# What a minimal-data agency may record about a family, and write entries under.
+MINIMAL_FAMILY_KEYS = frozenset({"display_name", "languages"})
+MINIMAL_ENTRY_FIELDS = frozenset({"contact", "story"})
+SEARCH_LIMIT = 50
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def iso_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the family as one request sees it --------------------------------------
+
+
+@dataclass
+class FamilyView:
+    """A family with its involvements and current form, loaded once per request."""
+
+    family: Family
+    involvements: list[Involvement]
+    form_row: ConsentFormRow | None
+    form: Form | None
+    cipher: FamilyCipher = field(repr=False)
+
+    def involved(self, agency: str | None) -> bool:
+        return any(
+            i.agency_id == agency and i.status == InvolvementStatus.ACTIVE
+            for i in self.involvements
+        )
+
+
+def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
+    family = session.get(Family, family_id)
+    if family is None:
+        return None
+    involvements = list(
+        session.scalars(
+            select(Involvement)
+            .where(Involvement.family_id == family_id)
+            .order_by(Involvement.since, Involvement.id)
+        )
+    )
+    row, form = consent_store.current_form(session, family_id)
+    return FamilyView(family, involvements, row, form, vault.for_family(family_id))
+
+
+def _visible(
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+) -> FamilyView:
+    """The family if the actor may know it exists; otherwise `FamilyNotFound`."""
+    view = _load(session, vault, family_id)
+    if view is None:
+        raise FamilyNotFound()
+    if actor.is_family:
+        if actor.family_id != family_id:
+            raise FamilyNotFound()
+        return view
+    if not actor.does_casework:
+        raise FamilyNotFound()
+    if not consent.is_visible(view.form, str(actor.agency_id), view.involved(actor.agency_id), now):
+        raise FamilyNotFound()
+    return view
+
+
+def _involved(view: FamilyView, actor: Actor) -> None:
+    if actor.is_family:
+        return
+    if not view.involved(actor.agency_id):
+        raise NotPermitted("your agency is not involved with this family")
+
+
+def check_access(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    family_id: str,
+    now: datetime,
+    *,
+    involved: bool = False,
+    own_agency: str | None = None,
+) -> None:
+    """Raise what the visibility and entitlement checks of a family route
+    would raise, without doing anything. Lets the boundary answer 404/403
+    before 422 when a body is invalid."""
+    view = _visible(session, vault, actor, family_id, now)
+    if involved:
+        _involved(view, actor)
+    if own_agency is not None and own_agency != actor.agency_id:
+        raise NotPermitted("only that agency's coordinator may change its involvement")
+
+
+# --- catalogue ----------------------------------------------------------------
+
+
+def catalogue(session: Session) -> list[FieldDef]:
+    return list(session.scalars(select(FieldDef).order_by(FieldDef.position, FieldDef.id)))
+
+
+def agencies(session: Session) -> list[Agency]:
+    return list(session.scalars(select(Agency).order_by(Agency.id)))
+
+
+# --- families -----------------------------------------------------------------
+
+
+def create_family(
+    session: Session, vault: Vault, actor: Actor, data: dict[str, Any], now: datetime
+) -> dict[str, str]:
+    """Record a new family; the actor's agency becomes involved.
+
+    Raises `MinimalDataViolation` (nothing stored) when a minimal-data agency
+    sends anything beyond a display name and languages.
+    """
+    if actor.minimal_data:
+        extra = sorted(set(data) - MINIMAL_FAMILY_KEYS)
+        if extra:
+            raise MinimalDataViolation(
+                {key: ["a minimal-data agency records only display_name and languages"]
+                 for key in extra},
+                "a minimal-data agency records a family by display name and languages only",
+            )
+    today = now.date()
+    future = {"birth_date": ["must not be in the future"]} if (
+        data.get("birth_date") and data["birth_date"] > today) else {}
+    for i, member in enumerate(data.get("members", [])):
+        if member.get("birth_date") and member["birth_date"] > today:
+            future[f"members.{i}.birth_date"] = ["must not be in the future"]
+    if future:
+        raise InvalidInput(future)
+    family_id = new_id("fam")
+    cipher = vault.for_family(family_id)
+
+    def seal(column: str, value: str | None) -> bytes | None:
+        return None if value is None else cipher.seal("families", column, family_id, value)
+
+    birth_date: date | None = data.get("birth_date")
+    family = Family(
+        id=family_id,
+        display_name=seal("display_name", data["display_name"]),
+        name_index=vault.blind_index("name", data["display_name"]),
+        birth_date_index=(
+            vault.blind_index("birth_date", birth_date.isoformat()) if birth_date else None
+        ),
+        birth_date=seal("birth_date", birth_date.isoformat() if birth_date else None),
+        address=seal("address", data.get("address")),
+        national_id=seal("national_id", data.get("national_id")),
+        languages=seal("languages", json.dumps(data["languages"]) if "languages" in data else None),
+        recorded_by_agency=actor.agency_id,
+        created_at=now,
+    )
+    session.add(family)
+    session.flush()
+    for position, member in enumerate(data.get("members", [])):
+        member_id = new_id("mem")
+        born: date | None = member.get("birth_date")
+        session.add(
+            Member(
+                id=member_id,
+                family_id=family_id,
+                position=position,
+                name=cipher.seal("family_members", "name", member_id, member["name"]),
+                relation=cipher.seal("family_members", "relation", member_id, member["relation"]),
+                birth_date=(
+                    cipher.seal("family_members", "birth_date", member_id, born.isoformat())
+                    if born
+                    else None
+                ),
+            )
+        )
+    session.add(
+        Involvement(
+            family_id=family_id,
+            agency_id=actor.agency_id,
+            status=InvolvementStatus.ACTIVE,
+            since=now.date(),
+            contact_worker=actor.username,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    session.commit()
+    return {"id": family_id, "display_name": data["display_name"]}
+
+
+def search_families(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    name: str,
+    birth_date: date | None,
+    now: datetime,
+) -> list[dict[str, str]]:
+    """Families with exactly this (normalised) name, and birth date if given,
+    that the actor's agency may know exist."""
+    query = select(Family.id, Family.display_name).where(
+        Family.name_index == vault.blind_index("name", name)
+    )
+    if birth_date is not None:
+        query = query.where(
+            Family.birth_date_index == vault.blind_index("birth_date", birth_date.isoformat())
+        )
+    candidates = session.execute(query.order_by(Family.created_at, Family.id)).all()
+    ids = [row.id for row in candidates]
+    if not ids:
+        return []
+    visible = set(visible_family_ids(session, actor, ids, now))
+    found = []
+    for row in candidates:
+        if row.id in visible:
+            name_shown = vault.for_family(row.id).open(
+                "families", "display_name", row.id, row.display_name
+            )
+            found.append({"id": row.id, "display_name": name_shown})
+            if len(found) == SEARCH_LIMIT:
+                break
+    return found
+
+
+@dataclass
+class SharedRecord:
+    """The shared record as one agency may see it, and what was withheld."""
+
+    body: dict[str, Any]
+    shown: list[str]
+    withheld: list[str]
+
+
+def shared_record(
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+) -> SharedRecord:
+    """The family's shared record for the actor's agency.
+
+    Every catalogue field is either in `fields` (granted, or only the
+    agency's own entries: then also in `partial`) or in `withheld`. Values of
+    withheld entries are never opened.
+    """
+    view = _visible(session, vault, actor, family_id, now)
+    agency = str(actor.agency_id)
+    form, family, cipher = view.form, view.family, view.cipher
+    rows = session.execute(
+        select(Entry, Staff.username)
+        .join(Staff, Staff.id == Entry.author_id)
+        .where(Entry.family_id == family_id)
+        .order_by(Entry.written_at, Entry.id)
+    ).all()
+    by_field: dict[str, list[tuple[Entry, str]]] = defaultdict(list)
+    for entry, author in rows:
+        by_field[entry.field_id].append((entry, author))
+
+    fields: dict[str, list[dict[str, str]]] = {}
+    partial: list[str] = []
+    withheld: list[str] = []
+    granted: set[str] = set()
+    for field_def in catalogue(session):
+        fid = field_def.id
+        if consent.decide(form, agency, fid, now):
+            granted.add(fid)
+            fields[fid] = [_entry_out(cipher, e, a) for e, a in by_field[fid]]
+            continue
+        own = [(e, a) for e, a in by_field[fid] if e.agency_id == agency]
+        if own:
+            fields[fid] = [_entry_out(cipher, e, a) for e, a in own]
+            partial.append(fid)
+        else:
+            withheld.append(fid)
+
+    body: dict[str, Any] = {
+        "id": family.id,
+        "display_name": cipher.open("families", "display_name", family.id, family.display_name),
+    }
+    authored = family.recorded_by_agency == agency
+    if "household" in granted or authored:
+        if family.birth_date is not None:
+            body["birth_date"] = cipher.open("families", "birth_date", family.id, family.birth_date)
+        if family.languages is not None:
+            body["languages"] = json.loads(
+                cipher.open("families", "languages", family.id, family.languages)
+            )
+        body["members"] = _members(session, cipher, family.id)
+    if ("contact" in granted or authored) and family.address is not None:
+        body["address"] = cipher.open("families", "address", family.id, family.address)
+    if authored and family.national_id is not None:
+        body["national_id"] = cipher.open("families", "national_id", family.id, family.national_id)
+    body["fields"] = fields
+    body["partial"] = partial
+    body["withheld"] = withheld
+    if INVOLVEMENT in granted:
+        body["involvements"] = [_involvement_out(i) for i in view.involvements]
+    return SharedRecord(body, shown=sorted(fields), withheld=withheld)
+
+
+def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, str]:
+    return {
+        "id": entry.id,
+        "agency": entry.agency_id,
+        "author": author,
+        "written_at": iso_time(entry.written_at),
+        "value": cipher.open("entries", "value", entry.id, entry.value),
+    }
+
+
+def _members(session: Session, cipher: FamilyCipher, family_id: str) -> list[dict[str, str]]:
+    out = []
+    for m in session.scalars(
+        select(Member).where(Member.family_id == family_id).order_by(Member.position)
+    ):
+        item = {
+            "name": cipher.open("family_members", "name", m.id, m.name),
+            "relation": cipher.open("family_members", "relation", m.id, m.relation),
+        }
+        if m.birth_date is not None:
+            item["birth_date"] = cipher.open("family_members", "birth_date", m.id, m.birth_date)
+        out.append(item)
+    return out
+
+
+def _involvement_out(inv: Involvement) -> dict[str, Any]:
+    return {
+        "agency": inv.agency_id,
+        "status": inv.status,
+        "since": inv.since.isoformat(),
+        "contact_worker": inv.contact_worker,
+    }
+
+
+# --- entries ------------------------------------------------------------------
+
+
+def write_entry(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    family_id: str,
+    field_id: str,
+    value: str,
+    now: datetime,
+) -> dict[str, str]:
+    """Write an entry under one field for an involved agency."""
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    known = {f.id for f in catalogue(session)}
+    if field_id not in known:
+        raise InvalidInput({"field": [f"unknown field '{field_id}'"]})
+    if field_id == INVOLVEMENT:
+        raise InvalidInput(
+            {"field": ["'involvement' is kept by referrals, not written as an entry"]}
+        )
+    if actor.minimal_data and field_id not in MINIMAL_ENTRY_FIELDS:
+        raise MinimalDataViolation(
+            {"field": [f"a minimal-data agency writes only contact and story, not '{field_id}'"]}
+        )
+    entry_id = new_id("ent")
+    entry = Entry(
+        id=entry_id,
+        family_id=family_id,
+        field_id=field_id,
+        agency_id=actor.agency_id,
+        author_id=actor.staff_id,
+        written_at=now,
+        value=view.cipher.seal("entries", "value", entry_id, value),
+    )
+    session.add(entry)
+    session.commit()
+    return {
+        "id": entry_id,
+        "field": field_id,
+        "agency": str(actor.agency_id),
+        "author": str(actor.username),
+        "written_at": iso_time(now),
+        "value": value,
+    }
+
+
+# --- involvements -------------------------------------------------------------
+
+
+def refer(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    family_id: str,
+    agency_id: str,
+    contact_worker: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Refer the family to another agency, which becomes involved.
+
+    Needs the family's current form to grant that agency `involvement`
+    (else `Conflict`: the family has not agreed that it may know of it).
+    """
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    if session.get(Agency, agency_id) is None:
+        raise InvalidInput({"agency": [f"unknown agency '{agency_id}'"]})
+    if view.involved(agency_id):
+        raise Conflict(f"agency '{agency_id}' is already involved with this family")
+    if not consent.decide(view.form, agency_id, INVOLVEMENT, now):
+        raise Conflict(str(NotAgreedToKnow(agency_id)))
+    existing = next((i for i in view.involvements if i.agency_id == agency_id), None)
+    if existing is None:
+        existing = Involvement(family_id=family_id, agency_id=agency_id, created_at=now)
+        session.add(existing)
+    existing.status = InvolvementStatus.ACTIVE
+    existing.since = now.date()
+    existing.contact_worker = contact_worker
+    existing.updated_at = now
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("the family's involvements changed meanwhile; try again") from exc
+    return _involvement_out(existing)
+
+
+def update_involvement(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    family_id: str,
+    agency_id: str,
+    changes: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Close (or name the contact worker of) the actor's own agency's involvement."""
+    view = _visible(session, vault, actor, family_id, now)
+    if agency_id != actor.agency_id:
+        raise NotPermitted("only that agency's coordinator may change its involvement")
+    inv = next((i for i in view.involvements if i.agency_id == agency_id), None)
+    if inv is None:
+        raise Conflict("your agency has no involvement with this family")
+    if "status" in changes:
+        inv.status = changes["status"]
+    if "contact_worker" in changes:
+        inv.contact_worker = changes["contact_worker"]
+    if session.is_modified(inv):
+        inv.updated_at = now
+    session.commit()
+    return _involvement_out(inv)
+
+
+# --- consent ------------------------------------------------------------------
+
+
+def _form_out(
+    cipher: FamilyCipher, row: ConsentFormRow, form: Form, now: datetime
+) -> dict[str, Any]:
+    return {
+        "version": row.version,
+        "signed_by": cipher.open("consent_forms", "signed_by", f"v{row.version}", row.signed_by),
+        "signed_on": row.signed_on.isoformat(),
+        "recorded_at": iso_time(row.recorded_at),
+        "method": row.method,
+        "witness": row.witness,
+        "interpreter_language": row.interpreter_language,
+        "purpose": row.purpose,
+        "legal_basis": row.legal_basis,
+        "valid_until": row.valid_until.isoformat(),
+        "in_force": form.in_force(now),
+        "grants": form.grants(),
+    }
+
+
+def get_consent(
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+) -> dict[str, Any]:
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    if view.form_row is None or view.form is None:
+        raise NoConsentForm("no consent form has been recorded for this family")
+    return _form_out(view.cipher, view.form_row, view.form, now)
+
+
+def _check_grid(session: Session, grants: dict[str, list[str]]) -> frozenset[consent.Cell]:
+    known_agencies = set(session.scalars(select(Agency.id)))
+    known_fields = {f.id for f in catalogue(session)}
+    errors: dict[str, list[str]] = {}
+    for agency_id, field_ids in grants.items():
+        problems = [] if agency_id in known_agencies else [f"unknown agency '{agency_id}'"]
+        problems += [f"unknown field '{f}'" for f in field_ids if f not in known_fields]
+        if problems:
+            errors[f"grants.{agency_id}"] = problems
+    if errors:
+        raise InvalidInput(errors, "the grid names unknown agencies or fields")
+    return consent.cells_from_grants(grants)
+
+
+def record_consent(
+    session: Session, vault: Vault, actor: Actor, family_id: str, data: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Record a newly signed joint form as a whole new version.
+
+    The grid replaces the previous one. The first form, or one with
+    `reissue_pin`, issues the family's receipt code and PIN (returned once).
+    """
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    cells = _check_grid(session, data["grants"])
+    if data["valid_until"] < now.date():
+        raise InvalidInput({"valid_until": ["must not be in the past"]})
+    if data["signed_on"] > now.date():
+        raise InvalidInput({"signed_on": ["must not be in the future"]})
+    version = (view.form_row.version if view.form_row else 0) + 1
+    meta = consent_store.FormMeta(
+        signed_by=b"",
+        signed_on=data["signed_on"],
+        method=data["method"],
+        witness=data.get("witness") or actor.username,
+        interpreter_language=data.get("interpreter_language"),
+        purpose=data["purpose"],
+        legal_basis=data.get("legal_basis", "consent"),
+        valid_until=data["valid_until"],
+    )
+    try:
+        row, form = _write_sealed(
+            session, view, meta, data["signed_by"], version, cells,
+            change="signed" if version == 1 else "re-signed", changed_by=actor.label, now=now,
+        )
+        receipt = None
+        if view.form_row is None or data.get("reissue_pin"):
+            code, pin = consent_store.issue_receipt(session, family_id, now)
+            receipt = {"code": code, "pin": pin}
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
+    out = _form_out(view.cipher, row, form, now)
+    if receipt:
+        out["receipt"] = receipt
+    return out
+
+
+def _write_sealed(
+    session: Session,
+    view: FamilyView,
+    meta: consent_store.FormMeta,
+    signed_by: str,
+    version: int,
+    cells: frozenset[consent.Cell],
+    *,
+    change: str,
+    changed_by: str,
+    now: datetime,
+) -> tuple[ConsentFormRow, Form]:
+    # A form version is never updated, so the guardian's name is sealed
+    # before the insert, bound to (family, version) rather than a row id.
+    sealed = view.cipher.seal("consent_forms", "signed_by", f"v{version}", signed_by)
+    meta = dataclasses.replace(meta, signed_by=sealed)
+    return consent_store.write_version(
+        session, view.family.id, version, meta, cells, change=change, changed_by=changed_by,
+        now=now,
+    )
+
+
+def revoke_consent(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    family_id: str,
+    agency_id: str | None,
+    field_id: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Revoke one cell, a column, a row, or everything (both None).
+
+    Makes a new version that takes effect on the very next request; when
+    nothing would change, no version is written.
+    """
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    errors: dict[str, list[str]] = {}
+    if agency_id is not None and session.get(Agency, agency_id) is None:
+        errors["agency"] = [f"unknown agency '{agency_id}'"]
+    if field_id is not None and field_id not in {f.id for f in catalogue(session)}:
+        errors["field"] = [f"unknown field '{field_id}'"]
+    if errors:
+        raise InvalidInput(errors)
+    if view.form_row is None or view.form is None:
+        raise Conflict("no consent form has been recorded for this family; nothing to revoke")
+    remaining = consent.revoke(view.form.cells, agency_id, field_id)
+    if remaining == view.form.cells:
+        return _form_out(view.cipher, view.form_row, view.form, now)
+    signed_by = view.cipher.open(
+        "consent_forms", "signed_by", f"v{view.form_row.version}", view.form_row.signed_by
+    )
+    meta = consent_store.FormMeta.of(view.form_row)
+    try:
+        row, form = _write_sealed(
+            session, view, meta, signed_by, view.form_row.version + 1, remaining,
+            change=consent.describe_revocation(agency_id, field_id), changed_by=actor.label,
+            now=now,
+        )
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
+    return _form_out(view.cipher, row, form, now)
+
+
+def consent_history(
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+) -> list[dict[str, Any]]:
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    out = []
+    for row, form in consent_store.history(session, family_id):
+        item = _form_out(view.cipher, row, form, now)
+        item["change"] = row.change
+        item["changed_by"] = row.changed_by
+        out.append(item)
+    return out
+
+
+def access_log(
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Who looked at the family's record, as the family is shown it.
+
+    The audit log that feeds this is not recorded yet: the list is empty.
+    """
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    return []
+
+
+def visible_family_ids(
+    session: Session, actor: Actor, family_ids: Sequence[str], now: datetime
+) -> list[str]:
+    """Which of these families the actor's agency may know exist."""
+    involved = set(
+        session.scalars(
+            select(Involvement.family_id).where(
+                Involvement.family_id.in_(family_ids),
+                Involvement.agency_id == actor.agency_id,
+                Involvement.status == InvolvementStatus.ACTIVE,
+            )
+        )
+    )
+    forms = consent_store.current_forms(session, family_ids)
+    return [
+        fid
+        for fid in family_ids
+        if consent.is_visible(forms.get(fid), str(actor.agency_id), fid in involved, now)
+    ]
