@@ -1,0 +1,228 @@
+"""Fixtures shared by every tier.
+
+Integration and functional tests take `db_url`, which runs each of them on
+SQLite and on PostgreSQL. PostgreSQL is a throwaway cluster started here; in
+CI (CI=true) a missing PostgreSQL fails the run, locally it skips with a
+message saying how to enable it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
+
+import consent.tables  # noqa: F401
+from coordination import accounts, migrate
+from coordination.app import create_app
+from coordination.config import Settings
+from coordination.db import Base, make_engine
+from tests.pg import Cluster, PgUnavailable, create_database
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def _schemas() -> Iterator[dict[str, Any]]:
+    """Per backend: (url, engine) of the database migrated for this run."""
+    registry: dict[str, Any] = {}
+    yield registry
+    _dispose(registry)
+
+
+def _dispose(registry: dict[str, Any]) -> None:
+    for _url, engine in registry.values():
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(_schemas: dict[str, Any]) -> Iterator[str]:
+    url = os.environ.get("ONESTORY_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    cluster = None
+    try:
+        cluster = Cluster()
+        cluster.start()
+    except PgUnavailable as exc:
+        if cluster is not None:
+            cluster.stop()
+        message = (f"PostgreSQL is not available ({exc}); install Debian's postgresql "
+                   "package or set ONESTORY_TEST_PG_URL to run these tests")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield cluster.admin_url
+    _dispose(_schemas)  # connections close before the server goes away
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, _schemas: dict[str, Any],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database, emptied of data (the field catalogue stays)."""
+    backend = request.param
+    if backend not in _schemas:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'onestory.db'}"
+        else:
+            url = create_database(request.getfixturevalue("pg_admin_url"))
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        _schemas[backend] = (url, engine)
+    url, engine = _schemas[backend]
+    _empty(engine)
+    yield url
+
+
+def _empty(engine: Engine) -> None:
+    keep = {"fields", "alembic_version"}
+    tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in keep]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+class Clock:
+    """The time the application sees; tests move it."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(env="production", instance=tmp_path, database_url=db_url,
+                    secret_key="test-secret-key")
+
+
+@pytest.fixture
+def app(settings: Settings, clock: Clock) -> Iterator[Flask]:
+    application = create_app(settings, clock=clock)
+    yield application
+    application.extensions["onestory"].engine.dispose()
+
+
+# The agencies and staff most tests use.
+AGENCIES = [
+    ("health-centre", "Health centre", "health", False),
+    ("physio", "Physiotherapy", "physiotherapy", False),
+    ("ecec", "Kindergarten", "ecec", False),
+    ("cps", "Child protection", "child-protection", False),
+    ("ngo", "Drop-in NGO", "ngo", True),
+    ("oversight", "Data protection office", "oversight", False),
+]
+STAFF = [
+    ("nurse1", "health-centre", "practitioner"),
+    ("coord1", "health-centre", "coordinator"),
+    ("physio1", "physio", "practitioner"),
+    ("physiocoord", "physio", "coordinator"),
+    ("ecec1", "ecec", "practitioner"),
+    ("cps1", "cps", "practitioner"),
+    ("ngo1", "ngo", "practitioner"),
+    ("ngocoord", "ngo", "coordinator"),
+    ("auditor1", "oversight", "auditor"),
+    ("admin1", "oversight", "admin"),
+]
+
+
+@dataclass
+class Api:
+    """A test client that speaks as one user at a time."""
+
+    client: FlaskClient
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def call(self, method: str, path: str, who: str | None = None, json: Any = None,
+             **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens.get(who, who)}"
+        return self.client.open(path, method=method, json=json, headers=headers, **kwargs)
+
+    def get(self, path: str, who: str | None = None, **kw: Any) -> Any:
+        return self.call("GET", path, who, **kw)
+
+    def post(self, path: str, who: str | None = None, json: Any = None, **kw: Any) -> Any:
+        return self.call("POST", path, who, json=json, **kw)
+
+    def put(self, path: str, who: str | None = None, json: Any = None, **kw: Any) -> Any:
+        return self.call("PUT", path, who, json=json, **kw)
+
+    def patch(self, path: str, who: str | None = None, json: Any = None, **kw: Any) -> Any:
+        return self.call("PATCH", path, who, json=json, **kw)
+
+    # --- helpers for arranging a case ---------------------------------------
+
+    def new_family(self, who: str = "nurse1", **body: Any) -> str:
+        body.setdefault("display_name", "Test Family")
+        response = self.post("/api/v1/families", who, json=body)
+        assert response.status_code == 201, response.get_json()
+        family_id: str = response.get_json()["id"]
+        return family_id
+
+    def write(self, family_id: str, field_id: str, value: str, who: str = "nurse1") -> Any:
+        response = self.post(f"/api/v1/families/{family_id}/entries", who,
+                             json={"field": field_id, "value": value})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def sign(self, family_id: str, grants: dict[str, list[str]], who: str = "coord1",
+             **extra: Any) -> Any:
+        body = consent_body(grants, **extra)
+        response = self.put(f"/api/v1/families/{family_id}/consent", who, json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+
+def consent_body(grants: dict[str, list[str]], **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "signed_by": "Guardian Name",
+        "signed_on": T0.date().isoformat(),
+        "method": "paper",
+        "purpose": "coordinated support from the family centre",
+        "legal_basis": "consent",
+        "valid_until": (T0.date() + timedelta(days=365)).isoformat(),
+        "grants": grants,
+    }
+    body.update(extra)
+    return body
+
+
+@pytest.fixture
+def api(app: Flask, clock: Clock) -> Api:
+    """Agencies and staff in place, one token per user."""
+    rt = app.extensions["onestory"]
+    tokens = {}
+    with rt.sessions() as session:
+        for slug, name, kind, minimal in AGENCIES:
+            accounts.add_agency(session, slug, name, kind, minimal, clock())
+        for username, agency, role in STAFF:
+            accounts.add_staff(session, username, agency, role, None, clock())
+            tokens[username] = accounts.create_token(session, username, timedelta(days=30),
+                                                     clock())
+    return Api(app.test_client(), tokens)
