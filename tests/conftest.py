@@ -223,6 +223,20 @@ def api(app: Flask, clock: Clock) -> Api:
             accounts.add_agency(session, slug, name, kind, minimal, clock())
         for username, agency, role in STAFF:
             accounts.add_staff(session, username, agency, role, None, clock())
-            tokens[username] = accounts.create_token(session, username, timedelta(days=30),
+            tokens[username] = accounts.create_token(session, username, timedelta(days=3650),
                                                      clock())
     return Api(app.test_client(), tokens)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same argon2 hashing, at a test-friendly cost (the product default
+    is deliberately slow)."""
+    from argon2 import PasswordHasher
+
+    import consent.services
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(consent.services, "_hasher", cheap)
+    monkeypatch.setattr(consent.services, "_DUMMY_HASH", None)
+    monkeypatch.setattr(accounts, "_passwords", cheap)
