@@ -21,6 +21,11 @@ class CliState:
         self._runtime: Runtime | None = None
         self.settings_override: Settings | None = None
 
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.engine.dispose()
+            self._runtime = None
+
     def runtime(self) -> Runtime:
         if self._runtime is None:
             self._runtime = Runtime.build(self.settings_override or load_settings())
@@ -155,6 +160,7 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
     rt = state.runtime()
     rt.settings.require_secret_key()
     _require_schema(rt)
+    state.close()  # workers open their own connections after the fork
     _gunicorn(host, port, workers)
 
 
@@ -188,6 +194,7 @@ def demo(state: CliState, port: int) -> None:
     import os
 
     os.environ["ONESTORY_ENV"] = "development"
+    state.close()  # workers open their own connections after the fork
     _gunicorn("127.0.0.1", port, 1)
 
 
@@ -196,7 +203,7 @@ def _gunicorn(host: str, port: int, workers: int) -> None:
 
     from coordination.app import create_app
 
-    class OneStoryServer(BaseApplication):  # type: ignore[misc]
+    class OneStoryServer(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
@@ -219,13 +226,18 @@ def _safe_url(url: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line on stderr and a non-zero exit on any failure."""
+    state = CliState()
     try:
-        cli.main(args=argv, prog_name="onestory", standalone_mode=False)
+        cli.main(args=argv, prog_name="onestory", standalone_mode=False, obj=state)
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.exceptions.Abort:
         click.echo("onestory: aborted", err=True)
         return 1
+    except click.exceptions.NoArgsIsHelpError as exc:
+        path = exc.ctx.command_path if exc.ctx else "onestory"
+        click.echo(f"onestory: missing command; run '{path} --help'", err=True)
+        return 2
     except click.UsageError as exc:
         click.echo(f"onestory: {exc.format_message()}", err=True)
         return 2
@@ -242,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the contract: never a traceback
         click.echo(f"onestory: unexpected {type(exc).__name__}; nothing was changed", err=True)
         return 1
+    finally:
+        state.close()
     return 0
 
 

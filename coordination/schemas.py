@@ -25,6 +25,16 @@ LANGUAGE = validate.Regexp(
 NEVER_STORED = ("residence_status", "immigration_status", "residence", "immigration")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -33,6 +43,9 @@ class StrictSchema(Schema):
     def _object_only(self, data: Any, **_kw: Any) -> Any:
         if not isinstance(data, dict):
             raise ValidationError({"_schema": ["must be a JSON object"]})
+        with_nul = sorted(str(key) for key, value in data.items() if _has_nul(value))
+        if with_nul:
+            raise ValidationError({key: ["must not contain NUL characters"] for key in with_nul})
         refused = [key for key in data if key in NEVER_STORED]
         if refused:
             raise ValidationError(

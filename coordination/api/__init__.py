@@ -13,8 +13,10 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
+from flask.blueprints import BlueprintSetupState
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
+from werkzeug.routing import BaseConverter
 
 from coordination import accounts
 from coordination.actors import Actor
@@ -101,10 +103,21 @@ def _authenticate() -> Actor:
     return accounts.authenticate(db(), token.strip(), runtime().now())
 
 
+class IdConverter(BaseConverter):
+    """Ids in paths: anything else is simply not a route (404)."""
+
+    regex = r"[A-Za-z0-9_.:-]{1,64}"
+
+
 def create_blueprint() -> Blueprint:
     from coordination.api import catalogue, consent, families
 
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+    def _add_converter(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters["id"] = IdConverter
+
+    bp.record_once(_add_converter)
 
     @bp.before_request
     def _prepare() -> None:

@@ -14,13 +14,13 @@ CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 
 
 def register(bp: Blueprint) -> None:
-    @bp.get("/families/<family_id>/consent")
+    @bp.get("/families/<id:family_id>/consent")
     @allow(*CASEWORK, family=True)
     def get_consent(family_id: str) -> Response:
         rt = runtime()
         return jsonify(services.get_consent(db(), rt.vault, actor(), family_id, rt.now()))
 
-    @bp.put("/families/<family_id>/consent")
+    @bp.put("/families/<id:family_id>/consent")
     @allow(Role.COORDINATOR)
     def put_consent(family_id: str) -> tuple[Response, int]:
         rt = runtime()
@@ -29,7 +29,7 @@ def register(bp: Blueprint) -> None:
         form = services.record_consent(db(), rt.vault, actor(), family_id, data, rt.now())
         return jsonify(form), 201
 
-    @bp.post("/families/<family_id>/consent/revoke")
+    @bp.post("/families/<id:family_id>/consent/revoke")
     @allow(Role.COORDINATOR, family=True)
     def revoke(family_id: str) -> Response:
         rt = runtime()
@@ -40,13 +40,13 @@ def register(bp: Blueprint) -> None:
         )
         return jsonify(form)
 
-    @bp.get("/families/<family_id>/consent/history")
+    @bp.get("/families/<id:family_id>/consent/history")
     @allow(Role.COORDINATOR, family=True)
     def history(family_id: str) -> Response:
         rt = runtime()
         return jsonify(services.consent_history(db(), rt.vault, actor(), family_id, rt.now()))
 
-    @bp.get("/families/<family_id>/access-log")
+    @bp.get("/families/<id:family_id>/access-log")
     @allow(Role.COORDINATOR, family=True)
     def access_log(family_id: str) -> Response:
         rt = runtime()

@@ -32,14 +32,14 @@ def register(bp: Blueprint) -> None:
         )
         return jsonify(found)
 
-    @bp.get("/families/<family_id>")
+    @bp.get("/families/<id:family_id>")
     @allow(*CASEWORK)
     def family(family_id: str) -> Response:
         rt = runtime()
         record = services.shared_record(db(), rt.vault, actor(), family_id, rt.now())
         return jsonify(record.body)
 
-    @bp.post("/families/<family_id>/entries")
+    @bp.post("/families/<id:family_id>/entries")
     @allow(*CASEWORK)
     def write_entry(family_id: str) -> tuple[Response, int]:
         rt = runtime()
@@ -50,7 +50,7 @@ def register(bp: Blueprint) -> None:
         )
         return jsonify(entry), 201
 
-    @bp.post("/families/<family_id>/involvements")
+    @bp.post("/families/<id:family_id>/involvements")
     @allow(Role.COORDINATOR)
     def refer(family_id: str) -> tuple[Response, int]:
         rt = runtime()
@@ -62,7 +62,7 @@ def register(bp: Blueprint) -> None:
         )
         return jsonify(involvement), 201
 
-    @bp.patch("/families/<family_id>/involvements/<agency_id>")
+    @bp.patch("/families/<id:family_id>/involvements/<id:agency_id>")
     @allow(Role.COORDINATOR)
     def update_involvement(family_id: str, agency_id: str) -> Response:
         rt = runtime()

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from coordination import accounts, cli
+from coordination.config import Settings
 from coordination.db import make_engine
 from coordination.errors import NotAuthenticated
 from coordination.model import Agency, ApiToken, Family, Staff
-from coordination.config import Settings
 from coordination.runtime import Runtime, utc_now
 from tests.pg import create_database
 
@@ -31,12 +32,9 @@ BUILT: list[Runtime] = []
 
 @pytest.fixture(autouse=True)
 def _track_runtimes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Record every Runtime the command line builds, and close its engine at the end.
-
-    `cli.main` does not dispose the engine it builds (see
-    test_main_releases_its_database_connections); without this, PostgreSQL
-    connections are garbage-collected while open, which -W error turns into failures.
-    """
+    """Record every Runtime the command line builds, so that
+    test_main_releases_its_database_connections can check `main()` closes
+    them; anything left over is closed at the end."""
     original = Runtime.build
 
     def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> Runtime:
@@ -123,7 +121,9 @@ def test_main_releases_its_database_connections(db_env: str,
     assert cli.main(["agency", "add", "x", "--name", "X", "--kind", "health"]) == 0
     assert len(BUILT) == 2
     for runtime in BUILT:
-        assert runtime.engine.pool.checkedin() == 0, "main() left its engine's connections open"
+        pool = runtime.engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.checkedin() == 0, "main() left its engine's connections open"
 
 
 # --- init -------------------------------------------------------------------

@@ -85,3 +85,20 @@ def test_belgian_minimal_data_ngo(api: Api) -> None:
     record = api.get(f"/api/v1/families/{family}", "nurse1").get_json()
     assert record["fields"]["contact"][0]["value"] == "Aunt's phone +32 470 00 00 00"
     assert api.get(f"/api/v1/families/{family}", "cps1").status_code == 404
+
+
+def test_nul_characters_are_refused_not_500(api: Api) -> None:
+    family = api.new_family("nurse1")
+    api.sign(family, {"physio": ["involvement"]})
+    cases = [
+        ("GET", "/api/v1/families/fam%00x", None, 404),
+        ("POST", f"/api/v1/families/{family}/involvements", {"agency": "phy\x00sio"}, 422),
+        ("POST", f"/api/v1/families/{family}/consent/revoke", {"agency": "a\x00"}, 422),
+        ("POST", "/api/v1/families", {"display_name": "x\x00y"}, 422),
+        ("PATCH", f"/api/v1/families/{family}/involvements/health-centre",
+         {"contact_worker": "\x00"}, 422),
+    ]
+    for method, path, body, status in cases:
+        response = api.call(method, path, "coord1", json=body)
+        assert response.status_code == status, (path, response.get_json())
+        assert response.mimetype == "application/problem+json"
