@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import statistics
 import sys
@@ -123,7 +124,7 @@ class Loader:
                                   "(SELECT max(id) FROM involvements))"))
                 conn.execute(text("SELECT setval(pg_get_serial_sequence('consent_forms', 'id'), "
                                   "(SELECT max(id) FROM consent_forms))"))
-            conn.execute(text("ANALYZE"))
+        settle(self.engine)
         return time.perf_counter() - started
 
     def _load_chunk(self, count: int) -> None:
@@ -301,6 +302,60 @@ Read = Callable[[Session, Vault, Actor, str, datetime], dict[str, Any]]
 # --- measuring ----------------------------------------------------------------
 
 
+class Pinning:
+    """While measuring, run this process and its database server backends on one
+    CPU (Linux). On a small machine the client and a PostgreSQL backend otherwise
+    land on the same or on different cores from one minute to the next, and the
+    read time jumps between two levels; background work (autovacuum, checkpoints,
+    WAL) keeps the other cores. Off with --no-pin."""
+
+    def __init__(self, engine: Engine, enabled: bool) -> None:
+        self.engine = engine
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.cpu = self.cpus[0] if enabled and len(self.cpus) > 1 else None
+        self.backends: set[int] = set()
+        self.active = False
+        self.server = engine.dialect.name == "postgresql"
+        self.note = "not pinned to a CPU"
+        if self.cpu is not None and self.server:
+            event.listen(engine, "connect", self._connected)
+
+    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = int(cursor.fetchone()[0])
+        cursor.close()
+        self.backends.add(pid)
+        if self.active:
+            self._set(pid, {self.cpu})
+
+    def _set(self, pid: int, cpus: set[Any]) -> None:
+        try:
+            os.sched_setaffinity(pid, cpus)
+        except OSError as exc:  # a backend that is gone, or not ours to move
+            self.backends.discard(pid)
+            self.note = f"client on CPU {self.cpu}; server backend not pinned ({exc})"
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        if self.cpu is None:
+            yield
+            return
+        self.active = True
+        self.note = (f"client and its server backend pinned to CPU {self.cpu}" if self.server
+                     else f"pinned to CPU {self.cpu}")
+        for pid in [0, *self.backends]:
+            self._set(pid, {self.cpu})
+        if self.server and not self.backends:
+            self.note = f"client pinned to CPU {self.cpu}; server backend not pinned"
+        try:
+            yield
+        finally:
+            self.active = False
+            for pid in [0, *self.backends]:
+                self._set(pid, set(self.cpus))
+
+
 @dataclass
 class Timing:
     samples_us: list[float]
@@ -325,6 +380,7 @@ class Result:
     consented: Timing
     plain: Timing
     queries: tuple[int, int]  # statements per read: consented, plain
+    pinning: str
 
     @property
     def ratio(self) -> float:
@@ -395,8 +451,23 @@ def measure(sessions: sessionmaker[Session], vault: Vault, actor: Actor, ids: li
 # --- the run ----------------------------------------------------------------
 
 
-def run(url: str, sizes: list[int], reads: int, label: str) -> list[Result]:
+def settle(engine: Engine) -> None:
+    """After a bulk load: statistics fresh, dirty pages written, nothing left for
+    background work to catch up on while reads are timed."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("VACUUM ANALYZE"))
+            conn.execute(text("CHECKPOINT"))
+        else:
+            conn.execute(text("ANALYZE"))
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    if hasattr(os, "sync"):
+        os.sync()  # the kernel's write-back of the load would otherwise overlap the timing
+
+
+def run(url: str, sizes: list[int], reads: int, label: str, pin: bool) -> list[Result]:
     engine = make_engine(url)
+    pinning = Pinning(engine, pin)
     try:
         migrate.upgrade(engine)
         sessions = make_session_factory(engine)
@@ -424,27 +495,28 @@ def run(url: str, sizes: list[int], reads: int, label: str) -> list[Result]:
                   flush=True)
             queries = check_reads(sessions, engine, vault, actor, rng.choice(loader.family_ids),
                                   now)
-            consented, plain = measure(sessions, vault, actor, loader.family_ids, now, reads,
-                                       rng)
-            results.append(Result(size, seconds, consented, plain, queries))
+            with pinning.pinned():
+                consented, plain = measure(sessions, vault, actor, loader.family_ids, now, reads,
+                                           rng)
+            results.append(Result(size, seconds, consented, plain, queries, pinning.note))
         return results
     finally:
         engine.dispose()
 
 
-def sqlite_run(sizes: list[int], reads: int) -> list[Result]:
+def sqlite_run(sizes: list[int], reads: int, pin: bool) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="onestory-bench-") as folder:
-        return run(f"sqlite:///{Path(folder) / 'bench.db'}", sizes, reads, "sqlite")
+        return run(f"sqlite:///{Path(folder) / 'bench.db'}", sizes, reads, "sqlite", pin)
 
 
-def postgres_run(sizes: list[int], reads: int) -> list[Result]:
+def postgres_run(sizes: list[int], reads: int, pin: bool) -> list[Result]:
     sys.path.insert(0, str(ROOT))
     from tests.pg import Cluster, create_database
 
     cluster = Cluster()
     try:
         cluster.start()
-        return run(create_database(cluster.admin_url), sizes, reads, "postgresql")
+        return run(create_database(cluster.admin_url), sizes, reads, "postgresql", pin)
     finally:
         cluster.stop()
 
@@ -456,7 +528,7 @@ def verdict(ok: bool) -> str:
 def report(backend: str, results: list[Result], reads: int) -> None:
     print()
     print(f"shared_record on {backend}: {reads:,} reads of each kind per size, "
-          "fresh session per read, times in microseconds per read")
+          f"fresh session per read, {results[-1].pinning}; times in microseconds per read")
     header = (f"{'families':>10} {'load s':>7} | {'consented':>9} {'mean':>7} {'p95':>7} | "
               f"{'plain':>7} {'mean':>7} {'p95':>7} | {'ratio':>6} {'queries':>7}  "
               f"target <= {RATIO_TARGET:.1f}x")
@@ -489,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke run: 200 and 2000 families, 200 reads")
     parser.add_argument("--postgres", action="store_true",
                         help="run on a throwaway PostgreSQL cluster (tests/pg.py), not SQLite")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin client and server to one CPU while measuring")
     args = parser.parse_args(argv)
     small, big = (200, 2_000) if args.quick else (1_000, args.families)
     reads = args.reads or (200 if args.quick else 2_000)
@@ -497,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [small, big]
     backend = "postgresql" if args.postgres else "sqlite"
     started = time.perf_counter()
-    results = (postgres_run if args.postgres else sqlite_run)(sizes, reads)
+    results = (postgres_run if args.postgres else sqlite_run)(sizes, reads, not args.no_pin)
     report(backend, results, reads)
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0

@@ -6,6 +6,7 @@ string, "yes" is not a boolean.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import (
@@ -19,10 +20,29 @@ from marshmallow import (
 )
 
 LANGUAGE = validate.Regexp(
-    r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", error="a language code such as 'tr', 'ar' or 'nb'"
+    r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z", error="a language code such as 'tr', 'ar' or 'nb'"
 )
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # OneStory never stores these, for anyone, in any mode.
 NEVER_STORED = ("residence_status", "immigration_status", "residence", "immigration")
+
+
+class StrictDate(fields.Date):
+    """Exactly YYYY-MM-DD, ASCII digits only."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not ISO_DATE.fullmatch(value):
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """Only JSON true and false: not 1, 0, "yes"."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 def _has_nul(value: Any) -> bool:
@@ -62,15 +82,18 @@ def text(lo: int, hi: int, **kw: Any) -> fields.String:
 class MemberIn(StrictSchema):
     name = text(1, 200, required=True)
     relation = text(1, 50, required=True)
-    birth_date = fields.Date()
+    birth_date = StrictDate()
 
 
 class FamilyIn(StrictSchema):
     display_name = text(1, 200, required=True)
-    birth_date = fields.Date()
+    birth_date = StrictDate()
     address = text(1, 500)
     national_id = text(1, 64)
-    languages = fields.List(fields.String(validate=LANGUAGE), validate=validate.Length(max=20))
+    languages = fields.List(
+        fields.String(validate=[LANGUAGE, validate.Length(max=35)]),
+        validate=validate.Length(max=20),
+    )
     members = fields.List(fields.Nested(MemberIn), validate=validate.Length(max=30))
 
     @validates_schema
@@ -84,7 +107,7 @@ class SearchArgs(Schema):
         unknown = RAISE
 
     name = text(1, 200, required=True)
-    birth_date = fields.Date()
+    birth_date = StrictDate()
 
 
 class EntryIn(StrictSchema):
@@ -110,22 +133,19 @@ class InvolvementPatch(StrictSchema):
             raise ValidationError({"status": ["give status and/or contact_worker"]})
 
 
-class StrictBoolean(fields.Boolean):
-    truthy = {True}
-    falsy = {False}
-
-
 class ConsentIn(StrictSchema):
     signed_by = text(1, 200, required=True)
-    signed_on = fields.Date(required=True)
+    signed_on = StrictDate(required=True)
     method = fields.String(
         required=True, validate=validate.OneOf(["paper", "in_person", "family_portal"])
     )
     witness = text(1, 64, allow_none=True)
-    interpreter_language = fields.String(validate=LANGUAGE, allow_none=True)
+    interpreter_language = fields.String(
+        validate=[LANGUAGE, validate.Length(max=16)], allow_none=True
+    )
     purpose = text(1, 500, required=True)
     legal_basis = text(1, 64)
-    valid_until = fields.Date(required=True)
+    valid_until = StrictDate(required=True)
     grants = fields.Dict(
         keys=fields.String(validate=validate.Length(min=1, max=64)),
         values=fields.List(fields.String(validate=validate.Length(min=1, max=64))),

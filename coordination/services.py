@@ -149,6 +149,34 @@ def agencies(session: Session) -> list[Agency]:
 # --- families -----------------------------------------------------------------
 
 
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def family_errors(actor: Actor, data: dict[str, Any], now: datetime) -> dict[str, list[str]]:
+    """What is wrong with a new family beyond its shape (works on raw input)."""
+    errors: dict[str, list[str]] = {}
+    if actor.minimal_data:
+        for key in sorted(set(data) - MINIMAL_FAMILY_KEYS):
+            errors[key] = ["a minimal-data agency records only display_name and languages"]
+    born = _as_date(data.get("birth_date"))
+    if born and born > now.date():
+        errors.setdefault("birth_date", []).append("must not be in the future")
+    members = data.get("members")
+    for i, member in enumerate(members if isinstance(members, list) else []):
+        born = _as_date(member.get("birth_date")) if isinstance(member, dict) else None
+        if born and born > now.date():
+            errors[f"members.{i}.birth_date"] = ["must not be in the future"]
+    return errors
+
+
 def create_family(
     session: Session, vault: Vault, actor: Actor, data: dict[str, Any], now: datetime
 ) -> dict[str, str]:
@@ -157,22 +185,11 @@ def create_family(
     Raises `MinimalDataViolation` (nothing stored) when a minimal-data agency
     sends anything beyond a display name and languages.
     """
-    if actor.minimal_data:
-        extra = sorted(set(data) - MINIMAL_FAMILY_KEYS)
-        if extra:
-            raise MinimalDataViolation(
-                {key: ["a minimal-data agency records only display_name and languages"]
-                 for key in extra},
-                "a minimal-data agency records a family by display name and languages only",
-            )
-    today = now.date()
-    future = {"birth_date": ["must not be in the future"]} if (
-        data.get("birth_date") and data["birth_date"] > today) else {}
-    for i, member in enumerate(data.get("members", [])):
-        if member.get("birth_date") and member["birth_date"] > today:
-            future[f"members.{i}.birth_date"] = ["must not be in the future"]
-    if future:
-        raise InvalidInput(future)
+    errors = family_errors(actor, data, now)
+    if errors:
+        kind = MinimalDataViolation if actor.minimal_data and set(data) - MINIMAL_FAMILY_KEYS \
+            else InvalidInput
+        raise kind(errors)
     family_id = new_id("fam")
     cipher = vault.for_family(family_id)
 
@@ -372,6 +389,20 @@ def _involvement_out(inv: Involvement) -> dict[str, Any]:
 # --- entries ------------------------------------------------------------------
 
 
+def entry_errors(session: Session, actor: Actor, field_id: Any) -> dict[str, list[str]]:
+    """What is wrong with the field an entry is written under (raw input)."""
+    if not isinstance(field_id, str):
+        return {}
+    if field_id not in {f.id for f in catalogue(session)}:
+        return {"field": [f"unknown field '{field_id}'"]}
+    if field_id == INVOLVEMENT:
+        return {"field": ["'involvement' is kept by referrals, not written as an entry"]}
+    if actor.minimal_data and field_id not in MINIMAL_ENTRY_FIELDS:
+        return {"field": [f"a minimal-data agency writes only contact and story, "
+                          f"not '{field_id}'"]}
+    return {}
+
+
 def write_entry(
     session: Session,
     vault: Vault,
@@ -384,17 +415,10 @@ def write_entry(
     """Write an entry under one field for an involved agency."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
-    known = {f.id for f in catalogue(session)}
-    if field_id not in known:
-        raise InvalidInput({"field": [f"unknown field '{field_id}'"]})
-    if field_id == INVOLVEMENT:
-        raise InvalidInput(
-            {"field": ["'involvement' is kept by referrals, not written as an entry"]}
-        )
-    if actor.minimal_data and field_id not in MINIMAL_ENTRY_FIELDS:
-        raise MinimalDataViolation(
-            {"field": [f"a minimal-data agency writes only contact and story, not '{field_id}'"]}
-        )
+    errors = entry_errors(session, actor, field_id)
+    if errors:
+        kind = MinimalDataViolation if actor.minimal_data else InvalidInput
+        raise kind(errors)
     entry_id = new_id("ent")
     entry = Entry(
         id=entry_id,
@@ -420,6 +444,18 @@ def write_entry(
 # --- involvements -------------------------------------------------------------
 
 
+def reference_errors(session: Session, agency_id: Any = None, field_id: Any = None
+                     ) -> dict[str, list[str]]:
+    """Name unknown agency and field ids (raw input; None means not given)."""
+    errors: dict[str, list[str]] = {}
+    # Compared in Python: raw input may hold what a database cannot (NUL).
+    if isinstance(agency_id, str) and agency_id not in set(session.scalars(select(Agency.id))):
+        errors["agency"] = [f"unknown agency '{agency_id}'"]
+    if isinstance(field_id, str) and field_id not in {f.id for f in catalogue(session)}:
+        errors["field"] = [f"unknown field '{field_id}'"]
+    return errors
+
+
 def refer(
     session: Session,
     vault: Vault,
@@ -436,8 +472,9 @@ def refer(
     """
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
-    if session.get(Agency, agency_id) is None:
-        raise InvalidInput({"agency": [f"unknown agency '{agency_id}'"]})
+    errors = reference_errors(session, agency_id)
+    if errors:
+        raise InvalidInput(errors)
     if view.involved(agency_id):
         raise Conflict(f"agency '{agency_id}' is already involved with this family")
     if not consent.decide(view.form, agency_id, INVOLVEMENT, now):
@@ -516,18 +553,29 @@ def get_consent(
     return _form_out(view.cipher, view.form_row, view.form, now)
 
 
-def _check_grid(session: Session, grants: dict[str, list[str]]) -> frozenset[consent.Cell]:
-    known_agencies = set(session.scalars(select(Agency.id)))
-    known_fields = {f.id for f in catalogue(session)}
+def consent_errors(session: Session, data: dict[str, Any], now: datetime
+                   ) -> dict[str, list[str]]:
+    """What is wrong with a signed form beyond its shape (works on raw input):
+    unknown agencies or fields in the grid, dates out of range."""
     errors: dict[str, list[str]] = {}
-    for agency_id, field_ids in grants.items():
-        problems = [] if agency_id in known_agencies else [f"unknown agency '{agency_id}'"]
-        problems += [f"unknown field '{f}'" for f in field_ids if f not in known_fields]
-        if problems:
-            errors[f"grants.{agency_id}"] = problems
-    if errors:
-        raise InvalidInput(errors, "the grid names unknown agencies or fields")
-    return consent.cells_from_grants(grants)
+    grants = data.get("grants")
+    if isinstance(grants, dict):
+        known_agencies = set(session.scalars(select(Agency.id)))
+        known_fields = {f.id for f in catalogue(session)}
+        for agency_id, field_ids in grants.items():
+            problems = [] if agency_id in known_agencies else [f"unknown agency '{agency_id}'"]
+            if isinstance(field_ids, list):
+                problems += [f"unknown field '{f}'" for f in field_ids
+                             if isinstance(f, str) and f not in known_fields]
+            if problems:
+                errors[f"grants.{agency_id}"] = problems
+    valid_until = _as_date(data.get("valid_until"))
+    if valid_until and valid_until < now.date():
+        errors["valid_until"] = ["must not be in the past"]
+    signed_on = _as_date(data.get("signed_on"))
+    if signed_on and signed_on > now.date():
+        errors["signed_on"] = ["must not be in the future"]
+    return errors
 
 
 def record_consent(
@@ -541,11 +589,10 @@ def record_consent(
     """
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
-    cells = _check_grid(session, data["grants"])
-    if data["valid_until"] < now.date():
-        raise InvalidInput({"valid_until": ["must not be in the past"]})
-    if data["signed_on"] > now.date():
-        raise InvalidInput({"signed_on": ["must not be in the future"]})
+    errors = consent_errors(session, data, now)
+    if errors:
+        raise InvalidInput(errors, "the form has invalid values")
+    cells = consent.cells_from_grants(data["grants"])
     version = (view.form_row.version if view.form_row else 0) + 1
     meta = consent_store.FormMeta(
         signed_by=b"",
@@ -614,11 +661,7 @@ def revoke_consent(
     """
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
-    errors: dict[str, list[str]] = {}
-    if agency_id is not None and session.get(Agency, agency_id) is None:
-        errors["agency"] = [f"unknown agency '{agency_id}'"]
-    if field_id is not None and field_id not in {f.id for f in catalogue(session)}:
-        errors["field"] = [f"unknown field '{field_id}'"]
+    errors = reference_errors(session, agency_id, field_id)
     if errors:
         raise InvalidInput(errors)
     if view.form_row is None or view.form is None:

@@ -69,15 +69,27 @@ def allow(*roles: Role, family: bool = False) -> Callable[[F], F]:
     return decorate
 
 
-def load(schema: Schema, data: Any, *, checks_first: Callable[[], None] | None = None) -> Any:
-    """Validate `data`; on failure run the visibility/entitlement checks that
-    come before 422 in the contract's order, then raise `InvalidInput`."""
+def load(
+    schema: Schema,
+    data: Any,
+    *,
+    checks_first: Callable[[], None] | None = None,
+    also: Callable[[], dict[str, list[str]]] | None = None,
+) -> Any:
+    """Validate `data`. On failure, run the visibility/entitlement checks that
+    come before 422 in the contract's order, add what `also` finds (checks
+    against stored data, which the service repeats on valid input), and
+    raise `InvalidInput` naming every bad key at once."""
     try:
         return schema.load(data)
     except ValidationError as err:
-        if checks_first is not None:
-            checks_first()
-        raise InvalidInput(flatten_errors(err.messages)) from None
+        errors = flatten_errors(err.messages)
+    if checks_first is not None:
+        checks_first()
+    if also is not None:
+        for key, messages in also().items():
+            errors.setdefault(key, []).extend(m for m in messages if m not in errors.get(key, []))
+    raise InvalidInput(errors)
 
 
 def _reject_constant(name: str) -> Any:
@@ -88,7 +100,9 @@ def _parse_body() -> Any:
     raw = request.get_data(cache=True)
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        # Escapes such as "\ud800" decode to strings no database can store.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:
         raise BadBody("the body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise BadBody("the body must be a JSON object")

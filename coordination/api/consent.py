@@ -25,7 +25,8 @@ def register(bp: Blueprint) -> None:
     def put_consent(family_id: str) -> tuple[Response, int]:
         rt = runtime()
         data = load(ConsentIn(), body(), checks_first=lambda: services.check_access(
-            db(), rt.vault, actor(), family_id, rt.now(), involved=True))
+            db(), rt.vault, actor(), family_id, rt.now(), involved=True),
+            also=lambda: services.consent_errors(db(), body(), rt.now()))
         form = services.record_consent(db(), rt.vault, actor(), family_id, data, rt.now())
         return jsonify(form), 201
 
@@ -34,7 +35,9 @@ def register(bp: Blueprint) -> None:
     def revoke(family_id: str) -> Response:
         rt = runtime()
         data = load(RevokeIn(), body(), checks_first=lambda: services.check_access(
-            db(), rt.vault, actor(), family_id, rt.now(), involved=True))
+            db(), rt.vault, actor(), family_id, rt.now(), involved=True),
+            also=lambda: services.reference_errors(db(), body().get("agency"),
+                                                   body().get("field")))
         form = services.revoke_consent(
             db(), rt.vault, actor(), family_id, data.get("agency"), data.get("field"), rt.now()
         )

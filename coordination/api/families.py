@@ -16,8 +16,9 @@ def register(bp: Blueprint) -> None:
     @bp.post("/families")
     @allow(*CASEWORK)
     def create_family() -> tuple[Response, int, dict[str, str]]:
-        data = load(FamilyIn(), body())
         rt = runtime()
+        data = load(FamilyIn(), body(),
+                    also=lambda: services.family_errors(actor(), body(), rt.now()))
         created = services.create_family(db(), rt.vault, actor(), data, rt.now())
         location = url_for("api.family", family_id=created["id"])
         return jsonify(created), 201, {"Location": location}
@@ -44,7 +45,8 @@ def register(bp: Blueprint) -> None:
     def write_entry(family_id: str) -> tuple[Response, int]:
         rt = runtime()
         data = load(EntryIn(), body(), checks_first=lambda: services.check_access(
-            db(), rt.vault, actor(), family_id, rt.now(), involved=True))
+            db(), rt.vault, actor(), family_id, rt.now(), involved=True),
+            also=lambda: services.entry_errors(db(), actor(), body().get("field")))
         entry = services.write_entry(
             db(), rt.vault, actor(), family_id, data["field"], data["value"], rt.now()
         )
@@ -55,7 +57,8 @@ def register(bp: Blueprint) -> None:
     def refer(family_id: str) -> tuple[Response, int]:
         rt = runtime()
         data = load(ReferralIn(), body(), checks_first=lambda: services.check_access(
-            db(), rt.vault, actor(), family_id, rt.now(), involved=True))
+            db(), rt.vault, actor(), family_id, rt.now(), involved=True),
+            also=lambda: services.reference_errors(db(), body().get("agency")))
         involvement = services.refer(
             db(), rt.vault, actor(), family_id, data["agency"], data.get("contact_worker"),
             rt.now(),
