@@ -303,22 +303,31 @@ Read = Callable[[Session, Vault, Actor, str, datetime], dict[str, Any]]
 
 
 class Pinning:
-    """While measuring, run this process and its database server backends on one
-    CPU (Linux). On a small machine the client and a PostgreSQL backend otherwise
-    land on the same or on different cores from one minute to the next, and the
-    read time jumps between two levels; background work (autovacuum, checkpoints,
-    WAL) keeps the other cores. Off with --no-pin."""
+    """While measuring, keep this process on one CPU and its PostgreSQL backends
+    on another (Linux, two CPUs or more). Left to the scheduler on a small
+    machine, client and backend share a core some minutes and not others, and
+    the read time jumps between two levels. Off with --no-pin."""
 
     def __init__(self, engine: Engine, enabled: bool) -> None:
-        self.engine = engine
         self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        self.cpu = self.cpus[0] if enabled and len(self.cpus) > 1 else None
+        self.enabled = enabled and len(self.cpus) > 1
+        self.server = engine.dialect.name == "postgresql"
         self.backends: set[int] = set()
         self.active = False
-        self.server = engine.dialect.name == "postgresql"
-        self.note = "not pinned to a CPU"
-        if self.cpu is not None and self.server:
+        self.failed = ""
+        if self.enabled and self.server:
             event.listen(engine, "connect", self._connected)
+
+    @property
+    def note(self) -> str:
+        if not self.enabled:
+            return "not pinned to CPUs"
+        client = f"client on CPU {self.cpus[0]}"
+        if not self.server:
+            return client
+        if self.failed or not self.backends:
+            return f"{client}, server backend not pinned {self.failed}".rstrip()
+        return f"{client}, server backend on CPU {self.cpus[1]}"
 
     def _connected(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -327,27 +336,24 @@ class Pinning:
         cursor.close()
         self.backends.add(pid)
         if self.active:
-            self._set(pid, {self.cpu})
+            self._set(pid, {self.cpus[1]})
 
-    def _set(self, pid: int, cpus: set[Any]) -> None:
+    def _set(self, pid: int, cpus: set[int]) -> None:
         try:
             os.sched_setaffinity(pid, cpus)
         except OSError as exc:  # a backend that is gone, or not ours to move
             self.backends.discard(pid)
-            self.note = f"client on CPU {self.cpu}; server backend not pinned ({exc})"
+            self.failed = f"({exc.strerror})"
 
     @contextmanager
     def pinned(self) -> Iterator[None]:
-        if self.cpu is None:
+        if not self.enabled:
             yield
             return
         self.active = True
-        self.note = (f"client and its server backend pinned to CPU {self.cpu}" if self.server
-                     else f"pinned to CPU {self.cpu}")
-        for pid in [0, *self.backends]:
-            self._set(pid, {self.cpu})
-        if self.server and not self.backends:
-            self.note = f"client pinned to CPU {self.cpu}; server backend not pinned"
+        self._set(0, {self.cpus[0]})
+        for pid in list(self.backends):
+            self._set(pid, {self.cpus[1]})
         try:
             yield
         finally:
