@@ -36,6 +36,19 @@ def _form(row: ConsentFormRow, cells: Iterable[Cell]) -> Form:
     return Form(version=row.version, valid_until=row.valid_until, cells=frozenset(cells))
 
 
+def _cells_of(session: Session, form_ids: list[int]) -> dict[int, list[Cell]]:
+    """The cells of these form versions, by version row id (one query)."""
+    cells: dict[int, list[Cell]] = defaultdict(list)
+    if form_ids:
+        for form_id, agency, field in session.execute(
+            select(
+                ConsentCellRow.form_id, ConsentCellRow.agency_id, ConsentCellRow.field_id
+            ).where(ConsentCellRow.form_id.in_(form_ids))
+        ):
+            cells[form_id].append((agency, field))
+    return cells
+
+
 def current_form(session: Session, family_id: str) -> tuple[ConsentFormRow | None, Form | None]:
     """The family's newest form version and its grid (two queries)."""
     row = session.scalars(
@@ -71,15 +84,7 @@ def current_forms(session: Session, family_ids: Sequence[str]) -> dict[str, Form
             & (ConsentFormRow.version == newest.c.version),
         )
     ).all()
-    by_id = {row.id: row for row in rows}
-    cells: dict[int, list[Cell]] = defaultdict(list)
-    if by_id:
-        for form_id, agency, field in session.execute(
-            select(
-                ConsentCellRow.form_id, ConsentCellRow.agency_id, ConsentCellRow.field_id
-            ).where(ConsentCellRow.form_id.in_(list(by_id)))
-        ):
-            cells[form_id].append((agency, field))
+    cells = _cells_of(session, [row.id for row in rows])
     return {row.family_id: _form(row, cells[row.id]) for row in rows}
 
 
@@ -90,14 +95,7 @@ def history(session: Session, family_id: str) -> list[tuple[ConsentFormRow, Form
         .where(ConsentFormRow.family_id == family_id)
         .order_by(ConsentFormRow.version)
     ).all()
-    cells: dict[int, list[Cell]] = defaultdict(list)
-    if rows:
-        for form_id, agency, field in session.execute(
-            select(
-                ConsentCellRow.form_id, ConsentCellRow.agency_id, ConsentCellRow.field_id
-            ).where(ConsentCellRow.form_id.in_([r.id for r in rows]))
-        ):
-            cells[form_id].append((agency, field))
+    cells = _cells_of(session, [row.id for row in rows])
     return [(row, _form(row, cells[row.id])) for row in rows]
 
 
