@@ -108,7 +108,7 @@ class FormMeta:
     method: str
     witness: str | None
     interpreter_language: str | None
-    purpose: str
+    purpose: bytes  # sealed by the caller
     legal_basis: str
     valid_until: date
 

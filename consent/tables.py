@@ -28,7 +28,7 @@ class ConsentFormRow(Base):
     method: Mapped[str] = mapped_column(String(32))
     witness: Mapped[str | None] = mapped_column(String(64), nullable=True)
     interpreter_language: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    purpose: Mapped[str] = mapped_column(String(500))
+    purpose: Mapped[bytes] = mapped_column(LargeBinary)  # free text, sealed
     legal_basis: Mapped[str] = mapped_column(String(64))
     valid_until: Mapped[date] = mapped_column(Date)
     change: Mapped[str] = mapped_column(String(200))

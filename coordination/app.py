@@ -29,7 +29,9 @@ def create_app(
 
 
 def register_runtime(app: Flask, settings: Settings, clock: Callable[[], datetime]) -> None:
-    app.extensions["onestory"] = Runtime.build(settings, clock)
+    runtime = Runtime.build(settings, clock)
+    runtime.vault  # noqa: B018 - refuse to start without the keyring and index key
+    app.extensions["onestory"] = runtime
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from coordination import accounts, migrate
 from coordination.config import ConfigError, Settings, load_settings
+from coordination.crypto import KeyringError, VaultError
 from coordination.errors import OneStoryError
 from coordination.runtime import Runtime
 
@@ -23,7 +25,7 @@ class CliState:
 
     def close(self) -> None:
         if self._runtime is not None:
-            self._runtime.engine.dispose()
+            self._runtime.dispose()
             self._runtime = None
 
     def runtime(self) -> Runtime:
@@ -35,9 +37,11 @@ class CliState:
 pass_state = click.make_pass_decorator(CliState, ensure=True)
 
 
-def _require_schema(rt: Runtime) -> None:
+def _require_schema(rt: Runtime, keystore: bool = False) -> None:
     if not migrate.is_current(rt.engine):
         raise click.ClickException("the database schema is not current: run `onestory init`")
+    if keystore and not migrate.is_current(rt.keystore.engine, keystore=True):
+        raise click.ClickException("the key store schema is not current: run `onestory init`")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,7 +55,9 @@ def init(state: CliState) -> None:
     """Create or upgrade the schema (idempotent)."""
     rt = state.runtime()
     migrate.upgrade(rt.engine)
-    click.echo(f"schema is current ({_safe_url(rt.settings.database_url)})")
+    migrate.upgrade(rt.keystore.engine, keystore=True)
+    click.echo(f"schema is current ({_safe_url(rt.settings.database_url)}); "
+               f"key store is current ({_safe_url(rt.settings.keystore_url)})")
 
 
 @cli.group()
@@ -126,7 +132,7 @@ def seed_demo(state: CliState) -> None:
     from coordination import demo
 
     rt = state.runtime()
-    _require_schema(rt)
+    _require_schema(rt, keystore=True)
     with rt.sessions() as session:
         data = demo.seed(session, rt.vault, rt.now())
     _print_demo(data)
@@ -159,7 +165,8 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
     """Serve the web UI and API with gunicorn."""
     rt = state.runtime()
     rt.settings.require_secret_key()
-    _require_schema(rt)
+    _require_schema(rt, keystore=True)
+    rt.vault  # noqa: B018 - fail now, not in a worker, when a key is missing
     state.close()  # workers open their own connections after the fork
     _gunicorn(host, port, workers)
 
@@ -176,6 +183,7 @@ def demo(state: CliState, port: int) -> None:
     rt = state.runtime()
     rt.settings.require_secret_key()
     migrate.upgrade(rt.engine)
+    migrate.upgrade(rt.keystore.engine, keystore=True)
     with rt.sessions() as session:
         if demo_data.is_seeded(session):
             data = demo_data.DemoData(logins=[
@@ -196,6 +204,111 @@ def demo(state: CliState, port: int) -> None:
     os.environ["ONESTORY_ENV"] = "development"
     state.close()  # workers open their own connections after the fork
     _gunicorn("127.0.0.1", port, 1)
+
+
+@cli.command()
+@click.argument("family_id")
+@click.option("--reason", required=True, help="Why the family is erased (no personal data).")
+@pass_state
+def erase(state: CliState, family_id: str, reason: str) -> None:
+    """Erase a family by destroying its key (crypto-shredding); re-run to
+    finish an interrupted erasure."""
+    from coordination import erasure
+
+    rt = state.runtime()
+    _require_schema(rt, keystore=True)
+    with rt.sessions() as session:
+        erasure.erase_family(session, rt.keystore, family_id, reason, "cli", rt.now())
+    click.echo(f"family {family_id} erased: its key is destroyed and its rows deleted")
+
+
+@cli.group()
+def keys() -> None:
+    """Manage the master keyring and the data keys it wraps."""
+
+
+@keys.command("init")
+@click.option("--keyring-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--index-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              required=True)
+def keys_init(keyring_file: Path, index_key_file: Path) -> None:
+    """Make a new master keyring file and blind-index key file (mode 0600)."""
+    import base64
+    import json
+    import secrets
+
+    from coordination.crypto import new_keyring_document, write_secret_file
+
+    for path in (keyring_file, index_key_file):
+        if path.exists():
+            raise click.ClickException(f"{path} exists already; refusing to overwrite a key")
+    write_secret_file(keyring_file, json.dumps(new_keyring_document(), indent=2) + "\n")
+    write_secret_file(index_key_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    click.echo(f"wrote {keyring_file} and {index_key_file}; set ONESTORY_KEYRING_FILE and "
+               "ONESTORY_INDEX_KEY_FILE to them and back them up apart from the databases")
+
+
+@keys.command("rotate")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@pass_state
+def keys_rotate(state: CliState, batch: int) -> None:
+    """Add a new master key version and re-wrap every data key under it."""
+    from coordination.crypto import rewrap_all
+
+    rt = state.runtime()
+    _require_schema(rt, keystore=True)
+    keyring = rt.settings.keyring()
+    version = keyring.add_version()
+    keyring.save()
+    report = rewrap_all(keyring, rt.keystore, rt.now(), batch)
+    click.echo(f"master key version {version} is active; re-wrapped {report.rewrapped} data "
+               f"keys in {report.seconds:.1f} s ({report.per_second:.0f} per second)")
+
+
+@keys.command("rewrap")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@pass_state
+def keys_rewrap(state: CliState, batch: int) -> None:
+    """Re-wrap data keys still under an older master key (finishes a rotation)."""
+    from coordination.crypto import rewrap_all
+
+    rt = state.runtime()
+    _require_schema(rt, keystore=True)
+    keyring = rt.settings.keyring()
+    report = rewrap_all(keyring, rt.keystore, rt.now(), batch)
+    click.echo(f"re-wrapped {report.rewrapped} data keys under master key version "
+               f"{keyring.active} in {report.seconds:.1f} s")
+
+
+@keys.command("retire")
+@click.argument("version", type=int)
+@pass_state
+def keys_retire(state: CliState, version: int) -> None:
+    """Remove an old master key version once no data key uses it."""
+    rt = state.runtime()
+    _require_schema(rt, keystore=True)
+    keyring = rt.settings.keyring()
+    still = rt.keystore.count_under().get(version, 0)
+    if still:
+        raise click.ClickException(f"{still} data keys are still wrapped under version "
+                                   f"{version}: run `onestory keys rewrap` first")
+    keyring.retire(version)
+    keyring.save()
+    click.echo(f"master key version {version} retired")
+
+
+@keys.command("status")
+@pass_state
+def keys_status(state: CliState) -> None:
+    """Show the keyring's versions and how many data keys each wraps."""
+    rt = state.runtime()
+    _require_schema(rt, keystore=True)
+    keyring = rt.settings.keyring()
+    counts = rt.keystore.count_under()
+    for version in sorted(set(keyring.keys) | set(counts)):
+        mark = " (active)" if version == keyring.active else ""
+        held = "" if version in keyring.keys else " MISSING FROM KEYRING"
+        click.echo(f"version {version}{mark}: {counts.get(version, 0)} data keys{held}")
 
 
 def _gunicorn(host: str, port: int, workers: int) -> None:
@@ -244,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"onestory: {exc.format_message()}", err=True)
         return 1
-    except (OneStoryError, ConfigError) as exc:
+    except (OneStoryError, ConfigError, KeyringError, VaultError) as exc:
         click.echo(f"onestory: {exc}", err=True)
         return 1
     except SQLAlchemyError as exc:

@@ -6,12 +6,17 @@ message naming it and saying how to make one.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from coordination.crypto import Keyring, new_keyring_document, write_secret_file
 
 
 class ConfigError(Exception):
@@ -24,6 +29,10 @@ class Settings:
     instance: Path = field(default_factory=lambda: Path("instance"))
     database_url: str = ""
     secret_key: str | None = None
+    keystore_url: str = ""
+    keyring_json: str | None = None
+    keyring_file: Path | None = None
+    index_key_text: str | None = None
     staff_token_lifetime: timedelta = timedelta(days=90)
     family_session_lifetime: timedelta = timedelta(minutes=15)
     max_body_bytes: int = 64 * 1024
@@ -44,6 +53,48 @@ class Settings:
             "ONESTORY_SECRET_KEY, or put it in a file readable only by the service and "
             "set ONESTORY_SECRET_KEY_FILE to its path"
         )
+
+
+    def keyring(self) -> Keyring:
+        """The master keyring: ONESTORY_KEYRING (JSON) or ONESTORY_KEYRING_FILE;
+        generated into the instance folder in development only."""
+        if self.keyring_json:
+            return Keyring.from_json(self.keyring_json)
+        if self.keyring_file is not None:
+            return Keyring.from_file(self.keyring_file)
+        if self.development:
+            path = self.instance / "keyring.json"
+            if not path.exists():
+                write_secret_file(path, json.dumps(new_keyring_document(), indent=2) + "\n")
+                print(f"onestory: generated a development master keyring at {path} "
+                      "(mode 0600); never use it in production", file=sys.stderr)
+            return Keyring.from_file(path)
+        raise ConfigError(
+            "no master keyring: run `onestory keys init --keyring-file /etc/onestory/keyring.json "
+            "--index-key-file /etc/onestory/index_key` and set ONESTORY_KEYRING_FILE (and "
+            "ONESTORY_INDEX_KEY_FILE) to those files, kept apart from every database and backup"
+        )
+
+    def index_key(self) -> bytes:
+        """The blind-index key (HMAC), its own secret: ONESTORY_INDEX_KEY(_FILE)."""
+        text = self.index_key_text
+        if not text and self.development:
+            path = self.instance / "index_key"
+            if not path.exists():
+                write_secret_file(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            text = path.read_text().strip()
+        if not text:
+            raise ConfigError(
+                "ONESTORY_INDEX_KEY is not set: `onestory keys init` makes one; set "
+                "ONESTORY_INDEX_KEY_FILE to its file (it must never change once data exists)"
+            )
+        try:
+            key = base64.b64decode(text, validate=True)
+        except ValueError as exc:
+            raise ConfigError("ONESTORY_INDEX_KEY is not base64") from exc
+        if len(key) != 32:
+            raise ConfigError("ONESTORY_INDEX_KEY must be 32 bytes (base64 of 256 bits)")
+        return key
 
 
 def _generated_secret(path: Path) -> str:
@@ -79,9 +130,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"ONESTORY_ENV must be 'production' or 'development', not {env!r}")
     instance = Path(env_vars.get("ONESTORY_INSTANCE", "instance")).resolve()
     url = env_vars.get("ONESTORY_DATABASE_URL") or f"sqlite:///{instance / 'onestory.db'}"
+    keystore = env_vars.get("ONESTORY_KEYSTORE_URL") or f"sqlite:///{instance / 'keys.db'}"
+    if keystore == url:
+        raise ConfigError("ONESTORY_KEYSTORE_URL must name another database than "
+                          "ONESTORY_DATABASE_URL: keys and data are kept apart")
+    keyring_file = env_vars.get("ONESTORY_KEYRING_FILE")
     return Settings(
         env=env,
         instance=instance,
         database_url=url,
+        keystore_url=keystore,
+        keyring_json=env_vars.get("ONESTORY_KEYRING") or None,
+        keyring_file=Path(keyring_file) if keyring_file else None,
+        index_key_text=_secret(env_vars, "ONESTORY_INDEX_KEY"),
         secret_key=_secret(env_vars, "ONESTORY_SECRET_KEY"),
     )

@@ -1,30 +1,60 @@
-"""How identifying values are stored: the vault and its per-family ciphers.
+"""The key hierarchy and how identifying values are stored.
+
+    master keyring (versioned; environment or key file, outside both databases)
+      └─ wraps ─ per-family data key (AES-256, in the key store database)
+           └─ encrypts ─ every identifying value of that family (AES-256-GCM)
 
 Services never write a value to the database directly: they ask the vault
 for the family's cipher once per request (`vault.for_family`) and seal or
-open each value with the table, column and row it belongs to, so that a
-later encrypting vault can bind ciphertext to exactly that place and unwrap a
-family's data key only once per request. Search goes through
-`blind_index`, never through a stored value.
+open each value with the table, column and row it belongs to. The cipher
+unwraps the family's data key once, on first use, and keeps it only for that
+request. Every ciphertext carries its format and data-key version, a fresh
+96-bit nonce, and is bound by associated data to (family, table, column,
+row): copied anywhere else it fails to open. Search goes through a keyed
+blind index (HMAC-SHA-256 with its own key), never through a stored value.
 
-`PlaintextVault` is the storage format of this release: values are kept as
-tagged UTF-8. The encrypting vault (AES-256-GCM under per-family data keys)
-replaces it behind the same interface.
+Anything that cannot be opened raises `VaultError`, and no data is returned.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
+import os
 import re
+import secrets
+import struct
+import threading
 import unicodedata
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from coordination.keystore import KeyStore, WrappedKey
 
 PLAINTEXT_TAG = b"\x00"
+AESGCM_TAG = b"\x01"
+_HEADER = struct.Struct(">cI")  # format tag, data-key version
+NONCE_BYTES = 12
 _SPACE = re.compile(r"\s+")
 
 
 class VaultError(Exception):
-    """A stored value could not be opened; no data may be returned."""
+    """A stored value could not be opened or sealed; no data may be returned.
+
+    Messages name places (table, column, key version), never values.
+    """
+
+
+class KeyringError(Exception):
+    """The master keyring is missing or unusable; the message says how to fix it."""
 
 
 def normalise(text: str) -> str:
@@ -41,7 +71,247 @@ class FamilyCipher(Protocol):
 class Vault(Protocol):
     def for_family(self, family_id: str) -> FamilyCipher: ...
 
+    def for_families(self, family_ids: Sequence[str]) -> dict[str, FamilyCipher]: ...
+
+    def new_family(self, family_id: str, now: datetime) -> FamilyCipher: ...
+
     def blind_index(self, purpose: str, value: str) -> str: ...
+
+
+# --- the master keyring ---------------------------------------------------------
+
+
+def _b64key(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise KeyringError(f"{where} is not base64") from exc
+    if len(key) != 32:
+        raise KeyringError(f"{where} must be 32 bytes (256 bits), not {len(key)}")
+    return key
+
+
+def new_keyring_document(version: int = 1) -> dict[str, Any]:
+    return {"active": version,
+            "keys": {str(version): base64.b64encode(secrets.token_bytes(32)).decode()}}
+
+
+class Keyring:
+    """Versioned master keys: one active (wraps new data keys), others kept
+    to unwrap keys not yet re-wrapped. Read from JSON
+    `{"active": 2, "keys": {"1": "<base64>", "2": "<base64>"}}` given in
+    ONESTORY_KEYRING or in the file ONESTORY_KEYRING_FILE names; a file is
+    re-read when it changes, so running servers follow a rotation."""
+
+    def __init__(self, document: dict[str, Any], path: Path | None = None) -> None:
+        self.path = path
+        self._mtime = path.stat().st_mtime_ns if path else 0
+        self._lock = threading.Lock()
+        self._load(document)
+
+    def _load(self, document: dict[str, Any]) -> None:
+        where = str(self.path) if self.path else "ONESTORY_KEYRING"
+        try:
+            keys = {int(v): _b64key(k, f"{where} key {v}") for v, k in document["keys"].items()}
+            active = int(document["active"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, KeyringError):
+                raise
+            raise KeyringError(
+                f"{where} must be JSON like {{\"active\": 1, \"keys\": {{\"1\": \"<base64>\"}}}}"
+            ) from exc
+        if active not in keys:
+            raise KeyringError(f"{where}: the active version {active} has no key")
+        self.keys, self.active = keys, active
+
+    @classmethod
+    def from_file(cls, path: Path) -> Keyring:
+        try:
+            document = json.loads(path.read_text())
+        except OSError as exc:
+            raise KeyringError(f"the keyring file {path} cannot be read: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise KeyringError(f"the keyring file {path} is not JSON") from exc
+        return cls(document, path)
+
+    @classmethod
+    def from_json(cls, text: str) -> Keyring:
+        try:
+            return cls(json.loads(text))
+        except ValueError as exc:
+            raise KeyringError("ONESTORY_KEYRING is not JSON") from exc
+
+    def refresh(self) -> None:
+        """Re-read the key file if it changed (a rotation or retirement)."""
+        if self.path is None:
+            return
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            return  # keep the keys in memory; failing here would stop every read
+        if mtime != self._mtime:
+            with self._lock:
+                fresh = Keyring.from_file(self.path)
+                self.keys, self.active, self._mtime = fresh.keys, fresh.active, mtime
+
+    def key(self, version: int) -> bytes:
+        if version not in self.keys:
+            self.refresh()
+        try:
+            return self.keys[version]
+        except KeyError:
+            raise VaultError(f"master key version {version} is not in the keyring "
+                             "(retired or missing)") from None
+
+    def document(self) -> dict[str, Any]:
+        keys = {str(v): base64.b64encode(k).decode() for v, k in sorted(self.keys.items())}
+        return {"active": self.active, "keys": keys}
+
+    def save(self) -> None:
+        """Write the key file atomically, readable by its owner only."""
+        if self.path is None:
+            raise KeyringError("the keyring comes from ONESTORY_KEYRING, not a file; "
+                               "set ONESTORY_KEYRING_FILE to let OneStory change it")
+        write_secret_file(self.path, json.dumps(self.document(), indent=2) + "\n", replace=True)
+        self._mtime = self.path.stat().st_mtime_ns
+
+    def add_version(self) -> int:
+        version = max(self.keys) + 1
+        self.keys[version] = secrets.token_bytes(32)
+        self.active = version
+        return version
+
+    def retire(self, version: int) -> None:
+        if version == self.active:
+            raise KeyringError(f"version {version} is the active master key; rotate first")
+        if version not in self.keys:
+            raise KeyringError(f"there is no master key version {version}")
+        del self.keys[version]
+
+
+def write_secret_file(path: Path, text: str, *, replace: bool = False) -> None:
+    """Write `text` to `path` with mode 0600 (atomically when replacing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.with_name(path.name + ".tmp") if replace else path
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(target, flags, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if replace:
+        os.replace(target, path)
+
+
+# --- ciphers ------------------------------------------------------------------------
+
+
+def _aad(family_id: str, table: str, column: str, row_id: str) -> bytes:
+    return "\x1f".join(("onestory/v1", family_id, table, column, row_id)).encode()
+
+
+def _wrap_aad(family_id: str, key_version: int, master_version: int) -> bytes:
+    return f"onestory/dk\x1f{family_id}\x1f{key_version}\x1f{master_version}".encode()
+
+
+def wrap(keyring: Keyring, family_id: str, key_version: int, data_key: bytes,
+         master_version: int | None = None) -> WrappedKey:
+    version = keyring.active if master_version is None else master_version
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    sealed = AESGCM(keyring.key(version)).encrypt(
+        nonce, data_key, _wrap_aad(family_id, key_version, version))
+    return WrappedKey(family_id, key_version, version, nonce + sealed)
+
+
+def unwrap(keyring: Keyring, key: WrappedKey) -> bytes:
+    master = keyring.key(key.master_version)
+    try:
+        return AESGCM(master).decrypt(
+            key.wrapped[:NONCE_BYTES], key.wrapped[NONCE_BYTES:],
+            _wrap_aad(key.family_id, key.key_version, key.master_version))
+    except InvalidTag:
+        raise VaultError(f"the data key of a family does not unwrap under master key version "
+                         f"{key.master_version} (wrong key or tampered)") from None
+
+
+class _AesGcmCipher:
+    """One family's cipher for one request: the key is unwrapped on first use."""
+
+    def __init__(self, vault: EnvelopeVault, family_id: str,
+                 wrapped: WrappedKey | None = None, key: bytes | None = None,
+                 key_version: int = 1) -> None:
+        self._vault = vault
+        self._family_id = family_id
+        self._wrapped = wrapped
+        self._key = key
+        self._key_version = wrapped.key_version if wrapped else key_version
+        self._aead: AESGCM | None = AESGCM(key) if key else None
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            wrapped = self._wrapped
+            if wrapped is None:
+                wrapped = self._vault.keystore.get_many([self._family_id]).get(self._family_id)
+            if wrapped is None:
+                raise VaultError("a family's data key is missing (erased, or never made)")
+            self._key_version = wrapped.key_version
+            self._aead = AESGCM(unwrap(self._vault.keyring, wrapped))
+        return self._aead
+
+    def seal(self, table: str, column: str, row_id: str, plaintext: str) -> bytes:
+        aead = self._cipher()
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        header = _HEADER.pack(AESGCM_TAG, self._key_version)
+        aad = header + _aad(self._family_id, table, column, row_id)
+        return header + nonce + aead.encrypt(nonce, plaintext.encode("utf-8"), aad)
+
+    def open(self, table: str, column: str, row_id: str, blob: bytes) -> str:
+        if len(blob) < _HEADER.size + NONCE_BYTES + 16 or blob[:1] != AESGCM_TAG:
+            raise VaultError(f"{table}.{column} holds a value in an unknown format")
+        aead = self._cipher()
+        _, version = _HEADER.unpack(blob[:_HEADER.size])
+        if version != self._key_version:
+            raise VaultError(f"{table}.{column} was sealed under data key version {version}")
+        nonce = blob[_HEADER.size:_HEADER.size + NONCE_BYTES]
+        aad = blob[:_HEADER.size] + _aad(self._family_id, table, column, row_id)
+        try:
+            return aead.decrypt(nonce, blob[_HEADER.size + NONCE_BYTES:], aad).decode("utf-8")
+        except InvalidTag:
+            raise VaultError(f"{table}.{column} does not open: tampered, moved or "
+                             "under another key") from None
+
+
+@dataclass
+class EnvelopeVault:
+    """AES-256-GCM under per-family data keys wrapped by the master keyring."""
+
+    keyring: Keyring
+    keystore: KeyStore
+    index_key: bytes
+
+    def for_family(self, family_id: str) -> FamilyCipher:
+        self.keyring.refresh()
+        return _AesGcmCipher(self, family_id)
+
+    def for_families(self, family_ids: Sequence[str]) -> dict[str, FamilyCipher]:
+        """Ciphers for many families, their keys fetched in one query."""
+        self.keyring.refresh()
+        found = self.keystore.get_many(list(family_ids))
+        return {fid: _AesGcmCipher(self, fid, wrapped=found.get(fid)) for fid in family_ids}
+
+    def new_family(self, family_id: str, now: datetime) -> FamilyCipher:
+        """Make and store a new family's data key (committed before any data)."""
+        self.keyring.refresh()
+        data_key = AESGCM.generate_key(bit_length=256)
+        self.keystore.add(wrap(self.keyring, family_id, 1, data_key), now)
+        return _AesGcmCipher(self, family_id, key=data_key, key_version=1)
+
+    def blind_index(self, purpose: str, value: str) -> str:
+        message = f"{purpose}\x1f{normalise(value)}".encode()
+        return hmac.new(self.index_key, message, hashlib.sha256).hexdigest()
+
+
+# --- plaintext store: the benchmark's baseline, never used by a running server ----
 
 
 class _PlaintextCipher:
@@ -50,21 +320,70 @@ class _PlaintextCipher:
 
     def open(self, table: str, column: str, row_id: str, blob: bytes) -> str:
         if not blob.startswith(PLAINTEXT_TAG):
-            raise VaultError(f"{table}.{column} of row {row_id} is in an unknown format")
+            raise VaultError(f"{table}.{column} is in an unknown format")
         try:
             return blob[1:].decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise VaultError(f"{table}.{column} of row {row_id} is damaged") from exc
+            raise VaultError(f"{table}.{column} is damaged") from exc
 
 
 class PlaintextVault:
-    """Stores values unencrypted; the search index is an unkeyed digest."""
+    """Stores values unencrypted (tagged UTF-8) with an unkeyed index. Only
+    for measuring what encryption costs; `Runtime` never builds one."""
 
     _cipher = _PlaintextCipher()
 
     def for_family(self, family_id: str) -> FamilyCipher:
         return self._cipher
 
+    def for_families(self, family_ids: Sequence[str]) -> dict[str, FamilyCipher]:
+        return {fid: self._cipher for fid in family_ids}
+
+    def new_family(self, family_id: str, now: datetime) -> FamilyCipher:
+        return self._cipher
+
     def blind_index(self, purpose: str, value: str) -> str:
         digest = hashlib.sha256(f"{purpose}\x1f{normalise(value)}".encode())
         return digest.hexdigest()
+
+
+# --- rotation -----------------------------------------------------------------------
+
+
+@dataclass
+class RewrapReport:
+    rewrapped: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.rewrapped / self.seconds if self.seconds else 0.0
+
+
+def rewrap_all(keyring: Keyring, keystore: KeyStore, now: datetime, batch: int = 1000,
+               on_batch: Any = None) -> RewrapReport:
+    """Re-wrap every data key not yet under the active master key, in
+    batches of one transaction each; the data itself is not touched.
+
+    Resumable: it only ever looks at keys still under another version, so an
+    interrupted run is finished by running it again. Servers keep working
+    throughout: a key is readable under its old master version until the
+    moment it is re-wrapped, and under the new one after it.
+    """
+    import time
+
+    started = time.perf_counter()
+    total = 0
+    while True:
+        old_keys = keystore.not_under(keyring.active, batch)
+        if not old_keys:
+            break
+        pairs = [(old, wrap(keyring, old.family_id, old.key_version, unwrap(keyring, old)))
+                 for old in old_keys]
+        done = keystore.rewrap(pairs, now)
+        total += done
+        if on_batch is not None:
+            on_batch(total)
+        if done == 0:  # another rotation moved them all meanwhile
+            continue
+    return RewrapReport(total, time.perf_counter() - started)

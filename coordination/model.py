@@ -139,3 +139,20 @@ class Entry(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
     written_at: Mapped[datetime] = mapped_column(UTCDateTime)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Erasure(Base):
+    """A family's erasure: requested, key destroyed, rows deleted.
+
+    Holds no value of the family, only its (random) id, so that an
+    interrupted erasure can be finished and a finished one answered.
+    """
+
+    __tablename__ = "erasures"
+
+    family_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -15,12 +15,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consent.services import install_guards
 from coordination.config import Settings
-from coordination.crypto import PlaintextVault, Vault
+from coordination.crypto import EnvelopeVault, Vault
 from coordination.db import make_engine, make_session_factory
+from coordination.keystore import KeyStore
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _sqlite_folder(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass
@@ -28,19 +34,37 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    vault: Vault
     clock: Callable[[], datetime] = field(default=utc_now)
+    _keystore: KeyStore | None = None
+    _vault: Vault | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Runtime:
-        if settings.database_url.startswith("sqlite:///"):
-            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
+        _sqlite_folder(settings.database_url)
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
         install_guards(sessions)
-        return cls(settings, engine, sessions, PlaintextVault(), clock)
+        return cls(settings, engine, sessions, clock)
+
+    @property
+    def keystore(self) -> KeyStore:
+        if self._keystore is None:
+            _sqlite_folder(self.settings.keystore_url)
+            self._keystore = KeyStore.from_url(self.settings.keystore_url)
+        return self._keystore
+
+    @property
+    def vault(self) -> Vault:
+        """Built on first use: commands that touch no family need no keys."""
+        if self._vault is None:
+            self._vault = EnvelopeVault(self.settings.keyring(), self.keystore,
+                                        self.settings.index_key())
+        return self._vault
 
     def now(self) -> datetime:
         return self.clock()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self._keystore is not None:
+            self._keystore.engine.dispose()

@@ -159,6 +159,10 @@ class RevokeIn(StrictSchema):
     field = text(1, 64, allow_none=True)
 
 
+class ErasureIn(StrictSchema):
+    reason = text(1, 500, required=True)
+
+
 class FamilySessionIn(StrictSchema):
     receipt_code = text(1, 32, required=True)
     pin = text(1, 32, required=True)

@@ -191,7 +191,7 @@ def create_family(
             else InvalidInput
         raise kind(errors)
     family_id = new_id("fam")
-    cipher = vault.for_family(family_id)
+    cipher = vault.new_family(family_id, now)
 
     def seal(column: str, value: str | None) -> bytes | None:
         return None if value is None else cipher.seal("families", column, family_id, value)
@@ -267,10 +267,12 @@ def search_families(
     if not ids:
         return []
     visible = set(visible_family_ids(session, actor, ids, now))
+    shown = [row for row in candidates if row.id in visible][:SEARCH_LIMIT]
+    ciphers = vault.for_families([row.id for row in shown])
     found = []
-    for row in candidates:
+    for row in shown:
         if row.id in visible:
-            name_shown = vault.for_family(row.id).open(
+            name_shown = ciphers[row.id].open(
                 "families", "display_name", row.id, row.display_name
             )
             found.append({"id": row.id, "display_name": name_shown})
@@ -535,7 +537,7 @@ def _form_out(
         "method": row.method,
         "witness": row.witness,
         "interpreter_language": row.interpreter_language,
-        "purpose": row.purpose,
+        "purpose": cipher.open("consent_forms", "purpose", f"v{row.version}", row.purpose),
         "legal_basis": row.legal_basis,
         "valid_until": row.valid_until.isoformat(),
         "in_force": form.in_force(now),
@@ -600,13 +602,13 @@ def record_consent(
         method=data["method"],
         witness=data.get("witness") or actor.username,
         interpreter_language=data.get("interpreter_language"),
-        purpose=data["purpose"],
+        purpose=b"",
         legal_basis=data.get("legal_basis", "consent"),
         valid_until=data["valid_until"],
     )
     try:
         row, form = _write_sealed(
-            session, view, meta, data["signed_by"], version, cells,
+            session, view, meta, data["signed_by"], data["purpose"], version, cells,
             change="signed" if version == 1 else "re-signed", changed_by=actor.label, now=now,
         )
         receipt = None
@@ -628,6 +630,7 @@ def _write_sealed(
     view: FamilyView,
     meta: consent_store.FormMeta,
     signed_by: str,
+    purpose: str,
     version: int,
     cells: frozenset[consent.Cell],
     *,
@@ -635,10 +638,14 @@ def _write_sealed(
     changed_by: str,
     now: datetime,
 ) -> tuple[ConsentFormRow, Form]:
-    # A form version is never updated, so the guardian's name is sealed
-    # before the insert, bound to (family, version) rather than a row id.
-    sealed = view.cipher.seal("consent_forms", "signed_by", f"v{version}", signed_by)
-    meta = dataclasses.replace(meta, signed_by=sealed)
+    # A form version is never updated, so its free text is sealed before the
+    # insert, bound to (family, version) rather than a row id.
+    row_id = f"v{version}"
+    meta = dataclasses.replace(
+        meta,
+        signed_by=view.cipher.seal("consent_forms", "signed_by", row_id, signed_by),
+        purpose=view.cipher.seal("consent_forms", "purpose", row_id, purpose),
+    )
     return consent_store.write_version(
         session, view.family.id, version, meta, cells, change=change, changed_by=changed_by,
         now=now,
@@ -669,13 +676,13 @@ def revoke_consent(
     remaining = consent.revoke(view.form.cells, agency_id, field_id)
     if remaining == view.form.cells:
         return _form_out(view.cipher, view.form_row, view.form, now)
-    signed_by = view.cipher.open(
-        "consent_forms", "signed_by", f"v{view.form_row.version}", view.form_row.signed_by
-    )
+    old_id = f"v{view.form_row.version}"
+    signed_by = view.cipher.open("consent_forms", "signed_by", old_id, view.form_row.signed_by)
+    purpose = view.cipher.open("consent_forms", "purpose", old_id, view.form_row.purpose)
     meta = consent_store.FormMeta.of(view.form_row)
     try:
         row, form = _write_sealed(
-            session, view, meta, signed_by, view.form_row.version + 1, remaining,
+            session, view, meta, signed_by, purpose, view.form_row.version + 1, remaining,
             change=consent.describe_revocation(agency_id, field_id), changed_by=actor.label,
             now=now,
         )

@@ -8,6 +8,8 @@ message saying how to enable it.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import consent.tables  # noqa: F401
 from coordination import accounts, migrate
 from coordination.app import create_app
 from coordination.config import Settings
+from coordination.crypto import new_keyring_document, write_secret_file
 from coordination.db import Base, make_engine
 from tests.pg import Cluster, PgUnavailable, create_database
 
@@ -85,6 +88,25 @@ def db_url(request: pytest.FixtureRequest, _schemas: dict[str, Any],
     yield url
 
 
+@pytest.fixture
+def keystore_url(db_url: str, _schemas: dict[str, Any], request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The key store of the same backend as `db_url`: another database."""
+    backend = "keystore-" + ("postgresql" if db_url.startswith("postgresql") else "sqlite")
+    if backend not in _schemas:
+        if backend == "keystore-sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('keys') / 'keys.db'}"
+        else:
+            url = create_database(request.getfixturevalue("pg_admin_url"))
+        engine = make_engine(url)
+        migrate.upgrade(engine, keystore=True)
+        _schemas[backend] = (url, engine)
+    url, engine = _schemas[backend]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM data_keys"))
+    return url
+
+
 def _empty(engine: Engine) -> None:
     keep = {"fields", "alembic_version"}
     tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in keep]
@@ -115,16 +137,27 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Settings:
+def keyring_file(tmp_path: Path) -> Path:
+    path = tmp_path / "keyring.json"
+    write_secret_file(path, json.dumps(new_keyring_document()))
+    return path
+
+
+INDEX_KEY = base64.b64encode(b"i" * 32).decode()
+
+
+@pytest.fixture
+def settings(db_url: str, keystore_url: str, keyring_file: Path, tmp_path: Path) -> Settings:
     return Settings(env="production", instance=tmp_path, database_url=db_url,
-                    secret_key="test-secret-key")
+                    keystore_url=keystore_url, keyring_file=keyring_file,
+                    index_key_text=INDEX_KEY, secret_key="test-secret-key")
 
 
 @pytest.fixture
 def app(settings: Settings, clock: Clock) -> Iterator[Flask]:
     application = create_app(settings, clock=clock)
     yield application
-    application.extensions["onestory"].engine.dispose()
+    application.extensions["onestory"].dispose()
 
 
 # The agencies and staff most tests use.

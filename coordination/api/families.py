@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from coordination import services
+from coordination import erasure, services
 from coordination.api import actor, allow, body, db, load, runtime
 from coordination.roles import Role
-from coordination.schemas import EntryIn, FamilyIn, InvolvementPatch, ReferralIn, SearchArgs
+from coordination.schemas import (
+    EntryIn,
+    ErasureIn,
+    FamilyIn,
+    InvolvementPatch,
+    ReferralIn,
+    SearchArgs,
+)
 
 CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 
@@ -75,3 +82,12 @@ def register(bp: Blueprint) -> None:
             db(), rt.vault, actor(), family_id, agency_id, data, rt.now()
         )
         return jsonify(involvement)
+
+    @bp.delete("/families/<id:family_id>")
+    @allow(Role.ADMIN)
+    def erase(family_id: str) -> tuple[str, int]:
+        data = load(ErasureIn(), body())
+        rt = runtime()
+        erasure.erase_family(db(), rt.keystore, family_id, data["reason"], actor().label,
+                             rt.now())
+        return "", 204

@@ -9,7 +9,7 @@ from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from consent.errors import NoConsentForm
-from coordination.crypto import VaultError
+from coordination.crypto import KeyringError, VaultError
 from coordination.errors import (
     Conflict,
     FamilyNotFound,
@@ -72,7 +72,7 @@ def to_problem(exc: Exception) -> Response:
             if isinstance(exc, Throttled):
                 headers["Retry-After"] = str(exc.retry_after)
             return problem(status, slug, title, str(exc), errors, headers)
-    if isinstance(exc, VaultError):
+    if isinstance(exc, VaultError | KeyringError):
         # Fail closed: say that stored data could not be opened, show none of it.
         log.error("stored data could not be opened: %s", type(exc).__name__)
         return problem(503, "data-unavailable", "Data unavailable",

@@ -26,6 +26,15 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agencies'))
     )
+    op.create_table('erasures',
+    sa.Column('family_id', sa.String(length=40), nullable=False),
+    sa.Column('reason', sa.String(length=500), nullable=False),
+    sa.Column('requested_by', sa.String(length=64), nullable=False),
+    sa.Column('requested_at', sa.DateTime(), nullable=False),
+    sa.Column('key_destroyed_at', sa.DateTime(), nullable=True),
+    sa.Column('completed_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('family_id', name=op.f('pk_erasures'))
+    )
     op.create_table('fields',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('label', sa.String(length=200), nullable=False),
@@ -85,7 +94,7 @@ def upgrade() -> None:
     sa.Column('method', sa.String(length=32), nullable=False),
     sa.Column('witness', sa.String(length=64), nullable=True),
     sa.Column('interpreter_language', sa.String(length=16), nullable=True),
-    sa.Column('purpose', sa.String(length=500), nullable=False),
+    sa.Column('purpose', sa.LargeBinary(), nullable=False),
     sa.Column('legal_basis', sa.String(length=64), nullable=False),
     sa.Column('valid_until', sa.Date(), nullable=False),
     sa.Column('change', sa.String(length=200), nullable=False),
@@ -212,4 +221,5 @@ def downgrade() -> None:
 
     op.drop_table('families')
     op.drop_table('fields')
+    op.drop_table('erasures')
     op.drop_table('agencies')

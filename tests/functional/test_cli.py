@@ -23,6 +23,7 @@ from coordination.db import make_engine
 from coordination.errors import NotAuthenticated
 from coordination.model import Agency, ApiToken, Family, Staff
 from coordination.runtime import Runtime, utc_now
+from tests.conftest import INDEX_KEY
 from tests.pg import create_database
 
 ROLES = ["practitioner", "coordinator", "auditor", "admin"]
@@ -96,8 +97,11 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
 
 
 @pytest.fixture
-def db_env(env: pytest.MonkeyPatch, db_url: str) -> str:
+def db_env(env: pytest.MonkeyPatch, db_url: str, keystore_url: str, keyring_file: Path) -> str:
     env.setenv("ONESTORY_DATABASE_URL", db_url)
+    env.setenv("ONESTORY_KEYSTORE_URL", keystore_url)
+    env.setenv("ONESTORY_KEYRING_FILE", str(keyring_file))
+    env.setenv("ONESTORY_INDEX_KEY", INDEX_KEY)
     return db_url
 
 

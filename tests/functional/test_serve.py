@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import pytest
 
+from tests.conftest import INDEX_KEY
 from tests.pg import free_port
 
 SECRET = "test-secret-key-for-the-serve-test-0123456789"
@@ -119,8 +120,9 @@ def wait_healthy(base: str, proc: subprocess.Popen[Any], log: Callable[[], str])
 # --- onestory serve ---------------------------------------------------------------
 
 
-def test_serve_answers_the_api(db_url: str, tmp_path: Path) -> None:
-    env = clean_env(tmp_path, ONESTORY_DATABASE_URL=db_url, ONESTORY_SECRET_KEY=SECRET)
+def test_serve_answers_the_api(db_url: str, tmp_path: Path, keyring_file: Path) -> None:
+    env = clean_env(tmp_path, ONESTORY_DATABASE_URL=db_url, ONESTORY_SECRET_KEY=SECRET,
+                    ONESTORY_KEYRING_FILE=str(keyring_file), ONESTORY_INDEX_KEY=INDEX_KEY)
     checked(onestory(env, "init"))
     checked(onestory(env, "agency", "add", "health-centre", "--name", "Health centre",
                      "--kind", "health"))

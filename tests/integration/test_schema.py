@@ -55,7 +55,7 @@ def test_upgrade_head_builds_what_the_models_describe(fresh_url: str) -> None:
 def _form_meta() -> consent_store.FormMeta:
     return consent_store.FormMeta(
         signed_by=b"\x00x", signed_on=date(2026, 11, 22), method="paper", witness="w",
-        interpreter_language=None, purpose="p", legal_basis="consent",
+        interpreter_language=None, purpose=b"\x00p", legal_basis="consent",
         valid_until=date(2027, 11, 22))
 
 

@@ -1,0 +1,61 @@
+"""Erasing a family by destroying its key (crypto-shredding).
+
+Order matters and each step is idempotent, so an interrupted erasure is
+finished by running it again:
+
+1. record the erasure (data database, committed);
+2. delete the family's data key (key store, committed) — from here on no
+   copy of the family's rows, in any backup of the data database, can be
+   decrypted, provided the key store's own backups have expired;
+3. delete the family's rows (data database, one transaction) and mark the
+   erasure complete.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
+from coordination.errors import Conflict, FamilyNotFound, InvalidInput
+from coordination.keystore import KeyStore
+from coordination.model import ApiToken, Entry, Erasure, Family, Involvement, Member
+
+
+def erase_family(
+    session: Session, keystore: KeyStore, family_id: str, reason: str, by: str, now: datetime
+) -> Erasure:
+    """Erase (or finish erasing) a family. Raises `FamilyNotFound` for an
+    unknown family, `Conflict` for one already erased."""
+    if not reason.strip() or len(reason) > 500:
+        raise InvalidInput({"reason": ["1 to 500 characters"]}, "give a reason of 1-500 characters")
+    erasure = session.get(Erasure, family_id)
+    if erasure is None:
+        if session.get(Family, family_id) is None:
+            raise FamilyNotFound()
+        erasure = Erasure(family_id=family_id, reason=reason.strip(), requested_by=by,
+                          requested_at=now)
+        session.add(erasure)
+        session.commit()
+    elif erasure.completed_at is not None:
+        raise Conflict("this family was erased already")
+
+    keystore.destroy(family_id)
+    erasure.key_destroyed_at = erasure.key_destroyed_at or now
+    session.commit()
+
+    form_ids = select(ConsentFormRow.id).where(ConsentFormRow.family_id == family_id)
+    session.execute(delete(ConsentCellRow).where(ConsentCellRow.form_id.in_(form_ids)))
+    for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement):
+        session.execute(delete(table).where(table.family_id == family_id))
+    session.execute(delete(Family).where(Family.id == family_id))
+    erasure.completed_at = now
+    session.commit()
+    return erasure
+
+
+def unfinished(session: Session) -> list[str]:
+    """Families whose erasure was interrupted."""
+    return list(session.scalars(select(Erasure.family_id).where(Erasure.completed_at.is_(None))))
