@@ -56,6 +56,12 @@ def erase_family(
     return erasure
 
 
+def check_exists(session: Session, family_id: str) -> None:
+    """404 before 422: raise `FamilyNotFound` unless there is something to erase."""
+    if session.get(Family, family_id) is None and session.get(Erasure, family_id) is None:
+        raise FamilyNotFound()
+
+
 def unfinished(session: Session) -> list[str]:
     """Families whose erasure was interrupted."""
     return list(session.scalars(select(Erasure.family_id).where(Erasure.completed_at.is_(None))))

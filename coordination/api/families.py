@@ -86,7 +86,8 @@ def register(bp: Blueprint) -> None:
     @bp.delete("/families/<id:family_id>")
     @allow(Role.ADMIN)
     def erase(family_id: str) -> tuple[str, int]:
-        data = load(ErasureIn(), body())
+        data = load(ErasureIn(), body(),
+                    checks_first=lambda: erasure.check_exists(db(), family_id))
         rt = runtime()
         erasure.erase_family(db(), rt.keystore, family_id, data["reason"], actor().label,
                              rt.now())
