@@ -1,56 +1,80 @@
-"""Benchmark: the consented shared-record read against a plain read of the same rows.
+"""Benchmark: the consented shared-record read, what consent costs it and what
+encryption costs it, and how fast a master-key rotation re-wraps data keys.
 
-Builds a fresh database (SQLite in a temporary folder, or a throwaway
-PostgreSQL cluster with --postgres), bulk-loads families, and times
+Builds two databases with the same families (same ids, same values): one
+sealed with `PlaintextVault`, one sealed with `EnvelopeVault` (per-family
+AES-256-GCM data keys in a key store of their own, wrapped by a master
+keyring). SQLite files in a temporary folder, or databases on a throwaway
+PostgreSQL cluster with --postgres. At a small and at a large size it times,
+each read with a fresh session,
 
-* consented: `coordination.services.shared_record` for an agency that holds
-  cells on the family's joint consent form (physiotherapy: involvement and
-  health granted, not involved, not the author), and
-* plain: the same rows read with SQLAlchemy (family, involvements, current
-  form and its cells, entries with their author's username, the field
-  catalogue), every value opened, no consent logic,
+* consented: `coordination.services.shared_record` on the plaintext store, for
+  an agency that holds cells on the family's joint consent form
+  (physiotherapy: involvement and health granted, not involved, not the
+  author),
+* plain: the same rows read with SQLAlchemy on the plaintext store (family,
+  involvements, current form and its cells, entries with their author's
+  username, the field catalogue), every value opened, no consent logic,
+* encrypted: `services.shared_record` as in consented, on the encrypted store,
 
-each with a fresh session per read, at a small and at a large database size.
-Run `python bench/shared_record.py --help` for the options.
+then adds a master key version and re-wraps every data key with
+`coordination.crypto.rewrap_all`. Run `python bench/shared_record.py --help`
+for the options.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import random
+import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, event, func, insert, select, text
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Connection, Engine, Table, event, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import consent.tables  # noqa: F401  (registers the consent tables)
 from consent.services import install_guards
 from consent.tables import ConsentCellRow, ConsentFormRow
-from coordination import accounts, migrate, services
+from coordination import accounts, crypto, migrate, services
 from coordination.actors import Actor
-from coordination.crypto import PlaintextVault, Vault
+from coordination.crypto import (
+    EnvelopeVault,
+    FamilyCipher,
+    Keyring,
+    PlaintextVault,
+    Vault,
+    _AesGcmCipher,
+    new_keyring_document,
+    rewrap_all,
+    wrap,
+)
 from coordination.db import make_engine, make_session_factory
+from coordination.keystore import DataKey, KeyStore, WrappedKey
 from coordination.model import Entry, Family, FieldDef, Involvement, Member, Staff
 from coordination.roles import InvolvementStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 
-RATIO_TARGET = 2.0  # consented / plain, per-read median
+RATIO_TARGET = 2.0  # consented / plain, per-read median (plaintext store)
+CRYPTO_TARGET = 1.5  # encrypted / plaintext, consented read, per-read median
 GROWTH_TARGET = 25.0  # percent, consented median from the small to the large size
 BATCH_ROWS = 5_000  # rows per executemany
 CHUNK_FAMILIES = 1_000  # families generated (and committed) at a time
+REWRAP_BATCH = 1_000  # data keys per re-wrap transaction (the CLI's default)
 
 AGENCIES = [
     ("health-centre", "Family centre health station", "health", False),
@@ -83,6 +107,7 @@ CELLS = [
     ("physio", "health"),
     ("physio", "involvement"),
 ]
+PURPOSE = "coordinated support from the family centre"
 FIRST = ["Aylin", "Mira", "Emir", "Sofia", "Jonas", "Amina", "Lukas", "Nora", "Omar", "Ida",
          "Yusuf", "Elif", "Mateo", "Lea", "Hamid", "Sara", "Noah", "Zara", "Olav", "Ines"]
 LAST = ["Demir", "Hansen", "Kaya", "Johansen", "Peeters", "Nguyen", "Olsen", "Haddad",
@@ -90,23 +115,142 @@ LAST = ["Demir", "Hansen", "Kaya", "Johansen", "Peeters", "Nguyen", "Olsen", "Ha
 LANGUAGES = [["nb"], ["tr", "nb"], ["ar", "nb"], ["bg"], ["nl", "fr"], ["so", "en"]]
 
 
+# --- the two stores -------------------------------------------------------------
+
+
+@dataclass
+class Store:
+    """One data database with its vault (and, when encrypted, its key store)."""
+
+    name: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+    vault: Vault
+    actor: Actor
+    staff_ids: dict[str, int]
+    keystore: KeyStore | None = None
+    keyring: Keyring | None = None
+    load_seconds: float = 0.0  # sealing and inserting, summed over the loads so far
+    rows: int = 0
+    key_rows: int = 0
+
+    @property
+    def engines(self) -> list[Engine]:
+        return [self.engine] + ([self.keystore.engine] if self.keystore else [])
+
+    def ciphers(self, family_ids: Sequence[str], now: datetime
+                ) -> tuple[dict[str, FamilyCipher], list[dict[str, Any]]]:
+        """Ciphers to seal these new families with, and the key-store rows they need.
+
+        Encrypted: one fresh AES-256 data key per family, wrapped under the active
+        master key exactly as `EnvelopeVault.new_family` does, but stored in bulk."""
+        if not isinstance(self.vault, EnvelopeVault):
+            return self.vault.for_families(family_ids), []
+        keyring = self.vault.keyring
+        ciphers: dict[str, FamilyCipher] = {}
+        key_rows: list[dict[str, Any]] = []
+        for fid in family_ids:
+            data_key = AESGCM.generate_key(bit_length=256)
+            wrapped = wrap(keyring, fid, 1, data_key)
+            key_rows.append({
+                "family_id": fid,
+                "key_version": wrapped.key_version,
+                "master_version": wrapped.master_version,
+                "wrapped": wrapped.wrapped,
+                "created_at": now,
+                "rewrapped_at": None,
+            })
+            ciphers[fid] = _AesGcmCipher(self.vault, fid, key=data_key, key_version=1)
+        return ciphers, key_rows
+
+    def dispose(self) -> None:
+        for engine in self.engines:
+            engine.dispose()
+
+
+def open_store(name: str, url: str, keystore_url: str | None, now: datetime) -> Store:
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    install_guards(sessions)  # as the application does (a no-op for reads)
+    keystore: KeyStore | None = None
+    vault: Vault
+    if keystore_url is None:
+        vault = PlaintextVault()
+    else:
+        # The product's set-up (`Runtime.vault`): its own database, built by
+        # `make_engine`, schema from the key-store migrations.
+        keystore = KeyStore(make_engine(keystore_url))
+        migrate.upgrade(keystore.engine, keystore=True)
+        vault = EnvelopeVault(Keyring(new_keyring_document()), keystore,
+                              secrets.token_bytes(32))
+    with sessions() as session:
+        for slug, agency_name, kind, minimal in AGENCIES:
+            accounts.add_agency(session, slug, agency_name, kind, minimal, now)
+        for username, agency, role in STAFF:
+            accounts.add_staff(session, username, agency, role, None, now)
+        staff_ids = dict(session.execute(select(Staff.username, Staff.id)).tuples().all())
+        token = accounts.create_token(session, READER, timedelta(hours=1), now)
+        actor = accounts.authenticate(session, token, now)
+    keyring = vault.keyring if isinstance(vault, EnvelopeVault) else None
+    return Store(name, engine, sessions, vault, actor, staff_ids, keystore, keyring)
+
+
 # --- loading ----------------------------------------------------------------
+
+
+class Seal(NamedTuple):
+    """A value to be sealed by each store's cipher for its family."""
+
+    family_id: str
+    table: str
+    column: str
+    row_id: str
+    text: str
+
+
+class Index(NamedTuple):
+    """A blind-index value, made by each store's vault."""
+
+    purpose: str
+    value: str
+
+
+def _resolve(rows: list[dict[str, Any]], ciphers: dict[str, FamilyCipher],
+             vault: Vault) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        done = {}
+        for key, value in row.items():
+            kind = type(value)
+            if kind is Seal:
+                value = ciphers[value.family_id].seal(value.table, value.column, value.row_id,
+                                                      value.text)
+            elif kind is Index:
+                value = vault.blind_index(value.purpose, value.value)
+            done[key] = value
+        out.append(done)
+    return out
+
+
+def _insert(session: Session | Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), BATCH_ROWS):
+        session.execute(insert(table), rows[start:start + BATCH_ROWS])
 
 
 @dataclass
 class Loader:
-    """Generates families and bulk-inserts them with Core executemany."""
+    """Generates families once and bulk-inserts them, sealed by each store's
+    cipher, into every store with Core executemany."""
 
-    engine: Engine
-    sessions: sessionmaker[Session]
-    vault: Vault
+    stores: list[Store]
     now: datetime
     staff_ids: dict[str, int]
     rng: random.Random = field(default_factory=lambda: random.Random(20261122))
     family_ids: list[str] = field(default_factory=list)
     next_involvement: int = 1
     next_form: int = 1
-    rows: int = 0
+    generate_seconds: float = 0.0
 
     def hex_id(self, prefix: str) -> str:
         # Same shape as services.new_id (random, so index inserts are random too).
@@ -117,17 +261,45 @@ class Loader:
         started = time.perf_counter()
         while len(self.family_ids) < total:
             self._load_chunk(min(CHUNK_FAMILIES, total - len(self.family_ids)))
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                # Explicit ids were inserted: move the sequences on.
-                conn.execute(text("SELECT setval(pg_get_serial_sequence('involvements', 'id'), "
-                                  "(SELECT max(id) FROM involvements))"))
-                conn.execute(text("SELECT setval(pg_get_serial_sequence('consent_forms', 'id'), "
-                                  "(SELECT max(id) FROM consent_forms))"))
-        settle(self.engine)
+        for store in self.stores:
+            t0 = time.perf_counter()
+            if store.engine.dialect.name == "postgresql":
+                with store.engine.begin() as conn:
+                    # Explicit ids were inserted: move the sequences on.
+                    conn.execute(text(
+                        "SELECT setval(pg_get_serial_sequence('involvements', 'id'), "
+                        "(SELECT max(id) FROM involvements))"))
+                    conn.execute(text(
+                        "SELECT setval(pg_get_serial_sequence('consent_forms', 'id'), "
+                        "(SELECT max(id) FROM consent_forms))"))
+            for engine in store.engines:
+                settle(engine)
+            store.load_seconds += time.perf_counter() - t0
         return time.perf_counter() - started
 
     def _load_chunk(self, count: int) -> None:
+        t0 = time.perf_counter()
+        tables = self._generate(count)
+        self.generate_seconds += time.perf_counter() - t0
+        fids = self.family_ids[-count:]
+        for store in self.stores:
+            t0 = time.perf_counter()
+            ciphers, key_rows = store.ciphers(fids, self.now)
+            if store.keystore is not None:
+                # Keys first, committed before the data that needs them (as
+                # `EnvelopeVault.new_family` does).
+                with store.keystore.engine.begin() as conn:
+                    _insert(conn, DataKey.__table__, key_rows)  # type: ignore[arg-type]
+                store.key_rows += len(key_rows)
+            with store.sessions() as session:
+                for table, rows in tables:
+                    _insert(session, table, _resolve(rows, ciphers, store.vault))
+                    store.rows += len(rows)
+                session.commit()
+            store.load_seconds += time.perf_counter() - t0
+
+    def _generate(self, count: int) -> list[tuple[Table, list[dict[str, Any]]]]:
+        """`count` new families as rows whose identifying values are still `Seal`s."""
         rng, now = self.rng, self.now
         families: list[dict[str, Any]] = []
         members: list[dict[str, Any]] = []
@@ -139,10 +311,10 @@ class Loader:
             n = len(self.family_ids)
             fid = self.hex_id("fam")
             self.family_ids.append(fid)
-            cipher = self.vault.for_family(fid)
 
-            def seal(column: str, value: str, fid: str = fid, cipher: Any = cipher) -> bytes:
-                return cipher.seal("families", column, fid, value)
+            def seal(table: str, column: str, row_id: str, value: str,
+                     fid: str = fid) -> Seal:
+                return Seal(fid, table, column, row_id, value)
 
             first, last = rng.choice(FIRST), rng.choice(LAST)
             name = f"{first} {last}"
@@ -150,13 +322,14 @@ class Loader:
             created = now - timedelta(days=rng.randrange(1, 700), seconds=rng.randrange(86_400))
             families.append({
                 "id": fid,
-                "display_name": seal("display_name", name),
-                "name_index": self.vault.blind_index("name", name),
-                "birth_date_index": self.vault.blind_index("birth_date", born.isoformat()),
-                "birth_date": seal("birth_date", born.isoformat()),
-                "address": seal("address", f"Storgata {n % 200 + 1}, 0155 Oslo"),
+                "display_name": seal("families", "display_name", fid, name),
+                "name_index": Index("name", name),
+                "birth_date_index": Index("birth_date", born.isoformat()),
+                "birth_date": seal("families", "birth_date", fid, born.isoformat()),
+                "address": seal("families", "address", fid, f"Storgata {n % 200 + 1}, 0155 Oslo"),
                 "national_id": None,
-                "languages": seal("languages", json.dumps(rng.choice(LANGUAGES))),
+                "languages": seal("families", "languages", fid,
+                                  json.dumps(rng.choice(LANGUAGES))),
                 "recorded_by_agency": "health-centre",
                 "created_at": created,
             })
@@ -166,10 +339,10 @@ class Loader:
                     "id": member_id,
                     "family_id": fid,
                     "position": position,
-                    "name": cipher.seal("family_members", "name", member_id, f"{who} {last}"),
-                    "relation": cipher.seal("family_members", "relation", member_id, relation),
+                    "name": seal("family_members", "name", member_id, f"{who} {last}"),
+                    "relation": seal("family_members", "relation", member_id, relation),
                     "birth_date": (
-                        cipher.seal("family_members", "birth_date", member_id, born.isoformat())
+                        seal("family_members", "birth_date", member_id, born.isoformat())
                         if relation == "child" else None
                     ),
                 })
@@ -193,7 +366,7 @@ class Loader:
                     "agency_id": agency,
                     "author_id": self.staff_ids[author],
                     "written_at": created + timedelta(days=i + 1, minutes=rng.randrange(600)),
-                    "value": cipher.seal("entries", "value", entry_id, template.format(n=n)),
+                    "value": seal("entries", "value", entry_id, template.format(n=n)),
                 })
             form_id = self.next_form
             self.next_form += 1
@@ -202,13 +375,15 @@ class Loader:
                 "id": form_id,
                 "family_id": fid,
                 "version": 1,
-                "signed_by": cipher.seal("consent_forms", "signed_by", "v1", name),
+                # A form version's free text is bound to (family, version), as
+                # `services._write_sealed` seals it.
+                "signed_by": seal("consent_forms", "signed_by", "v1", name),
                 "signed_on": signed.date(),
                 "recorded_at": signed,
                 "method": "paper",
                 "witness": "coord1",
                 "interpreter_language": None,
-                "purpose": "coordinated support from the family centre",
+                "purpose": seal("consent_forms", "purpose", "v1", PURPOSE),
                 "legal_basis": "consent",
                 "valid_until": (now + timedelta(days=365)).date(),
                 "change": "signed",
@@ -217,19 +392,14 @@ class Loader:
             cells.extend(
                 {"form_id": form_id, "agency_id": a, "field_id": f} for a, f in CELLS
             )
-        with self.sessions() as session:
-            for table, rows in (
-                (Family.__table__, families),
-                (Member.__table__, members),
-                (Involvement.__table__, involvements),
-                (ConsentFormRow.__table__, forms),
-                (ConsentCellRow.__table__, cells),
-                (Entry.__table__, entries),
-            ):
-                for start in range(0, len(rows), BATCH_ROWS):
-                    session.execute(insert(table), rows[start:start + BATCH_ROWS])
-                self.rows += len(rows)
-            session.commit()
+        return [
+            (Family.__table__, families),  # type: ignore[list-item]
+            (Member.__table__, members),
+            (Involvement.__table__, involvements),
+            (ConsentFormRow.__table__, forms),
+            (ConsentCellRow.__table__, cells),
+            (Entry.__table__, entries),
+        ]
 
 
 # --- the two reads ----------------------------------------------------------
@@ -304,19 +474,21 @@ Read = Callable[[Session, Vault, Actor, str, datetime], dict[str, Any]]
 
 class Pinning:
     """While measuring, keep this process on one CPU and its PostgreSQL backends
-    on another (Linux, two CPUs or more). Left to the scheduler on a small
-    machine, client and backend share a core some minutes and not others, and
-    the read time jumps between two levels. Off with --no-pin."""
+    (data and key store alike) on another (Linux, two CPUs or more). Left to the
+    scheduler on a small machine, client and backend share a core some minutes
+    and not others, and the read time jumps between two levels. Off with --no-pin."""
 
-    def __init__(self, engine: Engine, enabled: bool) -> None:
+    def __init__(self, engines: Iterable[Engine], enabled: bool) -> None:
+        engines = list(engines)
         self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         self.enabled = enabled and len(self.cpus) > 1
-        self.server = engine.dialect.name == "postgresql"
+        self.server = any(e.dialect.name == "postgresql" for e in engines)
         self.backends: set[int] = set()
         self.active = False
         self.failed = ""
         if self.enabled and self.server:
-            event.listen(engine, "connect", self._connected)
+            for engine in engines:
+                event.listen(engine, "connect", self._connected)
 
     @property
     def note(self) -> str:
@@ -326,8 +498,8 @@ class Pinning:
         if not self.server:
             return client
         if self.failed or not self.backends:
-            return f"{client}, server backend not pinned {self.failed}".rstrip()
-        return f"{client}, server backend on CPU {self.cpus[1]}"
+            return f"{client}, server backends not pinned {self.failed}".rstrip()
+        return f"{client}, server backends on CPU {self.cpus[1]}"
 
     def _connected(self, dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -380,17 +552,53 @@ class Timing:
 
 
 @dataclass
+class Rotation:
+    keys: int
+    master_version: int
+    seconds: float
+    select_seconds: float  # KeyStore.not_under: finding keys still under an old version
+    update_seconds: float  # KeyStore.rewrap: the UPDATEs and their commit
+
+    @property
+    def per_second(self) -> float:
+        return self.keys / self.seconds if self.seconds else 0.0
+
+    @property
+    def other_seconds(self) -> float:  # unwrap, wrap, and the loop itself
+        return self.seconds - self.select_seconds - self.update_seconds
+
+
+@dataclass
+class Counts:
+    """What one read costs in statements and key work."""
+
+    consented: int  # statements, plaintext store
+    plain: int
+    encrypted: int  # statements on the encrypted data database
+    key_queries: int  # statements on the key store, encrypted read
+    unwraps: int  # data keys unwrapped, encrypted read
+
+
+@dataclass
 class Result:
     families: int
     load_seconds: float
+    plaintext_load: float
+    encrypted_load: float
     consented: Timing
     plain: Timing
-    queries: tuple[int, int]  # statements per read: consented, plain
+    encrypted: Timing
+    counts: Counts
+    rotation: Rotation
     pinning: str
 
     @property
     def ratio(self) -> float:
         return self.consented.median / self.plain.median
+
+    @property
+    def crypto_ratio(self) -> float:
+        return self.encrypted.median / self.consented.median
 
 
 @contextmanager
@@ -407,14 +615,31 @@ def counting(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def check_reads(sessions: sessionmaker[Session], engine: Engine, vault: Vault, actor: Actor,
-                family_id: str, now: datetime) -> tuple[int, int]:
-    """Both reads agree on what the reader may see; returns statements per read."""
+@contextmanager
+def counting_unwraps() -> Iterator[list[int]]:
+    """Counts `crypto.unwrap` calls (the cipher looks it up in its module)."""
+    original = crypto.unwrap
+    calls = [0]
+
+    def counted(keyring: Keyring, key: WrappedKey) -> bytes:
+        calls[0] += 1
+        return original(keyring, key)
+
+    crypto.unwrap = counted
+    try:
+        yield calls
+    finally:
+        crypto.unwrap = original
+
+
+def check_reads(plaintext: Store, encrypted: Store, family_id: str, now: datetime) -> Counts:
+    """Both reads agree on what the reader may see, and the encrypted store
+    returns exactly what the plaintext store does; returns the cost per read."""
     counts = []
     bodies = []
     for read in (consented_read, plain_read):
-        with counting(engine) as statements, sessions() as session:
-            bodies.append(read(session, vault, actor, family_id, now))
+        with counting(plaintext.engine) as statements, plaintext.sessions() as session:
+            bodies.append(read(session, plaintext.vault, plaintext.actor, family_id, now))
         counts.append(len(statements))
     consented, plain = bodies
     assert sorted(consented["fields"]) == ["health", "involvement"], consented["fields"]
@@ -422,36 +647,82 @@ def check_reads(sessions: sessionmaker[Session], engine: Engine, vault: Vault, a
     assert consented["display_name"] == plain["display_name"]
     assert consented["involvements"] == plain["involvements"]
     assert "members" not in consented and "address" not in consented
-    return counts[0], counts[1]
+
+    assert encrypted.keystore is not None
+    with counting(encrypted.engine) as data_statements, \
+            counting(encrypted.keystore.engine) as key_statements, \
+            counting_unwraps() as unwraps, encrypted.sessions() as session:
+        sealed = consented_read(session, encrypted.vault, encrypted.actor, family_id, now)
+    assert sealed == consented, "the encrypted store reads differently"
+    with encrypted.sessions() as session:
+        row = session.get(Entry, consented["fields"]["health"][0]["id"])
+        assert row is not None and row.value[:1] == crypto.AESGCM_TAG, "not sealed"
+    return Counts(counts[0], counts[1], len(data_statements), len(key_statements), unwraps[0])
 
 
-def measure(sessions: sessionmaker[Session], vault: Vault, actor: Actor, ids: list[str],
-            now: datetime, reads: int, rng: random.Random) -> tuple[Timing, Timing]:
-    """`reads` reads of each kind on random families, alternating in rounds of 20:
-    one round reads its families consented then plain, the next plain then consented."""
-    reads_by: dict[str, Read] = {"consented": consented_read, "plain": plain_read}
-    samples: dict[str, list[float]] = {"consented": [], "plain": []}
+def measure(kinds: dict[str, tuple[Store, Read]], ids: list[str], now: datetime, reads: int,
+            rng: random.Random) -> dict[str, Timing]:
+    """`reads` reads of each kind on random families, in rounds of 20 families:
+    each round reads its families with every kind, one kind after the other, and
+    the order of the kinds changes from round to round (every permutation in turn)."""
+    samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+    orders = list(itertools.permutations(kinds))
     clock = time.perf_counter_ns
 
     def one(kind: str, family_id: str) -> float:
-        read = reads_by[kind]
+        store, read = kinds[kind]
         started = clock()
-        with sessions() as session:
-            read(session, vault, actor, family_id, now)
+        with store.sessions() as session:
+            read(session, store.vault, store.actor, family_id, now)
         return (clock() - started) / 1_000
 
-    for fid in rng.sample(ids, min(200, len(ids))):  # warm up caches and the pool
-        one("consented", fid)
-        one("plain", fid)
+    for fid in rng.sample(ids, min(200, len(ids))):  # warm up caches and the pools
+        for kind in kinds:
+            one(kind, fid)
     gc.collect()
     round_size = 20
     for r, start in enumerate(range(0, reads, round_size)):
         picks = [rng.choice(ids) for _ in range(min(round_size, reads - start))]
-        order = ("consented", "plain") if r % 2 == 0 else ("plain", "consented")
-        for kind in order:
+        for kind in orders[r % len(orders)]:
             for fid in picks:
                 samples[kind].append(one(kind, fid))
-    return Timing(samples["consented"]), Timing(samples["plain"])
+    return {kind: Timing(s) for kind, s in samples.items()}
+
+
+class TimedKeyStore(KeyStore):
+    """The key store, timing the two calls `rewrap_all` makes of it."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.select_seconds = 0.0
+        self.update_seconds = 0.0
+
+    def not_under(self, master_version: int, limit: int) -> list[WrappedKey]:
+        started = time.perf_counter()
+        try:
+            return super().not_under(master_version, limit)
+        finally:
+            self.select_seconds += time.perf_counter() - started
+
+    def rewrap(self, keys: Iterable[tuple[WrappedKey, WrappedKey]], now: datetime) -> int:
+        started = time.perf_counter()
+        try:
+            return super().rewrap(keys, now)
+        finally:
+            self.update_seconds += time.perf_counter() - started
+
+
+def rotate(store: Store, now: datetime) -> Rotation:
+    """Add a master key version and re-wrap every data key under it."""
+    assert store.keystore is not None and store.keyring is not None
+    keystore = TimedKeyStore(store.keystore.engine)
+    version = store.keyring.add_version()
+    gc.collect()
+    report = rewrap_all(store.keyring, keystore, now, REWRAP_BATCH)
+    assert report.rewrapped == store.key_rows, (report.rewrapped, store.key_rows)
+    assert keystore.count_under() == {version: store.key_rows}, keystore.count_under()
+    return Rotation(report.rewrapped, version, report.seconds, keystore.select_seconds,
+                    keystore.update_seconds)
 
 
 # --- the run ----------------------------------------------------------------
@@ -471,48 +742,63 @@ def settle(engine: Engine) -> None:
         os.sync()  # the kernel's write-back of the load would otherwise overlap the timing
 
 
-def run(url: str, sizes: list[int], reads: int, label: str, pin: bool) -> list[Result]:
-    engine = make_engine(url)
-    pinning = Pinning(engine, pin)
+def run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
+        pin: bool) -> list[Result]:
+    """`urls`: "plaintext", "encrypted" (data) and "keys" (the key store)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    stores: list[Store] = []
     try:
-        migrate.upgrade(engine)
-        sessions = make_session_factory(engine)
-        install_guards(sessions)  # as the application does (a no-op for reads)
-        vault = PlaintextVault()
-        now = datetime.now(UTC).replace(microsecond=0)
-        with sessions() as session:
-            for slug, name, kind, minimal in AGENCIES:
-                accounts.add_agency(session, slug, name, kind, minimal, now)
-            for username, agency, role in STAFF:
-                accounts.add_staff(session, username, agency, role, None, now)
-            staff_ids = dict(session.execute(select(Staff.username, Staff.id)).tuples().all())
-            token = accounts.create_token(session, READER, timedelta(hours=1), now)
-            actor = accounts.authenticate(session, token, now)
-        loader = Loader(engine, sessions, vault, now, staff_ids)
+        plaintext = open_store("plaintext", urls["plaintext"], None, now)
+        stores.append(plaintext)
+        encrypted = open_store("encrypted", urls["encrypted"], urls["keys"], now)
+        stores.append(encrypted)
+        assert plaintext.staff_ids == encrypted.staff_ids
+        pinning = Pinning([e for s in stores for e in s.engines], pin)
+        loader = Loader(stores, now, plaintext.staff_ids)
+        kinds: dict[str, tuple[Store, Read]] = {
+            "consented": (plaintext, consented_read),
+            "plain": (plaintext, plain_read),
+            "encrypted": (encrypted, consented_read),
+        }
         rng = random.Random(7)
         results = []
         for size in sizes:
+            before = (plaintext.load_seconds, encrypted.load_seconds, loader.generate_seconds)
             seconds = loader.grow_to(size)
-            with sessions() as session:
-                counted = session.scalar(select(func.count()).select_from(Family))
-            assert counted == size, (counted, size)
-            print(f"[{label}] {size:,} families loaded in {seconds:.1f} s "
-                  f"({loader.rows:,} rows so far); measuring {reads:,} reads of each kind...",
-                  flush=True)
-            queries = check_reads(sessions, engine, vault, actor, rng.choice(loader.family_ids),
-                                  now)
+            for store in stores:
+                with store.sessions() as session:
+                    counted = session.scalar(select(func.count()).select_from(Family))
+                assert counted == size, (store.name, counted, size)
+            plaintext_load = plaintext.load_seconds - before[0]
+            encrypted_load = encrypted.load_seconds - before[1]
+            generate = loader.generate_seconds - before[2]
+            print(f"[{label}] {size:,} families loaded in {seconds:.1f} s: generated "
+                  f"{generate:.1f} s, plaintext store {plaintext_load:.1f} s "
+                  f"({plaintext.rows:,} rows so far), encrypted store {encrypted_load:.1f} s "
+                  f"({encrypted.rows:,} rows, {encrypted.key_rows:,} data keys); "
+                  f"measuring {reads:,} reads of each kind...", flush=True)
+            counts = check_reads(plaintext, encrypted, rng.choice(loader.family_ids), now)
             with pinning.pinned():
-                consented, plain = measure(sessions, vault, actor, loader.family_ids, now, reads,
-                                           rng)
-            results.append(Result(size, seconds, consented, plain, queries, pinning.note))
+                timings = measure(kinds, loader.family_ids, now, reads, rng)
+                print(f"[{label}] re-wrapping {encrypted.key_rows:,} data keys under a new "
+                      "master key version...", flush=True)
+                rotation = rotate(encrypted, now)
+            # Reads still open after the rotation (keys unwrap under the new version).
+            check_reads(plaintext, encrypted, rng.choice(loader.family_ids), now)
+            results.append(Result(size, seconds, plaintext_load, encrypted_load,
+                                  timings["consented"], timings["plain"], timings["encrypted"],
+                                  counts, rotation, pinning.note))
         return results
     finally:
-        engine.dispose()
+        for store in stores:
+            store.dispose()
 
 
 def sqlite_run(sizes: list[int], reads: int, pin: bool) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="onestory-bench-") as folder:
-        return run(f"sqlite:///{Path(folder) / 'bench.db'}", sizes, reads, "sqlite", pin)
+        urls = {name: f"sqlite:///{Path(folder) / f'{name}.db'}"
+                for name in ("plaintext", "encrypted", "keys")}
+        return run(urls, sizes, reads, "sqlite", pin)
 
 
 def postgres_run(sizes: list[int], reads: int, pin: bool) -> list[Result]:
@@ -522,7 +808,9 @@ def postgres_run(sizes: list[int], reads: int, pin: bool) -> list[Result]:
     cluster = Cluster()
     try:
         cluster.start()
-        return run(create_database(cluster.admin_url), sizes, reads, "postgresql", pin)
+        urls = {name: create_database(cluster.admin_url)
+                for name in ("plaintext", "encrypted", "keys")}
+        return run(urls, sizes, reads, "postgresql", pin)
     finally:
         cluster.stop()
 
@@ -531,30 +819,72 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+def growth(small: Timing, big: Timing) -> float:
+    return (big.median / small.median - 1) * 100
+
+
 def report(backend: str, results: list[Result], reads: int) -> None:
+    small, big = results[0], results[-1]
     print()
     print(f"shared_record on {backend}: {reads:,} reads of each kind per size, "
-          f"fresh session per read, {results[-1].pinning}; times in microseconds per read")
+          f"fresh session per read, {big.pinning}; times in microseconds per read")
+
+    print()
+    print("(a) what consent costs: consented vs plain read, plaintext store")
     header = (f"{'families':>10} {'load s':>7} | {'consented':>9} {'mean':>7} {'p95':>7} | "
               f"{'plain':>7} {'mean':>7} {'p95':>7} | {'ratio':>6} {'queries':>7}  "
               f"target <= {RATIO_TARGET:.1f}x")
     print(header)
     print("-" * len(header))
     for r in results:
-        c, p = r.consented, r.plain
-        print(f"{r.families:>10,} {r.load_seconds:>7.1f} | {c.median:>9.0f} {c.mean:>7.0f} "
+        c, p, n = r.consented, r.plain, r.counts
+        print(f"{r.families:>10,} {r.plaintext_load:>7.1f} | {c.median:>9.0f} {c.mean:>7.0f} "
               f"{c.p95:>7.0f} | {p.median:>7.0f} {p.mean:>7.0f} {p.p95:>7.0f} | "
-              f"{r.ratio:>5.2f}x {r.queries[0]:>3}/{r.queries[1]:<3}  "
+              f"{r.ratio:>5.2f}x {n.consented:>3}/{n.plain:<3}  "
               f"{verdict(r.ratio <= RATIO_TARGET)}")
-    small, big = results[0], results[-1]
-    growth = (big.consented.median / small.consented.median - 1) * 100
-    plain_growth = (big.plain.median / small.plain.median - 1) * 100
+    g = growth(small.consented, big.consented)
     print(f"consented median {small.families:,} -> {big.families:,} families: "
-          f"{growth:+.1f}% (target <= {GROWTH_TARGET:.0f}%: {verdict(growth <= GROWTH_TARGET)}); "
-          f"plain: {plain_growth:+.1f}%")
-    print("(consented = services.shared_record; plain = the same rows, no consent logic; "
-          "ratio = consented median / plain median; queries = statements per read, "
-          "consented/plain)")
+          f"{g:+.1f}% (target <= {GROWTH_TARGET:.0f}%: {verdict(g <= GROWTH_TARGET)}); "
+          f"plain: {growth(small.plain, big.plain):+.1f}%")
+
+    print()
+    print("(b) what encryption costs: shared_record, EnvelopeVault vs PlaintextVault store")
+    header = (f"{'families':>10} {'load s':>7} | {'encrypted':>9} {'mean':>7} {'p95':>7} | "
+              f"{'plaintxt':>8} {'mean':>7} {'p95':>7} | {'ratio':>6} {'queries':>7} "
+              f"{'unwraps':>7}  target <= {CRYPTO_TARGET:.1f}x")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        e, c, n = r.encrypted, r.consented, r.counts
+        queries = f"{n.encrypted}+{n.key_queries}"
+        print(f"{r.families:>10,} {r.encrypted_load:>7.1f} | {e.median:>9.0f} {e.mean:>7.0f} "
+              f"{e.p95:>7.0f} | {c.median:>8.0f} {c.mean:>7.0f} {c.p95:>7.0f} | "
+              f"{r.crypto_ratio:>5.2f}x {queries:>7} {n.unwraps:>7}  "
+              f"{verdict(r.crypto_ratio <= CRYPTO_TARGET)}")
+    g = growth(small.encrypted, big.encrypted)
+    print(f"encrypted median {small.families:,} -> {big.families:,} families: "
+          f"{g:+.1f}% (target <= {GROWTH_TARGET:.0f}%: {verdict(g <= GROWTH_TARGET)})")
+
+    print()
+    print(f"(c) key rotation: add a master key version, rewrap_all in batches of "
+          f"{REWRAP_BATCH:,}")
+    header = (f"{'families':>10} {'master':>6} {'keys':>8} {'seconds':>8} {'keys/s':>8} | "
+              f"{'select s':>8} {'update s':>8} {'crypto s':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        t = r.rotation
+        print(f"{r.families:>10,} {'v' + str(t.master_version):>6} {t.keys:>8,} "
+              f"{t.seconds:>8.2f} {t.per_second:>8,.0f} | {t.select_seconds:>8.2f} "
+              f"{t.update_seconds:>8.2f} {t.other_seconds:>8.2f}")
+
+    print()
+    print("(consented = services.shared_record, plaintext store; plain = the same rows, no "
+          "consent logic; encrypted = services.shared_record, EnvelopeVault store; load s = "
+          "sealing and inserting that store; queries = statements per read: consented/plain "
+          "in (a), data+key store in (b); unwraps = data keys unwrapped per read; select s = "
+          "KeyStore.not_under, update s = KeyStore.rewrap, crypto s = unwrap, wrap and the "
+          "rest)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consent.errors import FormImmutable
@@ -222,31 +222,48 @@ class ReceiptCheck:
     retry_after: int = 0  # seconds, when slowed down
 
 
+def _delay(failures: int) -> timedelta:
+    # The exponent is capped before it is used: 2**n seconds overflows a
+    # timedelta long before anyone stops guessing.
+    return min(timedelta(seconds=2 ** min(failures - FREE_ATTEMPTS, 20)), MAX_DELAY)
+
+
 def check_receipt(session: Session, code: str, pin: str, now: datetime) -> ReceiptCheck:
     """Check a receipt code and PIN; counts failures. Does not commit.
 
+    The attempt is claimed first, atomically (an UPDATE that also takes the
+    row's write lock), so parallel guesses cannot slip past the delay: each
+    waits for the one before it and then finds the code slowed down.
     Returns the family id on success; `family_id=None` on a wrong code or
     PIN; `retry_after > 0` while the code is slowed down after failures.
     """
+    code_hash = _code_hash(code)
+    claimed = session.execute(
+        update(ConsentReceipt)
+        .where(ConsentReceipt.code_hash == code_hash,
+               or_(ConsentReceipt.not_before.is_(None), ConsentReceipt.not_before <= now))
+        .values(failed_attempts=ConsentReceipt.failed_attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
     receipt = session.scalars(
-        select(ConsentReceipt).where(ConsentReceipt.code_hash == _code_hash(code))
+        select(ConsentReceipt).where(ConsentReceipt.code_hash == code_hash)
+        .execution_options(populate_existing=True)
     ).first()
     if receipt is None:
         # Spend the same effort as a real check, so timing does not tell
         # whether a code exists.
         _verify(_dummy_hash(), pin)
         return ReceiptCheck(None)
-    if receipt.not_before is not None and now < receipt.not_before:
-        wait = int((receipt.not_before - now).total_seconds()) + 1
+    if not claimed.rowcount:  # type: ignore[attr-defined]
+        assert receipt.not_before is not None
+        wait = max(int((receipt.not_before - now).total_seconds()) + 1, 1)
         return ReceiptCheck(None, retry_after=wait)
     if _verify(receipt.pin_hash, pin):
         receipt.failed_attempts = 0
         receipt.not_before = None
         return ReceiptCheck(receipt.family_id)
-    receipt.failed_attempts += 1
     if receipt.failed_attempts >= FREE_ATTEMPTS:
-        delay = min(timedelta(seconds=2 ** (receipt.failed_attempts - FREE_ATTEMPTS)), MAX_DELAY)
-        receipt.not_before = now + delay
+        receipt.not_before = now + _delay(receipt.failed_attempts)
     return ReceiptCheck(None)
 
 

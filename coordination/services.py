@@ -14,12 +14,11 @@ import dataclasses
 import json
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +26,7 @@ import consent.services as consent_store
 from consent import model as consent
 from consent.errors import NoConsentForm, NotAgreedToKnow
 from consent.model import Form
-from consent.tables import ConsentFormRow
+from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination.actors import Actor
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import (
@@ -37,7 +36,16 @@ from coordination.errors import (
     MinimalDataViolation,
     NotPermitted,
 )
-from coordination.model import Agency, Entry, Family, FieldDef, Involvement, Member, Staff
+from coordination.model import (
+    Agency,
+    ApiToken,
+    Entry,
+    Family,
+    FieldDef,
+    Involvement,
+    Member,
+    Staff,
+)
 from coordination.roles import InvolvementStatus
 
 INVOLVEMENT = "involvement"
@@ -90,10 +98,25 @@ def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
     return FamilyView(family, involvements, row, form, vault.for_family(family_id))
 
 
+def _lock_family(session: Session, family_id: str) -> None:
+    """Serialise acts that depend on the family's consent (referral,
+    revocation, new form, entries): each waits for the one before it to
+    commit, then reads what it left, so none acts on a grid already revoked."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Family.id).where(Family.id == family_id).with_for_update())
+    else:  # SQLite: the first write of the transaction takes the database's write lock
+        session.execute(update(Family).where(Family.id == family_id)
+                        .values(recorded_by_agency=Family.recorded_by_agency))
+
+
 def _visible(
-    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime,
+    *, lock: bool = False,
 ) -> FamilyView:
-    """The family if the actor may know it exists; otherwise `FamilyNotFound`."""
+    """The family if the actor may know it exists; otherwise `FamilyNotFound`.
+    With `lock`, consent-dependent writes to the family are serialised."""
+    if lock:
+        _lock_family(session, family_id)
     view = _load(session, vault, family_id)
     if view is None:
         raise FamilyNotFound()
@@ -254,31 +277,56 @@ def search_families(
     now: datetime,
 ) -> list[dict[str, str]]:
     """Families with exactly this (normalised) name, and birth date if given,
-    that the actor's agency may know exist."""
-    query = select(Family.id, Family.display_name).where(
-        Family.name_index == vault.blind_index("name", name)
+    that the actor's agency may know exist.
+
+    Visibility is applied inside the one query, so a name that matches only
+    families hidden from the caller costs the same as no match at all.
+    """
+    agency = str(actor.agency_id)
+    query = (
+        select(Family.id, Family.display_name)
+        .where(Family.name_index == vault.blind_index("name", name),
+               _visible_to(agency, now))
+        .order_by(Family.created_at, Family.id)
+        .limit(SEARCH_LIMIT)
     )
     if birth_date is not None:
         query = query.where(
             Family.birth_date_index == vault.blind_index("birth_date", birth_date.isoformat())
         )
-    candidates = session.execute(query.order_by(Family.created_at, Family.id)).all()
-    ids = [row.id for row in candidates]
-    if not ids:
-        return []
-    visible = set(visible_family_ids(session, actor, ids, now))
-    shown = [row for row in candidates if row.id in visible][:SEARCH_LIMIT]
-    ciphers = vault.for_families([row.id for row in shown])
-    found = []
-    for row in shown:
-        if row.id in visible:
-            name_shown = ciphers[row.id].open(
-                "families", "display_name", row.id, row.display_name
-            )
-            found.append({"id": row.id, "display_name": name_shown})
-            if len(found) == SEARCH_LIMIT:
-                break
-    return found
+    rows = session.execute(query).all()
+    ciphers = vault.for_families([row.id for row in rows])
+    return [
+        {"id": row.id,
+         "display_name": ciphers[row.id].open("families", "display_name", row.id,
+                                              row.display_name)}
+        for row in rows
+    ]
+
+
+def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
+    """`consent.model.is_visible` as SQL, for queries over many families:
+    an active involvement, or a cell of the current form in force.
+    (tests/functional/test_shared_record.py holds the two to the same answers.)"""
+    newest = (
+        select(func.max(ConsentFormRow.version))
+        .where(ConsentFormRow.family_id == Family.id)
+        .correlate(Family)
+        .scalar_subquery()
+    )
+    involved = exists().where(
+        Involvement.family_id == Family.id,
+        Involvement.agency_id == agency,
+        Involvement.status == InvolvementStatus.ACTIVE,
+    )
+    granted = exists().where(
+        ConsentFormRow.family_id == Family.id,
+        ConsentFormRow.version == newest,
+        ConsentFormRow.valid_until >= now.astimezone(UTC).date(),
+        ConsentCellRow.form_id == ConsentFormRow.id,
+        ConsentCellRow.agency_id == agency,
+    )
+    return or_(involved, granted)
 
 
 @dataclass
@@ -415,7 +463,7 @@ def write_entry(
     now: datetime,
 ) -> dict[str, str]:
     """Write an entry under one field for an involved agency."""
-    view = _visible(session, vault, actor, family_id, now)
+    view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
     errors = entry_errors(session, actor, field_id)
     if errors:
@@ -472,15 +520,17 @@ def refer(
     Needs the family's current form to grant that agency `involvement`
     (else `Conflict`: the family has not agreed that it may know of it).
     """
-    view = _visible(session, vault, actor, family_id, now)
+    view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
     errors = reference_errors(session, agency_id)
     if errors:
         raise InvalidInput(errors)
-    if view.involved(agency_id):
-        raise Conflict(f"agency '{agency_id}' is already involved with this family")
+    # Consent first: whether another agency is involved is itself shared
+    # information, so a referral the family has not agreed to reveals nothing.
     if not consent.decide(view.form, agency_id, INVOLVEMENT, now):
         raise Conflict(str(NotAgreedToKnow(agency_id)))
+    if view.involved(agency_id):
+        raise Conflict(f"agency '{agency_id}' is already involved with this family")
     existing = next((i for i in view.involvements if i.agency_id == agency_id), None)
     if existing is None:
         existing = Involvement(family_id=family_id, agency_id=agency_id, created_at=now)
@@ -507,7 +557,7 @@ def update_involvement(
     now: datetime,
 ) -> dict[str, Any]:
     """Close (or name the contact worker of) the actor's own agency's involvement."""
-    view = _visible(session, vault, actor, family_id, now)
+    view = _visible(session, vault, actor, family_id, now, lock=True)
     if agency_id != actor.agency_id:
         raise NotPermitted("only that agency's coordinator may change its involvement")
     inv = next((i for i in view.involvements if i.agency_id == agency_id), None)
@@ -577,6 +627,10 @@ def consent_errors(session: Session, data: dict[str, Any], now: datetime
     signed_on = _as_date(data.get("signed_on"))
     if signed_on and signed_on > now.date():
         errors["signed_on"] = ["must not be in the future"]
+    witness = data.get("witness")
+    if isinstance(witness, str) and "\x00" not in witness and session.scalars(
+            select(Staff.id).where(Staff.username == witness, Staff.active)).first() is None:
+        errors["witness"] = [f"'{witness}' is not a staff member's username"]
     return errors
 
 
@@ -589,12 +643,21 @@ def record_consent(
     The grid replaces the previous one. The first form, or one with
     `reissue_pin`, issues the family's receipt code and PIN (returned once).
     """
-    view = _visible(session, vault, actor, family_id, now)
+    view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
     errors = consent_errors(session, data, now)
     if errors:
         raise InvalidInput(errors, "the form has invalid values")
     cells = consent.cells_from_grants(data["grants"])
+    family_changed = session.scalar(
+        select(func.max(ConsentFormRow.recorded_at))
+        .where(ConsentFormRow.family_id == family_id, ConsentFormRow.changed_by == "family")
+    )
+    if family_changed is not None and data["signed_on"] < family_changed.date():
+        raise Conflict(
+            f"the family changed its consent on {family_changed.date().isoformat()}, after "
+            "this form was signed; record a form signed since then"
+        )
     version = (view.form_row.version if view.form_row else 0) + 1
     meta = consent_store.FormMeta(
         signed_by=b"",
@@ -615,6 +678,13 @@ def record_consent(
         if view.form_row is None or data.get("reissue_pin"):
             code, pin = consent_store.issue_receipt(session, family_id, now)
             receipt = {"code": code, "pin": pin}
+            # A new PIN also ends the family's open sessions: the old receipt
+            # may be in the wrong hands.
+            session.execute(
+                update(ApiToken)
+                .where(ApiToken.family_id == family_id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -666,7 +736,7 @@ def revoke_consent(
     Makes a new version that takes effect on the very next request; when
     nothing would change, no version is written.
     """
-    view = _visible(session, vault, actor, family_id, now)
+    view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
     errors = reference_errors(session, agency_id, field_id)
     if errors:
@@ -717,24 +787,3 @@ def access_log(
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
     return []
-
-
-def visible_family_ids(
-    session: Session, actor: Actor, family_ids: Sequence[str], now: datetime
-) -> list[str]:
-    """Which of these families the actor's agency may know exist."""
-    involved = set(
-        session.scalars(
-            select(Involvement.family_id).where(
-                Involvement.family_id.in_(family_ids),
-                Involvement.agency_id == actor.agency_id,
-                Involvement.status == InvolvementStatus.ACTIVE,
-            )
-        )
-    )
-    forms = consent_store.current_forms(session, family_ids)
-    return [
-        fid
-        for fid in family_ids
-        if consent.is_visible(forms.get(fid), str(actor.agency_id), fid in involved, now)
-    ]
