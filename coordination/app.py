@@ -20,7 +20,9 @@ def create_app(
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config["SECRET_KEY"] = settings.require_secret_key()
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit, so that a chunked body that reaches it is seen
+    # to be too large rather than silently cut (see api._parse_body).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_runtime(app, settings, clock)
     for step in (register_api, register_health, register_problems):

@@ -82,6 +82,8 @@ class Settings:
             path = self.instance / "index_key"
             if not path.exists():
                 write_secret_file(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+                print(f"onestory: generated a development search-index key at {path} "
+                      "(mode 0600)", file=sys.stderr)
             text = path.read_text().strip()
         if not text:
             raise ConfigError(

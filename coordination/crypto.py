@@ -19,6 +19,7 @@ Anything that cannot be opened raises `VaultError`, and no data is returned.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -26,6 +27,7 @@ import os
 import re
 import secrets
 import struct
+import tempfile
 import threading
 import unicodedata
 from collections.abc import Sequence
@@ -105,7 +107,7 @@ class Keyring:
 
     def __init__(self, document: dict[str, Any], path: Path | None = None) -> None:
         self.path = path
-        self._mtime = path.stat().st_mtime_ns if path else 0
+        self._stamp = _stamp(path) if path else None
         self._lock = threading.Lock()
         self._load(document)
 
@@ -114,12 +116,13 @@ class Keyring:
         try:
             keys = {int(v): _b64key(k, f"{where} key {v}") for v, k in document["keys"].items()}
             active = int(document["active"])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            if isinstance(exc, KeyringError):
-                raise
+        except KeyringError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # `from None`: the original error may quote key material.
             raise KeyringError(
                 f"{where} must be JSON like {{\"active\": 1, \"keys\": {{\"1\": \"<base64>\"}}}}"
-            ) from exc
+            ) from None
         if active not in keys:
             raise KeyringError(f"{where}: the active version {active} has no key")
         self.keys, self.active = keys, active
@@ -146,13 +149,13 @@ class Keyring:
         if self.path is None:
             return
         try:
-            mtime = self.path.stat().st_mtime_ns
+            stamp = _stamp(self.path)
         except OSError:
             return  # keep the keys in memory; failing here would stop every read
-        if mtime != self._mtime:
+        if stamp != self._stamp:
             with self._lock:
                 fresh = Keyring.from_file(self.path)
-                self.keys, self.active, self._mtime = fresh.keys, fresh.active, mtime
+                self.keys, self.active, self._stamp = fresh.keys, fresh.active, stamp
 
     def key(self, version: int) -> bytes:
         if version not in self.keys:
@@ -173,7 +176,7 @@ class Keyring:
             raise KeyringError("the keyring comes from ONESTORY_KEYRING, not a file; "
                                "set ONESTORY_KEYRING_FILE to let OneStory change it")
         write_secret_file(self.path, json.dumps(self.document(), indent=2) + "\n", replace=True)
-        self._mtime = self.path.stat().st_mtime_ns
+        self._stamp = _stamp(self.path)
 
     def add_version(self) -> int:
         version = max(self.keys) + 1
@@ -189,18 +192,40 @@ class Keyring:
         del self.keys[version]
 
 
+def _stamp(path: Path) -> tuple[int, int, int]:
+    # A replaced file has a new inode even when its time stamp does not move.
+    info = path.stat()
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def write_secret_file(path: Path, text: str, *, replace: bool = False) -> None:
-    """Write `text` to `path` with mode 0600 (atomically when replacing)."""
+    """Write `text` to `path` with mode 0600; when replacing, atomically
+    through a fresh, exclusive temporary file in the same folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = path.with_name(path.name + ".tmp") if replace else path
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
-    fd = os.open(target, flags, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if replace:
-        os.replace(target, path)
+    if not replace:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 # --- ciphers ------------------------------------------------------------------------

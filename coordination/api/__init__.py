@@ -96,8 +96,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_body() -> Any:
+def _parse_body(max_bytes: int) -> Any:
     raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        from werkzeug.exceptions import RequestEntityTooLarge
+
+        raise RequestEntityTooLarge()
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         # Escapes such as "\ud800" decode to strings no database can store.
@@ -140,7 +144,7 @@ def create_blueprint() -> Blueprint:
             from werkzeug.exceptions import RequestEntityTooLarge
 
             raise RequestEntityTooLarge()
-        g.body = _parse_body() if request.method in BODY_METHODS else None
+        g.body = _parse_body(max_bytes) if request.method in BODY_METHODS else None
         if request.endpoint not in NO_TOKEN_ENDPOINTS:
             g.actor = _authenticate()
 
