@@ -760,7 +760,10 @@ def run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
         encrypted = open_store("encrypted", urls["encrypted"], urls["keys"], now)
         stores.append(encrypted)
         assert plaintext.staff_ids == encrypted.staff_ids
-        pinning = Pinning([e for s in stores for e in s.engines], pin)
+        engines = [e for s in stores for e in s.engines]
+        pinning = Pinning(engines, pin)
+        for engine in engines:
+            engine.dispose()  # connect afresh, so that Pinning learns every backend
         loader = Loader(stores, now, plaintext.staff_ids)
         kinds: dict[str, tuple[Store, Read]] = {
             "consented": (plaintext, consented_read),
@@ -893,8 +896,8 @@ def report(backend: str, results: list[Result], reads: int) -> None:
 
     print()
     print("(consented = services.shared_record, plaintext store; plain = the same rows, no "
-          "consent logic; encrypted = services.shared_record, EnvelopeVault store (the plain read runs on it too, "
-          "so each store is read twice per family); load s = "
+          "consent logic; encrypted = services.shared_record, EnvelopeVault store (the plain "
+          "read runs there too, so each store is read twice per family); load s = "
           "sealing and inserting that store; queries = statements per read: consented/plain "
           "in (a), data+key store in (b); unwraps = data keys unwrapped per read; select s = "
           "KeyStore.not_under, update s = KeyStore.rewrap, crypto s = unwrap, wrap and the "

@@ -32,7 +32,11 @@ def create_app(
 
 def register_runtime(app: Flask, settings: Settings, clock: Callable[[], datetime]) -> None:
     runtime = Runtime.build(settings, clock)
-    runtime.vault  # noqa: B018 - refuse to start without the keyring and index key
+    try:
+        runtime.vault  # noqa: B018 - refuse to start without the keyring and index key
+    except BaseException:
+        runtime.dispose()
+        raise
     app.extensions["onestory"] = runtime
 
     @app.teardown_appcontext

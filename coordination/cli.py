@@ -260,7 +260,12 @@ def keys_rotate(state: CliState, batch: int) -> None:
     keyring = rt.settings.keyring()
     version = keyring.add_version()
     keyring.save()
-    report = rewrap_all(keyring, rt.keystore, rt.now(), batch)
+    try:
+        report = rewrap_all(keyring, rt.keystore, rt.now(), batch)
+    except Exception as exc:
+        raise click.ClickException(
+            f"master key version {version} is active, but re-wrapping stopped "
+            f"({type(exc).__name__}); run `onestory keys rewrap` to finish") from None
     click.echo(f"master key version {version} is active; re-wrapped {report.rewrapped} data "
                f"keys in {report.seconds:.1f} s ({report.per_second:.0f} per second)")
 

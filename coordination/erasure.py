@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
@@ -29,15 +29,18 @@ def erase_family(
 ) -> Erasure:
     """Erase (or finish erasing) a family. Raises `FamilyNotFound` for an
     unknown family, `Conflict` for one already erased."""
+    check_exists(session, family_id)
     if not reason.strip() or len(reason) > 500:
         raise InvalidInput({"reason": ["1 to 500 characters"]}, "give a reason of 1-500 characters")
     erasure = session.get(Erasure, family_id)
     if erasure is None:
-        if session.get(Family, family_id) is None:
-            raise FamilyNotFound()
         erasure = Erasure(family_id=family_id, reason=reason.strip(), requested_by=by,
                           requested_at=now)
         session.add(erasure)
+        # From now on search no longer finds the family, even if the erasure
+        # is interrupted before its rows go.
+        session.execute(update(Family).where(Family.id == family_id)
+                        .values(name_index="", birth_date_index=None))
         session.commit()
     elif erasure.completed_at is not None:
         raise Conflict("this family was erased already")

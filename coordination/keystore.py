@@ -12,8 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, Integer, LargeBinary, MetaData, String, delete, select, update
+from sqlalchemy import (
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    delete,
+    event,
+    select,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from coordination.db import NAMING_CONVENTION, UTCDateTime, make_engine, make_session_factory
@@ -49,7 +60,16 @@ class KeyStore:
 
     @classmethod
     def from_url(cls, url: str) -> KeyStore:
-        return cls(make_engine(url))
+        engine = make_engine(url)
+        if engine.dialect.name == "sqlite":
+            # A destroyed key must not survive in free pages of the file.
+            @event.listens_for(engine, "connect")
+            def _secure_delete(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA secure_delete=ON")
+                cursor.close()
+
+        return cls(engine)
 
     def get_many(self, family_ids: Sequence[str]) -> dict[str, WrappedKey]:
         """The wrapped keys of these families, in one query."""
@@ -73,7 +93,12 @@ class KeyStore:
         with self.sessions() as session:
             gone = session.execute(delete(DataKey).where(DataKey.family_id == family_id))
             session.commit()
-            return bool(gone.rowcount)  # type: ignore[attr-defined]
+        if self.engine.dialect.name == "sqlite":
+            # ... nor in the write-ahead log: fold it into the (securely
+            # overwritten) file and truncate it.
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return bool(gone.rowcount)  # type: ignore[attr-defined]
 
     def not_under(self, master_version: int, limit: int) -> list[WrappedKey]:
         """A batch of keys still wrapped under another master version."""

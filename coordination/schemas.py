@@ -162,6 +162,11 @@ class RevokeIn(StrictSchema):
 class ErasureIn(StrictSchema):
     reason = text(1, 500, required=True)
 
+    @validates_schema
+    def _reason_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "reason" in data and not data["reason"].strip():
+            raise ValidationError({"reason": ["must not be blank"]})
+
 
 class FamilySessionIn(StrictSchema):
     receipt_code = text(1, 32, required=True)
