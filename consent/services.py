@@ -220,6 +220,7 @@ def issue_receipt(session: Session, family_id: str, now: datetime) -> tuple[str,
 class ReceiptCheck:
     family_id: str | None
     retry_after: int = 0  # seconds, when slowed down
+    attempted: str | None = None  # the family whose code was tried (for the audit log)
 
 
 def _delay(failures: int) -> timedelta:
@@ -257,14 +258,14 @@ def check_receipt(session: Session, code: str, pin: str, now: datetime) -> Recei
     if not claimed.rowcount:  # type: ignore[attr-defined]
         assert receipt.not_before is not None
         wait = max(int((receipt.not_before - now).total_seconds()) + 1, 1)
-        return ReceiptCheck(None, retry_after=wait)
+        return ReceiptCheck(None, retry_after=wait, attempted=receipt.family_id)
     if _verify(receipt.pin_hash, pin):
         receipt.failed_attempts = 0
         receipt.not_before = None
         return ReceiptCheck(receipt.family_id)
     if receipt.failed_attempts >= FREE_ATTEMPTS:
         receipt.not_before = now + _delay(receipt.failed_attempts)
-    return ReceiptCheck(None)
+    return ReceiptCheck(None, attempted=receipt.family_id)
 
 
 def _verify(pin_hash: str, pin: str) -> bool:

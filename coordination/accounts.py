@@ -11,7 +11,10 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import audit.services as audit_log
 import consent.services as consent_store
+from audit.model import Action, Outcome
+from audit.services import Event
 from coordination.actors import Actor
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
 from coordination.model import Agency, ApiToken, Family, Staff
@@ -26,6 +29,10 @@ def hash_token(token: str) -> str:
     # Tokens carry 256 random bits, so a fast hash is enough: it only keeps
     # a stolen table from being replayed as tokens.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def expires_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def add_agency(
@@ -94,6 +101,9 @@ def create_token(session: Session, username: str, lifetime: timedelta, now: date
         ApiToken(token_hash=hash_token(token), staff_id=staff.id, created_at=now,
                  expires_at=now + lifetime)
     )
+    audit_log.record(session, Event(action=Action.TOKEN_CREATE, actor=staff.username,
+                                    agency_id=staff.agency_id, role=staff.role,
+                                    detail={"expires": expires_text(now + lifetime)}), now)
     session.commit()
     return token
 
@@ -129,7 +139,8 @@ def authenticate(session: Session, token: str, now: datetime) -> Actor:
 
 
 def open_family_session(
-    session: Session, code: str, pin: str, lifetime: timedelta, now: datetime
+    session: Session, code: str, pin: str, lifetime: timedelta, now: datetime,
+    request_id: str | None = None,
 ) -> dict[str, str]:
     """Exchange a receipt code and PIN for a short-lived family token.
 
@@ -137,6 +148,11 @@ def open_family_session(
     """
     check = consent_store.check_receipt(session, code, pin, now)
     if check.family_id is None:
+        audit_log.record(session, Event(
+            action=Action.LOGIN_FAILED, outcome=Outcome.DENIED, actor="family", role="family",
+            family_id=check.attempted,
+            reason="slowed_down" if check.retry_after else "wrong_code_or_pin",
+            request_id=request_id), now)
         session.commit()  # keep the failure count even though the act fails
         if check.retry_after:
             raise Throttled(check.retry_after)
@@ -148,9 +164,11 @@ def open_family_session(
     expires = now + lifetime
     session.add(ApiToken(token_hash=hash_token(token), family_id=check.family_id,
                          created_at=now, expires_at=expires))
+    audit_log.record(session, Event(action=Action.LOGIN, actor="family", role="family",
+                                    family_id=check.family_id, request_id=request_id), now)
     session.commit()
     return {
         "token": token,
         "family_id": check.family_id,
-        "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expires_at": expires_text(expires),
     }

@@ -16,6 +16,7 @@ class Actor:
     role: Role | None = None
     minimal_data: bool = False
     family_id: str | None = None  # set only for a family's own session
+    request_id: str | None = None
 
     @property
     def is_family(self) -> bool:
@@ -24,6 +25,10 @@ class Actor:
     @property
     def does_casework(self) -> bool:
         return self.role in CASEWORK_ROLES
+
+    @property
+    def role_name(self) -> str | None:
+        return "family" if self.is_family else (str(self.role) if self.role else None)
 
     @property
     def label(self) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify
 
-from coordination.api import create_blueprint
+from coordination.api import create_blueprint, record_denial
 from coordination.api.problems import register_problems
 from coordination.config import Settings, load_settings
 from coordination.runtime import Runtime, utc_now
@@ -33,7 +33,9 @@ def create_app(
 def register_runtime(app: Flask, settings: Settings, clock: Callable[[], datetime]) -> None:
     runtime = Runtime.build(settings, clock)
     try:
-        runtime.vault  # noqa: B018 - refuse to start without the keyring and index key
+        # Refuse to start without the keyring, the index key or the audit key.
+        runtime.vault  # noqa: B018
+        runtime.audit_key  # noqa: B018
     except BaseException:
         runtime.dispose()
         raise
@@ -48,6 +50,7 @@ def register_runtime(app: Flask, settings: Settings, clock: Callable[[], datetim
 
 def register_api(app: Flask) -> None:
     app.register_blueprint(create_blueprint())
+    app.extensions["onestory.on_denied"] = record_denial
 
 
 def register_health(app: Flask) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from coordination.crypto import Keyring, new_keyring_document, write_secret_file
 
 
@@ -33,6 +35,7 @@ class Settings:
     keyring_json: str | None = None
     keyring_file: Path | None = None
     index_key_text: str | None = None
+    audit_key_text: str | None = None
     staff_token_lifetime: timedelta = timedelta(days=90)
     family_session_lifetime: timedelta = timedelta(minutes=15)
     max_body_bytes: int = 64 * 1024
@@ -99,6 +102,31 @@ class Settings:
         return key
 
 
+    def audit_signing_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 key that signs audit checkpoints: ONESTORY_AUDIT_SIGNING_KEY(_FILE),
+        base64 of its 32-byte seed; generated in development only. Keep it off the
+        database server: whoever holds it and the database can rewrite history."""
+        text = self.audit_key_text
+        if not text and self.development:
+            path = self.instance / "audit_signing_key"
+            if not path.exists():
+                write_secret_file(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+                print(f"onestory: generated a development audit signing key at {path} "
+                      "(mode 0600)", file=sys.stderr)
+            text = path.read_text().strip()
+        if not text:
+            raise ConfigError(
+                "ONESTORY_AUDIT_SIGNING_KEY is not set: `onestory keys init` makes one; set "
+                "ONESTORY_AUDIT_SIGNING_KEY_FILE to its file, kept off the database server"
+            )
+        try:
+            seed = base64.b64decode(text, validate=True)
+            return Ed25519PrivateKey.from_private_bytes(seed)
+        except ValueError:
+            raise ConfigError("ONESTORY_AUDIT_SIGNING_KEY must be base64 of a 32-byte "
+                              "Ed25519 seed") from None
+
+
 def _generated_secret(path: Path) -> str:
     """Development only: a secret kept in the instance folder, mode 0600."""
     if path.exists():
@@ -145,5 +173,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         keyring_json=env_vars.get("ONESTORY_KEYRING") or None,
         keyring_file=Path(keyring_file) if keyring_file else None,
         index_key_text=_secret(env_vars, "ONESTORY_INDEX_KEY"),
+        audit_key_text=_secret(env_vars, "ONESTORY_AUDIT_SIGNING_KEY"),
         secret_key=_secret(env_vars, "ONESTORY_SECRET_KEY"),
     )

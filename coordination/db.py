@@ -59,11 +59,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # SQLAlchemy, not the driver, begins transactions (see below).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Any) -> None:
+            # Every use case writes (at least its audit entry). Taking the
+            # write lock at the start makes concurrent requests wait their
+            # turn (busy timeout) instead of failing when a read snapshot
+            # turns out stale at its first write.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     # Values never appear in error messages or logs.

@@ -18,6 +18,9 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+import audit.services as audit_log
+from audit.model import Action
+from audit.services import Event
 from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput
 from coordination.keystore import KeyStore
@@ -41,6 +44,8 @@ def erase_family(
         # is interrupted before its rows go.
         session.execute(update(Family).where(Family.id == family_id)
                         .values(name_index="", birth_date_index=None))
+        audit_log.record(session, Event(action=Action.FAMILY_ERASE, actor=by, role="admin",
+                                        family_id=family_id, reason="requested"), now)
         session.commit()
     elif erasure.completed_at is not None:
         raise Conflict("this family was erased already")
@@ -55,6 +60,8 @@ def erase_family(
         session.execute(delete(table).where(table.family_id == family_id))
     session.execute(delete(Family).where(Family.id == family_id))
     erasure.completed_at = now
+    audit_log.record(session, Event(action=Action.FAMILY_ERASE, actor=by, role="admin",
+                                    family_id=family_id, reason="completed"), now)
     session.commit()
     return erasure
 

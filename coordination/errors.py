@@ -20,10 +20,16 @@ class RoleNotPermitted(OneStoryError):
 
 
 class FamilyNotFound(OneStoryError):
-    """The family does not exist or is not visible to the caller: one answer for both."""
+    """The family does not exist or is not visible to the caller: one answer for both.
 
-    def __init__(self) -> None:
+    `reason` is for the audit log only (absent, not_visible, expired) and is
+    never shown to the caller.
+    """
+
+    def __init__(self, reason: str = "absent", family_id: str | None = None) -> None:
         super().__init__("no such family")
+        self.reason = reason
+        self.family_id = family_id
 
 
 class NotPermitted(OneStoryError):

@@ -96,8 +96,12 @@ class KeyStore:
         if self.engine.dialect.name == "sqlite":
             # ... nor in the write-ahead log: fold it into the (securely
             # overwritten) file and truncate it.
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Outside any transaction: on the driver's own (autocommit) connection.
+            raw = self.engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
         return bool(gone.rowcount)  # type: ignore[attr-defined]
 
     def not_under(self, master_version: int, limit: int) -> list[WrappedKey]:

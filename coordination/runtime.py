@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +38,7 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=utc_now)
     _keystore: KeyStore | None = None
     _vault: Vault | None = None
+    _audit_key: Ed25519PrivateKey | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Runtime:
@@ -60,6 +62,12 @@ class Runtime:
             self._vault = EnvelopeVault(self.settings.keyring(), self.keystore,
                                         self.settings.index_key())
         return self._vault
+
+    @property
+    def audit_key(self) -> Ed25519PrivateKey:
+        if self._audit_key is None:
+            self._audit_key = self.settings.audit_signing_key()
+        return self._audit_key
 
     def now(self) -> datetime:
         return self.clock()

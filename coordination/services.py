@@ -14,6 +14,7 @@ import dataclasses
 import json
 import secrets
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -22,7 +23,10 @@ from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+import audit.services as audit_log
 import consent.services as consent_store
+from audit.model import Action, AuditEntry
+from audit.services import Event
 from consent import model as consent
 from consent.errors import NoConsentForm, NotAgreedToKnow
 from consent.model import Form
@@ -119,16 +123,30 @@ def _visible(
         _lock_family(session, family_id)
     view = _load(session, vault, family_id)
     if view is None:
-        raise FamilyNotFound()
+        raise FamilyNotFound("absent")
     if actor.is_family:
         if actor.family_id != family_id:
-            raise FamilyNotFound()
+            raise FamilyNotFound("not_visible", family_id)
         return view
+    agency = str(actor.agency_id)
     if not actor.does_casework:
-        raise FamilyNotFound()
-    if not consent.is_visible(view.form, str(actor.agency_id), view.involved(actor.agency_id), now):
-        raise FamilyNotFound()
+        raise FamilyNotFound("not_visible", family_id)
+    if not consent.is_visible(view.form, agency, view.involved(agency), now):
+        expired = view.form is not None and not view.form.in_force(now) and any(
+            a == agency for a, _ in view.form.cells)
+        raise FamilyNotFound("expired" if expired else "not_visible", family_id)
     return view
+
+
+def _audit(session: Session, actor: Actor, action: Action, now: datetime, *,
+           family_id: str | None = None, reason: str | None = None,
+           shown: Sequence[str] | None = None, withheld: Sequence[str] | None = None,
+           **detail: Any) -> None:
+    """Append the act to the audit log in this transaction (the caller commits)."""
+    audit_log.record(session, Event(
+        action=action, actor=actor.label, agency_id=actor.agency_id, role=actor.role_name,
+        family_id=family_id, reason=reason, shown=shown, withheld=withheld, detail=detail,
+        request_id=actor.request_id), now)
 
 
 def _involved(view: FamilyView, actor: Actor) -> None:
@@ -264,6 +282,8 @@ def create_family(
             updated_at=now,
         )
     )
+    _audit(session, actor, Action.FAMILY_CREATE, now, family_id=family_id,
+           shown=sorted(data))
     session.commit()
     return {"id": family_id, "display_name": data["display_name"]}
 
@@ -296,12 +316,16 @@ def search_families(
         )
     rows = session.execute(query).all()
     ciphers = vault.for_families([row.id for row in rows])
-    return [
+    found = [
         {"id": row.id,
          "display_name": ciphers[row.id].open("families", "display_name", row.id,
                                               row.display_name)}
         for row in rows
     ]
+    _audit(session, actor, Action.FAMILY_SEARCH, now,
+           shown=["birth_date"] if birth_date else None, found=[row.id for row in rows])
+    session.commit()
+    return found
 
 
 def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
@@ -399,6 +423,9 @@ def shared_record(
     body["withheld"] = withheld
     if INVOLVEMENT in granted:
         body["involvements"] = [_involvement_out(i) for i in view.involvements]
+    _audit(session, actor, Action.RECORD_READ, now, family_id=family_id,
+           shown=sorted(fields), withheld=withheld)
+    session.commit()  # the look is on record before anything is shown
     return SharedRecord(body, shown=sorted(fields), withheld=withheld)
 
 
@@ -480,6 +507,8 @@ def write_entry(
         value=view.cipher.seal("entries", "value", entry_id, value),
     )
     session.add(entry)
+    _audit(session, actor, Action.ENTRY_WRITE, now, family_id=family_id, shown=[field_id],
+           entry=entry_id)
     session.commit()
     return {
         "id": entry_id,
@@ -539,6 +568,7 @@ def refer(
     existing.since = now.date()
     existing.contact_worker = contact_worker
     existing.updated_at = now
+    _audit(session, actor, Action.INVOLVEMENT_REFER, now, family_id=family_id, agency=agency_id)
     try:
         session.commit()
     except IntegrityError as exc:
@@ -569,6 +599,8 @@ def update_involvement(
         inv.contact_worker = changes["contact_worker"]
     if session.is_modified(inv):
         inv.updated_at = now
+    _audit(session, actor, Action.INVOLVEMENT_UPDATE, now, family_id=family_id,
+           agency=agency_id, status=inv.status)
     session.commit()
     return _involvement_out(inv)
 
@@ -602,7 +634,11 @@ def get_consent(
     _involved(view, actor)
     if view.form_row is None or view.form is None:
         raise NoConsentForm("no consent form has been recorded for this family")
-    return _form_out(view.cipher, view.form_row, view.form, now)
+    out = _form_out(view.cipher, view.form_row, view.form, now)
+    _audit(session, actor, Action.CONSENT_READ, now, family_id=family_id,
+           version=view.form_row.version)
+    session.commit()
+    return out
 
 
 def consent_errors(session: Session, data: dict[str, Any], now: datetime
@@ -685,6 +721,8 @@ def record_consent(
                 .where(ApiToken.family_id == family_id, ApiToken.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+        _audit(session, actor, Action.CONSENT_SIGN, now, family_id=family_id,
+               version=version, reissued_pin=receipt is not None)
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -745,7 +783,11 @@ def revoke_consent(
         raise Conflict("no consent form has been recorded for this family; nothing to revoke")
     remaining = consent.revoke(view.form.cells, agency_id, field_id)
     if remaining == view.form.cells:
-        return _form_out(view.cipher, view.form_row, view.form, now)
+        out = _form_out(view.cipher, view.form_row, view.form, now)
+        _audit(session, actor, Action.CONSENT_REVOKE, now, family_id=family_id,
+               reason="nothing_to_revoke", agency=agency_id, field=field_id)
+        session.commit()
+        return out
     old_id = f"v{view.form_row.version}"
     signed_by = view.cipher.open("consent_forms", "signed_by", old_id, view.form_row.signed_by)
     purpose = view.cipher.open("consent_forms", "purpose", old_id, view.form_row.purpose)
@@ -756,6 +798,8 @@ def revoke_consent(
             change=consent.describe_revocation(agency_id, field_id), changed_by=actor.label,
             now=now,
         )
+        _audit(session, actor, Action.CONSENT_REVOKE, now, family_id=family_id,
+               version=row.version, agency=agency_id, field=field_id)
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -774,16 +818,85 @@ def consent_history(
         item["change"] = row.change
         item["changed_by"] = row.changed_by
         out.append(item)
+    _audit(session, actor, Action.CONSENT_HISTORY, now, family_id=family_id)
+    session.commit()
     return out
+
+
+# What the family is shown of its log: acts of staff on its record.
+FAMILY_LOG_ACTIONS = {
+    Action.RECORD_READ: "looked at the family's record",
+    Action.CONSENT_READ: "looked at the consent form",
+    Action.CONSENT_HISTORY: "looked at the history of the consent form",
+    Action.ACCESS_LOG_READ: "looked at this list",
+    Action.REQUEST_DENIED: "tried to look and was refused",
+    Action.ENTRY_WRITE: "wrote a note",
+    Action.FAMILY_CREATE: "recorded the family",
+    Action.CONSENT_SIGN: "recorded a signed consent form",
+    Action.CONSENT_REVOKE: "recorded a change of consent",
+    Action.INVOLVEMENT_REFER: "referred the family to a service",
+    Action.INVOLVEMENT_UPDATE: "changed its involvement",
+}
+
+
+def _split(names: str | None) -> list[str]:
+    return names.split(",") if names else []
 
 
 def access_log(
     session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
 ) -> list[dict[str, Any]]:
-    """Who looked at the family's record, as the family is shown it.
-
-    The audit log that feeds this is not recorded yet: the list is empty.
-    """
+    """Who looked at the family's record and what they did, newest first, in
+    plain terms: which agency (and role), which fields were shown and which
+    withheld, and which looks were refused. The family is not shown entries
+    a coordinator hid from it; staff see them, marked."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
-    return []
+    rows = [r for r in audit_log.family_entries(session, family_id, list(FAMILY_LOG_ACTIONS))
+            if r.actor != "family"]
+    hidden = audit_log.hidden_seqs(session, [r.seq for r in rows])
+    names = {a.id: a.name for a in agencies(session)}
+    out = []
+    for r in rows:
+        if actor.is_family and r.seq in hidden:
+            continue
+        item: dict[str, Any] = {
+            "seq": r.seq,
+            "at": r.at[:19] + "Z",
+            "agency": r.agency_id,
+            "agency_name": names.get(r.agency_id or "", r.agency_id),
+            "role": r.role,
+            "what": FAMILY_LOG_ACTIONS[Action(r.action)],
+            "action": r.action,
+            "refused": r.outcome != "ok",
+            "fields_shown": _split(r.shown),
+            "fields_withheld": _split(r.withheld),
+        }
+        if not actor.is_family:
+            item["hidden_from_family"] = r.seq in hidden
+        out.append(item)
+    _audit(session, actor, Action.ACCESS_LOG_READ, now, family_id=family_id)
+    session.commit()
+    return out
+
+
+def hide_from_family(
+    session: Session, vault: Vault, actor: Actor, family_id: str, seq: int, now: datetime
+) -> dict[str, Any]:
+    """Leave one entry out of what the family is shown of its log, because
+    showing it would put a child at risk. The chained entry is untouched and
+    auditors still see it; the marking is itself an audited act."""
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    target = session.get(AuditEntry, seq)
+    if target is None or target.family_id != family_id:
+        raise InvalidInput({"seq": [f"no entry {seq} in this family's log"]})
+    if audit_log.hidden_seqs(session, [seq]):
+        return {"seq": seq, "hidden_from_family": True}
+    mark = audit_log.record(session, Event(
+        action=Action.ACCESS_LOG_HIDE, actor=actor.label, agency_id=actor.agency_id,
+        role=actor.role_name, family_id=family_id, detail={"seq": seq},
+        request_id=actor.request_id), now)
+    audit_log.hide_from_family(session, seq, actor.label, mark.seq, now)
+    session.commit()
+    return {"seq": seq, "hidden_from_family": True}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import audit.model  # noqa: F401  (registers the audit tables)
 import consent.tables  # noqa: F401  (registers the consent tables)
 import coordination.model  # noqa: F401  (registers the application tables)
 from coordination.config import load_settings

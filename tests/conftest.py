@@ -108,7 +108,7 @@ def keystore_url(db_url: str, _schemas: dict[str, Any], request: pytest.FixtureR
 
 
 def _empty(engine: Engine) -> None:
-    keep = {"fields", "alembic_version"}
+    keep = {"fields", "alembic_version", "audit_head"}
     tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in keep]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -116,6 +116,8 @@ def _empty(engine: Engine) -> None:
         else:
             for table in tables:
                 conn.execute(table.delete())
+        conn.execute(text("UPDATE audit_head SET seq = 0, hash = :genesis"),
+                     {"genesis": "0" * 64})
 
 
 class Clock:
@@ -144,13 +146,15 @@ def keyring_file(tmp_path: Path) -> Path:
 
 
 INDEX_KEY = base64.b64encode(b"i" * 32).decode()
+AUDIT_KEY = base64.b64encode(b"a" * 32).decode()
 
 
 @pytest.fixture
 def settings(db_url: str, keystore_url: str, keyring_file: Path, tmp_path: Path) -> Settings:
     return Settings(env="production", instance=tmp_path, database_url=db_url,
                     keystore_url=keystore_url, keyring_file=keyring_file,
-                    index_key_text=INDEX_KEY, secret_key="test-secret-key")
+                    index_key_text=INDEX_KEY, audit_key_text=AUDIT_KEY,
+                    secret_key="test-secret-key")
 
 
 @pytest.fixture

@@ -7,21 +7,33 @@ Each request is checked in the contract's order: body (400/413), token
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import re
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request
 from flask.blueprints import BlueprintSetupState
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.routing import BaseConverter
 
+import audit.services as audit_log
+from audit.model import Action, Outcome
+from audit.services import Event
 from coordination import accounts
 from coordination.actors import Actor
 from coordination.api.problems import BadBody
-from coordination.errors import InvalidInput, NotAuthenticated, RoleNotPermitted
+from coordination.errors import (
+    FamilyNotFound,
+    InvalidInput,
+    NotAuthenticated,
+    RoleNotPermitted,
+)
 from coordination.roles import Role
 from coordination.runtime import Runtime
 from coordination.schemas import flatten_errors
@@ -118,7 +130,42 @@ def _authenticate() -> Actor:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthenticated()
-    return accounts.authenticate(db(), token.strip(), runtime().now())
+    found = accounts.authenticate(db(), token.strip(), runtime().now())
+    return dataclasses.replace(found, request_id=g.request_id)
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _request_id() -> str:
+    given = request.headers.get("X-Request-ID", "")
+    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def record_denial(exc: Exception) -> None:
+    """Put a refused request on record, in a transaction of its own (the
+    act's was rolled back). Failing to record a refusal still refuses."""
+    if request.blueprint != "api" or request.endpoint in NO_TOKEN_ENDPOINTS:
+        return  # the family's sign-in records its own failures
+    who: Actor | None = g.get("actor")
+    reason = {NotAuthenticated: "unauthenticated", RoleNotPermitted: "role"}.get(
+        type(exc), getattr(exc, "reason", "not_permitted"))
+    family_id = getattr(exc, "family_id", None) or (request.view_args or {}).get("family_id")
+    if isinstance(exc, FamilyNotFound) and exc.reason == "absent":
+        family_id = None  # an id that names no family is not a family's business
+    session = db()
+    try:
+        session.rollback()
+        audit_log.record(session, Event(
+            action=Action.REQUEST_DENIED, outcome=Outcome.DENIED,
+            actor=who.label if who else None, agency_id=who.agency_id if who else None,
+            role=who.role_name if who else None, family_id=family_id, reason=reason,
+            detail={"route": request.endpoint or "", "method": request.method},
+            request_id=g.get("request_id")), runtime().now())
+        session.commit()
+    except Exception:  # noqa: BLE001 - the refusal stands either way
+        session.rollback()
+        logging.getLogger("onestory.audit").exception("a refusal could not be recorded")
 
 
 class IdConverter(BaseConverter):
@@ -128,7 +175,7 @@ class IdConverter(BaseConverter):
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.api import catalogue, consent, families
+    from coordination.api import audit, catalogue, consent, families
 
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -139,6 +186,7 @@ def create_blueprint() -> Blueprint:
 
     @bp.before_request
     def _prepare() -> None:
+        g.request_id = _request_id()
         max_bytes = runtime().settings.max_body_bytes
         if request.content_length is not None and request.content_length > max_bytes:
             from werkzeug.exceptions import RequestEntityTooLarge
@@ -148,7 +196,14 @@ def create_blueprint() -> Blueprint:
         if request.endpoint not in NO_TOKEN_ENDPOINTS:
             g.actor = _authenticate()
 
+    @bp.after_request
+    def _tag(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response
+
     catalogue.register(bp)
     families.register(bp)
     consent.register(bp)
+    audit.register(bp)
     return bp

@@ -3,7 +3,7 @@ family's own session."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, g, jsonify
 
 from coordination import accounts, services
 from coordination.api import actor, allow, body, db, load, runtime
@@ -55,12 +55,19 @@ def register(bp: Blueprint) -> None:
         rt = runtime()
         return jsonify(services.access_log(db(), rt.vault, actor(), family_id, rt.now()))
 
+    @bp.post("/families/<id:family_id>/access-log/<int:seq>/hide")
+    @allow(Role.COORDINATOR)
+    def hide(family_id: str, seq: int) -> tuple[Response, int]:
+        rt = runtime()
+        return jsonify(services.hide_from_family(db(), rt.vault, actor(), family_id, seq,
+                                                 rt.now())), 201
+
     @bp.post("/family/session")
     def family_session() -> tuple[Response, int]:
         data = load(FamilySessionIn(), body())
         rt = runtime()
         opened = accounts.open_family_session(
             db(), data["receipt_code"], data["pin"], rt.settings.family_session_lifetime,
-            rt.now(),
+            rt.now(), request_id=g.request_id,
         )
         return jsonify(opened), 201

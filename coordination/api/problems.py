@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
+from audit.services import AuditUnavailable
 from consent.errors import NoConsentForm
 from coordination.crypto import KeyringError, VaultError
 from coordination.errors import (
@@ -60,7 +61,14 @@ def problem(
     return response
 
 
+DENIALS = (NotAuthenticated, RoleNotPermitted, FamilyNotFound, NotPermitted)
+
+
 def to_problem(exc: Exception) -> Response:
+    if isinstance(exc, DENIALS):
+        hook = current_app.extensions.get("onestory.on_denied")
+        if hook is not None:
+            hook(exc)
     if isinstance(exc, BadBody):
         return problem(400, "bad-request", "Bad request", str(exc))
     for kind, status, slug, title in MAPPING:
@@ -72,6 +80,10 @@ def to_problem(exc: Exception) -> Response:
             if isinstance(exc, Throttled):
                 headers["Retry-After"] = str(exc.retry_after)
             return problem(status, slug, title, str(exc), errors, headers)
+    if isinstance(exc, AuditUnavailable):
+        log.error("the audit log cannot be written: %s", type(exc).__name__)
+        return problem(503, "audit-unavailable", "Audit log unavailable",
+                       "the act could not be recorded, so it was not done; no data is returned")
     if isinstance(exc, VaultError | KeyringError):
         # Fail closed: say that stored data could not be opened, show none of it.
         log.error("stored data could not be opened: %s", type(exc).__name__)

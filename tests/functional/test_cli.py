@@ -23,7 +23,7 @@ from coordination.db import make_engine
 from coordination.errors import NotAuthenticated
 from coordination.model import Agency, ApiToken, Family, Staff
 from coordination.runtime import Runtime, utc_now
-from tests.conftest import INDEX_KEY
+from tests.conftest import AUDIT_KEY, INDEX_KEY
 from tests.pg import create_database
 
 ROLES = ["practitioner", "coordinator", "auditor", "admin"]
@@ -102,6 +102,7 @@ def db_env(env: pytest.MonkeyPatch, db_url: str, keystore_url: str, keyring_file
     env.setenv("ONESTORY_KEYSTORE_URL", keystore_url)
     env.setenv("ONESTORY_KEYRING_FILE", str(keyring_file))
     env.setenv("ONESTORY_INDEX_KEY", INDEX_KEY)
+    env.setenv("ONESTORY_AUDIT_SIGNING_KEY", AUDIT_KEY)
     return db_url
 
 

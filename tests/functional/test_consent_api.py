@@ -273,7 +273,9 @@ class TestFamilySession:
         token = api.post("/api/v1/family/session", json={
             "receipt_code": receipt["code"], "pin": receipt["pin"]}).get_json()["token"]
         assert api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"] == 1
-        assert api.get(f"/api/v1/families/{family}/access-log", token).get_json() == []
+        log = api.get(f"/api/v1/families/{family}/access-log", token).get_json()
+        assert [(e["action"], e["agency"]) for e in log] == [
+            ("consent.sign", "health-centre"), ("family.create", "health-centre")]
         revoked = api.post(f"/api/v1/families/{family}/consent/revoke", token, json={})
         assert revoked.get_json()["grants"] == {}
         history = api.get(f"/api/v1/families/{family}/consent/history", token).get_json()

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.conftest import INDEX_KEY
+from tests.conftest import AUDIT_KEY, INDEX_KEY
 from tests.pg import free_port
 
 SECRET = "test-secret-key-for-the-serve-test-0123456789"
@@ -122,7 +122,8 @@ def wait_healthy(base: str, proc: subprocess.Popen[Any], log: Callable[[], str])
 
 def test_serve_answers_the_api(db_url: str, tmp_path: Path, keyring_file: Path) -> None:
     env = clean_env(tmp_path, ONESTORY_DATABASE_URL=db_url, ONESTORY_SECRET_KEY=SECRET,
-                    ONESTORY_KEYRING_FILE=str(keyring_file), ONESTORY_INDEX_KEY=INDEX_KEY)
+                    ONESTORY_KEYRING_FILE=str(keyring_file), ONESTORY_INDEX_KEY=INDEX_KEY,
+                    ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY)
     checked(onestory(env, "init"))
     checked(onestory(env, "agency", "add", "health-centre", "--name", "Health centre",
                      "--kind", "health"))
@@ -334,7 +335,8 @@ def test_chunked_body_over_the_limit_is_413_through_gunicorn(db_url: str, tmp_pa
     import http.client
 
     env = clean_env(tmp_path, ONESTORY_DATABASE_URL=db_url, ONESTORY_SECRET_KEY=SECRET,
-                    ONESTORY_KEYRING_FILE=str(keyring_file), ONESTORY_INDEX_KEY=INDEX_KEY)
+                    ONESTORY_KEYRING_FILE=str(keyring_file), ONESTORY_INDEX_KEY=INDEX_KEY,
+                    ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY)
     checked(onestory(env, "init"))
     port = free_port()
     log = tmp_path / "serve.log"

@@ -1,0 +1,203 @@
+"""Writing to and reading from the audit log.
+
+`record` appends one entry inside the caller's transaction, so the entry
+and the act it describes commit together or not at all. It locks only the
+chain's head row, from the append to that commit (appends come last in a
+use case), never across a whole request. Everything else here is a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from audit.chain import (
+    HASHED,
+    Verification,
+    audit_time,
+    checkpoint_is_signed,
+    detail_text,
+    entry_hash,
+    sign_checkpoint,
+    verify_rows,
+)
+from audit.model import (
+    Action,
+    AuditCheckpoint,
+    AuditEntry,
+    AuditHead,
+    HiddenFromFamily,
+    Outcome,
+)
+
+
+class AuditUnavailable(Exception):
+    """The log cannot be appended to; the act it would record must fail."""
+
+
+@dataclass(frozen=True)
+class Event:
+    action: Action
+    outcome: Outcome = Outcome.OK
+    actor: str | None = None
+    agency_id: str | None = None
+    role: str | None = None
+    family_id: str | None = None
+    reason: str | None = None
+    shown: Sequence[str] | None = None
+    withheld: Sequence[str] | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+
+
+def _joined(names: Sequence[str] | None) -> str | None:
+    return None if names is None else ",".join(names)
+
+
+def record(session: Session, event: Event, now: datetime) -> AuditEntry:
+    """Append `event` to the chain in the caller's transaction (not committed)."""
+    head = session.scalars(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if head is None:
+        raise AuditUnavailable("the audit log has no head; run `onestory init`")
+    seq = head.seq + 1
+    values = (seq, audit_time(now), event.action.value, event.outcome.value, event.actor,
+              event.agency_id, event.role, event.family_id, event.reason,
+              _joined(event.shown), _joined(event.withheld), detail_text(event.detail),
+              event.request_id)
+    digest = entry_hash(head.hash, values)
+    entry = AuditEntry(**dict(zip(HASHED, values, strict=True)), prev_hash=head.hash,
+                       hash=digest)
+    session.add(entry)
+    head.seq, head.hash = seq, digest
+    return entry
+
+
+# --- queries ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    family: str | None = None
+    agency: str | None = None
+    user: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    since: str | None = None  # audit_time text, inclusive
+    until: str | None = None  # audit_time text, exclusive
+
+
+def entries(session: Session, filters: Filters, limit: int, before: int | None
+            ) -> tuple[list[AuditEntry], int | None]:
+    """Newest first, `limit` at a time; returns the page and the next cursor."""
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit + 1)
+    for column, value in ((AuditEntry.family_id, filters.family),
+                          (AuditEntry.agency_id, filters.agency),
+                          (AuditEntry.actor, filters.user),
+                          (AuditEntry.action, filters.action),
+                          (AuditEntry.outcome, filters.outcome)):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.since:
+        query = query.where(AuditEntry.at >= filters.since)
+    if filters.until:
+        query = query.where(AuditEntry.at < filters.until)
+    if before is not None:
+        query = query.where(AuditEntry.seq < before)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].seq if more and rows else None)
+
+
+def hidden_seqs(session: Session, seqs: Sequence[int]) -> set[int]:
+    if not seqs:
+        return set()
+    return set(session.scalars(select(HiddenFromFamily.seq)
+                               .where(HiddenFromFamily.seq.in_(list(seqs)))))
+
+
+def family_entries(session: Session, family_id: str, actions: Sequence[str],
+                   limit: int = 500) -> list[AuditEntry]:
+    return list(session.scalars(
+        select(AuditEntry).where(AuditEntry.family_id == family_id,
+                                 AuditEntry.action.in_(list(actions)))
+        .order_by(AuditEntry.seq.desc()).limit(limit)))
+
+
+def hide_from_family(session: Session, seq: int, by: str, mark_seq: int, now: datetime) -> None:
+    session.add(HiddenFromFamily(seq=seq, hidden_by=by, hidden_at=now, mark_seq=mark_seq))
+
+
+# --- verification -------------------------------------------------------------------
+
+
+def _stream(engine: Engine) -> Iterator[Sequence[Any]]:
+    table = AuditEntry.__table__
+    columns = [table.c[name] for name in HASHED] + [table.c.prev_hash, table.c.hash]
+    # Straight from the driver, in batches: memory stays flat over millions of rows.
+    query = select(*columns).order_by(table.c.seq).execution_options(
+        stream_results=True, yield_per=20_000)
+    with engine.connect() as conn:
+        for partition in conn.execute(query).partitions():
+            yield from partition
+
+
+def verify(engine: Engine, public_key: Any | None = None,
+           checkpoints: Sequence[dict[str, Any]] = ()) -> Verification:
+    """Walk the whole chain; then hold it to the head row and to every
+    signed checkpoint (stored ones, and any given by an auditor)."""
+    wanted = {int(c["seq"]): c for c in checkpoints}
+    with Session(engine) as session:
+        stored = list(session.scalars(select(AuditCheckpoint)))
+        head = session.get(AuditHead, 1)
+    for row in stored:
+        wanted.setdefault(row.seq, {"seq": row.seq, "hash": row.hash, "at": row.at_text,
+                                    "signature": row.signature})
+    seen: dict[int, str] = {}
+
+    def rows() -> Iterator[Sequence[Any]]:
+        for row in _stream(engine):
+            if int(row[0]) in wanted:
+                seen[int(row[0])] = row[-1]
+            yield row
+
+    result = verify_rows(rows())
+    if not result.ok:
+        return result
+    for seq, cp in sorted(wanted.items()):
+        if public_key is not None and not checkpoint_is_signed(public_key, cp):
+            return Verification(False, result.entries, result.head, result.head_seq, seq,
+                                f"checkpoint at entry {seq} is not signed by the audit key")
+        if seq > result.head_seq:
+            return Verification(False, result.entries, result.head, result.head_seq,
+                                result.head_seq + 1,
+                                f"the log ends at entry {result.head_seq} but a checkpoint "
+                                f"vouches for entry {seq}: entries were removed")
+        if seen.get(seq) != cp["hash"]:
+            return Verification(False, result.entries, result.head, result.head_seq, seq,
+                                f"entry {seq} differs from its signed checkpoint")
+    if head is None or head.seq != result.head_seq or head.hash != result.head:
+        return Verification(False, result.entries, result.head, result.head_seq,
+                            result.head_seq + 1,
+                            "the chain's head does not match its last entry: entries were "
+                            "removed from the end")
+    return result
+
+
+def make_checkpoint(session: Session, key: Any, now: datetime) -> dict[str, Any]:
+    """Sign the current head; store it and return it for the auditor to keep."""
+    head = session.get(AuditHead, 1)
+    if head is None:
+        raise AuditUnavailable("the audit log has no head; run `onestory init`")
+    signed = sign_checkpoint(key, head.seq, head.hash, audit_time(now))
+    session.add(AuditCheckpoint(seq=head.seq, hash=head.hash, at_text=signed["at"],
+                                key_id=signed["key_id"], signature=signed["signature"]))
+    return signed
