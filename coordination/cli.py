@@ -231,21 +231,28 @@ def keys() -> None:
 @click.option("--keyring-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--index-key-file", type=click.Path(dir_okay=False, path_type=Path),
               required=True)
-def keys_init(keyring_file: Path, index_key_file: Path) -> None:
-    """Make a new master keyring file and blind-index key file (mode 0600)."""
+@click.option("--audit-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also make the audit signing key (Ed25519).")
+def keys_init(keyring_file: Path, index_key_file: Path, audit_key_file: Path | None) -> None:
+    """Make a new master keyring, blind-index key and audit signing key (mode 0600)."""
     import base64
     import json
     import secrets
 
     from coordination.crypto import new_keyring_document, write_secret_file
 
-    for path in (keyring_file, index_key_file):
+    paths = [p for p in (keyring_file, index_key_file, audit_key_file) if p is not None]
+    for path in paths:
         if path.exists():
             raise click.ClickException(f"{path} exists already; refusing to overwrite a key")
     write_secret_file(keyring_file, json.dumps(new_keyring_document(), indent=2) + "\n")
     write_secret_file(index_key_file, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-    click.echo(f"wrote {keyring_file} and {index_key_file}; set ONESTORY_KEYRING_FILE and "
-               "ONESTORY_INDEX_KEY_FILE to them and back them up apart from the databases")
+    if audit_key_file is not None:
+        write_secret_file(audit_key_file,
+                          base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    click.echo(f"wrote {', '.join(map(str, paths))}; point ONESTORY_KEYRING_FILE, "
+               "ONESTORY_INDEX_KEY_FILE (and ONESTORY_AUDIT_SIGNING_KEY_FILE) at them and "
+               "back them up apart from the databases")
 
 
 @keys.command("rotate")
@@ -314,6 +321,58 @@ def keys_status(state: CliState) -> None:
         mark = " (active)" if version == keyring.active else ""
         held = "" if version in keyring.keys else " MISSING FROM KEYRING"
         click.echo(f"version {version}{mark}: {counts.get(version, 0)} data keys{held}")
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """Check and anchor the tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@click.option("--checkpoint", "checkpoint_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A checkpoint kept elsewhere (repeatable); catches a cut-off tail.")
+@pass_state
+def audit_verify(state: CliState, checkpoint_files: tuple[Path, ...]) -> None:
+    """Exit 0 when the log is intact; otherwise exit 1 naming the first bad entry."""
+    import json
+
+    import audit.services as audit_log
+
+    rt = state.runtime()
+    _require_schema(rt)
+    checkpoints = []
+    for path in checkpoint_files:
+        try:
+            checkpoints.append(json.loads(path.read_text()))
+        except ValueError:
+            raise click.ClickException(f"{path} is not a checkpoint (JSON)") from None
+    result = audit_log.verify(rt.engine, rt.audit_key.public_key(), checkpoints)
+    if not result.ok:
+        raise click.ClickException(
+            f"the audit log is NOT intact: first bad entry {result.first_bad} "
+            f"({result.problem}); {result.entries} entries verified before it")
+    click.echo(f"the audit log is intact: {result.entries} entries, head {result.head}")
+
+
+@audit_group.command("checkpoint")
+@pass_state
+def audit_checkpoint(state: CliState) -> None:
+    """Sign the chain's head, store it, and print it (JSON) for the auditor to keep."""
+    import json
+
+    import audit.services as audit_log
+    from audit.model import Action
+    from audit.services import Event
+
+    rt = state.runtime()
+    _require_schema(rt)
+    with rt.sessions() as session:
+        signed = audit_log.make_checkpoint(session, rt.audit_key, rt.now())
+        audit_log.record(session, Event(action=Action.AUDIT_CHECKPOINT, actor="cli",
+                                        detail={"seq": signed["seq"]}), rt.now())
+        session.commit()
+    click.echo(json.dumps(signed, indent=2))
 
 
 def _gunicorn(host: str, port: int, workers: int) -> None:
