@@ -166,7 +166,9 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
     rt = state.runtime()
     rt.settings.require_secret_key()
     _require_schema(rt, keystore=True)
-    rt.vault  # noqa: B018 - fail now, not in a worker, when a key is missing
+    # Fail now, not in a worker, when a key is missing.
+    rt.vault  # noqa: B018
+    rt.audit_key  # noqa: B018
     state.close()  # workers open their own connections after the fork
     _gunicorn(host, port, workers)
 
@@ -182,6 +184,7 @@ def demo(state: CliState, port: int) -> None:
     state.settings_override = settings
     rt = state.runtime()
     rt.settings.require_secret_key()
+    rt.audit_key  # noqa: B018 - made now, so the workers share it
     migrate.upgrade(rt.engine)
     migrate.upgrade(rt.keystore.engine, keystore=True)
     with rt.sessions() as session:
