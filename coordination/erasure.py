@@ -28,7 +28,8 @@ from coordination.model import ApiToken, Entry, Erasure, Family, Involvement, Me
 
 
 def erase_family(
-    session: Session, keystore: KeyStore, family_id: str, reason: str, by: str, now: datetime
+    session: Session, keystore: KeyStore, family_id: str, reason: str, by: str, now: datetime,
+    *, agency_id: str | None = None, request_id: str | None = None,
 ) -> Erasure:
     """Erase (or finish erasing) a family. Raises `FamilyNotFound` for an
     unknown family, `Conflict` for one already erased."""
@@ -45,7 +46,8 @@ def erase_family(
         session.execute(update(Family).where(Family.id == family_id)
                         .values(name_index="", birth_date_index=None))
         audit_log.record(session, Event(action=Action.FAMILY_ERASE, actor=by, role="admin",
-                                        family_id=family_id, reason="requested"), now)
+                                        agency_id=agency_id, family_id=family_id,
+                                        reason="requested", request_id=request_id), now)
         session.commit()
     elif erasure.completed_at is not None:
         raise Conflict("this family was erased already")
@@ -61,7 +63,8 @@ def erase_family(
     session.execute(delete(Family).where(Family.id == family_id))
     erasure.completed_at = now
     audit_log.record(session, Event(action=Action.FAMILY_ERASE, actor=by, role="admin",
-                                    family_id=family_id, reason="completed"), now)
+                                    agency_id=agency_id, family_id=family_id,
+                                    reason="completed", request_id=request_id), now)
     session.commit()
     return erasure
 

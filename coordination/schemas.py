@@ -159,6 +159,10 @@ class RevokeIn(StrictSchema):
     field = text(1, 64, allow_none=True)
 
 
+class EmptyIn(StrictSchema):
+    """A body that must be an empty object."""
+
+
 class ErasureIn(StrictSchema):
     reason = text(1, 500, required=True)
 

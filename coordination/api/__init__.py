@@ -32,6 +32,7 @@ from coordination.errors import (
     FamilyNotFound,
     InvalidInput,
     NotAuthenticated,
+    NotPermitted,
     RoleNotPermitted,
 )
 from coordination.roles import Role
@@ -150,9 +151,14 @@ def record_denial(exc: Exception) -> None:
     who: Actor | None = g.get("actor")
     reason = {NotAuthenticated: "unauthenticated", RoleNotPermitted: "role"}.get(
         type(exc), getattr(exc, "reason", "not_permitted"))
-    family_id = getattr(exc, "family_id", None) or (request.view_args or {}).get("family_id")
-    if isinstance(exc, FamilyNotFound) and exc.reason == "absent":
-        family_id = None  # an id that names no family is not a family's business
+    # Only a refusal about a family that exists goes on that family's record
+    # (and so into what the family is shown); other ids stay in the detail.
+    path_family = (request.view_args or {}).get("family_id")
+    family_id = None
+    if isinstance(exc, FamilyNotFound) and exc.reason != "absent":
+        family_id = exc.family_id
+    elif type(exc) is NotPermitted:
+        family_id = path_family
     session = db()
     try:
         session.rollback()
@@ -160,7 +166,9 @@ def record_denial(exc: Exception) -> None:
             action=Action.REQUEST_DENIED, outcome=Outcome.DENIED,
             actor=who.label if who else None, agency_id=who.agency_id if who else None,
             role=who.role_name if who else None, family_id=family_id, reason=reason,
-            detail={"route": request.endpoint or "", "method": request.method},
+            detail={"route": request.endpoint or "", "method": request.method,
+                    **({"path_family": path_family}
+                       if path_family and path_family != family_id else {})},
             request_id=g.get("request_id")), runtime().now())
         session.commit()
     except Exception:  # noqa: BLE001 - the refusal stands either way

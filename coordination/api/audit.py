@@ -81,7 +81,7 @@ def _item(entry: AuditEntry, hidden: bool) -> dict[str, Any]:
     }
 
 
-def _record(action: Action, **detail: Any) -> None:
+def _record(action: Action, /, **detail: Any) -> None:
     who = actor()
     audit_log.record(db(), Event(action=action, actor=who.label, agency_id=who.agency_id,
                                  role=who.role_name, detail=detail,
@@ -107,6 +107,9 @@ def register(bp: Blueprint) -> None:
     @allow(Role.AUDITOR)
     def audit_verify() -> Response:
         rt = runtime()
+        # End this request's transaction first: on SQLite it holds the write
+        # lock, and verification reads on a connection of its own.
+        db().commit()
         result = audit_log.verify(rt.engine, rt.audit_key.public_key())
         body = {"ok": result.ok, "entries": result.entries, "head": result.head,
                 "first_bad": result.first_bad, "problem": result.problem}

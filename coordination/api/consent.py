@@ -8,7 +8,7 @@ from flask import Blueprint, Response, g, jsonify
 from coordination import accounts, services
 from coordination.api import actor, allow, body, db, load, runtime
 from coordination.roles import Role
-from coordination.schemas import ConsentIn, FamilySessionIn, RevokeIn
+from coordination.schemas import ConsentIn, EmptyIn, FamilySessionIn, RevokeIn
 
 CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 
@@ -59,6 +59,8 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR)
     def hide(family_id: str, seq: int) -> tuple[Response, int]:
         rt = runtime()
+        load(EmptyIn(), body(), checks_first=lambda: services.check_access(
+            db(), rt.vault, actor(), family_id, rt.now(), involved=True))
         return jsonify(services.hide_from_family(db(), rt.vault, actor(), family_id, seq,
                                                  rt.now())), 201
 

@@ -89,6 +89,7 @@ def register(bp: Blueprint) -> None:
         data = load(ErasureIn(), body(),
                     checks_first=lambda: erasure.check_exists(db(), family_id))
         rt = runtime()
-        erasure.erase_family(db(), rt.keystore, family_id, data["reason"], actor().label,
-                             rt.now())
+        who = actor()
+        erasure.erase_family(db(), rt.keystore, family_id, data["reason"], who.label,
+                             rt.now(), agency_id=who.agency_id, request_id=who.request_id)
         return "", 204
