@@ -8,7 +8,8 @@ use case), never across a whole request. Everything else here is a query.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -145,8 +146,8 @@ def _stream(engine: Engine) -> Iterator[Sequence[Any]]:
     # Straight from the driver, in batches: memory stays flat over millions of rows.
     query = select(*columns).order_by(table.c.seq).execution_options(
         stream_results=True, yield_per=20_000)
-    with engine.connect() as conn:
-        for partition in conn.execute(query).partitions():
+    with engine.connect() as conn, conn.execute(query) as result:
+        for partition in result.partitions():
             yield from partition
 
 
@@ -154,41 +155,47 @@ def verify(engine: Engine, public_key: Any | None = None,
            checkpoints: Sequence[dict[str, Any]] = ()) -> Verification:
     """Walk the whole chain; then hold it to the head row and to every
     signed checkpoint (stored ones, and any given by an auditor)."""
-    wanted = {int(c["seq"]): c for c in checkpoints}
     with Session(engine) as session:
         stored = list(session.scalars(select(AuditCheckpoint)))
         head = session.get(AuditHead, 1)
-    for row in stored:
-        wanted.setdefault(row.seq, {"seq": row.seq, "hash": row.hash, "at": row.at_text,
-                                    "signature": row.signature})
+    every = [*checkpoints, *({"seq": r.seq, "hash": r.hash, "at": r.at_text,
+                              "signature": r.signature} for r in stored)]
+    wanted = {int(c["seq"]) for c in every}
     seen: dict[int, str] = {}
 
-    def rows() -> Iterator[Sequence[Any]]:
+    def rows() -> Generator[Sequence[Any], None, None]:
         for row in _stream(engine):
             if int(row[0]) in wanted:
                 seen[int(row[0])] = row[-1]
             yield row
 
-    result = verify_rows(rows())
+    with contextlib.closing(rows()) as walk:  # closes the cursor on an early stop
+        result = verify_rows(walk)
     if not result.ok:
         return result
-    for seq, cp in sorted(wanted.items()):
+    last = result.head_seq
+
+    def bad(seq: int, problem: str) -> Verification:
+        return Verification(False, result.entries, result.head, last, seq, problem)
+
+    for cp in sorted(every, key=lambda c: int(c["seq"])):
+        seq = int(cp["seq"])
         if public_key is not None and not checkpoint_is_signed(public_key, cp):
-            return Verification(False, result.entries, result.head, result.head_seq, seq,
-                                f"checkpoint at entry {seq} is not signed by the audit key")
-        if seq > result.head_seq:
-            return Verification(False, result.entries, result.head, result.head_seq,
-                                result.head_seq + 1,
-                                f"the log ends at entry {result.head_seq} but a checkpoint "
-                                f"vouches for entry {seq}: entries were removed")
+            return bad(seq, f"checkpoint at entry {seq} is not signed by the audit key")
+        if seq > last:
+            return bad(last + 1, f"the log ends at entry {last} but a checkpoint vouches "
+                                 f"for entry {seq}: entries were removed")
         if seen.get(seq) != cp["hash"]:
-            return Verification(False, result.entries, result.head, result.head_seq, seq,
-                                f"entry {seq} differs from its signed checkpoint")
-    if head is None or head.seq != result.head_seq or head.hash != result.head:
-        return Verification(False, result.entries, result.head, result.head_seq,
-                            result.head_seq + 1,
-                            "the chain's head does not match its last entry: entries were "
-                            "removed from the end")
+            return bad(seq, f"entry {seq} differs from its signed checkpoint")
+    if head is None:
+        return bad(last + 1, "the chain's head row is missing")
+    if head.seq > last:
+        return bad(last + 1, f"the head is at entry {head.seq} but the log ends at {last}: "
+                             "entries were removed from the end")
+    if head.seq < last:
+        return bad(head.seq + 1, f"entries after {head.seq} were added behind the head")
+    if head.hash != result.head:
+        return bad(last, f"entry {last} does not match the chain's head")
     return result
 
 

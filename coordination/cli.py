@@ -347,9 +347,15 @@ def audit_verify(state: CliState, checkpoint_files: tuple[Path, ...]) -> None:
     checkpoints = []
     for path in checkpoint_files:
         try:
-            checkpoints.append(json.loads(path.read_text()))
-        except ValueError:
-            raise click.ClickException(f"{path} is not a checkpoint (JSON)") from None
+            checkpoint = json.loads(path.read_text())
+        except (ValueError, OSError):
+            checkpoint = None
+        shape = {"seq": int, "hash": str, "at": str, "signature": str}
+        if not isinstance(checkpoint, dict) or not all(
+                type(checkpoint.get(key)) is kind for key, kind in shape.items()):
+            raise click.ClickException(f"{path} is not a checkpoint made by "
+                                       "`onestory audit checkpoint`")
+        checkpoints.append(checkpoint)
     result = audit_log.verify(rt.engine, rt.audit_key.public_key(), checkpoints)
     if not result.ok:
         raise click.ClickException(

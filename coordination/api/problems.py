@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, current_app, json, request
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from audit.services import AuditUnavailable
@@ -80,6 +81,8 @@ def to_problem(exc: Exception) -> Response:
             if isinstance(exc, Throttled):
                 headers["Retry-After"] = str(exc.retry_after)
             return problem(status, slug, title, str(exc), errors, headers)
+    if isinstance(exc, IntegrityError) and "audit_log" in str(exc.statement or ""):
+        exc = AuditUnavailable("the chain's head is behind its entries")
     if isinstance(exc, AuditUnavailable):
         log.error("the audit log cannot be written: %s", type(exc).__name__)
         return problem(503, "audit-unavailable", "Audit log unavailable",

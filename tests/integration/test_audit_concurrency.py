@@ -1,0 +1,270 @@
+"""Concurrent appends to the audit log, on both databases.
+
+Many threads and several processes append at once, each append in its own
+transaction; the chain's head row serialises them. Afterwards the log must
+hold every entry exactly once, numbered 1..N without a gap, each entry
+following the one before it (no fork), and verify.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+import audit.services as audit_log
+from audit.chain import GENESIS
+from audit.model import Action
+from audit.services import Event
+from coordination.db import make_engine, make_session_factory
+from tests.conftest import Api
+
+ROOT = Path(__file__).resolve().parents[2]
+TIME_LIMIT = 30.0  # seconds, for each test's concurrent part
+
+# Appends `count` entries as actor `name`, one transaction each, after a start signal.
+CHILD = """
+import json, os, sys, time
+from datetime import UTC, datetime
+
+from audit.model import Action
+from audit.services import Event, record
+from coordination.db import make_engine, make_session_factory
+
+name, count, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+engine = make_engine(os.environ["ONESTORY_TEST_AUDIT_URL"])
+sessions = make_session_factory(engine)
+with engine.connect():
+    pass  # connected before the start
+print("ready", flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(go):
+    if time.monotonic() > deadline:
+        sys.exit("no start signal")
+    time.sleep(0.002)
+for i in range(count):
+    with sessions() as session:
+        record(session, Event(action=Action.RECORD_READ, actor=name, agency_id="proc",
+                              detail={"i": i}), datetime.now(UTC))
+        session.commit()
+engine.dispose()
+print("done", flush=True)
+"""
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+def append(sessions: sessionmaker[Session], name: str, i: int) -> None:
+    with sessions() as session:
+        audit_log.record(session, Event(action=Action.RECORD_READ, actor=name,
+                                        agency_id="thread", detail={"i": i}),
+                         datetime.now(UTC))
+        session.commit()
+
+
+def in_threads(count: int, work: Callable[[int], None]) -> None:
+    """Run work(0..count-1) in `count` threads released together; re-raise
+    the first failure here (not as an unhandled thread exception)."""
+    barrier = threading.Barrier(count)
+
+    def run(n: int) -> None:
+        barrier.wait(timeout=TIME_LIMIT)
+        work(n)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(run, n) for n in range(count)]
+        for future in futures:
+            future.result(timeout=TIME_LIMIT * 2)
+
+
+def assert_one_chain(engine: Engine, total: int, per_actor: dict[str, int]) -> None:
+    """Every append exactly once, numbered 1..total, no fork, verified."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT seq, actor, detail, prev_hash, hash FROM audit_log ORDER BY seq")).all()
+        head = conn.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).one()
+    assert len(rows) == total
+    assert [r.seq for r in rows] == list(range(1, total + 1))
+    # No fork: each entry follows the one before it, and no two share a predecessor.
+    assert rows[0].prev_hash == GENESIS
+    assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:], strict=False))
+    assert len({r.prev_hash for r in rows}) == total
+    assert len({r.hash for r in rows}) == total
+    assert (head.seq, head.hash) == (total, rows[-1].hash)
+    # Each writer's appends are all there, in the order it made them.
+    seen: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        seen[r.actor].append(r.detail)
+    assert {name: len(details) for name, details in seen.items()} == per_actor
+    for name, details in seen.items():
+        assert details == [f'{{"i":{i}}}' for i in range(per_actor[name])], name
+    result = audit_log.verify(engine)
+    assert result.ok, result
+    assert result.entries == total
+    assert result.head_seq == total
+    assert result.head == rows[-1].hash
+
+
+def start_processes(db_url: str, tmp_path: Path, count: int, appends: int
+                    ) -> tuple[list[subprocess.Popen[str]], Path]:
+    go = tmp_path / "go"
+    env = {**os.environ, "ONESTORY_TEST_AUDIT_URL": db_url}
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, f"proc{n}", str(appends), str(go)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for n in range(count)]
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            for other in procs:
+                other.kill()
+                other.wait()
+            _, err = proc.communicate()
+            pytest.fail(f"a child did not start: {line!r} {err[-2000:]}")
+    return procs, go
+
+
+def finish_processes(procs: list[subprocess.Popen[str]]) -> None:
+    failures = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=TIME_LIMIT * 2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        if proc.returncode != 0 or out.strip() != "done":
+            failures.append(f"exit {proc.returncode}: {out!r} {err[-2000:]}")
+    assert not failures, failures
+
+
+# --- tests -------------------------------------------------------------------------
+
+
+def test_appends_from_many_threads_form_one_chain(engine: Engine,
+                                                  sessions: sessionmaker[Session]) -> None:
+    threads, appends = 8, 50
+    started = time.monotonic()
+
+    def work(n: int) -> None:
+        for i in range(appends):
+            append(sessions, f"thread{n}", i)
+
+    in_threads(threads, work)
+    assert time.monotonic() - started < TIME_LIMIT
+    assert_one_chain(engine, threads * appends,
+                     {f"thread{n}": appends for n in range(threads)})
+
+
+def test_appends_from_several_processes_form_one_chain(db_url: str, engine: Engine,
+                                                       tmp_path: Path) -> None:
+    count, appends = 3, 50
+    procs, go = start_processes(db_url, tmp_path, count, appends)
+    started = time.monotonic()
+    go.touch()
+    finish_processes(procs)
+    assert time.monotonic() - started < TIME_LIMIT
+    assert_one_chain(engine, count * appends, {f"proc{n}": appends for n in range(count)})
+
+
+def test_appends_from_processes_and_threads_at_once_form_one_chain(
+        db_url: str, engine: Engine, sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    count, threads, appends = 3, 4, 50
+    procs, go = start_processes(db_url, tmp_path, count, appends)
+    started = time.monotonic()
+
+    def work(n: int) -> None:
+        if n == 0:
+            go.touch()  # the processes start with the threads
+        for i in range(appends):
+            append(sessions, f"thread{n}", i)
+
+    try:
+        in_threads(threads, work)
+    finally:
+        go.touch()
+        finish_processes(procs)
+    assert time.monotonic() - started < TIME_LIMIT
+    expected = {f"proc{n}": appends for n in range(count)}
+    expected.update({f"thread{n}": appends for n in range(threads)})
+    assert_one_chain(engine, (count + threads) * appends, expected)
+
+
+def test_a_failed_transaction_leaves_no_entry_and_no_gap(engine: Engine,
+                                                         sessions: sessionmaker[Session]
+                                                         ) -> None:
+    """An append rolled back with its act, while others commit around it."""
+    append(sessions, "a", 0)
+    with sessions() as session:
+        audit_log.record(session, Event(action=Action.RECORD_READ, actor="ghost"),
+                         datetime.now(UTC))
+        session.rollback()
+    append(sessions, "a", 1)
+    assert_one_chain(engine, 2, {"a": 2})
+
+
+def test_concurrent_api_requests_each_append_once(app: Flask, api: Api) -> None:
+    """Reads through separate test clients from many threads at once: every
+    request is one entry, and the chain stays whole."""
+    family = api.new_family("nurse1", display_name="Aylin Demir")
+    api.write(family, "health", "check-up fine")
+    api.sign(family, {"physio": ["health"]})
+    rt = app.extensions["onestory"]
+    with rt.engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+
+    threads, requests = 6, 15
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        (f"/api/v1/families/{family}", "physio1", {}),
+        (f"/api/v1/families/{family}", "nurse1", {}),
+        ("/api/v1/families", "nurse1", {"query_string": {"name": "Aylin Demir"}}),
+        ("/api/v1/audit", "auditor1", {"query_string": {"limit": "5"}}),
+    ]
+    statuses: list[int] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def work(n: int) -> None:
+        client = Api(app.test_client(), api.tokens)
+        for i in range(requests):
+            path, who, kwargs = calls[(n + i) % len(calls)]
+            response = client.get(path, who, **kwargs)
+            with lock:
+                statuses.append(response.status_code)
+
+    in_threads(threads, work)
+    assert time.monotonic() - started < TIME_LIMIT
+    assert statuses == [200] * (threads * requests)
+
+    total = before + threads * requests
+    with rt.engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, action FROM audit_log ORDER BY seq")).all()
+    assert [r.seq for r in rows] == list(range(1, total + 1))
+    late = [r.action for r in rows[before:]]
+    assert sorted(set(late)) == ["audit.read", "family.search", "record.read"]
+    result = audit_log.verify(rt.engine)
+    assert result.ok, result
+    assert result.entries == total
