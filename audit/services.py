@@ -145,7 +145,7 @@ def _stream(engine: Engine) -> Iterator[Sequence[Any]]:
     columns = [table.c[name] for name in HASHED] + [table.c.prev_hash, table.c.hash]
     # Straight from the driver, in batches: memory stays flat over millions of rows.
     query = select(*columns).order_by(table.c.seq).execution_options(
-        stream_results=True, yield_per=20_000)
+        stream_results=True, yield_per=2_000)
     with engine.connect() as conn, conn.execute(query) as result:
         for partition in result.partitions():
             yield from partition
