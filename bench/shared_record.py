@@ -44,6 +44,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+# Run as `python bench/shared_record.py`, Python puts bench/ first on the path,
+# where another benchmark's module could shadow a package (bench/audit.py: `audit`).
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, Engine, Table, event, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,6 +81,7 @@ CRYPTO_TARGET = 1.5  # encrypted / plaintext, consented read, per-read median
 GROWTH_TARGET = 25.0  # percent, consented median from the small to the large size
 BATCH_ROWS = 5_000  # rows per executemany
 CHUNK_FAMILIES = 1_000  # families generated (and committed) at a time
+OTHER_LOAD_LIMIT = 10.0  # % of a CPU used by other processes while timing: above, say so
 REWRAP_BATCH = 1_000  # data keys per re-wrap transaction (the CLI's default)
 
 AGENCIES = [
@@ -180,9 +186,9 @@ def open_store(name: str, url: str, keystore_url: str | None, now: datetime) -> 
     if keystore_url is None:
         vault = PlaintextVault()
     else:
-        # The product's set-up (`Runtime.vault`): its own database, built by
-        # `make_engine`, schema from the key-store migrations.
-        keystore = KeyStore(make_engine(keystore_url))
+        # The product's set-up (`Runtime.keystore`, `Runtime.vault`): its own
+        # database, schema from the key-store migrations.
+        keystore = KeyStore.from_url(keystore_url)
         migrate.upgrade(keystore.engine, keystore=True)
         vault = EnvelopeVault(Keyring(new_keyring_document()), keystore,
                               secrets.token_bytes(32))
@@ -488,7 +494,7 @@ class Pinning:
         self.backends: set[int] = set()
         self.active = False
         self.failed = ""
-        if self.enabled and self.server:
+        if self.server:  # backends are tracked for OtherLoad even when not pinned
             for engine in engines:
                 event.listen(engine, "connect", self._connected)
 
@@ -534,6 +540,39 @@ class Pinning:
             self.active = False
             for pid in [0, *self.backends]:
                 self._set(pid, set(self.cpus))
+
+
+class OtherLoad:
+    """CPU time the rest of the machine used while reads were timed: everything
+    but this process and its PostgreSQL backends, in % of one CPU (Linux only).
+    Other work on the machine moves the figures; this says when it was there."""
+
+    def __init__(self, backends: set[int]) -> None:
+        self.backends = backends
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as handle:
+                cpu = [int(v) for v in handle.readline().split()[1:9]]
+            ours = 0.0
+            for pid in self.backends:
+                with open(f"/proc/{pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                ours += (int(fields[11]) + int(fields[12])) / self.tick
+        except (OSError, ValueError, IndexError):
+            return None
+        busy = (sum(cpu) - cpu[3] - cpu[4]) / self.tick  # all but idle and iowait
+        mine = os.times()
+        return busy, ours + mine.user + mine.system, time.monotonic()
+
+    def percent(self) -> float | None:
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        busy, ours, wall = (e - s for e, s in zip(end, self.start, strict=True))
+        return max(0.0, (busy - ours) / wall * 100) if wall > 0 else None
 
 
 @dataclass
@@ -594,6 +633,7 @@ class Result:
     counts: Counts
     rotation: Rotation
     pinning: str
+    other_load: float | None  # % of a CPU used by other processes while reads were timed
 
     @property
     def ratio(self) -> float:
@@ -668,7 +708,7 @@ def check_reads(plaintext: Store, encrypted: Store, family_id: str, now: datetim
 
 
 def measure(kinds: dict[str, tuple[Store, Read]], ids: list[str], now: datetime, reads: int,
-            rng: random.Random) -> dict[str, Timing]:
+            rng: random.Random, backends: set[int]) -> tuple[dict[str, Timing], float | None]:
     """`reads` reads of each kind on random families, in rounds of 20 families:
     each round reads its families with every kind, one kind after the other, and
     the order of the kinds changes from round to round (every permutation in turn)."""
@@ -687,13 +727,14 @@ def measure(kinds: dict[str, tuple[Store, Read]], ids: list[str], now: datetime,
         for kind in kinds:
             one(kind, fid)
     gc.collect()
+    load = OtherLoad(backends)
     round_size = 20
     for r, start in enumerate(range(0, reads, round_size)):
         picks = [rng.choice(ids) for _ in range(min(round_size, reads - start))]
         for kind in orders[r % len(orders)]:
             for fid in picks:
                 samples[kind].append(one(kind, fid))
-    return {kind: Timing(s) for kind, s in samples.items()}
+    return {kind: Timing(s) for kind, s in samples.items()}, load.percent()
 
 
 class TimedKeyStore(KeyStore):
@@ -738,13 +779,22 @@ def rotate(store: Store, now: datetime) -> Rotation:
 def settle(engine: Engine) -> None:
     """After a bulk load: statistics fresh, dirty pages written, nothing left for
     background work to catch up on while reads are timed."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
             conn.execute(text("CHECKPOINT"))
-        else:
-            conn.execute(text("ANALYZE"))
-            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    else:
+        # Outside any transaction, on the driver's own connection: `make_engine`
+        # begins every SQLAlchemy transaction with BEGIN IMMEDIATE, and a
+        # checkpoint cannot run inside one.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("ANALYZE")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            raw.close()
     if hasattr(os, "sync"):
         os.sync()  # the kernel's write-back of the load would otherwise overlap the timing
 
@@ -792,7 +842,8 @@ def run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
                   f"measuring {reads:,} reads of each kind...", flush=True)
             counts = check_reads(plaintext, encrypted, rng.choice(loader.family_ids), now)
             with pinning.pinned():
-                timings = measure(kinds, loader.family_ids, now, reads, rng)
+                timings, other_load = measure(kinds, loader.family_ids, now, reads, rng,
+                                              pinning.backends)
                 print(f"[{label}] re-wrapping {encrypted.key_rows:,} data keys under a new "
                       "master key version...", flush=True)
                 rotation = rotate(encrypted, now)
@@ -800,7 +851,8 @@ def run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
             check_reads(plaintext, encrypted, rng.choice(loader.family_ids), now)
             results.append(Result(size, seconds, plaintext_load, encrypted_load,
                                   timings["consented"], timings["plain"], timings["encrypted"],
-                                  timings["encrypted plain"], counts, rotation, pinning.note))
+                                  timings["encrypted plain"], counts, rotation, pinning.note,
+                                  other_load))
         return results
     finally:
         for store in stores:
@@ -841,6 +893,13 @@ def report(backend: str, results: list[Result], reads: int) -> None:
     print()
     print(f"shared_record on {backend}: {reads:,} reads of each kind per size, "
           f"fresh session per read, {big.pinning}; times in microseconds per read")
+    if all(r.other_load is not None for r in results):
+        busy = [r for r in results if (r.other_load or 0) > OTHER_LOAD_LIMIT]
+        print("other processes on the machine while reads were timed: " + ", ".join(
+            f"{r.families:,}: {r.other_load:.0f}%" for r in results) + " of a CPU" + (
+            f" -- MORE THAN {OTHER_LOAD_LIMIT:.0f}%: the figures at "
+            f"{', '.join(f'{r.families:,}' for r in busy)} families are disturbed"
+            if busy else ""))
 
     print()
     print("(a) what consent costs: consented vs plain read, plaintext store")
