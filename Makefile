@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/shared_record.py
-	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/audit_log.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 # Run as `python bench/shared_record.py`, Python puts bench/ first on the path,
-# where another benchmark's module could shadow a package (bench/audit.py: `audit`).
+# where another benchmark's module could shadow a package (a bench/audit.py would hide `audit`).
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 

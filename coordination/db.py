@@ -50,8 +50,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Build an engine; SQLite gets foreign keys, WAL and a busy timeout."""
+def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
+    """Build an engine; SQLite gets foreign keys, WAL, a busy timeout and
+    (unless `immediate` is False) transactions that take the write lock at
+    their start."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs
@@ -68,12 +70,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
+        def _begin(conn: Any) -> None:
             # Every use case writes (at least its audit entry). Taking the
             # write lock at the start makes concurrent requests wait their
             # turn (busy timeout) instead of failing when a read snapshot
             # turns out stale at its first write.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     # Values never appear in error messages or logs.

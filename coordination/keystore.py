@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Engine,
@@ -20,8 +20,11 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
+    bindparam,
     delete,
     event,
+    or_,
     select,
     update,
 )
@@ -60,7 +63,9 @@ class KeyStore:
 
     @classmethod
     def from_url(cls, url: str) -> KeyStore:
-        engine = make_engine(url)
+        # Key reads must not queue behind the write lock (a rotation batch, an
+        # erasure); each key-store write is a single statement anyway.
+        engine = make_engine(url, immediate=False)
         if engine.dialect.name == "sqlite":
             # A destroyed key must not survive in free pages of the file.
             @event.listens_for(engine, "connect")
@@ -75,9 +80,13 @@ class KeyStore:
         """The wrapped keys of these families, in one query."""
         if not family_ids:
             return {}
-        with self.sessions() as session:
-            rows = session.scalars(select(DataKey).where(DataKey.family_id.in_(family_ids)))
-            return {r.family_id: _plain(r) for r in rows}
+        table = DataKey.__table__
+        query = select(table.c.family_id, table.c.key_version, table.c.master_version,
+                       table.c.wrapped).where(table.c.family_id.in_(list(family_ids)))
+        with self.engine.connect() as conn:
+            return {row.family_id: WrappedKey(row.family_id, row.key_version,
+                                              row.master_version, bytes(row.wrapped))
+                    for row in conn.execute(query)}
 
     def add(self, key: WrappedKey, now: datetime) -> None:
         """Store a new family's wrapped key, committed at once: the data
@@ -106,29 +115,36 @@ class KeyStore:
 
     def not_under(self, master_version: int, limit: int) -> list[WrappedKey]:
         """A batch of keys still wrapped under another master version."""
+        # `<` or `>` rather than `!=`, and no ORDER BY: the index on
+        # master_version finds the next batch without scanning the done ones.
         with self.sessions() as session:
             rows = session.scalars(
-                select(DataKey).where(DataKey.master_version != master_version)
-                .order_by(DataKey.family_id).limit(limit)
+                select(DataKey).where(or_(DataKey.master_version < master_version,
+                                          DataKey.master_version > master_version))
+                .limit(limit)
             )
             return [_plain(r) for r in rows]
 
     def rewrap(self, keys: Iterable[tuple[WrappedKey, WrappedKey]], now: datetime) -> int:
         """Replace each old wrapping by its new one, in one transaction; a key
         changed meanwhile (by another rotation) is left alone."""
-        done = 0
-        with self.sessions() as session:
-            for old, new in keys:
-                result = session.execute(
-                    update(DataKey)
-                    .where(DataKey.family_id == old.family_id,
-                           DataKey.master_version == old.master_version)
-                    .values(master_version=new.master_version, wrapped=new.wrapped,
-                            rewrapped_at=now)
-                )
-                done += result.rowcount  # type: ignore[attr-defined]
-            session.commit()
-        return done
+        table = cast(Table, DataKey.__table__)
+        statement = (
+            update(table)
+            .where(table.c.family_id == bindparam("fid"),
+                   table.c.master_version == bindparam("old_version"))
+            .values(master_version=bindparam("new_version"), wrapped=bindparam("new_wrapped"),
+                    rewrapped_at=bindparam("at", type_=UTCDateTime()))
+        )
+        params = [{"fid": old.family_id, "old_version": old.master_version,
+                   "new_version": new.master_version, "new_wrapped": new.wrapped,
+                   "at": now}
+                  for old, new in keys]
+        if not params:
+            return 0
+        with self.engine.begin() as conn:
+            result = conn.execute(statement, params)
+            return int(result.rowcount)
 
     def count_under(self) -> dict[int, int]:
         from sqlalchemy import func

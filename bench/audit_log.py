@@ -28,7 +28,7 @@ tracemalloc's peak in a second pass, per half of the walk). --profile adds a
 cProfile of one verification.
 
 Both backends by default; --sqlite or --postgres for one. --quick: 200
-families, 100 000 entries. Run `python bench/audit.py --help` for the options.
+families, 100 000 entries. Run `python bench/audit_log.py --help` for the options.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path, and `bench/audit.py`
-# would shadow the `audit` package: the project root goes before it.
+# Run as a script, this file's folder comes first on sys.path; the project
+# root goes before it so that nothing there can shadow a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
