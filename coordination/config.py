@@ -78,16 +78,20 @@ class Settings:
             "ONESTORY_INDEX_KEY_FILE) to those files, kept apart from every database and backup"
         )
 
+    def _development_key(self, name: str, what: str) -> str | None:
+        """Development only: 32 random bytes (base64) kept in the instance folder, 0600."""
+        if not self.development:
+            return None
+        path = self.instance / name
+        if not path.exists():
+            write_secret_file(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            print(f"onestory: generated a development {what} at {path} (mode 0600)",
+                  file=sys.stderr)
+        return path.read_text().strip()
+
     def index_key(self) -> bytes:
         """The blind-index key (HMAC), its own secret: ONESTORY_INDEX_KEY(_FILE)."""
-        text = self.index_key_text
-        if not text and self.development:
-            path = self.instance / "index_key"
-            if not path.exists():
-                write_secret_file(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-                print(f"onestory: generated a development search-index key at {path} "
-                      "(mode 0600)", file=sys.stderr)
-            text = path.read_text().strip()
+        text = self.index_key_text or self._development_key("index_key", "search-index key")
         if not text:
             raise ConfigError(
                 "ONESTORY_INDEX_KEY is not set: `onestory keys init` makes one; set "
@@ -101,19 +105,12 @@ class Settings:
             raise ConfigError("ONESTORY_INDEX_KEY must be 32 bytes (base64 of 256 bits)")
         return key
 
-
     def audit_signing_key(self) -> Ed25519PrivateKey:
         """The Ed25519 key that signs audit checkpoints: ONESTORY_AUDIT_SIGNING_KEY(_FILE),
         base64 of its 32-byte seed; generated in development only. Keep it off the
         database server: whoever holds it and the database can rewrite history."""
-        text = self.audit_key_text
-        if not text and self.development:
-            path = self.instance / "audit_signing_key"
-            if not path.exists():
-                write_secret_file(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-                print(f"onestory: generated a development audit signing key at {path} "
-                      "(mode 0600)", file=sys.stderr)
-            text = path.read_text().strip()
+        text = self.audit_key_text or self._development_key("audit_signing_key",
+                                                            "audit signing key")
         if not text:
             raise ConfigError(
                 "ONESTORY_AUDIT_SIGNING_KEY is not set: `onestory keys init` makes one; set "
