@@ -174,8 +174,11 @@ def _refuse_changes_to_forms(session: Session, _context: Any, _instances: Any) -
 
 def install_guards(factory: sessionmaker[Session]) -> None:
     """Make sessions from `factory` refuse to update or delete a form version."""
-    if not event.contains(factory, "before_flush", _refuse_changes_to_forms):
+    # Marked on the factory itself: SQLAlchemy's event registry is keyed by
+    # object id, which a collected factory can hand on to a new one.
+    if not getattr(factory, "_onestory_form_guard", False):
         event.listen(factory, "before_flush", _refuse_changes_to_forms)
+        factory._onestory_form_guard = True  # type: ignore[attr-defined]
 
 
 # --- receipts: the family's own way in -------------------------------------
