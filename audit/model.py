@@ -35,7 +35,6 @@ class Action(StrEnum):
     FAMILY_ERASE = "family.erase"
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
-    AUDIT_EXPORT = "audit.export"
     AUDIT_CHECKPOINT = "audit.checkpoint"
     REQUEST_DENIED = "request.denied"
 

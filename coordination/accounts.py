@@ -19,6 +19,7 @@ from coordination.actors import Actor
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
 from coordination.model import Agency, ApiToken, Family, Staff
 from coordination.roles import Role
+from coordination.services import iso_time
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -29,10 +30,6 @@ def hash_token(token: str) -> str:
     # Tokens carry 256 random bits, so a fast hash is enough: it only keeps
     # a stolen table from being replayed as tokens.
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def expires_text(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def add_agency(
@@ -103,7 +100,7 @@ def create_token(session: Session, username: str, lifetime: timedelta, now: date
     )
     audit_log.record(session, Event(action=Action.TOKEN_CREATE, actor=staff.username,
                                     agency_id=staff.agency_id, role=staff.role,
-                                    detail={"expires": expires_text(now + lifetime)}), now)
+                                    detail={"expires": iso_time(now + lifetime)}), now)
     session.commit()
     return token
 
@@ -170,5 +167,5 @@ def open_family_session(
     return {
         "token": token,
         "family_id": check.family_id,
-        "expires_at": expires_text(expires),
+        "expires_at": iso_time(expires),
     }

@@ -75,6 +75,7 @@ def check_exists(session: Session, family_id: str) -> None:
         raise FamilyNotFound()
 
 
+
 def unfinished(session: Session) -> list[str]:
     """Families whose erasure was interrupted."""
     return list(session.scalars(select(Erasure.family_id).where(Erasure.completed_at.is_(None))))

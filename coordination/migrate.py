@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, MetaData
 
 import migrations
+from coordination.db import make_engine
 
 
 def alembic_config(keystore: bool = False) -> Config:
@@ -35,3 +38,27 @@ def is_current(engine: Engine, *, keystore: bool = False) -> bool:
     with engine.connect() as connection:
         current = set(MigrationContext.configure(connection, opts=opts).get_current_heads())
     return current == heads
+
+
+def run_environment(context: Any, metadata: MetaData, default_url: Callable[[], str],
+                    version_table: str = "alembic_version") -> None:
+    """The body of an Alembic env.py: on the connection `upgrade` passes in,
+    or else on `-x url=...` or the configured URL. Online only."""
+    if context.is_offline_mode():
+        raise SystemExit("offline migrations are not supported; run `onestory init`")
+
+    def run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=connection.dialect.name == "sqlite",
+                          compare_type=True, version_table=version_table)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    engine = make_engine(context.get_x_argument(as_dictionary=True).get("url") or default_url())
+    with engine.connect() as conn:
+        run(conn)
+    engine.dispose()

@@ -394,7 +394,8 @@ def shared_record(
             granted.add(fid)
             fields[fid] = [_entry_out(cipher, e, a) for e, a in by_field[fid]]
             continue
-        own = [(e, a) for e, a in by_field[fid] if e.agency_id == agency]
+        own = [(e, a) for e, a in by_field[fid]
+               if consent.may_see_entry(form, agency, fid, e.agency_id, now)]
         if own:
             fields[fid] = [_entry_out(cipher, e, a) for e, a in own]
             partial.append(fid)

@@ -277,3 +277,23 @@ def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(consent.services, "_hasher", cheap)
     monkeypatch.setattr(consent.services, "_DUMMY_HASH", None)
     monkeypatch.setattr(accounts, "_passwords", cheap)
+
+
+CLI_ENV = ("ONESTORY_DATABASE_URL", "ONESTORY_KEYSTORE_URL", "ONESTORY_KEYRING",
+           "ONESTORY_KEYRING_FILE", "ONESTORY_INDEX_KEY", "ONESTORY_INDEX_KEY_FILE",
+           "ONESTORY_AUDIT_SIGNING_KEY", "ONESTORY_AUDIT_SIGNING_KEY_FILE",
+           "ONESTORY_ENV", "ONESTORY_SECRET_KEY", "ONESTORY_SECRET_KEY_FILE")
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> pytest.MonkeyPatch:
+    """`onestory` pointed at the app's data database, key store and keys."""
+    for name in CLI_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ONESTORY_INSTANCE", str(settings.instance))
+    monkeypatch.setenv("ONESTORY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("ONESTORY_KEYSTORE_URL", settings.keystore_url)
+    monkeypatch.setenv("ONESTORY_KEYRING_FILE", str(settings.keyring_file))
+    monkeypatch.setenv("ONESTORY_INDEX_KEY", INDEX_KEY)
+    monkeypatch.setenv("ONESTORY_AUDIT_SIGNING_KEY", AUDIT_KEY)
+    return monkeypatch

@@ -25,19 +25,16 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 
 from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
-from coordination import cli, erasure
+from coordination import erasure
 from coordination.app import create_app
 from coordination.config import Settings
 from coordination.crypto import VaultError
 from coordination.db import Base
 from coordination.model import ApiToken, Entry, Erasure, Family, Involvement, Member
 from coordination.runtime import Runtime
-from tests.conftest import AUDIT_KEY, INDEX_KEY, Api, Clock
+from tests.cli import assert_one_line_failure, run
+from tests.conftest import Api, Clock
 
-ENV_NAMES = ("ONESTORY_DATABASE_URL", "ONESTORY_KEYSTORE_URL", "ONESTORY_KEYRING",
-             "ONESTORY_KEYRING_FILE", "ONESTORY_INDEX_KEY", "ONESTORY_INDEX_KEY_FILE",
-             "ONESTORY_AUDIT_SIGNING_KEY", "ONESTORY_AUDIT_SIGNING_KEY_FILE",
-             "ONESTORY_ENV", "ONESTORY_SECRET_KEY", "ONESTORY_SECRET_KEY_FILE")
 REASON = "the family asked to be forgotten (ticket 4711)"
 NAME = "Aylin Demir"
 SECRETS = (NAME, "Storgata 12", "14032412345", "Emir", "asthma, inhaler twice a day",
@@ -47,43 +44,6 @@ CASEWORKERS = ("nurse1", "coord1", "physio1", "physiocoord", "ecec1", "cps1", "n
 
 
 # --- the command line ---------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
-    capsys.readouterr()
-    code = cli.main(list(args))
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
-
-
-def assert_one_line_failure(result: Result) -> str:
-    assert result.code != 0, result
-    message = result.err.strip()
-    assert message, result
-    assert "\n" not in message, f"more than one line on stderr: {result.err!r}"
-    assert "Traceback" not in result.out + result.err
-    return message
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> pytest.MonkeyPatch:
-    """`onestory` pointed at the app's data database, key store and keys."""
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ONESTORY_INSTANCE", str(settings.instance))
-    monkeypatch.setenv("ONESTORY_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ONESTORY_KEYSTORE_URL", settings.keystore_url)
-    monkeypatch.setenv("ONESTORY_KEYRING_FILE", str(settings.keyring_file))
-    monkeypatch.setenv("ONESTORY_INDEX_KEY", INDEX_KEY)
-    monkeypatch.setenv("ONESTORY_AUDIT_SIGNING_KEY", AUDIT_KEY)
-    return monkeypatch
 
 
 # --- arranging a case ---------------------------------------------------------------

@@ -13,7 +13,6 @@ import base64
 import json
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,65 +21,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from coordination import cli
 from coordination.app import create_app
 from coordination.config import Settings, load_settings
 from coordination.crypto import EnvelopeVault, Keyring, VaultError
 from coordination.db import Base, make_engine
 from coordination.keystore import KeyStore, WrappedKey
 from coordination.model import Family
-from tests.conftest import AUDIT_KEY, INDEX_KEY, Api, Clock
-
-ENV_NAMES = ("ONESTORY_DATABASE_URL", "ONESTORY_KEYSTORE_URL", "ONESTORY_KEYRING",
-             "ONESTORY_KEYRING_FILE", "ONESTORY_INDEX_KEY", "ONESTORY_INDEX_KEY_FILE",
-             "ONESTORY_AUDIT_SIGNING_KEY", "ONESTORY_AUDIT_SIGNING_KEY_FILE",
-             "ONESTORY_ENV", "ONESTORY_SECRET_KEY", "ONESTORY_SECRET_KEY_FILE")
-
+from tests.cli import assert_ok, assert_one_line_failure, run
+from tests.conftest import CLI_ENV, INDEX_KEY, Api, Clock
 
 # --- running the command line -------------------------------------------------------
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
-    capsys.readouterr()
-    code = cli.main(list(args))
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
-
-
-def assert_ok(result: Result) -> None:
-    assert result.code == 0, result
-    assert "Traceback" not in result.out + result.err
-
-
-def assert_one_line_failure(result: Result) -> str:
-    assert result.code != 0, result
-    message = result.err.strip()
-    assert message, result
-    assert "\n" not in message, f"more than one line on stderr: {result.err!r}"
-    assert "Traceback" not in result.out + result.err
-    return message
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> pytest.MonkeyPatch:
-    """`onestory` pointed at the app's data database, key store, keyring file
-    and index key."""
-    for name in ENV_NAMES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ONESTORY_INSTANCE", str(settings.instance))
-    monkeypatch.setenv("ONESTORY_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("ONESTORY_KEYSTORE_URL", settings.keystore_url)
-    monkeypatch.setenv("ONESTORY_KEYRING_FILE", str(settings.keyring_file))
-    monkeypatch.setenv("ONESTORY_INDEX_KEY", INDEX_KEY)
-    monkeypatch.setenv("ONESTORY_AUDIT_SIGNING_KEY", AUDIT_KEY)
-    return monkeypatch
 
 
 def status_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
@@ -340,7 +290,7 @@ def test_rotate_needs_a_keyring_file(
 def test_keys_init_writes_two_owner_only_files_and_never_overwrites(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         tmp_path: Path) -> None:
-    for name in ENV_NAMES:
+    for name in CLI_ENV:
         monkeypatch.delenv(name, raising=False)
     keyring_path = tmp_path / "secrets" / "keyring.json"
     index_path = tmp_path / "secrets" / "index_key"
