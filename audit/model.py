@@ -31,11 +31,13 @@ class Action(StrEnum):
     ACCESS_LOG_HIDE = "access_log.hide"
     LOGIN = "login"
     LOGIN_FAILED = "login.failed"
+    LOGOUT = "logout"
     TOKEN_CREATE = "token.create"  # noqa: S105 - an action name, not a secret
     FAMILY_ERASE = "family.erase"
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
     AUDIT_CHECKPOINT = "audit.checkpoint"
+    AUDIT_EXPORT = "audit.export"
     REQUEST_DENIED = "request.denied"
 
 

@@ -23,7 +23,7 @@ from coordination.services import iso_time
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_passwords = PasswordHasher()
+password_hasher = PasswordHasher()
 
 
 def hash_token(token: str) -> str:
@@ -79,7 +79,7 @@ def add_staff(
         username=username,
         agency_id=agency_id,
         role=role_value,
-        password_hash=_passwords.hash(password) if password else None,
+        password_hash=password_hasher.hash(password) if password else None,
         active=True,
         created_at=now,
     )

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
 
-from coordination.api import create_blueprint, record_denial
+from coordination.api import create_blueprint, db, record_denial
 from coordination.api.problems import register_problems
 from coordination.config import Settings, load_settings
+from coordination.db import retry_on_conflict
 from coordination.runtime import Runtime, utc_now
+from coordination.web import register_web
 
 
 def create_app(
@@ -25,7 +28,9 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_runtime(app, settings, clock)
-    for step in (register_api, register_health, register_problems):
+    # register_retry comes last: it wraps the views the steps before it added.
+    for step in (register_api, register_web, register_health, register_problems,
+                 register_retry):
         step(app)
     return app
 
@@ -58,11 +63,24 @@ def register_health(app: Flask) -> None:
     def healthz() -> Response:
         return jsonify({"status": "ok"})
 
-    @app.get("/")
-    def index() -> tuple[str, int, dict[str, Any]]:
-        page = (
-            "<!doctype html><html lang=en><meta charset=utf-8><title>OneStory</title>"
-            "<h1>OneStory</h1><p>The JSON API is served under <code>/api/v1</code>; "
-            "see the README for the routes and the demo logins.</p></html>"
-        )
-        return page, 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
+def register_retry(app: Flask) -> None:
+    """Run every view again, whole, when the database refuses its write
+    because of other writers (`coordination.db.retry_on_conflict`); the
+    request's session is rolled back first. Conflicts that outlast the
+    retries end as 503 "busy, try again" (`coordination.api.problems`).
+
+    Only the view runs again, not the request's before-request steps: what
+    they settled (the caller's identity, the parsed body) still holds.
+    """
+    for endpoint, view in list(app.view_functions.items()):
+        app.view_functions[endpoint] = _retried(view)
+
+
+def _retried(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return retry_on_conflict(db(), lambda: view(*args, **kwargs))
+
+    return run

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -39,6 +40,18 @@ class Settings:
     staff_token_lifetime: timedelta = timedelta(days=90)
     family_session_lifetime: timedelta = timedelta(minutes=15)
     max_body_bytes: int = 64 * 1024
+    # Web UI: session cookies only over HTTPS (off only for development on
+    # http://127.0.0.1), staff sessions end after this long without a request.
+    cookie_secure: bool = True
+    session_idle: timedelta = timedelta(minutes=30)
+    oidc_client_secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def web_policy(self) -> Any:
+        """Sign-in policy of the web UI (`coordination.signin.Policy`)."""
+        from coordination.signin import Policy
+
+        return Policy(idle=self.session_idle)
 
     @property
     def development(self) -> bool:
@@ -162,6 +175,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("ONESTORY_KEYSTORE_URL must name another database than "
                           "ONESTORY_DATABASE_URL: keys and data are kept apart")
     keyring_file = env_vars.get("ONESTORY_KEYRING_FILE")
+    secure = env_vars.get("ONESTORY_COOKIE_SECURE", "0" if env == "development" else "1")
+    if secure not in {"0", "1"}:
+        raise ConfigError("ONESTORY_COOKIE_SECURE must be 1 (cookies only over HTTPS) or 0")
+    idle = env_vars.get("ONESTORY_SESSION_IDLE_MINUTES", "30")
+    if not idle.isdigit() or not 1 <= int(idle) <= 24 * 60:
+        raise ConfigError("ONESTORY_SESSION_IDLE_MINUTES must be a whole number of minutes, "
+                          "1 to 1440")
     return Settings(
         env=env,
         instance=instance,
@@ -172,4 +192,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         index_key_text=_secret(env_vars, "ONESTORY_INDEX_KEY"),
         audit_key_text=_secret(env_vars, "ONESTORY_AUDIT_SIGNING_KEY"),
         secret_key=_secret(env_vars, "ONESTORY_SECRET_KEY"),
+        cookie_secure=secure == "1",
+        session_idle=timedelta(minutes=int(idle)),
+        oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),
     )
+
+
+def _client_secrets(file_name: str | None) -> dict[str, str]:
+    """Client secrets of agencies' OpenID Connect providers, by agency id, from
+    a JSON file readable only by the service (never the database). Agencies
+    without one sign in as public clients (PKCE only)."""
+    if not file_name:
+        return {}
+    try:
+        data = json.loads(Path(file_name).read_text())
+    except OSError as exc:
+        raise ConfigError(f"ONESTORY_OIDC_CLIENT_SECRETS_FILE names {file_name}, which cannot "
+                          f"be read: {exc.strerror}") from exc
+    except ValueError:
+        raise ConfigError("ONESTORY_OIDC_CLIENT_SECRETS_FILE is not JSON") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()):
+        raise ConfigError('ONESTORY_OIDC_CLIENT_SECRETS_FILE must hold {"agency-id": "secret"}')
+    return data

@@ -34,10 +34,14 @@ class Agency(Base):
     kind: Mapped[str] = mapped_column(String(64))
     minimal_data: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The agency's own OpenID Connect provider for staff sign-in (optional).
+    oidc_issuer: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    oidc_client_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Staff(Base):
     __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("agency_id", "oidc_subject"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -46,6 +50,38 @@ class Staff(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The `sub` of this person at the agency's OpenID Connect provider.
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class WebSession(Base):
+    """A staff member's signed-in browser, stored only as the SHA-256 of its
+    random cookie value. Ends at sign-out, after `idle` without a request, or
+    at its absolute expiry, whichever comes first."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SignInThrottle(Base):
+    """Failed staff sign-ins per key (a username as typed, or a client
+    address): enough failures lock the key for a while. Keys are hashed, so
+    a password typed into the username field is not kept."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ApiToken(Base):

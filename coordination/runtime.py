@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -76,3 +77,17 @@ class Runtime:
         self.engine.dispose()
         if self._keystore is not None:
             self._keystore.engine.dispose()
+
+
+def current() -> Runtime:
+    """The runtime of the application serving this request."""
+    rt: Runtime = current_app.extensions["onestory"]
+    return rt
+
+
+def request_db() -> Session:
+    """This request's database session (closed when the request ends)."""
+    if "db" not in g:
+        g.db = current().sessions()
+    session: Session = g.db
+    return session

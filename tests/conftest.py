@@ -276,7 +276,7 @@ def _cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     monkeypatch.setattr(consent.services, "_hasher", cheap)
     monkeypatch.setattr(consent.services, "_DUMMY_HASH", None)
-    monkeypatch.setattr(accounts, "_passwords", cheap)
+    monkeypatch.setattr(accounts, "password_hasher", cheap)
 
 
 CLI_ENV = ("ONESTORY_DATABASE_URL", "ONESTORY_KEYSTORE_URL", "ONESTORY_KEYRING",

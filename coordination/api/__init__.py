@@ -16,10 +16,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from flask.blueprints import BlueprintSetupState
 from marshmallow import Schema, ValidationError
-from sqlalchemy.orm import Session
 from werkzeug.routing import BaseConverter
 
 import audit.services as audit_log
@@ -36,24 +35,18 @@ from coordination.errors import (
     RoleNotPermitted,
 )
 from coordination.roles import Role
-from coordination.runtime import Runtime
+from coordination.runtime import current, request_db
 from coordination.schemas import flatten_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 NO_TOKEN_ENDPOINTS = {"api.family_session"}
+# Where refused requests are put on record (the family's pages record their own).
+DENIAL_BLUEPRINTS = {"api", "staff", "auditor"}
 
 
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["onestory"]
-    return rt
-
-
-def db() -> Session:
-    if "db" not in g:
-        g.db = runtime().sessions()
-    session: Session = g.db
-    return session
+runtime = current
+db = request_db
 
 
 def actor() -> Actor:
@@ -146,7 +139,7 @@ def _request_id() -> str:
 def record_denial(exc: Exception) -> None:
     """Put a refused request on record, in a transaction of its own (the
     act's was rolled back). Failing to record a refusal still refuses."""
-    if request.blueprint != "api" or request.endpoint in NO_TOKEN_ENDPOINTS:
+    if request.blueprint not in DENIAL_BLUEPRINTS or request.endpoint in NO_TOKEN_ENDPOINTS:
         return  # the family's sign-in records its own failures
     who: Actor | None = g.get("actor")
     reason = {NotAuthenticated: "unauthenticated", RoleNotPermitted: "role"}.get(

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from audit.services import AuditUnavailable
 from consent.errors import NoConsentForm
 from coordination.crypto import KeyringError, VaultError
+from coordination.db import is_write_conflict
 from coordination.errors import (
     Conflict,
     FamilyNotFound,
@@ -26,6 +27,7 @@ from coordination.errors import (
 log = logging.getLogger("onestory.api")
 
 PROBLEM = "application/problem+json"
+BUSY_RETRY_AFTER = 1  # seconds, when the database stayed busy
 
 # exception -> (status, type slug, title)
 MAPPING: list[tuple[type[Exception], int, str, str]] = [
@@ -65,13 +67,16 @@ def problem(
 DENIALS = (NotAuthenticated, RoleNotPermitted, FamilyNotFound, NotPermitted)
 
 
-def to_problem(exc: Exception) -> Response:
-    if isinstance(exc, DENIALS):
-        hook = current_app.extensions.get("onestory.on_denied")
-        if hook is not None:
-            hook(exc)
+def describe(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
+    """(status, title, detail, headers) for a failure; `slug` via `_classify`."""
+    status, _slug, title, detail, _errors, headers = _classify(exc)
+    return status, title, detail, headers
+
+
+def _classify(exc: Exception
+              ) -> tuple[int, str, str, str, dict[str, list[str]] | None, dict[str, str]]:
     if isinstance(exc, BadBody):
-        return problem(400, "bad-request", "Bad request", str(exc))
+        return 400, "bad-request", "Bad request", str(exc), None, {}
     for kind, status, slug, title in MAPPING:
         if isinstance(exc, kind):
             errors = exc.errors if isinstance(exc, InvalidInput) else None
@@ -80,27 +85,46 @@ def to_problem(exc: Exception) -> Response:
                 headers["WWW-Authenticate"] = 'Bearer realm="onestory"'
             if isinstance(exc, Throttled):
                 headers["Retry-After"] = str(exc.retry_after)
-            return problem(status, slug, title, str(exc), errors, headers)
+            return status, slug, title, str(exc), errors, headers
+    if is_write_conflict(exc):
+        # Other requests kept the database busy for longer than the view's
+        # retries (`register_retry`): nothing of this one was kept.
+        log.warning("gave up on %s %s: the database stayed busy", request.method, request.path)
+        return (503, "busy", "Busy, try again",
+                "the service is busy with other changes; nothing was changed, "
+                "try again in a moment", None, {"Retry-After": str(BUSY_RETRY_AFTER)})
     if isinstance(exc, IntegrityError) and "audit_log" in str(exc.statement or ""):
         exc = AuditUnavailable("the chain's head is behind its entries")
     if isinstance(exc, AuditUnavailable):
         log.error("the audit log cannot be written: %s", type(exc).__name__)
-        return problem(503, "audit-unavailable", "Audit log unavailable",
-                       "the act could not be recorded, so it was not done; no data is returned")
+        return (503, "audit-unavailable", "Audit log unavailable",
+                "the act could not be recorded, so it was not done; no data is returned",
+                None, {})
     if isinstance(exc, VaultError | KeyringError):
         # Fail closed: say that stored data could not be opened, show none of it.
         log.error("stored data could not be opened: %s", type(exc).__name__)
-        return problem(503, "data-unavailable", "Data unavailable",
-                       "stored data could not be opened; no data is returned")
+        return (503, "data-unavailable", "Data unavailable",
+                "stored data could not be opened; no data is returned", None, {})
     if isinstance(exc, HTTPException):
         code = exc.code or 500
         if code == 413:
-            return problem(413, "too-large", "Request body too large",
-                           "the body is over 64 KiB")
-        return problem(code, exc.name.lower().replace(" ", "-"), exc.name,
-                       exc.description or exc.name)
+            return 413, "too-large", "Request body too large", "the body is over 64 KiB", None, {}
+        return (code, exc.name.lower().replace(" ", "-"), exc.name,
+                exc.description or exc.name, None, {})
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return problem(500, "internal", "Internal error", "something went wrong; nothing was changed")
+    return 500, "internal", "Internal error", "something went wrong; nothing was changed", None, {}
+
+
+def to_problem(exc: Exception) -> Any:
+    if isinstance(exc, DENIALS):
+        hook = current_app.extensions.get("onestory.on_denied")
+        if hook is not None:
+            hook(exc)
+    web = current_app.extensions.get("onestory.web_errors")
+    if web is not None and not request.path.startswith("/api/"):
+        return web(exc)
+    status, slug, title, detail, errors, headers = _classify(exc)
+    return problem(status, slug, title, detail, errors, headers)
 
 
 def register_problems(app: Flask) -> None:

@@ -1,0 +1,283 @@
+"""Staff pages: find a family, read its shared record, write an entry,
+refer, record a signed joint consent form (a grid: agencies as columns,
+fields as rows), revoke on the family's behalf, and consent history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_babel import force_locale
+from werkzeug.wrappers import Response as BaseResponse
+
+from consent.errors import NoConsentForm
+from coordination import services
+from coordination.actors import Actor
+from coordination.errors import Conflict, InvalidInput
+from coordination.roles import Role
+from coordination.runtime import current, request_db
+from coordination.schemas import ConsentIn, EntryIn, FamilyIn, ReferralIn, SearchArgs
+from coordination.web import LANGUAGES, RTL, parse, staff_page, text_fields
+from coordination.web.words import can_see
+
+CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
+METHODS = [("paper", "On paper"), ("in_person", "In person, on a screen"),
+           ("family_portal", "On the family page")]
+LEGAL_BASES = [("consent", "Consent"), ("legal_obligation", "Legal obligation"),
+               ("vital_interest", "Vital interest"), ("public_task", "Public task")]
+
+
+def me() -> Actor:
+    actor: Actor = g.actor
+    return actor
+
+
+def _names() -> dict[str, str]:
+    return {a.id: a.name for a in services.agencies(request_db())}
+
+
+def _labels() -> dict[str, str]:
+    return {f.id: f.label for f in services.catalogue(request_db())}
+
+
+def _split_list(value: str) -> list[str]:
+    return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+
+
+def create_blueprint() -> Blueprint:
+    bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+    @bp.get("/")
+    @staff_page(*CASEWORK, Role.ADMIN)
+    def home() -> Any:
+        if me().role == Role.ADMIN:
+            return render_template("staff/admin.html")
+        args = {k: v for k, v in request.args.items() if v.strip()}
+        if not args:
+            return render_template("staff/search.html", errors={}, args={}, results=None)
+        values, errors = parse(SearchArgs(), args)
+        if errors:
+            return render_template("staff/search.html", errors=errors, args=args,
+                                   results=None), 422
+        rt = current()
+        results = services.search_families(request_db(), rt.vault, me(), values["name"],
+                                           values.get("birth_date"), rt.now())
+        return render_template("staff/search.html", errors={}, args=args, results=results)
+
+    @bp.route("/families/new", methods=["GET", "POST"])
+    @staff_page(*CASEWORK)
+    def new_family() -> Any:
+        if request.method == "GET":
+            return render_template("staff/new_family.html", errors={}, form={})
+        form = text_fields("display_name", "birth_date", "address", "national_id",
+                           "languages")
+        data: dict[str, Any] = dict(form)
+        if "languages" in data:
+            data["languages"] = _split_list(data["languages"])
+        rt = current()
+        values, errors = parse(FamilyIn(), data)
+        for key, messages in services.family_errors(me(), data, rt.now()).items():
+            errors.setdefault(key, []).extend(messages)
+        if errors:
+            return render_template("staff/new_family.html", errors=errors, form=form), 422
+        created = services.create_family(request_db(), rt.vault, me(), values, rt.now())
+        flash(f"Recorded {created['display_name']}.", "success")
+        return redirect(url_for("staff.family", family_id=created["id"]))
+
+    @bp.get("/families/<id:family_id>")
+    @staff_page(*CASEWORK)
+    def family(family_id: str) -> Any:
+        rt = current()
+        record = services.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
+        return render_template("staff/record.html", record=record.body,
+                               fields=services.catalogue(request_db()), names=_names(),
+                               errors={}, form={})
+
+    def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],
+                    status: int) -> Any:
+        return render_template("staff/entry.html", family_id=family_id, errors=errors,
+                               form=form, fields=services.catalogue(request_db())), status
+
+    @bp.post("/families/<id:family_id>/entries")
+    @staff_page(*CASEWORK)
+    def write_entry(family_id: str) -> Any:
+        form = text_fields("field", "value")
+        values, errors = parse(EntryIn(), form)
+        rt = current()
+        if errors:
+            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                  involved=True)
+            return _entry_page(family_id, errors, form, 422)
+        try:
+            services.write_entry(request_db(), rt.vault, me(), family_id, values["field"],
+                                 values["value"], rt.now())
+        except InvalidInput as exc:
+            return _entry_page(family_id, exc.errors, form, 422)
+        flash("The entry is saved.", "success")
+        return redirect(url_for("staff.family", family_id=family_id))
+
+    @bp.post("/families/<id:family_id>/referrals")
+    @staff_page(Role.COORDINATOR)
+    def refer(family_id: str) -> Any:
+        form = text_fields("agency", "contact_worker")
+        values, errors = parse(ReferralIn(), form)
+        rt = current()
+        if not errors:
+            try:
+                services.refer(request_db(), rt.vault, me(), family_id, values["agency"],
+                               values.get("contact_worker"), rt.now())
+            except InvalidInput as exc:
+                errors = exc.errors
+            except Conflict as exc:
+                errors = {"agency": [str(exc)]}
+        if errors:
+            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                  involved=True)
+            return render_template("staff/referral.html", family_id=family_id, errors=errors,
+                                   form=form, names=_names()), 422
+        flash(f"Referred to {_names().get(values['agency'], values['agency'])}.", "success")
+        return redirect(url_for("staff.family", family_id=family_id))
+
+    @bp.get("/families/<id:family_id>/consent")
+    @staff_page(*CASEWORK)
+    def consent(family_id: str) -> Any:
+        rt = current()
+        try:
+            form = services.get_consent(request_db(), rt.vault, me(), family_id, rt.now())
+        except NoConsentForm:
+            form = None
+        return render_template("staff/consent.html", family_id=family_id, form=form,
+                               names=_names(), fields=services.catalogue(request_db()))
+
+    def _grid_page(family_id: str, errors: dict[str, list[str]], form: dict[str, Any],
+                   ticked: set[tuple[str, str]], status: int = 200) -> Any:
+        return render_template(
+            "staff/consent_form.html", family_id=family_id, errors=errors, form=form,
+            ticked=ticked, agencies=services.agencies(request_db()),
+            fields=services.catalogue(request_db()), methods=METHODS, bases=LEGAL_BASES,
+            languages=LANGUAGES), status
+
+    @bp.get("/families/<id:family_id>/consent/new")
+    @staff_page(Role.COORDINATOR)
+    def new_consent(family_id: str) -> Any:
+        rt = current()
+        today = rt.now().date()
+        form: dict[str, Any] = {"signed_on": today.isoformat(), "method": "paper",
+                                "legal_basis": "consent", "witness": me().username,
+                                "valid_until": (today + timedelta(days=365)).isoformat(),
+                                "receipt_language": "en"}
+        ticked: set[tuple[str, str]] = set()
+        try:
+            current_form = services.get_consent(request_db(), rt.vault, me(), family_id,
+                                                 rt.now())
+            ticked = {(a, f) for a, fs in current_form["grants"].items() for f in fs}
+            form["purpose"] = current_form["purpose"]
+        except NoConsentForm:
+            pass
+        return _grid_page(family_id, {}, form, ticked)
+
+    @bp.post("/families/<id:family_id>/consent/new")
+    @staff_page(Role.COORDINATOR)
+    def record_consent(family_id: str) -> Any:
+        form: dict[str, Any] = text_fields(
+            "signed_by", "signed_on", "method", "witness", "interpreter_language", "purpose",
+            "legal_basis", "valid_until", "receipt_language")
+        ticked = set()
+        grants: dict[str, list[str]] = {}
+        for cell in request.form.getlist("cell"):
+            agency, _, field_id = cell.partition(":")
+            ticked.add((agency, field_id))
+            grants.setdefault(agency, []).append(field_id)
+        lang = form.pop("receipt_language", "en")
+        data: dict[str, Any] = {**form, "grants": grants}
+        if request.form.get("reissue_pin"):
+            data["reissue_pin"] = True
+        rt = current()
+        values, errors = parse(ConsentIn(), data)
+        if lang not in LANGUAGES:
+            errors["receipt_language"] = ["choose one of the listed languages"]
+        for key, messages in services.consent_errors(request_db(), data, rt.now()).items():
+            errors.setdefault(key, []).extend(m for m in messages
+                                              if m not in errors.get(key, []))
+        form["receipt_language"] = lang
+        if errors:
+            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                  involved=True)
+            return _grid_page(family_id, errors, form, ticked, 422)
+        try:
+            recorded = services.record_consent(request_db(), rt.vault, me(), family_id,
+                                               values, rt.now())
+        except InvalidInput as exc:
+            return _grid_page(family_id, exc.errors, form, ticked, 422)
+        except Conflict as exc:
+            return _grid_page(family_id, {"signed_on": [str(exc)]}, form, ticked, 409)
+        receipt = recorded.get("receipt")
+        if receipt is None:
+            flash(f"Version {recorded['version']} of the consent form is recorded.", "success")
+            return redirect(url_for("staff.consent", family_id=family_id))
+        return _receipt(recorded, lang)
+
+    def _receipt(recorded: dict[str, Any], lang: str) -> Any:
+        """The family's receipt, shown once (the PIN is never stored in clear)."""
+        names, labels = _names(), _labels()
+        with force_locale(lang):
+            sentences = [can_see(names.get(a, a), fs, labels)
+                         for a, fs in recorded["grants"].items() if fs]
+            page = render_template(
+                "staff/receipt.html", form=recorded, sentences=sentences,
+                receipt=recorded["receipt"], page_lang=lang,
+                page_dir="rtl" if lang in RTL else "ltr",
+                family_url=url_for("family.sign_in", _external=True))
+        return page, 201, {"Cache-Control": "no-store"}
+
+    @bp.route("/families/<id:family_id>/consent/revoke", methods=["GET", "POST"])
+    @staff_page(Role.COORDINATOR)
+    def revoke(family_id: str) -> Any:
+        agency = request.values.get("agency") or None
+        field_id = request.values.get("field") or None
+        rt = current()
+        if request.method == "GET" or not request.form.get("confirmed"):
+            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                  involved=True)
+            return render_template("staff/revoke.html", family_id=family_id, agency=agency,
+                                   field=field_id, names=_names(), labels=_labels())
+        try:
+            form = services.revoke_consent(request_db(), rt.vault, me(), family_id, agency,
+                                           field_id, rt.now())
+        except (InvalidInput, Conflict) as exc:
+            flash(str(exc) if isinstance(exc, Conflict) else
+                  "; ".join(m for ms in exc.errors.values() for m in ms), "error")
+            return redirect(url_for("staff.consent", family_id=family_id))
+        flash(f"Recorded: version {form['version']} of the form is now in force.", "success")
+        return redirect(url_for("staff.consent", family_id=family_id))
+
+    @bp.get("/families/<id:family_id>/consent/history")
+    @staff_page(Role.COORDINATOR)
+    def history(family_id: str) -> Any:
+        rt = current()
+        versions = services.consent_history(request_db(), rt.vault, me(), family_id, rt.now())
+        return render_template("staff/history.html", family_id=family_id,
+                               versions=list(reversed(versions)), names=_names(),
+                               labels=_labels())
+
+    @bp.get("/families/<id:family_id>/access-log")
+    @staff_page(Role.COORDINATOR)
+    def access_log(family_id: str) -> Any:
+        rt = current()
+        rows = services.access_log(request_db(), rt.vault, me(), family_id, rt.now())
+        return render_template("staff/access_log.html", family_id=family_id, rows=rows)
+
+    @bp.post("/families/<id:family_id>/access-log/<int:seq>/hide")
+    @staff_page(Role.COORDINATOR)
+    def hide(family_id: str, seq: int) -> BaseResponse:
+        rt = current()
+        try:
+            services.hide_from_family(request_db(), rt.vault, me(), family_id, seq, rt.now())
+        except InvalidInput as exc:
+            flash("; ".join(m for ms in exc.errors.values() for m in ms), "error")
+        else:
+            flash("That entry is no longer shown to the family.", "success")
+        return redirect(url_for("staff.access_log", family_id=family_id))
+
+    return bp
