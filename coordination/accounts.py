@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from sqlalchemy import select
@@ -84,6 +85,50 @@ def add_staff(
         created_at=now,
     )
     session.add(staff)
+    session.commit()
+    return staff
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def set_agency_provider(session: Session, slug: str, issuer: str | None,
+                        client_id: str | None) -> Agency:
+    """Set (or, with None, remove) the agency's OpenID Connect provider for
+    staff sign-in. The issuer must use https (http only on this machine)."""
+    agency = session.get(Agency, slug)
+    if agency is None:
+        raise NotFound(f"no agency '{slug}'")
+    if issuer is not None:
+        parts = urlsplit(issuer)
+        secure = parts.scheme == "https" or (parts.scheme == "http"
+                                              and parts.hostname in LOOPBACK)
+        if not secure or not parts.hostname or parts.query or parts.fragment \
+                or len(issuer) > 300:
+            raise InvalidInput({"issuer": ["an https URL (http only for 127.0.0.1)"]},
+                               f"invalid issuer {issuer!r}: use the provider's https URL")
+        if not client_id or not client_id.strip() or len(client_id) > 200:
+            raise InvalidInput({"client_id": ["1 to 200 characters"]},
+                               "the client id must be 1-200 characters")
+    agency.oidc_issuer = issuer.rstrip("/") if issuer else None
+    agency.oidc_client_id = client_id.strip() if issuer and client_id else None
+    session.commit()
+    return agency
+
+
+def link_provider_subject(session: Session, username: str, subject: str | None) -> Staff:
+    """Match a staff member to their `sub` at their agency's provider (None unlinks)."""
+    staff = session.scalars(select(Staff).where(Staff.username == username)).first()
+    if staff is None:
+        raise NotFound(f"no user '{username}'")
+    if subject is not None and (not subject.strip() or len(subject) > 255):
+        raise InvalidInput({"subject": ["1 to 255 characters"]},
+                           "the subject must be 1-255 characters")
+    if subject is not None and session.scalars(select(Staff.id).where(
+            Staff.agency_id == staff.agency_id, Staff.oidc_subject == subject,
+            Staff.id != staff.id)).first() is not None:
+        raise Conflict(f"another user of {staff.agency_id} is linked to that subject")
+    staff.oidc_subject = subject
     session.commit()
     return staff
 

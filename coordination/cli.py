@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from coordination import accounts, migrate
 from coordination.config import ConfigError, Settings, load_settings
 from coordination.crypto import KeyringError, VaultError
+from coordination.db import is_write_conflict, retry_on_conflict
 from coordination.errors import OneStoryError
 from coordination.runtime import Runtime
+
+T = TypeVar("T")
 
 
 class CliState:
@@ -35,6 +40,13 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def _use_case(rt: Runtime, work: Callable[[Session], T]) -> T:
+    """Run one use case in a session of its own, again whole when other
+    writers (the running server) refuse its write (`retry_on_conflict`)."""
+    with rt.sessions() as session:
+        return retry_on_conflict(session, lambda: work(session))
 
 
 def _require_schema(rt: Runtime, keystore: bool = False) -> None:
@@ -75,9 +87,32 @@ def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: b
     """Add an agency."""
     rt = state.runtime()
     _require_schema(rt)
-    with rt.sessions() as session:
-        accounts.add_agency(session, slug, name, kind, minimal_data, rt.now())
+    _use_case(rt, lambda session: accounts.add_agency(session, slug, name, kind, minimal_data,
+                                                      rt.now()))
     click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else ""))
+
+
+@agency.command("oidc")
+@click.argument("slug")
+@click.option("--issuer", help="The provider's issuer URL (https).")
+@click.option("--client-id", help="OneStory's client id at that provider.")
+@click.option("--remove", is_flag=True, help="Stop offering sign-in through a provider.")
+@pass_state
+def agency_oidc(state: CliState, slug: str, issuer: str | None, client_id: str | None,
+                remove: bool) -> None:
+    """Let the agency's staff sign in through its own OpenID Connect provider.
+
+    Register OneStory at the provider with the redirect URI
+    https://<host>/sign-in/oidc/<slug>/callback; a client secret, if the
+    provider issues one, goes in ONESTORY_OIDC_CLIENT_SECRETS_FILE."""
+    if remove == bool(issuer or client_id):
+        raise click.ClickException("give --issuer and --client-id, or --remove")
+    rt = state.runtime()
+    _require_schema(rt)
+    _use_case(rt, lambda session: accounts.set_agency_provider(
+        session, slug, None if remove else issuer, None if remove else client_id))
+    click.echo(f"agency {slug}: " + ("provider sign-in removed" if remove else
+                                     f"staff may sign in through {issuer}"))
 
 
 @cli.group()
@@ -101,9 +136,25 @@ def user_add(state: CliState, username: str, agency_id: str, role: str,
             raise click.ClickException("no password on standard input")
     rt = state.runtime()
     _require_schema(rt)
-    with rt.sessions() as session:
-        accounts.add_staff(session, username, agency_id, role, password, rt.now())
+    _use_case(rt, lambda session: accounts.add_staff(session, username, agency_id, role,
+                                                     password, rt.now()))
     click.echo(f"user {username} added to {agency_id} as {role}")
+
+
+@user.command("link")
+@click.argument("username")
+@click.option("--subject", help="The user's `sub` at the agency's OpenID Connect provider.")
+@click.option("--unlink", is_flag=True, help="Remove the link.")
+@pass_state
+def user_link(state: CliState, username: str, subject: str | None, unlink: bool) -> None:
+    """Match a staff member to their account at the agency's provider."""
+    if unlink == bool(subject):
+        raise click.ClickException("give --subject, or --unlink")
+    rt = state.runtime()
+    _require_schema(rt)
+    _use_case(rt, lambda session: accounts.link_provider_subject(
+        session, username, None if unlink else subject))
+    click.echo(f"user {username}: " + ("unlinked" if unlink else "linked to the provider"))
 
 
 @cli.group()
@@ -121,8 +172,8 @@ def token_create(state: CliState, username: str, days: int | None) -> None:
     rt = state.runtime()
     _require_schema(rt)
     lifetime = timedelta(days=days) if days else rt.settings.staff_token_lifetime
-    with rt.sessions() as session:
-        click.echo(accounts.create_token(session, username, lifetime, rt.now()))
+    click.echo(_use_case(rt, lambda session: accounts.create_token(session, username, lifetime,
+                                                                   rt.now())))
 
 
 @cli.command("seed-demo")
@@ -187,6 +238,7 @@ def demo(state: CliState, port: int) -> None:
     rt.audit_key  # noqa: B018 - made now, so the workers share it
     migrate.upgrade(rt.engine)
     migrate.upgrade(rt.keystore.engine, keystore=True)
+    # The seed runs before the server starts: no other writer to meet.
     with rt.sessions() as session:
         if demo_data.is_seeded(session):
             data = demo_data.DemoData(logins=[
@@ -195,12 +247,16 @@ def demo(state: CliState, port: int) -> None:
             click.echo("The demo data was loaded before; the receipt PIN was printed then.")
         else:
             data = demo_data.seed(session, rt.vault, rt.now())
-        tokens = {
-            username: accounts.create_token(session, username, timedelta(days=1), rt.now())
-            for username, *_ in data.logins
-        }
+
+    def day_token(username: str) -> str:
+        return _use_case(rt, lambda session: accounts.create_token(
+            session, username, timedelta(days=1), rt.now()))
+
+    tokens = {username: day_token(username) for username, *_ in data.logins}
     _print_demo(data, tokens)
     click.echo(f"Serving OneStory on http://127.0.0.1:{port}  (Ctrl-C stops)")
+    click.echo(f"  staff sign in at  http://127.0.0.1:{port}/sign-in")
+    click.echo(f"  families sign in at http://127.0.0.1:{port}/family/ with the receipt above")
     sys.stdout.flush()
     import os
 
@@ -220,8 +276,9 @@ def erase(state: CliState, family_id: str, reason: str) -> None:
 
     rt = state.runtime()
     _require_schema(rt, keystore=True)
-    with rt.sessions() as session:
-        erasure.erase_family(session, rt.keystore, family_id, reason, "cli", rt.now())
+    # Each step of an erasure is idempotent, so running it again whole is safe.
+    _use_case(rt, lambda session: erasure.erase_family(session, rt.keystore, family_id, reason,
+                                                       "cli", rt.now()))
     click.echo(f"family {family_id} erased: its key is destroyed and its rows deleted")
 
 
@@ -376,12 +433,14 @@ def audit_checkpoint(state: CliState) -> None:
 
     rt = state.runtime()
     _require_schema(rt)
-    with rt.sessions() as session:
+    def checkpoint(session: Session) -> dict[str, Any]:
         signed = audit_log.make_checkpoint(session, rt.audit_key, rt.now())
         audit_log.record(session, Event(action=Action.AUDIT_CHECKPOINT, actor="cli",
                                         detail={"seq": signed["seq"]}), rt.now())
         session.commit()
-    click.echo(json.dumps(signed, indent=2))
+        return signed
+
+    click.echo(json.dumps(_use_case(rt, checkpoint), indent=2))
 
 
 def _gunicorn(host: str, port: int, workers: int) -> None:
@@ -434,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"onestory: {exc}", err=True)
         return 1
     except SQLAlchemyError as exc:
+        if is_write_conflict(exc):
+            click.echo("onestory: the database stayed busy with other writers; "
+                       "nothing was changed, try again", err=True)
+            return 1
         click.echo(f"onestory: database error ({type(exc).__name__}); "
                    "check ONESTORY_DATABASE_URL and run `onestory init`", err=True)
         return 1

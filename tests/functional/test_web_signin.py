@@ -1,0 +1,302 @@
+"""Staff sign-in to the web UI: every failure mode, sessions, CSRF and headers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text, update
+
+from audit.model import Action
+from coordination.model import Staff, WebSession
+from coordination.web import CSP
+from tests.conftest import Api, Clock
+from tests.web import csrf_token, password_of, post_form, set_passwords, sign_in, signed_in
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "coordination" / "templates"
+
+
+@pytest.fixture
+def web(app: Flask, api: Api) -> Api:
+    set_passwords(app)
+    return api
+
+
+def audit_rows(app: Flask, action: Action) -> list[Any]:
+    with app.extensions["onestory"].engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT actor, agency_id, role, reason, outcome, detail FROM audit_log "
+            "WHERE action = :a ORDER BY seq"), {"a": action.value}))
+
+
+def test_sign_in_page_has_labelled_fields(app: Flask, web: Api) -> None:
+    page = app.test_client().get("/sign-in").get_data(as_text=True)
+    assert re.search(r'<label for="f-username">Username', page)
+    assert re.search(r'<label for="f-password">Password', page)
+    assert 'id="f-username"' in page and 'id="f-password"' in page
+    assert re.search(r'<button type="submit" class="primary">Sign in</button>', page)
+
+
+@pytest.mark.parametrize(("username", "home"), [
+    ("physio1", "/staff/"), ("coord1", "/staff/"), ("auditor1", "/audit/"),
+    ("admin1", "/staff/"),
+])
+def test_sign_in_goes_home_and_is_recorded(app: Flask, web: Api, username: str,
+                                           home: str) -> None:
+    client = app.test_client()
+    response = sign_in(client, username)
+    assert response.status_code == 302
+    assert response.headers["Location"] == home
+    assert client.get(home).status_code == 200
+    (row,) = audit_rows(app, Action.LOGIN)
+    assert row.actor == username and row.outcome == "ok"
+    assert '"via":"password"' in row.detail
+
+
+def test_session_cookie_flags(app: Flask, web: Api) -> None:
+    client = app.test_client()
+    response = sign_in(client, "nurse1")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+
+
+@pytest.mark.parametrize(("username", "password", "reason", "named"), [
+    ("nurse1", "wrong-password", "wrong_password", True),
+    ("nobody", "whatever-it-is", "unknown_user", False),
+    ("nurse1", "", None, False),  # a form error, no attempt made
+])
+def test_failed_sign_in(app: Flask, web: Api, username: str, password: str,
+                        reason: str | None, named: bool) -> None:
+    client = app.test_client()
+    token = csrf_token(client.get("/sign-in").get_data(as_text=True))
+    response = client.post("/sign-in", data={"username": username, "password": password,
+                                             "csrf_token": token})
+    page = response.get_data(as_text=True)
+    assert response.status_code in {401, 422}
+    assert client.get("/staff/").status_code == 302  # not signed in
+    failures = audit_rows(app, Action.LOGIN_FAILED)
+    if reason is None:
+        assert response.status_code == 422 and "password" in page
+        assert failures == []
+        return
+    assert "The username or password is not right." in page
+    (row,) = failures
+    assert row.reason == reason and row.outcome == "denied"
+    # A typed name that is no user is never written down (it could be anything).
+    assert row.actor == (username if named else None)
+    assert "nobody" not in str(row)
+
+
+def test_deactivated_staff_cannot_sign_in_and_session_ends(app: Flask, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    with app.extensions["onestory"].sessions() as session:
+        session.execute(update(Staff).where(Staff.username == "nurse1").values(active=False))
+        session.commit()
+    assert client.get("/staff/").status_code == 302
+    response = sign_in(app.test_client(), "nurse1")
+    assert response.status_code == 401
+    assert audit_rows(app, Action.LOGIN_FAILED)[-1].reason == "inactive"
+
+
+def test_lockout_after_repeated_failures(app: Flask, web: Api, clock: Clock) -> None:
+    client = app.test_client()
+    for _ in range(5):
+        assert sign_in(client, "nurse1", "wrong-password").status_code == 401
+    # Locked now, even with the right password.
+    locked = sign_in(client, "nurse1")
+    assert locked.status_code == 429
+    assert "locked" in locked.get_data(as_text=True)
+    assert int(locked.headers["Retry-After"]) > 0
+    assert audit_rows(app, Action.LOGIN_FAILED)[-1].reason == "locked_out"
+    # Another user is not affected by nurse1's lock.
+    assert sign_in(app.test_client(), "coord1").status_code == 302
+    clock.advance(minutes=16)
+    assert sign_in(client, "nurse1").status_code == 302
+
+
+def test_failures_spread_over_time_do_not_lock(app: Flask, web: Api, clock: Clock) -> None:
+    client = app.test_client()
+    for _ in range(8):
+        assert sign_in(client, "nurse1", "wrong-password").status_code == 401
+        clock.advance(minutes=4)
+    # Eight failures, but never five within 15 minutes: no lock.
+    assert sign_in(client, "nurse1").status_code == 302
+
+
+def test_lockout_of_a_client_address(app: Flask, web: Api) -> None:
+    client = app.test_client()
+    for i in range(20):
+        assert sign_in(client, f"guess{i}", "wrong-password").status_code == 401
+    # Every username is locked from this address now.
+    assert sign_in(client, "coord1").status_code == 429
+    # From another address the same user signs in.
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    assert sign_in(other, "coord1").status_code == 302
+
+
+def test_sign_in_needs_csrf_token(app: Flask, web: Api) -> None:
+    client = app.test_client()
+    client.get("/sign-in")
+    response = client.post("/sign-in", data={"username": "nurse1",
+                                             "password": password_of("nurse1")})
+    assert response.status_code == 400
+    assert "nothing was changed" in response.get_data(as_text=True)
+    assert client.get("/staff/").status_code == 302
+    assert audit_rows(app, Action.LOGIN) == []
+
+
+def test_csrf_token_of_another_session_is_refused(app: Flask, web: Api, api: Api) -> None:
+    family_id = api.new_family()
+    victim = signed_in(app, "nurse1")
+    attacker = app.test_client()
+    foreign = csrf_token(attacker.get("/sign-in").get_data(as_text=True))
+    response = victim.post(f"/staff/families/{family_id}/entries",
+                           data={"field": "health", "value": "forged", "csrf_token": foreign})
+    assert response.status_code == 400
+    assert "forged" not in api.get(f"/api/v1/families/{family_id}", "nurse1").get_data(
+        as_text=True)
+
+
+def test_sign_out_ends_the_session_for_good(app: Flask, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    cookie = client.get_cookie("onestory")
+    assert cookie is not None
+    response = post_form(client, "/staff/", "/sign-out", {})
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    assert client.get("/staff/").status_code == 302
+    (row,) = audit_rows(app, Action.LOGOUT)
+    assert row.actor == "nurse1" and row.reason is None
+    # Replaying the old cookie does not bring the session back.
+    client.set_cookie("onestory", cookie.value)
+    response = client.get("/staff/")
+    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
+
+
+def test_sign_out_needs_csrf_token(app: Flask, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    assert client.post("/sign-out").status_code == 400
+    assert client.get("/staff/").status_code == 200
+
+
+def test_idle_timeout(app: Flask, web: Api, clock: Clock) -> None:
+    client = signed_in(app, "nurse1")
+    for _ in range(3):  # activity keeps the session alive
+        clock.advance(minutes=25)
+        assert client.get("/staff/").status_code == 200
+    clock.advance(minutes=31)
+    response = client.get("/staff/")
+    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
+    (row,) = audit_rows(app, Action.LOGOUT)
+    assert row.reason == "idle"
+    clock.advance(minutes=1)
+    assert client.get("/staff/").status_code == 302
+
+
+def test_absolute_lifetime(app: Flask, web: Api, clock: Clock) -> None:
+    client = signed_in(app, "nurse1")
+    for _ in range(25):
+        clock.advance(minutes=29)
+        if client.get("/staff/").status_code != 200:
+            break
+    assert client.get("/staff/").status_code == 302
+    assert audit_rows(app, Action.LOGOUT)[-1].reason == "expired"
+
+
+def test_session_is_stored_only_as_a_hash(app: Flask, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    with app.extensions["onestory"].sessions() as session:
+        (stored,) = session.scalars(select(WebSession.token_hash))
+    cookie = client.get_cookie("onestory")
+    assert cookie is not None and stored not in cookie.value and len(stored) == 64
+
+
+def test_session_fixation(app: Flask, web: Api) -> None:
+    client = app.test_client()
+    client.get("/sign-in")
+    before = client.get_cookie("onestory")
+    sign_in(client, "nurse1")
+    after = client.get_cookie("onestory")
+    assert after is not None and (before is None or before.value != after.value)
+
+
+def test_tampered_cookie_is_not_a_session(app: Flask, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    cookie = client.get_cookie("onestory")
+    assert cookie is not None
+    client.set_cookie("onestory", cookie.value[:-3] + ("AAA" if cookie.value[-3:] != "AAA"
+                                                       else "BBB"))
+    assert client.get("/staff/").status_code == 302
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x",
+                                    "/\\evil.example", "javascript:alert(1)"])
+def test_no_open_redirect_after_sign_in(app: Flask, web: Api, target: str) -> None:
+    response = sign_in(app.test_client(), "nurse1", next=target)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/staff/"
+
+
+def test_next_page_after_sign_in(app: Flask, web: Api) -> None:
+    client = app.test_client()
+    first = client.get("/staff/families/new")
+    assert first.status_code == 302
+    assert "next=/staff/families/new" in first.headers["Location"]
+    response = sign_in(client, "nurse1", next="/staff/families/new")
+    assert response.headers["Location"] == "/staff/families/new"
+
+
+@pytest.mark.parametrize(("username", "path"), [
+    ("auditor1", "/staff/"),
+    ("admin1", "/staff/families/new"),
+    ("nurse1", "/audit/"),
+    ("coord1", "/audit/verify"),
+])
+def test_wrong_role_is_refused_and_recorded(app: Flask, web: Api, username: str,
+                                            path: str) -> None:
+    client = signed_in(app, username)
+    response = client.get(path)
+    assert response.status_code == 403
+    assert "text/html" in response.headers["Content-Type"]
+    denied = audit_rows(app, Action.REQUEST_DENIED)
+    assert denied and denied[-1].actor == username and denied[-1].reason == "role"
+
+
+def test_wrong_agency_sees_no_family_and_is_recorded(app: Flask, web: Api, api: Api) -> None:
+    family_id = api.new_family(display_name="Hidden Marker Family")
+    client = signed_in(app, "physio1")
+    response = client.get(f"/staff/families/{family_id}")
+    assert response.status_code == 404
+    assert "Hidden Marker" not in response.get_data(as_text=True)
+    denied = audit_rows(app, Action.REQUEST_DENIED)
+    assert denied[-1].actor == "physio1" and denied[-1].reason == "not_visible"
+
+
+def test_pages_send_security_headers(app: Flask, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    for path in ["/sign-in", "/staff/", "/staff/families/new", "/family/"]:
+        response = client.get(path)
+        assert response.headers["Content-Security-Policy"] == CSP
+        assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_no_inline_script_or_style_in_templates() -> None:
+    """The CSP forbids inline code; a template that had some would break."""
+    for template in TEMPLATES.rglob("*.html"):
+        source = template.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", source), template
+        assert not re.search(r"\son[a-z]+\s*=", source), template
+        assert not re.search(r"\sstyle\s*=", source), template
+        assert "<style" not in source, template
+
+
+def test_api_is_not_affected_by_csrf(app: Flask, web: Api, api: Api) -> None:
+    # Bearer-token clients send no CSRF token (and no cookie).
+    family_id = api.new_family()
+    api.write(family_id, "health", "ok")

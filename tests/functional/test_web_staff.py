@@ -1,0 +1,343 @@
+"""Staff pages through the web UI: what each shows, what each refuses."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, text
+
+from consent.tables import ConsentFormRow
+from coordination.model import Entry, Family
+from tests.conftest import T0, Api
+from tests.web import csrf_token, post_form, set_passwords, signed_in
+
+NORWAY = {
+    "health-centre": ["involvement", "contact", "health"],
+    "physio": ["involvement", "health"],
+    "ecec": ["involvement", "education"],
+}
+
+
+@pytest.fixture
+def web(app: Flask, api: Api) -> Api:
+    set_passwords(app)
+    return api
+
+
+@pytest.fixture
+def norway(web: Api) -> str:
+    family_id = web.new_family(display_name="Aylin Demir", birth_date="2024-03-14")
+    web.write(family_id, "health", "Growth on track; physiotherapy advised.")
+    web.write(family_id, "contact", "Mother's mobile 400 00 000")
+    web.sign(family_id, NORWAY)
+    return family_id
+
+
+def page(response: Any) -> str:
+    text_: str = response.get_data(as_text=True)
+    return text_
+
+
+def count(app: Flask, model: Any, *where: Any) -> int:
+    with app.extensions["onestory"].sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def last_audit(app: Flask) -> Any:
+    with app.extensions["onestory"].engine.connect() as conn:
+        return conn.execute(text("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1")).one()
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+def test_search_finds_only_visible_families(app: Flask, norway: str, web: Api) -> None:
+    web.new_family(who="cps1", display_name="Aylin Demir")  # not shared with physio
+    client = signed_in(app, "physio1")
+    response = client.get("/staff/?name=aylin+demir&birth_date=2024-03-14")
+    assert response.status_code == 200
+    links = re.findall(r'href="/staff/families/(fam_[^"]+)"', page(response))
+    assert links == [norway]
+    assert last_audit(app).action == "family.search"
+
+
+def test_search_form_errors(app: Flask, web: Api) -> None:
+    client = signed_in(app, "physio1")
+    response = client.get("/staff/?name=x&birth_date=2024-13-45")
+    assert response.status_code == 422
+    assert 'aria-invalid="true"' in page(response) and "birth date" in page(response)
+
+
+def test_no_result_explains_itself(app: Flask, web: Api) -> None:
+    response = signed_in(app, "physio1").get("/staff/?name=nobody")
+    assert "No family found" in page(response)
+    assert "not shared with your agency" in page(response)
+
+
+# --- the shared record ------------------------------------------------------------------
+
+
+def test_record_shows_granted_fields_with_author_and_marks_the_rest(
+        app: Flask, norway: str) -> None:
+    response = signed_in(app, "physio1").get(f"/staff/families/{norway}")
+    assert response.status_code == 200
+    html = page(response)
+    assert "Growth on track" in html
+    assert "Written by nurse1 (Health centre) on 2026-11-22 at 10:00 UTC" in html
+    assert "400 00 000" not in html  # contact details are not shared with physio
+    contact = html[html.index('id="field-contact"'):html.index('id="field-household"')]
+    assert "Not shared with your agency" in contact and "ask" in contact
+    row = last_audit(app)
+    assert row.action == "record.read" and row.actor == "physio1"
+    assert "contact" in row.withheld and "health" in row.shown
+
+
+def test_record_lists_involved_agencies_and_contact_workers(app: Flask, norway: str,
+                                                            web: Api) -> None:
+    client = signed_in(app, "physio1")
+    html = page(client.get(f"/staff/families/{norway}"))
+    assert "Agencies involved" in html and "nurse1" in html
+
+
+# --- entries --------------------------------------------------------------------------
+
+
+def test_add_an_entry(app: Flask, norway: str, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    response = post_form(client, f"/staff/families/{norway}", f"/staff/families/{norway}/entries",
+                         {"field": "story", "value": "Told once, here."})
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    assert "Told once, here." in page(client.get(f"/staff/families/{norway}"))
+
+
+@pytest.mark.parametrize(("data", "key"), [
+    ({"field": "health", "value": ""}, "value"),
+    ({"field": "nonsense", "value": "x"}, "field"),
+    ({"field": "involvement", "value": "x"}, "field"),
+    ({"value": "x"}, "field"),
+])
+def test_bad_entry_is_a_form_error_and_changes_nothing(app: Flask, norway: str, web: Api,
+                                                       data: dict[str, str], key: str) -> None:
+    client = signed_in(app, "nurse1")
+    before = count(app, Entry)
+    response = post_form(client, f"/staff/families/{norway}",
+                         f"/staff/families/{norway}/entries", data)
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    assert f'href="#f-{key}"' in page(response)
+    assert count(app, Entry) == before
+
+
+def test_entry_by_an_agency_that_may_not_see_the_family(app: Flask, norway: str,
+                                                        web: Api) -> None:
+    client = signed_in(app, "cps1")
+    token = csrf_token(page(client.get("/staff/")))
+    response = client.post(f"/staff/families/{norway}/entries",
+                           data={"field": "health", "value": "x", "csrf_token": token})
+    assert response.status_code == 404
+    assert count(app, Entry) == 2
+
+
+# --- minimal-data mode (Belgium) ----------------------------------------------------------
+
+
+def test_minimal_data_agency_records_a_first_name_and_is_refused_a_birth_date(
+        app: Flask, web: Api) -> None:
+    client = signed_in(app, "ngo1")
+    form_page = page(client.get("/staff/families/new"))
+    assert "minimal-data mode" in form_page
+    refused = post_form(client, "/staff/families/new", "/staff/families/new",
+                        {"display_name": "Mira", "birth_date": "2026-07-01"})
+    assert refused.status_code == 422  # type: ignore[attr-defined]
+    assert "birth_date" in page(refused) or "birth date" in page(refused)
+    assert "minimal-data agency records only display_name and languages" in page(refused)
+    assert count(app, Family) == 0
+    created = post_form(client, "/staff/families/new", "/staff/families/new",
+                        {"display_name": "Mira", "languages": "bg"})
+    assert created.status_code == 302  # type: ignore[attr-defined]
+    family_id = created.headers["Location"].rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    ok = post_form(client, f"/staff/families/{family_id}", f"/staff/families/{family_id}/entries",
+                   {"field": "contact", "value": "Aunt's phone +32 470"})
+    assert ok.status_code == 302  # type: ignore[attr-defined]
+    health = post_form(client, f"/staff/families/{family_id}",
+                       f"/staff/families/{family_id}/entries",
+                       {"field": "health", "value": "x"})
+    assert health.status_code == 422  # type: ignore[attr-defined]
+    assert "minimal-data agency writes only contact and story" in page(health)
+    # No statutory agency finds the family.
+    for user in ("nurse1", "cps1"):
+        found = signed_in(app, user).get("/staff/?name=Mira")
+        assert family_id not in page(found)
+
+
+# --- referral -------------------------------------------------------------------------
+
+
+def test_referral_needs_the_familys_consent(app: Flask, norway: str, web: Api) -> None:
+    client = signed_in(app, "coord1")
+    refused = post_form(client, f"/staff/families/{norway}",
+                        f"/staff/families/{norway}/referrals", {"agency": "cps"})
+    assert refused.status_code == 422  # type: ignore[attr-defined]
+    assert "family" in page(refused)
+    ok = post_form(client, f"/staff/families/{norway}", f"/staff/families/{norway}/referrals",
+                   {"agency": "ecec", "contact_worker": "ecec1"})
+    assert ok.status_code == 302  # type: ignore[attr-defined]
+    involved = web.get(f"/api/v1/families/{norway}", "coord1").get_json()["involvements"]
+    assert {"agency": "ecec", "contact_worker": "ecec1"}.items() <= next(
+        i for i in involved if i["agency"] == "ecec").items()
+
+
+def test_practitioner_cannot_refer(app: Flask, norway: str) -> None:
+    client = signed_in(app, "nurse1")
+    response = post_form(client, f"/staff/families/{norway}",
+                         f"/staff/families/{norway}/referrals", {"agency": "ecec"})
+    assert response.status_code == 403  # type: ignore[attr-defined]
+
+
+# --- the consent grid ---------------------------------------------------------------------
+
+
+def grid_form(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "cell": ["physio:involvement", "physio:health", "ecec:involvement", "ecec:education",
+                 "health-centre:involvement"],
+        "signed_by": "Aylin Demir", "signed_on": T0.date().isoformat(), "method": "paper",
+        "witness": "coord1", "interpreter_language": "tr", "purpose": "coordinated support",
+        "legal_basis": "consent", "valid_until": "2027-11-22", "receipt_language": "en",
+    }
+    data.update(overrides)
+    return data
+
+
+def first_family(web: Api) -> str:
+    family_id = web.new_family(display_name="Aylin Demir")
+    return family_id
+
+
+def test_grid_has_agencies_as_columns_and_fields_as_rows(app: Flask, web: Api) -> None:
+    family_id = first_family(web)
+    html = page(signed_in(app, "coord1").get(f"/staff/families/{family_id}/consent/new"))
+    header = html[html.index("<thead>"):html.index("</thead>")]
+    assert re.findall(r'<th scope="col" id="col-([^"]+)"', header) == [
+        "cps", "ecec", "health-centre", "ngo", "oversight", "physio"]
+    assert re.findall(r'<th scope="row" id="row-([^"]+)"', html) == [
+        "involvement", "contact", "household", "story", "health", "education", "social",
+        "protection"]
+    assert 'aria-label="Physiotherapy may see Health"' in html
+
+
+def test_recording_a_form_prints_the_receipt(app: Flask, web: Api) -> None:
+    family_id = first_family(web)
+    client = signed_in(app, "coord1")
+    response = post_form(client, f"/staff/families/{family_id}/consent/new",
+                         f"/staff/families/{family_id}/consent/new", grid_form())
+    assert response.status_code == 201  # type: ignore[attr-defined]
+    html = page(response)
+    assert "Physiotherapy can see: health notes" in html
+    assert "valid until 2027-11-22" in html
+    code = re.search(r'id="receipt-code">([^<]+)<', html)
+    pin = re.search(r'id="receipt-pin">(\d{6})<', html)
+    assert code and pin
+    assert 'href="/static/print.css" media="print"' in html
+    assert "How to change your mind" in html
+    # The receipt works on the family's side.
+    opened = web.post("/api/v1/family/session", json={"receipt_code": code.group(1),
+                                                       "pin": pin.group(1)})
+    assert opened.status_code == 201
+    form = web.get(f"/api/v1/families/{family_id}/consent", "coord1").get_json()
+    assert form["grants"] == {"ecec": ["education", "involvement"],
+                              "health-centre": ["involvement"],
+                              "physio": ["health", "involvement"]}
+    assert form["interpreter_language"] == "tr" and form["witness"] == "coord1"
+
+
+def test_receipt_in_the_familys_language(app: Flask, web: Api) -> None:
+    family_id = first_family(web)
+    client = signed_in(app, "coord1")
+    response = post_form(client, f"/staff/families/{family_id}/consent/new",
+                         f"/staff/families/{family_id}/consent/new",
+                         grid_form(receipt_language="ar"))
+    html = page(response)
+    assert '<html lang="ar" dir="rtl">' in html
+
+
+def test_a_second_form_has_no_new_pin_unless_asked(app: Flask, norway: str) -> None:
+    client = signed_in(app, "coord1")
+    response = post_form(client, f"/staff/families/{norway}/consent/new",
+                         f"/staff/families/{norway}/consent/new", grid_form())
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    again = post_form(client, f"/staff/families/{norway}/consent/new",
+                      f"/staff/families/{norway}/consent/new", grid_form(reissue_pin="1"))
+    assert again.status_code == 201 and 'id="receipt-pin"' in page(again)  # type: ignore
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    ({"signed_by": ""}, "signed_by"),
+    ({"valid_until": "2020-01-01"}, "valid_until"),
+    ({"signed_on": "2030-01-01"}, "signed_on"),
+    ({"method": "telepathy"}, "method"),
+    ({"witness": "no-such-user"}, "witness"),
+    ({"cell": ["nowhere:health"]}, "grants-nowhere"),
+    ({"cell": ["physio:nonsense"]}, "grants-physio"),
+    ({"receipt_language": "xx"}, "receipt_language"),
+])
+def test_bad_form_is_refused_and_nothing_recorded(app: Flask, norway: str,
+                                                  overrides: dict[str, Any], key: str) -> None:
+    client = signed_in(app, "coord1")
+    before = count(app, ConsentFormRow)
+    response = post_form(client, f"/staff/families/{norway}/consent/new",
+                         f"/staff/families/{norway}/consent/new", grid_form(**overrides))
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    assert f'href="#f-{key}"' in page(response)
+    assert count(app, ConsentFormRow) == before
+    # What was typed and ticked is kept on the page.
+    assert 'value="physio:health"' in page(response)
+
+
+def test_only_coordinators_record_forms(app: Flask, norway: str) -> None:
+    client = signed_in(app, "nurse1")
+    assert client.get(f"/staff/families/{norway}/consent/new").status_code == 403
+
+
+# --- revoking on the family's behalf, history --------------------------------------------
+
+
+def test_revoke_asks_to_confirm_then_takes_effect(app: Flask, norway: str, web: Api) -> None:
+    client = signed_in(app, "coord1")
+    confirm = client.get(f"/staff/families/{norway}/consent/revoke?agency=physio")
+    assert "Physiotherapy will no longer see anything" in page(confirm)
+    token = csrf_token(page(confirm))
+    unconfirmed = client.post(f"/staff/families/{norway}/consent/revoke",
+                              data={"agency": "physio", "csrf_token": token})
+    assert unconfirmed.status_code == 200 and count(app, ConsentFormRow) == 1
+    done = client.post(f"/staff/families/{norway}/consent/revoke",
+                       data={"agency": "physio", "confirmed": "1", "csrf_token": token})
+    assert done.status_code == 302
+    assert count(app, ConsentFormRow) == 2
+    assert web.get(f"/api/v1/families/{norway}", "physio1").status_code in {200, 404}
+    grants = web.get(f"/api/v1/families/{norway}/consent", "coord1").get_json()["grants"]
+    assert "physio" not in grants
+
+
+def test_history_lists_every_version(app: Flask, norway: str, web: Api) -> None:
+    web.post(f"/api/v1/families/{norway}/consent/revoke", "coord1",
+             json={"agency": "ecec", "field": "education"})
+    html = page(signed_in(app, "coord1").get(f"/staff/families/{norway}/consent/history"))
+    assert "Version 2" in html and "Version 1" in html
+    assert html.index("Version 2") < html.index("Version 1")
+
+
+def test_who_looked_and_hiding_an_entry(app: Flask, norway: str, web: Api) -> None:
+    web.get(f"/api/v1/families/{norway}", "physio1")
+    client: FlaskClient = signed_in(app, "coord1")
+    html = page(client.get(f"/staff/families/{norway}/access-log"))
+    assert "Physiotherapy (practitioner)" in html
+    seq = re.search(r'/access-log/(\d+)/hide', html)
+    assert seq
+    response = post_form(client, f"/staff/families/{norway}/access-log",
+                         f"/staff/families/{norway}/access-log/{seq.group(1)}/hide", {})
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    assert ">hidden<" in page(client.get(f"/staff/families/{norway}/access-log"))
