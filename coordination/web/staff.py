@@ -41,6 +41,13 @@ def _labels() -> dict[str, str]:
     return {f.id: f.label for f in services.catalogue(request_db())}
 
 
+def _entry_fields() -> list[tuple[str, str]]:
+    """The fields this actor may write under (a minimal-data agency: two)."""
+    return [(f.id, f.label) for f in services.catalogue(request_db())
+            if f.id != services.INVOLVEMENT
+            and (not me().minimal_data or f.id in services.MINIMAL_ENTRY_FIELDS)]
+
+
 def _split_list(value: str) -> list[str]:
     return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
 
@@ -92,12 +99,12 @@ def create_blueprint() -> Blueprint:
         record = services.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
         return render_template("staff/record.html", record=record.body,
                                fields=services.catalogue(request_db()), names=_names(),
-                               errors={}, form={})
+                               entry_fields=_entry_fields(), errors={}, form={})
 
     def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],
                     status: int) -> Any:
         return render_template("staff/entry.html", family_id=family_id, errors=errors,
-                               form=form, fields=services.catalogue(request_db())), status
+                               form=form, entry_fields=_entry_fields()), status
 
     @bp.post("/families/<id:family_id>/entries")
     @staff_page(*CASEWORK)

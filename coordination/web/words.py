@@ -30,5 +30,7 @@ def field_words(field_id: str, labels: Mapping[str, str] | None = None) -> str:
 def can_see(agency_name: str, field_ids: Iterable[str],
             labels: Mapping[str, str] | None = None) -> str:
     """"Family centre physiotherapy can see: health notes." """
-    things = ", ".join(field_words(f, labels) for f in field_ids)
+    order = list(FIELD_WORDS)
+    ranked = sorted(field_ids, key=lambda f: (order.index(f) if f in order else len(order), f))
+    things = ", ".join(field_words(f, labels) for f in ranked)
     return gettext("%(agency)s can see: %(things)s.", agency=agency_name, things=things)
