@@ -1,0 +1,95 @@
+"""Staff sign-in through an agency's own OpenID Connect provider, in Chromium,
+against a real provider (npm `oidc-provider`) started on loopback: the
+authorization code flow with PKCE, the provider's user matched to a staff
+member, unknown users refused, and every outcome on the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Page, expect
+from sqlalchemy import text
+
+from coordination import accounts
+from tests.browser.helpers import OidcProvider, axe_check, provider_sign_in, screenshot
+from tests.conftest import Api
+
+
+@pytest.fixture
+def physio_provider(app: Flask, api: Api, live_server: Callable[..., str],
+                    oidc_provider: Callable[..., OidcProvider]) -> tuple[str, OidcProvider]:
+    base = live_server()
+    provider = oidc_provider([f"{base}/sign-in/oidc/physio/callback"])
+    with app.extensions["onestory"].sessions() as session:
+        accounts.set_agency_provider(session, "physio", provider.issuer, provider.client_id)
+        accounts.link_provider_subject(session, "physio1", "alice")
+        accounts.link_provider_subject(session, "nurse1", "bob")  # another agency's user
+    return base, provider
+
+
+def audit(app: Flask, action: str) -> list[Any]:
+    with app.extensions["onestory"].engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT actor, agency_id, reason, detail FROM audit_log WHERE action = :a "
+            "ORDER BY seq"), {"a": action}))
+
+
+def start(page: Page, base: str) -> None:
+    page.goto(f"{base}/sign-in")
+    page.get_by_role("link", name="Sign in with Physiotherapy").click()
+
+
+def test_oidc_sign_in(page: Page, app: Flask, physio_provider: tuple[str, OidcProvider]) -> None:
+    base, provider = physio_provider
+    page.goto(f"{base}/sign-in")
+    axe_check(page)
+    screenshot(page, "10-sign-in-with-agency")
+    with page.expect_request(lambda r: r.url.startswith(provider.issuer + "/auth?")) as asked:
+        page.get_by_role("link", name="Sign in with Physiotherapy").click()
+    # PKCE: the product sent an S256 code challenge (and a nonce for the ID token).
+    authorization = asked.value.url
+    assert "code_challenge_method=S256" in authorization and "code_challenge=" in authorization
+    assert "nonce=" in authorization and "state=" in authorization
+    page.wait_for_url(lambda url: url.startswith(provider.issuer))
+    screenshot(page, "11-agency-provider-login")
+    provider_sign_in(page, "alice")
+    expect(page).to_have_url(f"{base}/staff/")
+    expect(page.get_by_text("physio1 · practitioner · physio")).to_be_visible()
+    (row,) = audit(app, "login")
+    assert row.actor == "physio1" and '"via":"oidc"' in row.detail
+    page.get_by_role("button", name="Sign out").click()
+    assert audit(app, "logout")[-1].actor == "physio1"
+
+
+@pytest.mark.parametrize("login", ["mallory", "bob"])
+def test_unknown_provider_user_is_refused(page: Page, app: Flask, login: str,
+                                          physio_provider: tuple[str, OidcProvider]) -> None:
+    base, _provider = physio_provider
+    start(page, base)
+    provider_sign_in(page, login)
+    expect(page.get_by_role("alert")).to_contain_text("you have no OneStory account there")
+    axe_check(page)
+    screenshot(page, f"12-oidc-refused-{login}")
+    page.goto(f"{base}/staff/")
+    expect(page).to_have_url(f"{base}/sign-in?next=/staff/")
+    (row,) = audit(app, "login.failed")
+    assert row.reason == "unknown_subject" and row.agency_id == "physio"
+    assert row.actor is None and login not in str(row)
+
+
+def test_replayed_callback_is_refused(page: Page, app: Flask,
+                                      physio_provider: tuple[str, OidcProvider]) -> None:
+    base, _provider = physio_provider
+    start(page, base)
+    callbacks: list[str] = []
+    page.on("request", lambda r: callbacks.append(r.url) if "/callback?" in r.url else None)
+    provider_sign_in(page, "alice")
+    expect(page).to_have_url(f"{base}/staff/")
+    page.get_by_role("button", name="Sign out").click()
+    # The same code and state again: the sign-in state was used up.
+    page.goto(callbacks[0])
+    expect(page.get_by_role("alert")).to_contain_text("could not be completed")
+    assert len(audit(app, "login")) == 1
