@@ -16,10 +16,20 @@ $(VENV)/.installed-test: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The browser tests' node tools (OpenID Connect provider, axe-core). Without npm
+# those tests skip locally, saying so; CI installs node first (.ci/run).
+NODE_TOOLS := tests/browser/node/node_modules/.package-lock.json
+$(NODE_TOOLS): tests/browser/node/package.json tests/browser/node/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/browser/node --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: tests/browser will skip (apt-get install -y nodejs npm)"; \
+	fi
+
 demo: $(VENV)/.installed
 	ONESTORY_ENV=development $(BIN)/onestory demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(NODE_TOOLS)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -33,4 +43,5 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache \
+		tests/browser/node/node_modules tests/browser/artefacts
