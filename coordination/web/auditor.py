@@ -1,19 +1,199 @@
-"""Auditor pages (being built)."""
+"""Auditor pages: the log with filters and paging, refused and unusual
+entries marked, the chain's verification, and CSV export.
+
+Filters are checked with the JSON API's schema (`coordination.api.audit.
+AuditQuery`); every page and export is itself put on record by its use case
+(`coordination.auditing`). Auditors see ids, roles, field names and
+outcomes, never family content.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import csv
+import io
+import json
+from collections.abc import Iterator, Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, g, render_template, request, url_for
+
+from audit.model import Action, Outcome
+from audit.review import Rules
+from audit.services import Filters
+from coordination import auditing, services
+from coordination.actors import Actor
+from coordination.api.audit import AuditQuery
+from coordination.roles import Role
+from coordination.runtime import current, request_db
+from coordination.web import parse, staff_page
+
+FILTERS = ("family", "agency", "user", "action", "outcome", "since", "until")
+PAGING = ("cursor", "limit")
+ACTION_WORDS = {
+    Action.RECORD_READ: "looked at a family's shared record",
+    Action.FAMILY_SEARCH: "searched for a family",
+    Action.FAMILY_CREATE: "recorded a new family",
+    Action.ENTRY_WRITE: "wrote an entry",
+    Action.INVOLVEMENT_REFER: "referred a family to an agency",
+    Action.INVOLVEMENT_UPDATE: "changed an agency's involvement",
+    Action.CONSENT_READ: "looked at a consent form",
+    Action.CONSENT_SIGN: "recorded a signed consent form",
+    Action.CONSENT_REVOKE: "recorded a revocation of consent",
+    Action.CONSENT_HISTORY: "looked at a consent form's history",
+    Action.ACCESS_LOG_READ: "looked at who looked at a family",
+    Action.ACCESS_LOG_HIDE: "hid an entry from a family",
+    Action.LOGIN: "signed in",
+    Action.LOGIN_FAILED: "failed to sign in",
+    Action.LOGOUT: "signed out",
+    Action.TOKEN_CREATE: "was given an API token",
+    Action.FAMILY_ERASE: "erased a family",
+    Action.AUDIT_READ: "read the audit log",
+    Action.AUDIT_VERIFY: "verified the audit log",
+    Action.AUDIT_CHECKPOINT: "signed a checkpoint of the log",
+    Action.AUDIT_EXPORT: "exported the audit log",
+    Action.REQUEST_DENIED: "was refused",
+}
+OUTCOMES = [(Outcome.OK.value, "ok (allowed)"), (Outcome.DENIED.value, "denied (refused)")]
+CSV_COLUMNS = ("seq", "time_utc", "action", "outcome", "notes", "actor", "role", "agency",
+               "family", "reason", "fields_shown", "fields_withheld", "detail", "request_id")
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def me() -> Actor:
+    actor: Actor = g.actor
+    return actor
+
+
+def _given(keys: tuple[str, ...]) -> dict[str, str]:
+    """The non-empty query parameters among `keys`, as typed (stripped)."""
+    return {key: request.args[key].strip() for key in keys
+            if request.args.get(key, "").strip()}
+
+
+def _through(until: str) -> str:
+    """The form's "to" date counts that whole day; the schema's `until` is
+    exclusive, so it gets the next day. Anything else goes to the schema as is."""
+    try:
+        day = date.fromisoformat(until) if len(until) == 10 else None
+    except ValueError:
+        day = None
+    return (day + timedelta(days=1)).isoformat() if day else until
+
+
+def _parse(given: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    data = dict(given)
+    if "until" in data:
+        data["until"] = _through(data["until"])
+    values, errors = parse(AuditQuery(), data)
+    if errors.get("until") == ["must be after since"]:
+        errors["until"] = ["must not be before the “from” date"]
+    return values, errors
+
+
+def _filters(values: Mapping[str, Any]) -> Filters:
+    return Filters(**{key: values.get(key) for key in FILTERS})
+
+
+def detail_words(detail: Mapping[str, Any]) -> str:
+    """An entry's detail (ids and flags) as short text: `key: value; ...`."""
+    def text(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value) or "none"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return "none" if value is None else str(value)
+
+    return "; ".join(f"{key}: {text(value)}" for key, value in sorted(detail.items()))
+
+
+def safe_cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_rows(export: auditing.Export) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def line(cells: tuple[object, ...] | list[object]) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([safe_cell(cell) for cell in cells])
+        return buffer.getvalue()
+
+    if export.capped:
+        yield (f"# Only the newest {len(export.lines)} matching entries are in this file; "
+               "narrow the filters (for example the dates) to export the rest.\r\n")
+    yield line(CSV_COLUMNS)
+    for entry in export.lines:
+        notes = (["refused"] if entry.refused else []) + [
+            f"unusual: {why}" for why in entry.unusual] + (
+            ["hidden from the family"] if entry.hidden_from_family else [])
+        yield line([entry.seq, entry.at, entry.action, entry.outcome, "; ".join(notes),
+                    entry.actor, entry.role, entry.agency_id, entry.family_id, entry.reason,
+                    ",".join(entry.shown), ",".join(entry.withheld),
+                    json.dumps(entry.detail, sort_keys=True, ensure_ascii=False)
+                    if entry.detail else "", entry.request_id])
+
+
+def _log_page(given: dict[str, str], errors: dict[str, list[str]],
+              page: auditing.LogPage | None = None) -> Any:
+    filters: dict[str, Any] = {key: value for key, value in given.items() if key in FILTERS}
+    kept: dict[str, Any] = {key: value for key, value in given.items() if key != "cursor"}
+    older = (url_for("auditor.log", **kept, cursor=page.next_cursor)
+             if page is not None and page.next_cursor else None)
+    newest = url_for("auditor.log", **kept) if "cursor" in given else None
+    return render_template(
+        "auditor/log.html", errors=errors, args=given, page=page, filtered=bool(filters),
+        agencies=[(a.id, f"{a.name} ({a.id})") for a in services.agencies(request_db())],
+        actions=[(a.value, f"{a.value} — {ACTION_WORDS.get(a, a.value)}") for a in Action],
+        outcomes=OUTCOMES, rules=Rules(), export_cap=auditing.EXPORT_CAP,
+        older_url=older, newest_url=newest,
+        export_url=url_for("auditor.export", **filters), detail_words=detail_words,
+    ), 422 if errors else 200
 
 
 def create_blueprint() -> Blueprint:
     bp = Blueprint("auditor", __name__, url_prefix="/audit")
 
     @bp.get("/")
-    def log() -> str:
-        return "audit log"
+    @staff_page(Role.AUDITOR)
+    def log() -> Any:
+        given = _given(FILTERS + PAGING)
+        values, errors = _parse(given)
+        if errors:
+            return _log_page(given, errors)
+        page = auditing.read_log(
+            request_db(), me(), _filters(values),
+            {key: value for key, value in given.items() if key in FILTERS},
+            values["limit"], values.get("cursor"), current().now())
+        return _log_page(given, {}, page)
 
     @bp.get("/verify")
-    def verify() -> str:
-        return "verify"
+    @staff_page(Role.AUDITOR)
+    def verify() -> Any:
+        rt = current()
+        result = auditing.verify_log(request_db(), rt.engine, rt.audit_key.public_key(), me(),
+                                     rt.now())
+        return render_template("auditor/verify.html", result=result,
+                               checked_at=rt.now().strftime("%Y-%m-%d %H:%M:%S"))
+
+    @bp.get("/export.csv")
+    @staff_page(Role.AUDITOR)
+    def export() -> Any:
+        given = _given(FILTERS)
+        values, errors = _parse(given)
+        if errors:
+            return _log_page(given, errors)
+        rt = current()
+        done = auditing.export_log(request_db(), me(), _filters(values), given, rt.now())
+        filename = f"onestory-audit-{rt.now():%Y-%m-%d}.csv"
+        return Response(csv_rows(done), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        })
 
     return bp
