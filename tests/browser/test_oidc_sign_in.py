@@ -18,11 +18,15 @@ from tests.browser.helpers import OidcProvider, axe_check, provider_sign_in, scr
 from tests.conftest import Api
 
 
-@pytest.fixture
+@pytest.fixture(params=["127.0.0.1", "localhost"])
 def physio_provider(app: Flask, api: Api, live_server: Callable[..., str],
-                    oidc_provider: Callable[..., OidcProvider]) -> tuple[str, OidcProvider]:
+                    oidc_provider: Callable[..., OidcProvider],
+                    request: pytest.FixtureRequest) -> tuple[str, OidcProvider]:
+    """The agency's provider on the same site as OneStory, and on another
+    site (`localhost`), as a real agency's is: the return from it must
+    still carry the sign-in state (SameSite=Lax, not Strict)."""
     base = live_server()
-    provider = oidc_provider([f"{base}/sign-in/oidc/physio/callback"])
+    provider = oidc_provider([f"{base}/sign-in/oidc/physio/callback"], host=request.param)
     with app.extensions["onestory"].sessions() as session:
         accounts.set_agency_provider(session, "physio", provider.issuer, provider.client_id)
         accounts.link_provider_subject(session, "physio1", "alice")
