@@ -104,13 +104,16 @@ def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
 
 def _lock_family(session: Session, family_id: str) -> None:
     """Serialise acts that depend on the family's consent (referral,
-    revocation, new form, entries): each waits for the one before it to
-    commit, then reads what it left, so none acts on a grid already revoked."""
+    revocation, new form, entries), so that none acts on a grid already
+    revoked."""
     if session.get_bind().dialect.name == "postgresql":
+        # Each waits for the one before it to commit, then reads what it left.
         session.execute(select(Family.id).where(Family.id == family_id).with_for_update())
-    else:  # SQLite: the first write of the transaction takes the database's write lock
-        session.execute(update(Family).where(Family.id == family_id)
-                        .values(recorded_by_agency=Family.recorded_by_agency))
+    # SQLite needs no lock here, and taking its write lock now would hold the
+    # whole database for the rest of the use case. A transaction there may
+    # write only if nothing was committed since its reads began; otherwise
+    # its first write (at the latest the audit append) is refused and the use
+    # case runs again on what the other left (`coordination.db.retry_on_conflict`).
 
 
 def _visible(
@@ -360,6 +363,7 @@ class SharedRecord:
     body: dict[str, Any]
     shown: list[str]
     withheld: list[str]
+    involved: bool = False  # whether the reader's agency may write entries here
 
 
 def shared_record(
@@ -427,7 +431,8 @@ def shared_record(
     _audit(session, actor, Action.RECORD_READ, now, family_id=family_id,
            shown=sorted(fields), withheld=withheld)
     session.commit()  # the look is on record before anything is shown
-    return SharedRecord(body, shown=sorted(fields), withheld=withheld)
+    return SharedRecord(body, shown=sorted(fields), withheld=withheld,
+                        involved=view.involved(agency))
 
 
 def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, str]:

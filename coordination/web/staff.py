@@ -98,6 +98,7 @@ def create_blueprint() -> Blueprint:
         rt = current()
         record = services.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
         return render_template("staff/record.html", record=record.body,
+                               involved=record.involved,
                                fields=services.catalogue(request_db()), names=_names(),
                                entry_fields=_entry_fields(), errors={}, form={})
 

@@ -90,7 +90,10 @@ def test_record_shows_granted_fields_with_author_and_marks_the_rest(
     assert "Written by nurse1 (Health centre) on 2026-11-22 at 10:00 UTC" in html
     assert "400 00 000" not in html  # contact details are not shared with physio
     contact = html[html.index('id="field-contact"'):html.index('id="field-household"')]
-    assert "Not shared with your agency" in contact and "ask" in contact
+    assert "Not shared with your agency" in contact and "Ask the family" in contact
+    # Physio holds cells but is not involved: it may read, not write.
+    assert "Your agency is not involved with this family" in html
+    assert f'action="/staff/families/{norway}/entries"' not in html
     row = last_audit(app)
     assert row.action == "record.read" and row.actor == "physio1"
     assert "contact" in row.withheld and "health" in row.shown
