@@ -45,6 +45,9 @@ class Settings:
     cookie_secure: bool = True
     session_idle: timedelta = timedelta(minutes=30)
     oidc_client_secrets: dict[str, str] = field(default_factory=dict)
+    # Reverse proxies in front of `onestory serve` whose X-Forwarded-* headers
+    # are believed (client address for lockout, https for cookies and links).
+    trusted_proxies: int = 0
 
     @property
     def web_policy(self) -> Any:
@@ -182,6 +185,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not idle.isdigit() or not 1 <= int(idle) <= 24 * 60:
         raise ConfigError("ONESTORY_SESSION_IDLE_MINUTES must be a whole number of minutes, "
                           "1 to 1440")
+    proxies = env_vars.get("ONESTORY_TRUSTED_PROXIES", "0")
+    if not proxies.isdigit() or int(proxies) > 5:
+        raise ConfigError("ONESTORY_TRUSTED_PROXIES must be the number of reverse proxies "
+                          "in front of OneStory, 0 to 5")
     return Settings(
         env=env,
         instance=instance,
@@ -194,6 +201,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_key=_secret(env_vars, "ONESTORY_SECRET_KEY"),
         cookie_secure=secure == "1",
         session_idle=timedelta(minutes=int(idle)),
+        trusted_proxies=int(proxies),
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),
     )
 

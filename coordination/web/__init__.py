@@ -38,6 +38,7 @@ from flask import (
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from marshmallow import Schema, ValidationError
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
 from coordination import signin
@@ -84,6 +85,11 @@ def register_web(app: Flask) -> None:
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).resolve().parent.parent
                                           / "translations"),
     )
+    if settings.trusted_proxies:
+        # Behind a TLS-terminating proxy: the client's address (for lockout)
+        # and https (for links such as the sign-in provider's return address).
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     csrf = CSRFProtect(app)
     if "api" in app.blueprints:
         csrf.exempt(app.blueprints["api"])  # bearer tokens, no cookies
@@ -226,7 +232,8 @@ def text_fields(*names: str) -> dict[str, str]:
 
 
 def _csrf_failed(exc: CSRFError) -> tuple[str, int]:
-    return render_template("error.html", status=400, title="Please try again",
+    template = "family/error.html" if request.blueprint == "family" else "error.html"
+    return render_template(template, status=400, title="Please try again",
                            detail="This form had expired or did not come from this site, "
                                   "so nothing was changed. Reload the page and send it again."), \
         400

@@ -300,3 +300,36 @@ def test_api_is_not_affected_by_csrf(app: Flask, web: Api, api: Api) -> None:
     # Bearer-token clients send no CSRF token (and no cookie).
     family_id = api.new_family()
     api.write(family_id, "health", "ok")
+
+
+def test_behind_a_trusted_proxy(app: Flask, web: Api, settings: Any, clock: Clock) -> None:
+    """With ONESTORY_TRUSTED_PROXIES the proxy's X-Forwarded-For is the client
+    address that lockout counts, and X-Forwarded-Proto https makes pages send
+    HSTS; without it those headers are ignored."""
+    import dataclasses
+
+    from coordination.app import create_app
+
+    attacker = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    someone_else = {"X-Forwarded-For": "198.51.100.2", "X-Forwarded-Proto": "https"}
+    assert "Strict-Transport-Security" not in app.test_client().get(
+        "/sign-in", headers=attacker).headers
+    proxied = create_app(dataclasses.replace(settings, trusted_proxies=1), clock=clock)
+    try:
+        client = proxied.test_client()
+        assert "Strict-Transport-Security" in client.get("/sign-in", headers=attacker).headers
+
+        def attempt(username: str, password: str, headers: dict[str, str]) -> int:
+            page = client.get("/sign-in", headers=headers).get_data(as_text=True)
+            # Over https Flask-WTF also wants a same-site Referer, as browsers send.
+            return client.post("/sign-in", headers={**headers, "Referer":
+                                                    "https://localhost/sign-in"}, data={
+                "username": username, "password": password,
+                "csrf_token": csrf_token(page)}).status_code
+
+        for i in range(20):
+            assert attempt(f"guess{i}", "wrong-password", attacker) == 401
+        assert attempt("coord1", password_of("coord1"), attacker) == 429
+        assert attempt("coord1", password_of("coord1"), someone_else) == 302
+    finally:
+        proxied.extensions["onestory"].dispose()
