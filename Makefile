@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean translations
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ test: $(VENV)/.installed-test $(NODE_TOOLS)
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/shared_record.py
 	$(BIN)/python bench/audit_log.py
+
+# The family page's message catalogues (coordination/translations, see README
+# "Translations"): extract the English strings, merge them into each language's
+# .po (new ones arrive empty, and tests/unit/test_translations.py fails until
+# each is translated), compile the .mo files that are committed with them.
+translations: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext --add-comments=Translators: \
+		--project=OneStory --version=0.1 --msgid-bugs-address=maintainers@onestory.invalid \
+		-o coordination/translations/messages.pot .
+	$(BIN)/pybabel update -i coordination/translations/messages.pot -d coordination/translations \
+		--no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d coordination/translations --statistics
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -214,3 +214,19 @@ def open_family_session(
         "family_id": check.family_id,
         "expires_at": iso_time(expires),
     }
+
+
+def close_family_session(session: Session, token: str, now: datetime,
+                         request_id: str | None = None) -> None:
+    """End a family session before it expires (sign-out, on record); an
+    unknown, expired or already ended one is left alone."""
+    row = session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(token),
+                               ApiToken.family_id.is_not(None))
+    ).first()
+    if row is None or row.revoked_at is not None or now >= row.expires_at:
+        return
+    row.revoked_at = now
+    audit_log.record(session, Event(action=Action.LOGOUT, actor="family", role="family",
+                                    family_id=row.family_id, request_id=request_id), now)
+    session.commit()

@@ -1,15 +1,360 @@
-"""The family's own page (being built)."""
+"""The family's own page: sign in with the receipt code and PIN, see the
+joint consent form as short sentences, stop sharing (one cell, one
+service's column or everything, each confirmed first) and see who looked.
+
+Every word is translated (coordination/translations, `make translations`);
+the language is chosen on the page and kept in the session. The family's
+session token lives only in the signed session cookie, never in a URL.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import dataclasses
+import math
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import wraps
+from typing import Any
+
+from flask import (
+    Blueprint,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import format_date, format_datetime, gettext, lazy_gettext, ngettext
+from werkzeug.wrappers import Response as BaseResponse
+
+from audit.model import Action
+from consent.errors import NoConsentForm
+from coordination import accounts, services
+from coordination.actors import Actor
+from coordination.errors import Conflict, InvalidInput, NotAuthenticated, Throttled
+from coordination.runtime import current, request_db
+from coordination.schemas import FamilySessionIn, RevokeIn
+from coordination.web import (
+    FAMILY_COOKIE,
+    LANGUAGES,
+    locale,
+    parse,
+    request_id,
+    text_direction,
+)
+from coordination.web.words import can_see, field_words
+
+# Dates written out (the month as a word), in each language's own order.
+DATE = {"nb": "d. MMMM y"}
+DATE_TIME = {"nb": "d. MMMM y 'kl.' HH:mm", "ar": "d MMMM y\u060c HH:mm"}
+
+# What a service did, as the family is told it (services.FAMILY_LOG_ACTIONS
+# holds the staff's English words; these are the family's, translated).
+DID = {
+    # Translators: %(who)s is a service and the worker's role, such as
+    # "Physiotherapy (practitioner)"; the sentence follows a date and time.
+    Action.RECORD_READ: lazy_gettext("%(who)s looked at your record."),
+    Action.CONSENT_READ: lazy_gettext("%(who)s looked at your consent form."),
+    Action.CONSENT_HISTORY: lazy_gettext("%(who)s looked at the old versions of your "
+                                         "consent form."),
+    Action.ACCESS_LOG_READ: lazy_gettext("%(who)s looked at this list."),
+    Action.ENTRY_WRITE: lazy_gettext("%(who)s wrote a note."),
+    Action.FAMILY_CREATE: lazy_gettext("%(who)s added your family."),
+    Action.CONSENT_SIGN: lazy_gettext("%(who)s saved the consent form you signed."),
+    Action.CONSENT_REVOKE: lazy_gettext("%(who)s saved a change to your consent."),
+    Action.INVOLVEMENT_REFER: lazy_gettext("%(who)s sent your family to another service."),
+    Action.INVOLVEMENT_UPDATE: lazy_gettext("%(who)s changed how it works with your family."),
+}
+REFUSED = lazy_gettext("%(who)s tried to look and was refused.")
+ROLES = {
+    "practitioner": lazy_gettext("practitioner"),
+    "coordinator": lazy_gettext("coordinator"),
+    "auditor": lazy_gettext("auditor"),
+    "admin": lazy_gettext("administrator"),
+}
+
+
+def isolate(text: str) -> str:
+    """A name inside a translated sentence, kept in its own direction
+    (a Latin agency name in an Arabic sentence, and the reverse)."""
+    return f"\u2068{text}\u2069" if text_direction() == "rtl" else text
+
+
+def written_date(day: date) -> str:
+    return format_date(day, DATE.get(locale(), "d MMMM y"))
+
+
+def written_time(moment: datetime) -> str:
+    return format_datetime(moment, DATE_TIME.get(locale(), "d MMMM y, HH:mm"))
+
+
+def family_actor() -> Actor | None:
+    """The signed-in family, or None (its token is dropped from the session)."""
+    if "family_actor" in g:
+        found: Actor = g.family_actor
+        return found
+    token = session.get(FAMILY_COOKIE)
+    if not isinstance(token, str):
+        return None
+    try:
+        actor: Actor | None = accounts.authenticate(request_db(), token, current().now())
+    except NotAuthenticated:
+        actor = None
+    if actor is None or not actor.is_family:
+        session.pop(FAMILY_COOKIE, None)
+        flash(gettext("Your time on the family page has ended. Please sign in again."), "info")
+        return None
+    g.family_actor = dataclasses.replace(actor, request_id=request_id())
+    return g.family_actor
+
+
+def family_page(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A page for the signed-in family (passed to the view); others go to sign in."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        actor = family_actor()
+        if actor is None:
+            return redirect(url_for("family.sign_in"))
+        return view(actor, *args, **kwargs)
+
+    return wrapper
+
+
+def _keep_only_language() -> None:
+    lang = session.get("lang")
+    session.clear()
+    if lang in LANGUAGES:
+        session["lang"] = lang
+
+
+def lang_url(code: str) -> str:
+    """This page in another language (for a page answering a POST, the
+    page the family would go back to)."""
+    if request.method == "GET" and request.endpoint:
+        args: dict[str, Any] = {**(request.view_args or {}), **request.args, "lang": code}
+        return url_for(request.endpoint, **args)
+    home = "family.consent" if "family_actor" in g else "family.sign_in"
+    return url_for(home, lang=code)
+
+
+def _names() -> dict[str, str]:
+    return {a.id: a.name for a in services.agencies(request_db())}
+
+
+def _labels() -> dict[str, str]:
+    return {f.id: f.label for f in services.catalogue(request_db())}
+
+
+def _columns(form: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per service that may see something, its fields in form order."""
+    names, catalogue = _names(), services.catalogue(request_db())
+    labels = {f.id: f.label for f in catalogue}
+    order = {f.id: i for i, f in enumerate(catalogue)}
+    columns = []
+    for agency, field_ids in form["grants"].items():
+        if not field_ids:
+            continue
+        ordered = sorted(field_ids, key=lambda f: (order.get(f, len(order)), f))
+        name = names.get(agency, agency)
+        columns.append({
+            "agency": agency,
+            "name": name,
+            "in_sentence": isolate(name),
+            "sentence": can_see(isolate(name), ordered, labels),
+            "cells": [{"field": f, "words": field_words(f, labels)} for f in ordered],
+        })
+    return sorted(columns, key=lambda c: c["name"].casefold())
+
+
+def _log_sentence(row: dict[str, Any], labels: dict[str, str],
+                  order: dict[str, int]) -> dict[str, Any]:
+    agency = row.get("agency_name") or gettext("Someone")
+    role = ROLES.get(row.get("role") or "")
+    who = f"{isolate(agency)} ({role})" if role else isolate(agency)
+    refused = row["refused"] or row["action"] == Action.REQUEST_DENIED
+    said = REFUSED if refused else DID.get(row["action"], DID[Action.RECORD_READ])
+    lines = [str(said) % {"who": who}]
+    things = ", ".join(field_words(f, labels) for f in
+                       sorted(row["fields_shown"], key=lambda f: (order.get(f, len(order)), f)))
+    if things and not refused and row["action"] == Action.RECORD_READ:
+        lines.append(gettext("They saw: %(things)s.", things=things))
+    elif things and not refused and row["action"] == Action.ENTRY_WRITE:
+        lines.append(gettext("The note is about: %(things)s.", things=things))
+    at = datetime.fromisoformat(row["at"])
+    return {"at": at, "when": written_time(at), "refused": refused,
+            "text": " ".join(lines)}
+
+
+def _revoke_words(agency: str | None, field_id: str | None) -> dict[str, str]:
+    """The question before, and the message after, stopping to share."""
+    name = isolate(_names().get(agency, agency)) if agency else ""
+    thing = field_words(field_id, _labels()) if field_id else ""
+    if agency and field_id:
+        # Translators: %(agency)s is a service's name; %(thing)s is a kind of
+        # information, such as "health notes".
+        return {"ask": gettext("%(agency)s will no longer see %(thing)s.", agency=name,
+                               thing=thing),
+                "done": gettext("Done: %(agency)s can no longer see %(thing)s.",
+                                agency=name, thing=thing),
+                "none": gettext("%(agency)s cannot see %(thing)s now. There is nothing "
+                                "to stop.", agency=name, thing=thing)}
+    if agency:
+        return {"ask": gettext("%(agency)s will no longer see anything about your family.",
+                               agency=name),
+                "done": gettext("Done: %(agency)s can no longer see anything about your "
+                                "family.", agency=name),
+                "none": gettext("%(agency)s cannot see anything now. There is nothing to "
+                                "stop.", agency=name)}
+    if field_id:
+        return {"ask": gettext("No service will see %(thing)s any more.", thing=thing),
+                "done": gettext("Done: no service can see %(thing)s now.", thing=thing),
+                "none": gettext("No service can see %(thing)s now. There is nothing to "
+                                "stop.", thing=thing)}
+    return {"ask": gettext("No service will see anything about your family any more."),
+            "done": gettext("Done: no service can see anything about your family now."),
+            "none": gettext("No service can see anything now. There is nothing to stop.")}
+
+
+def _shares(form: dict[str, Any] | None, agency: str | None, field_id: str | None) -> bool:
+    """Whether the current form grants anything this revocation would take away."""
+    if form is None:
+        return False
+    return any(fs and (agency is None or a == agency) and (field_id is None or field_id in fs)
+               for a, fs in form["grants"].items())
+
+
+def _sign_in_page(status: int = 200, message: str | None = None,
+                  errors: dict[str, str] | None = None, code: str = "",
+                  headers: dict[str, str] | None = None) -> Any:
+    page = render_template("family/sign_in.html", message=message, errors=errors or {},
+                           code=code)
+    return page, status, headers or {}
+
+
+def _invalid_choice() -> Any:
+    page = render_template("family/error.html", status=422)
+    return page, 422
 
 
 def create_blueprint() -> Blueprint:
     bp = Blueprint("family", __name__, url_prefix="/family")
 
+    @bp.context_processor
+    def _family_page_globals() -> dict[str, Any]:
+        return {"lang_url": lang_url, "signed_in": "family_actor" in g}
+
     @bp.get("/")
-    def sign_in() -> str:
-        return "family page"
+    def sign_in() -> Any:
+        if family_actor() is not None:
+            return redirect(url_for("family.consent"))
+        return _sign_in_page()
+
+    @bp.post("/")
+    def sign_in_post() -> Any:
+        form = {k: request.form.get(k, "").strip() for k in ("receipt_code", "pin")}
+        code = form["receipt_code"][:32]
+        values, errors = parse(FamilySessionIn(), {k: v for k, v in form.items() if v})
+        if errors:
+            problems = {}
+            if not form["receipt_code"]:
+                problems["receipt_code"] = gettext("Please type the receipt code from your "
+                                                   "paper.")
+            if not form["pin"]:
+                problems["pin"] = gettext("Please type the PIN from your paper.")
+            if not problems:  # too long: cannot be a real code or PIN
+                return _sign_in_page(401, gettext("The code or PIN is not right."), code=code)
+            return _sign_in_page(422, errors=problems, code=code)
+        rt = current()
+        try:
+            opened = accounts.open_family_session(
+                request_db(), values["receipt_code"], values["pin"],
+                rt.settings.family_session_lifetime, rt.now(), request_id=request_id())
+        except Throttled as exc:
+            minutes = max(1, math.ceil(exc.retry_after / 60))
+            message = ngettext(
+                "There were too many wrong tries. Please wait about %(num)d minute, "
+                "then try again.",
+                "There were too many wrong tries. Please wait about %(num)d minutes, "
+                "then try again.", minutes)
+            return _sign_in_page(429, message, code=code,
+                                 headers={"Retry-After": str(exc.retry_after)})
+        except NotAuthenticated:
+            return _sign_in_page(401, gettext("The code or PIN is not right."), code=code)
+        # A fresh session at sign-in: nothing from before (fixation) carries over.
+        _keep_only_language()
+        session[FAMILY_COOKIE] = opened["token"]
+        return redirect(url_for("family.consent"))
+
+    @bp.post("/sign-out")
+    def sign_out() -> BaseResponse:
+        token = session.get(FAMILY_COOKIE)
+        if isinstance(token, str):
+            accounts.close_family_session(request_db(), token, current().now(),
+                                          request_id=request_id())
+        _keep_only_language()
+        flash(gettext("You are signed out. Thank you."), "info")
+        return redirect(url_for("family.sign_in"))
+
+    @bp.get("/consent")
+    @family_page
+    def consent(actor: Actor) -> Any:
+        rt = current()
+        try:
+            form = services.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
+                                        rt.now())
+        except NoConsentForm:
+            return render_template("family/consent.html", form=None, columns=[])
+        valid_until = written_date(date.fromisoformat(form["valid_until"]))
+        return render_template("family/consent.html", form=form, columns=_columns(form),
+                               valid_until=valid_until)
+
+    @bp.route("/consent/revoke", methods=["GET", "POST"])
+    @family_page
+    def revoke(actor: Actor) -> Any:
+        raw: dict[str, Any] = {k: request.values[k] for k in ("agency", "field")
+                               if request.values.get(k)}
+        values, errors = parse(RevokeIn(), raw)
+        if errors or services.reference_errors(request_db(), raw.get("agency"),
+                                               raw.get("field")):
+            return _invalid_choice()
+        agency, field_id = values.get("agency"), values.get("field")
+        rt = current()
+        if request.method == "POST" and request.form.get("confirmed") != "1":
+            return redirect(url_for("family.revoke", **raw))
+        if request.method == "GET":
+            try:
+                form = services.get_consent(request_db(), rt.vault, actor,
+                                            str(actor.family_id), rt.now())
+            except NoConsentForm:
+                form = None
+            return render_template("family/revoke.html", agency=agency, field=field_id,
+                                   words=_revoke_words(agency, field_id),
+                                   shares=_shares(form, agency, field_id))
+        try:
+            services.revoke_consent(request_db(), rt.vault, actor, str(actor.family_id),
+                                    agency, field_id, rt.now())
+        except InvalidInput:
+            return _invalid_choice()
+        except Conflict:
+            flash(gettext("Nothing was changed. Please look at your form again and try "
+                          "once more."), "error")
+            return redirect(url_for("family.consent"))
+        flash(_revoke_words(agency, field_id)["done"], "success")
+        return redirect(url_for("family.consent"))
+
+    @bp.get("/access-log")
+    @family_page
+    def access_log(actor: Actor) -> Any:
+        rt = current()
+        rows = services.access_log(request_db(), rt.vault, actor, str(actor.family_id),
+                                   rt.now())
+        catalogue = services.catalogue(request_db())
+        labels = {f.id: f.label for f in catalogue}
+        order = {f.id: i for i, f in enumerate(catalogue)}
+        return render_template("family/access_log.html",
+                               rows=[_log_sentence(r, labels, order) for r in rows])
 
     return bp
