@@ -4,11 +4,11 @@ fields as rows), revoke on the family's behalf, and consent history."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
-from flask_babel import force_locale
+from flask_babel import force_locale, format_date
 from werkzeug.wrappers import Response as BaseResponse
 
 from consent.errors import NoConsentForm
@@ -232,8 +232,11 @@ def create_blueprint() -> Blueprint:
         with force_locale(lang):
             sentences = [can_see(names.get(a, a), fs, labels)
                          for a, fs in recorded["grants"].items() if fs]
+            signed_on = format_date(date.fromisoformat(recorded["signed_on"]), "d MMMM y")
+            valid_until = format_date(date.fromisoformat(recorded["valid_until"]), "d MMMM y")
             page = render_template(
                 "staff/receipt.html", form=recorded, sentences=sentences,
+                signed_on=signed_on, valid_until=valid_until,
                 receipt=recorded["receipt"], page_lang=lang,
                 page_dir="rtl" if lang in RTL else "ltr",
                 family_url=url_for("family.sign_in", _external=True))

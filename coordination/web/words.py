@@ -32,5 +32,8 @@ def can_see(agency_name: str, field_ids: Iterable[str],
     """"Family centre physiotherapy can see: health notes." """
     order = list(FIELD_WORDS)
     ranked = sorted(field_ids, key=lambda f: (order.index(f) if f in order else len(order), f))
-    things = ", ".join(field_words(f, labels) for f in ranked)
+    # Translators: between the things a service can see; some of them hold a
+    # comma themselves, so this is a stronger separator (Arabic: "؛ ").
+    separator = gettext("; ")
+    things = separator.join(field_words(f, labels) for f in ranked)
     return gettext("%(agency)s can see: %(things)s.", agency=agency_name, things=things)

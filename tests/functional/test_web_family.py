@@ -90,9 +90,9 @@ def test_sign_in_opens_the_form_in_plain_sentences(app: Flask, api: Api) -> None
     assert page.status_code == 200
     text = _text(page)
     assert ("Physiotherapy can see: which services help you, and who your contact person "
-            "is, health notes.") in text
+            "is; health notes.") in text
     assert ("Kindergarten can see: which services help you, and who your contact person "
-            "is, notes from kindergarten or school.") in text
+            "is; notes from kindergarten or school.") in text
     assert "Health centre can see:" in text
     assert "The form is valid until 22 November 2027." in text
     assert text.count("Stop sharing this") == 7

@@ -240,7 +240,7 @@ def test_recording_a_form_prints_the_receipt(app: Flask, web: Api) -> None:
     assert response.status_code == 201  # type: ignore[attr-defined]
     html = page(response)
     assert re.search(r"Physiotherapy can see: [^<]*health notes", html)
-    assert "valid until 2027-11-22" in html
+    assert "valid until 22 November 2027" in html
     code = re.search(r'id="receipt-code">([^<]+)<', html)
     pin = re.search(r'id="receipt-pin">(\d{6})<', html)
     assert code and pin
