@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -48,6 +49,8 @@ class Settings:
     # Reverse proxies in front of `onestory serve` whose X-Forwarded-* headers
     # are believed (client address for lockout, https for cookies and links).
     trusted_proxies: int = 0
+    # The time zone families read times in on their page (an IANA name).
+    timezone: str = "UTC"
 
     @property
     def web_policy(self) -> Any:
@@ -189,6 +192,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not proxies.isdigit() or int(proxies) > 5:
         raise ConfigError("ONESTORY_TRUSTED_PROXIES must be the number of reverse proxies "
                           "in front of OneStory, 0 to 5")
+    timezone = env_vars.get("ONESTORY_TIMEZONE", "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(f"ONESTORY_TIMEZONE must be a time zone name such as "
+                          f"Europe/Oslo, not {timezone!r}") from None
     return Settings(
         env=env,
         instance=instance,
@@ -202,6 +211,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cookie_secure=secure == "1",
         session_idle=timedelta(minutes=int(idle)),
         trusted_proxies=int(proxies),
+        timezone=timezone,
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),
     )
 

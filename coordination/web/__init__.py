@@ -82,6 +82,7 @@ def register_web(app: Flask) -> None:
         PERMANENT_SESSION_LIFETIME=settings.web_policy.lifetime,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         BABEL_DEFAULT_LOCALE="en",
+        BABEL_DEFAULT_TIMEZONE=settings.timezone,
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).resolve().parent.parent
                                           / "translations"),
     )

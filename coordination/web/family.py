@@ -177,7 +177,7 @@ def _log_sentence(row: dict[str, Any], labels: dict[str, str],
     refused = row["refused"] or row["action"] == Action.REQUEST_DENIED
     said = REFUSED if refused else DID.get(row["action"], DID[Action.RECORD_READ])
     lines = [str(said) % {"who": who}]
-    things = ", ".join(field_words(f, labels) for f in
+    things = gettext("; ").join(field_words(f, labels) for f in
                        sorted(row["fields_shown"], key=lambda f: (order.get(f, len(order)), f)))
     if things and not refused and row["action"] == Action.RECORD_READ:
         lines.append(gettext("They saw: %(things)s.", things=things))

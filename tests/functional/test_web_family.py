@@ -388,7 +388,7 @@ def test_who_looked_in_short_sentences(app: Flask, api: Api, clock: Clock) -> No
     text = _text(page)
     assert "Who looked at your information" in text
     assert ("22 November 2026, 10:00: Physiotherapy (practitioner) looked at your record. "
-            "They saw: which services help you, and who your contact person is, "
+            "They saw: which services help you, and who your contact person is; "
             "health notes.") in text
     assert ("22 November 2026, 10:05: Physiotherapy (practitioner) tried to look and was "
             "refused.") in text
@@ -523,3 +523,20 @@ def test_no_code_pin_or_family_value_in_any_url(app: Flask, api: Api) -> None:
     for url in urls:
         for secret in secrets:
             assert secret.lower() not in url.lower(), (secret, url)
+
+
+def test_times_in_the_configured_time_zone(app: Flask, api: Api, settings: Any,
+                                           clock: Clock) -> None:
+    """ONESTORY_TIMEZONE: a family in Oslo reads Oslo time (UTC+1 in November)."""
+    import dataclasses
+
+    from coordination.app import create_app
+
+    family, receipt = _case(api)
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 200
+    oslo = create_app(dataclasses.replace(settings, timezone="Europe/Oslo"), clock=clock)
+    try:
+        text = _text(_signed_in(oslo, receipt).get("/family/access-log"))
+        assert "22 November 2026, 11:00: Physiotherapy (practitioner) looked" in text
+    finally:
+        oslo.extensions["onestory"].dispose()
