@@ -2,8 +2,9 @@
 
 `record` appends one entry inside the caller's transaction, so the entry
 and the act it describes commit together or not at all. It locks only the
-chain's head row, from the append to that commit (appends come last in a
-use case), never across a whole request. Everything else here is a query.
+chain's head row (on SQLite: takes the database's write lock), from the
+append to that commit (appends come last in a use case), never across a
+whole request. Everything else here is a query.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import contextlib
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
 from audit.chain import (
     HASHED,
@@ -60,24 +62,50 @@ def _joined(names: Sequence[str] | None) -> str | None:
     return None if names is None else ",".join(names)
 
 
+def _head_table() -> Table:
+    return cast(Table, AuditHead.__table__)
+
+
+def _locked_head(session: Session) -> tuple[int, str] | None:
+    """The chain's head (seq, hash), read fresh and locked until the commit."""
+    head = _head_table()
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has one write lock for the whole database. Taking it with a
+        # write (a no-op, which also reads the head) rather than a read means:
+        # a transaction that has read nothing yet waits for it (busy
+        # timeout); one whose earlier reads went stale meanwhile is refused
+        # at once (SQLITE_BUSY_SNAPSHOT), and the caller runs its use case
+        # again (`coordination.db.retry_on_conflict`).
+        query: Executable = (update(head).where(head.c.id == 1).values(seq=head.c.seq)
+                             .returning(head.c.seq, head.c.hash))
+    else:
+        query = select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
+    row = session.execute(query).first()
+    return None if row is None else (row.seq, row.hash)
+
+
 def record(session: Session, event: Event, now: datetime) -> AuditEntry:
-    """Append `event` to the chain in the caller's transaction (not committed)."""
-    head = session.scalars(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if head is None:
+    """Append `event` to the chain in the caller's transaction (not committed).
+
+    On SQLite this is where the use case takes the database's write lock.
+    It raises a write conflict (`coordination.db.is_write_conflict`) when the
+    transaction's earlier reads are stale by then, or the lock stays taken."""
+    locked = _locked_head(session)
+    if locked is None:
         raise AuditUnavailable("the audit log has no head; run `onestory init`")
-    seq = head.seq + 1
+    prev_seq, prev_hash = locked
+    seq = prev_seq + 1
     values = (seq, audit_time(now), event.action.value, event.outcome.value, event.actor,
               event.agency_id, event.role, event.family_id, event.reason,
               _joined(event.shown), _joined(event.withheld), detail_text(event.detail),
               event.request_id)
-    digest = entry_hash(head.hash, values)
-    entry = AuditEntry(**dict(zip(HASHED, values, strict=True)), prev_hash=head.hash,
+    digest = entry_hash(prev_hash, values)
+    entry = AuditEntry(**dict(zip(HASHED, values, strict=True)), prev_hash=prev_hash,
                        hash=digest)
     session.add(entry)
-    head.seq, head.hash = seq, digest
+    # Core statements, not the ORM's, for the head: they cost a read less.
+    head = _head_table()
+    session.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=digest))
     return entry
 
 
@@ -201,7 +229,8 @@ def verify(engine: Engine, public_key: Any | None = None,
 
 def make_checkpoint(session: Session, key: Any, now: datetime) -> dict[str, Any]:
     """Sign the current head; store it and return it for the auditor to keep."""
-    head = session.get(AuditHead, 1)
+    # `record` moves the head with Core statements: read it afresh.
+    head = session.get(AuditHead, 1, populate_existing=True)
     if head is None:
         raise AuditUnavailable("the audit log has no head; run `onestory init`")
     signed = sign_checkpoint(key, head.seq, head.hash, audit_time(now))

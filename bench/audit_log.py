@@ -16,7 +16,7 @@ read as `physio1` with a fresh session per read, interleaved in rounds:
 * read only: the same call with `record` swapped for nothing (context only).
 
 Durability is kept: SQLite as the product configures it (WAL,
-synchronous=NORMAL, BEGIN IMMEDIATE), PostgreSQL on a cluster started here
+synchronous=NORMAL, deferred BEGIN), PostgreSQL on a cluster started here
 with fsync, full_page_writes and synchronous_commit at their defaults (on).
 
 (2) Verification: a valid chain of --entries entries (1 000 000 by default) is
@@ -247,7 +247,7 @@ def settle(engine: Engine) -> None:
             conn.execute(text("VACUUM ANALYZE"))
             conn.execute(text("CHECKPOINT"))
     else:
-        raw = engine.raw_connection()  # outside BEGIN IMMEDIATE: a checkpoint needs that
+        raw = engine.raw_connection()  # outside any transaction: a checkpoint needs that
         try:
             cursor = raw.cursor()
             cursor.execute("ANALYZE")
@@ -268,7 +268,7 @@ def durability(engine: Engine) -> str:
         journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
             int(conn.exec_driver_sql("PRAGMA synchronous").scalar() or 0)]
-        return f"journal_mode={journal}, synchronous={sync}, BEGIN IMMEDIATE"
+        return f"journal_mode={journal}, synchronous={sync}, deferred BEGIN"
 
 
 # --- (1) the read and its floor ------------------------------------------------------
@@ -854,7 +854,7 @@ def report(runs: list[BackendRun], reads: int) -> None:
           "read = the same call with record swapped for nothing, no write; ratio = audited / "
           "floor, medians; fifths = that ratio's lowest and highest over the run's five "
           "consecutive fifths; stmts = statements per read, audited/floor/read, SQLite's "
-          "BEGIN IMMEDIATE and the key-store query included)")
+          "BEGIN and the key-store query included)")
 
     print()
     print("(2) verifying the chain: audit.services.verify(engine) in a fresh process")

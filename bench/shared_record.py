@@ -785,8 +785,8 @@ def settle(engine: Engine) -> None:
             conn.execute(text("CHECKPOINT"))
     else:
         # Outside any transaction, on the driver's own connection: `make_engine`
-        # begins every SQLAlchemy transaction with BEGIN IMMEDIATE, and a
-        # checkpoint cannot run inside one.
+        # begins every SQLAlchemy transaction with BEGIN, and a checkpoint
+        # cannot run inside one.
         raw = engine.raw_connection()
         try:
             cursor = raw.cursor()

@@ -6,11 +6,16 @@
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -21,6 +26,12 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+BUSY_TIMEOUT = 30.0  # seconds a transaction that has read nothing waits for SQLite's write lock
+GIVE_UP_AFTER = 30.0  # seconds of running a use case again before its conflict stands
+_SQLITE_BUSY = 5  # primary result code; SQLITE_BUSY_SNAPSHOT (517) and others extend it
+# PostgreSQL: serialization_failure and deadlock_detected ask for the same answer.
+_PG_RETRY = frozenset({"40001", "40P01"})
 
 
 class Base(DeclarativeBase):
@@ -50,13 +61,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
-    """Build an engine; SQLite gets foreign keys, WAL, a busy timeout and
-    (unless `immediate` is False) transactions that take the write lock at
-    their start."""
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Build an engine; SQLite gets foreign keys, WAL, synchronous=NORMAL and a
+    busy timeout, and deferred transactions (see `retry_on_conflict`)."""
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 30}, hide_parameters=True, **kwargs
+            url, connect_args={"timeout": BUSY_TIMEOUT}, hide_parameters=True, **kwargs
         )
 
         @event.listens_for(engine, "connect")
@@ -71,11 +81,11 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            # Every use case writes (at least its audit entry). Taking the
-            # write lock at the start makes concurrent requests wait their
-            # turn (busy timeout) instead of failing when a read snapshot
-            # turns out stale at its first write.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # Deferred: reads take no lock, so requests read side by side; a
+            # transaction takes the database's write lock at its first write
+            # (for a use case, its audit append). One whose reads have gone
+            # stale by then is refused and run again whole.
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     # Values never appear in error messages or logs.
@@ -84,3 +94,54 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
+# --- write conflicts ---------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """Whether the database refused `exc`'s statement only because other
+    transactions were writing: SQLite's SQLITE_BUSY in any of its forms (the
+    write lock held elsewhere, or this transaction's read snapshot stale at
+    its first write), or a PostgreSQL serialization failure or deadlock.
+    Running the whole use case again in a new transaction is then correct."""
+    driver = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(driver, sqlite3.Error):
+        return (getattr(driver, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
+    return getattr(driver, "sqlstate", None) in _PG_RETRY
+
+
+def retry_on_conflict(
+    session: Session,
+    work: Callable[[], T],
+    *,
+    give_up_after: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run `work` (one whole use case on `session`) and return what it returns.
+
+    When it fails on a write conflict (`is_write_conflict`), roll `session`
+    back, wait a little (exponential, jittered, so that writers refused
+    together do not meet again) and run it again from the start, with fresh
+    reads. After `give_up_after` seconds (default `GIVE_UP_AFTER`) the
+    conflict is re-raised, with the session rolled back. Any other exception
+    propagates at once.
+    """
+    limit = GIVE_UP_AFTER if give_up_after is None else give_up_after
+    started = clock()
+    wait = 0.005
+    while True:
+        try:
+            return work()
+        except Exception as exc:
+            if not is_write_conflict(exc):
+                raise
+            session.rollback()
+            pause = wait * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+            if clock() - started + pause > limit:
+                raise
+            sleep(pause)
+            wait = min(wait * 2, 0.5)

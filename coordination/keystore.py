@@ -63,9 +63,10 @@ class KeyStore:
 
     @classmethod
     def from_url(cls, url: str) -> KeyStore:
-        # Key reads must not queue behind the write lock (a rotation batch, an
-        # erasure); each key-store write is a single statement anyway.
-        engine = make_engine(url, immediate=False)
+        # Key reads do not queue behind the write lock (a rotation batch, an
+        # erasure): transactions are deferred, and each key-store write is a
+        # single statement anyway.
+        engine = make_engine(url)
         if engine.dialect.name == "sqlite":
             # A destroyed key must not survive in free pages of the file.
             @event.listens_for(engine, "connect")

@@ -107,8 +107,9 @@ def register(bp: Blueprint) -> None:
     @allow(Role.AUDITOR)
     def audit_verify() -> Response:
         rt = runtime()
-        # End this request's transaction first: on SQLite it holds the write
-        # lock, and verification reads on a connection of its own.
+        # End this request's transaction first: verification reads on a
+        # connection of its own, and on SQLite the append after a long walk
+        # should wait its turn, not find its earlier reads stale.
         db().commit()
         result = audit_log.verify(rt.engine, rt.audit_key.public_key())
         body = {"ok": result.ok, "entries": result.entries, "head": result.head,

@@ -279,9 +279,9 @@ def test_the_untouched_log_is_intact(log: Log) -> None:
 
 
 def test_the_api_verifies_without_waiting_for_its_own_lock(api: Api) -> None:
-    """On SQLite every request's transaction holds the write lock (BEGIN
-    IMMEDIATE) from its first statement; verification must not then wait for
-    a second connection of its own (that waits out the busy timeout, then 500)."""
+    """Verification reads on a connection of its own while the request's
+    transaction is open; neither may then wait for the other (on SQLite that
+    would wait out the busy timeout, then fail)."""
     started = time.monotonic()
     response = api.get("/api/v1/audit/verify", "auditor1")
     assert response.status_code == 200, response.get_json()

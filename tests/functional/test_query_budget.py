@@ -53,7 +53,7 @@ def test_shared_record_query_count_does_not_grow(app: Flask, api: Api) -> None:
 
     assert _read(app, api, small) == _read(app, api, big)
     # token, family, involvements, form, cells, entries, fields, members; the
-    # audit append (head, entry, head); and SQLite's BEGIN IMMEDIATE.
+    # audit append (head locked and read, entry, head); and SQLite's BEGIN.
     assert _read(app, api, big) <= 12
 
 

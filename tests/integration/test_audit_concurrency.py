@@ -1,9 +1,12 @@
 """Concurrent appends to the audit log, on both databases.
 
 Many threads and several processes append at once, each append in its own
-transaction; the chain's head row serialises them. Afterwards the log must
-hold every entry exactly once, numbered 1..N without a gap, each entry
-following the one before it (no fork), and verify.
+transaction; the chain's head row serialises them (on SQLite, the append's
+first statement is a write, which takes the database's write lock: a
+transaction that has read nothing before it waits for the lock rather than
+failing). Afterwards the log must hold every entry exactly once, numbered
+1..N without a gap, each entry following the one before it (no fork), and
+verify.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import audit.services as audit_log
@@ -167,6 +170,8 @@ def finish_processes(procs: list[subprocess.Popen[str]]) -> None:
 def test_appends_from_many_threads_form_one_chain(engine: Engine,
                                                   sessions: sessionmaker[Session]) -> None:
     threads, appends = 8, 50
+    refused: list[str] = []
+    event.listen(engine, "handle_error", lambda context: refused.append(context.statement))
     started = time.monotonic()
 
     def work(n: int) -> None:
@@ -175,6 +180,7 @@ def test_appends_from_many_threads_form_one_chain(engine: Engine,
 
     in_threads(threads, work)
     assert time.monotonic() - started < TIME_LIMIT
+    assert refused == []  # each append waited its turn; none had to run again
     assert_one_chain(engine, threads * appends,
                      {f"thread{n}": appends for n in range(threads)})
 
