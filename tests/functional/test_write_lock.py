@@ -114,10 +114,13 @@ def readable_family(api: Api) -> str:
     return family
 
 
+# SQLite's database-wide write lock: these run on SQLite only (not skipped elsewhere).
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 def sqlite_path(app: Flask) -> str:
     url = runtime_of(app).settings.database_url
-    if not url.startswith("sqlite:///"):
-        pytest.skip("SQLite's database-wide write lock")
+    assert url.startswith("sqlite:///"), url
     return url.removeprefix("sqlite:///")
 
 
@@ -170,6 +173,7 @@ class InThread:
 # --- SQLite: the write lock is taken at the append, not before --------------------------
 
 
+@SQLITE_ONLY
 def test_a_read_takes_the_write_lock_only_at_its_append(app: Flask, api: Api) -> None:
     """While another connection holds SQLite's write lock, a shared-record
     read runs all its queries and waits only where it appends to the log; let
@@ -257,6 +261,7 @@ def test_a_stale_read_runs_again_and_is_recorded_once(app: Flask, api: Api,
     assert_verifies(engine)
 
 
+@SQLITE_ONLY
 def test_a_referral_runs_again_on_the_grid_a_revocation_left(app: Flask, api: Api) -> None:
     """SQLite takes no lock for consent-dependent writes: a revocation that
     commits between a referral's reads and its writes makes the referral run
@@ -290,6 +295,7 @@ def test_a_referral_runs_again_on_the_grid_a_revocation_left(app: Flask, api: Ap
     assert_verifies(rt.engine)
 
 
+@SQLITE_ONLY
 def test_acts_that_write_first_wait_for_the_lock(app: Flask, api: Api) -> None:
     """A family's sign-in (its first statement claims the attempt) and the
     record of a refused request (written after the act is rolled back) read
@@ -393,6 +399,7 @@ def impatient(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
         engine.dispose()
 
 
+@SQLITE_ONLY
 def test_a_request_that_cannot_get_the_lock_is_told_to_try_again(
         app: Flask, api: Api, impatient: None, caplog: pytest.LogCaptureFixture) -> None:
     """503 "busy" with Retry-After, never a 500, and nothing of the request kept:
@@ -432,6 +439,7 @@ def test_a_request_that_cannot_get_the_lock_is_told_to_try_again(
     assert_verifies(rt.engine)
 
 
+@SQLITE_ONLY
 def test_the_command_line_says_busy_in_one_line(app: Flask, api: Api, impatient: None,
                                                 cli_env: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
