@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
@@ -70,13 +72,22 @@ def _locked_for(rows: list[SignInThrottle], now: datetime) -> int:
     return int(max(waits)) + 1 if waits else 0
 
 
-def _count_failure(session: Session, key_hash: str, limit: int, policy: Policy,
-                   now: datetime) -> None:
-    row = session.get(SignInThrottle, key_hash, with_for_update=True)
-    if row is None:
-        row = SignInThrottle(key_hash=key_hash, failures=0, first_failure_at=now)
-        session.add(row)
-    elif now - row.first_failure_at > policy.window:
+def _claim(session: Session, key_hash: str, now: datetime) -> SignInThrottle:
+    """The throttle row of a key, created if new and locked until commit, so
+    that parallel sign-ins for one username or address are counted one after
+    the other (never all checked against the same count)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(SignInThrottle).values(
+        key_hash=key_hash, failures=0, first_failure_at=now,
+    ).on_conflict_do_nothing(index_elements=["key_hash"]))
+    return session.scalars(
+        select(SignInThrottle).where(SignInThrottle.key_hash == key_hash).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _count_failure(row: SignInThrottle, limit: int, policy: Policy, now: datetime) -> None:
+    if now - row.first_failure_at > policy.window:
         row.failures, row.first_failure_at = 0, now
     row.failures += 1
     if row.failures >= limit:
@@ -118,11 +129,13 @@ def with_password(session: Session, username: str, password: str, address: str,
     Raises `Throttled` while the username or the client address is locked
     out, and `NotAuthenticated` for any wrong credential.
     """
-    keys = [(_key_hash("user", username.casefold()), policy.user_failures),
-            (_key_hash("addr", address), policy.address_failures)]
-    locks = [session.get(SignInThrottle, key) for key, _ in keys]
+    limits = {_key_hash("user", username.casefold()): policy.user_failures,
+              _key_hash("addr", address): policy.address_failures}
+    # Locked in one global order (no deadlock between two sign-ins), and held
+    # through the password check: the count each attempt sees is final.
+    rows = {key: _claim(session, key, now) for key in sorted(limits)}
     staff = session.scalars(select(Staff).where(Staff.username == username)).first()
-    wait = _locked_for([row for row in locks if row is not None], now)
+    wait = _locked_for(list(rows.values()), now)
     if wait:
         _failed(session, staff, "locked_out", "password", now, request_id)
         session.commit()
@@ -131,14 +144,13 @@ def with_password(session: Session, username: str, password: str, address: str,
     if not ok or staff is None or not staff.active:
         reason = ("unknown_user" if staff is None else
                   "wrong_password" if not ok else "inactive")
-        for key, limit in keys:
-            _count_failure(session, key, limit, policy, now)
+        for key, row in rows.items():
+            _count_failure(row, limits[key], policy, now)
         _failed(session, staff, reason, "password", now, request_id)
         session.commit()  # the failure counts even though sign-in fails
         raise NotAuthenticated()
-    user_row = locks[0]
-    if user_row is not None:
-        session.delete(user_row)
+    user_row = rows[_key_hash("user", username.casefold())]
+    user_row.failures, user_row.locked_until = 0, None
     if staff.password_hash and accounts.password_hasher.check_needs_rehash(staff.password_hash):
         staff.password_hash = accounts.password_hasher.hash(password)
     return _open(session, staff, "password", policy, now, request_id)

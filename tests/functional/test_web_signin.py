@@ -333,3 +333,44 @@ def test_behind_a_trusted_proxy(app: Flask, web: Api, settings: Any, clock: Cloc
         assert attempt("coord1", password_of("coord1"), someone_else) == 302
     finally:
         proxied.extensions["onestory"].dispose()
+
+
+def test_parallel_guesses_cannot_slip_past_the_lockout(app: Flask, web: Api,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """25 wrong sign-ins for one username at once: no more than five are ever
+    checked, the rest are refused as locked (on PostgreSQL, too, where the
+    requests really run side by side), and the username is locked after."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coordination import signin
+
+    original = signin._check_password
+    counter = {"checks": 0}
+    lock = threading.Lock()
+
+    def slow_check(staff: Any, password: str) -> bool:
+        with lock:
+            counter["checks"] += 1
+        threading.Event().wait(0.05)  # widen the window a race would need
+        return original(staff, password)
+
+    monkeypatch.setattr(signin, "_check_password", slow_check)
+    pages = []
+    for _ in range(25):
+        client = app.test_client()
+        pages.append((client, csrf_token(client.get("/sign-in").get_data(as_text=True))))
+    barrier = threading.Barrier(25)
+
+    def attempt(i: int) -> int:
+        client, token = pages[i]
+        barrier.wait(timeout=30)
+        return client.post("/sign-in", data={"username": "nurse1", "password": "wrong",
+                                             "csrf_token": token}).status_code
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        codes = list(pool.map(attempt, range(25)))
+    assert codes.count(401) == 5 and counter["checks"] == 5, (codes, counter)
+    assert codes.count(429) == 20, codes
+    # After the dust settles the username is locked, the right password included.
+    assert sign_in(app.test_client(), "nurse1").status_code == 429
