@@ -15,6 +15,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from coordination.db import Base, UTCDateTime
 
+# The largest sequence number either backend stores (BIGINT); larger ones
+# given as input name no entry.
+MAX_SEQ = 2**63 - 1
+
 
 class Action(StrEnum):
     RECORD_READ = "record.read"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ import consent.services as consent_store
 from audit.model import Action, Outcome
 from audit.services import Event
 from coordination.actors import Actor
+from coordination.db import is_write_conflict
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
 from coordination.model import Agency, ApiToken, Family, Staff
 from coordination.roles import Role
@@ -216,6 +218,24 @@ def open_family_session(
     }
 
 
+def end_access(session: Session, end: Callable[[], None], event: Event, now: datetime) -> None:
+    """End a session and put that on record, in one transaction. Ending is
+    never refused: when the record cannot be written the session is ended
+    anyway and the failure raised for the caller to report (a write
+    conflict is raised untouched, for the whole act to run again)."""
+    end()
+    try:
+        audit_log.record(session, event, now)
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        if is_write_conflict(exc):
+            raise
+        end()
+        session.commit()
+        raise
+
+
 def close_family_session(session: Session, token: str, now: datetime,
                          request_id: str | None = None) -> None:
     """End a family session before it expires (sign-out, on record); an
@@ -226,7 +246,9 @@ def close_family_session(session: Session, token: str, now: datetime,
     ).first()
     if row is None or row.revoked_at is not None or now >= row.expires_at:
         return
-    row.revoked_at = now
-    audit_log.record(session, Event(action=Action.LOGOUT, actor="family", role="family",
-                                    family_id=row.family_id, request_id=request_id), now)
-    session.commit()
+
+    def end() -> None:
+        row.revoked_at = now
+
+    end_access(session, end, Event(action=Action.LOGOUT, actor="family", role="family",
+                                   family_id=row.family_id, request_id=request_id), now)

@@ -75,7 +75,8 @@ def register_retry(app: Flask) -> None:
     they settled (the caller's identity, the parsed body) still holds.
     """
     for endpoint, view in list(app.view_functions.items()):
-        app.view_functions[endpoint] = _retried(view)
+        if not getattr(view, "run_once", False):  # see coordination.web.run_once
+            app.view_functions[endpoint] = _retried(view)
 
 
 def _retried(view: Callable[..., Any]) -> Callable[..., Any]:

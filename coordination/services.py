@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 import audit.services as audit_log
 import consent.services as consent_store
-from audit.model import Action, AuditEntry
+from audit.model import MAX_SEQ, Action, AuditEntry
 from audit.services import Event
 from consent import model as consent
 from consent.errors import NoConsentForm, NotAgreedToKnow
@@ -894,7 +894,7 @@ def hide_from_family(
     auditors still see it; the marking is itself an audited act."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
-    target = session.get(AuditEntry, seq)
+    target = session.get(AuditEntry, seq) if 0 < seq <= MAX_SEQ else None
     if target is None or target.family_id != family_id:
         raise InvalidInput({"seq": [f"no entry {seq} in this family's log"]})
     if audit_log.hidden_seqs(session, [seq]):

@@ -230,9 +230,10 @@ def sign_out(session: Session, token: str, now: datetime, request_id: str | None
     if row is None or row[0].ended_at is not None:
         return
     web, staff = row
-    web.ended_at = now
-    audit_log.record(session, Event(
+
+    def end() -> None:
+        web.ended_at = now
+
+    accounts.end_access(session, end, Event(
         action=Action.LOGOUT, actor=staff.username, agency_id=staff.agency_id, role=staff.role,
         detail={"channel": "web"}, request_id=request_id), now)
-    session.commit()
-

@@ -12,6 +12,7 @@ from coordination import accounts
 from coordination.model import Staff
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+ONCE = re.compile(r'name="once" value="([^"]+)"')
 
 
 def password_of(username: str) -> str:
@@ -49,6 +50,9 @@ def signed_in(app: Flask, username: str) -> FlaskClient:
 
 
 def post_form(client: FlaskClient, page: str, action: str, data: dict[str, object]) -> object:
-    """Load `page` for its CSRF token, then post `data` to `action`."""
-    token = csrf_token(client.get(page).get_data(as_text=True))
-    return client.post(action, data={**data, "csrf_token": token})
+    """Load `page` for its CSRF token (and one-time form key, if it has one),
+    then post `data` to `action`."""
+    html = client.get(page).get_data(as_text=True)
+    once = ONCE.search(html)
+    extra = {"once": once.group(1)} if once else {}
+    return client.post(action, data={**extra, **data, "csrf_token": csrf_token(html)})

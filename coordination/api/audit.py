@@ -10,14 +10,15 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 import audit.services as audit_log
 from audit.chain import audit_time
-from audit.model import Action, AuditEntry, Outcome
+from audit.model import MAX_SEQ, Action, AuditEntry, Outcome
 from audit.services import Event, Filters
 from coordination.api import actor, allow, db, load, runtime
 from coordination.roles import Role
+from coordination.schemas import StrictSchema
 
 
 class _Moment(fields.Field):
@@ -39,10 +40,7 @@ class _Moment(fields.Field):
         return audit_time(moment)
 
 
-class AuditQuery(Schema):
-    class Meta:
-        unknown = "raise"
-
+class AuditQuery(StrictSchema):
     family = fields.String(validate=validate.Length(1, 64))
     agency = fields.String(validate=validate.Length(1, 64))
     user = fields.String(validate=validate.Length(1, 64))
@@ -51,7 +49,7 @@ class AuditQuery(Schema):
     since = _Moment()
     until = _Moment()
     limit = fields.Integer(validate=validate.Range(1, 500), load_default=50)
-    cursor = fields.Integer(validate=validate.Range(min=1))
+    cursor = fields.Integer(validate=validate.Range(min=1, max=MAX_SEQ))
 
     @validates_schema
     def _order(self, data: dict[str, Any], **_kw: Any) -> None:

@@ -41,7 +41,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
-from coordination import signin
+from coordination import accounts, signin
 from coordination.actors import Actor
 from coordination.errors import NotAuthenticated, RoleNotPermitted
 from coordination.roles import Role
@@ -80,6 +80,11 @@ def register_web(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         PERMANENT_SESSION_LIFETIME=settings.web_policy.lifetime,
+        # The cookie is sent again only when its content changes: a response
+        # for a stylesheet, sent before the page's new cookie arrived, would
+        # otherwise put the old cookie back. Sessions end server-side anyway
+        # (idle and absolute limits in coordination.signin).
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         BABEL_DEFAULT_LOCALE="en",
         BABEL_DEFAULT_TIMEZONE=settings.timezone,
@@ -163,9 +168,31 @@ def safe_next(target: str | None, default: str) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return default
-    if "\\" in target:
+    if "\\" in target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
         return default
     return target
+
+
+def end_signed_in() -> None:
+    """End, on record, whatever this browser is signed in as (a staff
+    session, a family session) and clear its cookie but for the language.
+    At sign-in (no fixation, no session left alive behind a new one) and
+    sign-out. The cookie is cleared even if the ending fails."""
+    rt = current()
+    # Kept on g: a view run again after a write conflict still ends them.
+    staff_token, family_token = g.setdefault(
+        "ending", (session.get(STAFF_COOKIE), session.get(FAMILY_COOKIE)))
+    try:
+        if isinstance(staff_token, str):
+            signin.sign_out(request_db(), staff_token, rt.now(), request_id=request_id())
+        if isinstance(family_token, str):
+            accounts.close_family_session(request_db(), family_token, rt.now(),
+                                          request_id=request_id())
+    finally:
+        lang = session.get("lang")
+        session.clear()
+        if lang in LANGUAGES:
+            session["lang"] = lang
 
 
 def home_for(actor: Actor) -> str:
@@ -211,6 +238,14 @@ def staff_page(*roles: Role) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def run_once(view: F) -> F:
+    """Mark a view that must not be run again whole on a write conflict
+    (`coordination.app.register_retry`): it spends something outside the
+    database, and retries its own database steps instead."""
+    view.run_once = True  # type: ignore[attr-defined]
+    return view
 
 
 def parse(schema: Schema, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from authlib.integrations.base_client import OAuthError
 from flask import (
     Blueprint,
     current_app,
@@ -21,6 +20,7 @@ from marshmallow import fields, validate
 from werkzeug.wrappers import Response as BaseResponse
 
 from coordination import signin
+from coordination.db import retry_on_conflict
 from coordination.errors import NotAuthenticated, Throttled
 from coordination.model import Agency
 from coordination.runtime import current, request_db
@@ -28,9 +28,11 @@ from coordination.schemas import StrictSchema, text
 from coordination.web import (
     STAFF_COOKIE,
     client_address,
+    end_signed_in,
     home_for,
     parse,
     request_id,
+    run_once,
     safe_next,
     staff_actor,
 )
@@ -49,13 +51,11 @@ class AgencyArg(StrictSchema):
 
 
 def _start_session(token: str) -> None:
-    # A fresh cookie at sign-in: nothing from before (fixation) carries over.
-    lang = session.get("lang")
-    session.clear()
+    # A fresh cookie at sign-in: nothing from before (fixation) carries over,
+    # and whoever was signed in on this browser before is signed out.
+    end_signed_in()
     session.permanent = True
     session[STAFF_COOKIE] = token
-    if lang:
-        session["lang"] = lang
 
 
 def _page(errors: dict[str, list[str]] | None = None, status: int = 200,
@@ -129,13 +129,7 @@ def create_blueprint() -> Blueprint:
 
     @bp.post("/sign-out")
     def sign_out() -> BaseResponse:
-        token = session.get(STAFF_COOKIE)
-        if isinstance(token, str):
-            signin.sign_out(request_db(), token, current().now(), request_id=request_id())
-        lang = session.get("lang")
-        session.clear()
-        if lang:
-            session["lang"] = lang
+        end_signed_in()
         flash("You are signed out.", "info")
         return redirect(url_for("auth.sign_in"))
 
@@ -158,23 +152,37 @@ def create_blueprint() -> Blueprint:
                 "sign in with a password if you have one."))
 
     @bp.get("/sign-in/oidc/<agency>/callback")
+    @run_once
     def oidc_callback(agency: str) -> Any:
         rt = current()
         expected = session.pop(OIDC_STATE, None)
         found = request_db().get(Agency, agency) if expected == agency else None
         if found is None or not found.oidc_issuer or not found.oidc_client_id:
             return _page(status=400, message="That sign-in could not be completed; start again.")
+        issuer = str(found.oidc_issuer)
         try:
-            token = _oauth_client(found).authorize_access_token()
-        except (OAuthError, ValueError, KeyError) as exc:
+            # authlib checks state, exchanges the code with the PKCE verifier and
+            # validates the ID token (signature, audience, nonce, expiry); the
+            # issuer must be the one configured for the agency, not merely the
+            # one the provider's discovery document names.
+            token = _oauth_client(found).authorize_access_token(
+                claims_options={"iss": {"essential": True, "value": issuer}})
+            claims = token.get("userinfo")
+            if not claims:
+                raise ValueError("no ID token")
+        except Exception as exc:  # noqa: BLE001 - any failure here is a failed sign-in
             reason = getattr(exc, "error", None) or type(exc).__name__
-            signin.oidc_failed(request_db(), found.id, f"provider:{reason}"[:64], rt.now(),
-                               request_id=request_id())
+            current_app.logger.warning("sign-in through %s failed: %s", found.id, reason)
+            retry_on_conflict(request_db(), lambda: signin.oidc_failed(
+                request_db(), found.id, f"provider:{reason}"[:64], rt.now(),
+                request_id=request_id()))
             return _page(status=401, message="Your agency's sign-in did not succeed.")
-        claims = token.get("userinfo") or {}
         try:
-            web_token = signin.with_oidc(request_db(), found.id, claims.get("sub"), rt.now(),
-                                         rt.settings.web_policy, request_id=request_id())
+            # Only this step runs again on a write conflict: the code above is
+            # spent once used.
+            web_token = retry_on_conflict(request_db(), lambda: signin.with_oidc(
+                request_db(), found.id, claims.get("sub"), rt.now(), rt.settings.web_policy,
+                request_id=request_id()))
         except NotAuthenticated:
             return _page(status=403, message=(
                 "You signed in with your agency, but you have no OneStory account there. "

@@ -38,7 +38,7 @@ from coordination.runtime import current, request_db
 from coordination.schemas import FamilySessionIn, RevokeIn
 from coordination.web import (
     FAMILY_COOKIE,
-    LANGUAGES,
+    end_signed_in,
     locale,
     parse,
     request_id,
@@ -123,19 +123,15 @@ def family_page(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _keep_only_language() -> None:
-    lang = session.get("lang")
-    session.clear()
-    if lang in LANGUAGES:
-        session["lang"] = lang
-
-
 def lang_url(code: str) -> str:
     """This page in another language (for a page answering a POST, the
     page the family would go back to)."""
     if request.method == "GET" and request.endpoint:
-        args: dict[str, Any] = {**(request.view_args or {}), **request.args, "lang": code}
-        return url_for(request.endpoint, **args)
+        # Only the page's own arguments: url_for would take others (`_external`,
+        # `_anchor`, `endpoint`) as instructions.
+        args: dict[str, Any] = {**(request.view_args or {})}
+        args.update({k: v for k, v in request.args.items() if k in {"agency", "field"}})
+        return url_for(request.endpoint, **args, lang=code)
     home = "family.consent" if "family_actor" in g else "family.sign_in"
     return url_for(home, lang=code)
 
@@ -283,18 +279,15 @@ def create_blueprint() -> Blueprint:
                                  headers={"Retry-After": str(exc.retry_after)})
         except NotAuthenticated:
             return _sign_in_page(401, gettext("The code or PIN is not right."), code=code)
-        # A fresh session at sign-in: nothing from before (fixation) carries over.
-        _keep_only_language()
+        # A fresh session at sign-in: nothing from before (fixation) carries
+        # over, and whoever was signed in on this browser is signed out.
+        end_signed_in()
         session[FAMILY_COOKIE] = opened["token"]
         return redirect(url_for("family.consent"))
 
     @bp.post("/sign-out")
     def sign_out() -> BaseResponse:
-        token = session.get(FAMILY_COOKIE)
-        if isinstance(token, str):
-            accounts.close_family_session(request_db(), token, current().now(),
-                                          request_id=request_id())
-        _keep_only_language()
+        end_signed_in()
         flash(gettext("You are signed out. Thank you."), "info")
         return redirect(url_for("family.sign_in"))
 

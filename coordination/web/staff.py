@@ -4,10 +4,11 @@ fields as rows), revoke on the family's behalf, and consent history."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import force_locale, format_date
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -39,6 +40,16 @@ def _names() -> dict[str, str]:
 
 def _labels() -> dict[str, str]:
     return {f.id: f.label for f in services.catalogue(request_db())}
+
+
+FORM_KEYS = "consent_form_keys"
+
+
+def _new_form_key() -> str:
+    """A key that lets one copy of the consent form be recorded once."""
+    key = secrets.token_urlsafe(16)
+    session[FORM_KEYS] = [*session.get(FORM_KEYS, [])[-4:], key]
+    return key
 
 
 def _entry_fields() -> list[tuple[str, str]]:
@@ -160,6 +171,7 @@ def create_blueprint() -> Blueprint:
 
     def _grid_page(family_id: str, errors: dict[str, list[str]], form: dict[str, Any],
                    ticked: set[tuple[str, str]], status: int = 200) -> Any:
+        form.setdefault("once", _new_form_key())
         return render_template(
             "staff/consent_form.html", family_id=family_id, errors=errors, form=form,
             ticked=ticked, agencies=services.agencies(request_db()),
@@ -197,6 +209,13 @@ def create_blueprint() -> Blueprint:
             agency, _, field_id = cell.partition(":")
             ticked.add((agency, field_id))
             grants.setdefault(agency, []).append(field_id)
+        once = request.form.get("once", "")
+        if once not in session.get(FORM_KEYS, []):
+            # Sent before (a reload, a second click): recording it again would
+            # make another version and void the PIN just printed.
+            flash("That form was already sent. Here is the consent form as it stands.",
+                  "info")
+            return redirect(url_for("staff.consent", family_id=family_id))
         lang = form.pop("receipt_language", "en")
         data: dict[str, Any] = {**form, "grants": grants}
         if request.form.get("reissue_pin"):
@@ -209,6 +228,7 @@ def create_blueprint() -> Blueprint:
             errors.setdefault(key, []).extend(m for m in messages
                                               if m not in errors.get(key, []))
         form["receipt_language"] = lang
+        form["once"] = once  # kept, so the corrected form can still be sent once
         if errors:
             services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
                                   involved=True)
@@ -220,6 +240,7 @@ def create_blueprint() -> Blueprint:
             return _grid_page(family_id, exc.errors, form, ticked, 422)
         except Conflict as exc:
             return _grid_page(family_id, {"signed_on": [str(exc)]}, form, ticked, 409)
+        session[FORM_KEYS] = [k for k in session.get(FORM_KEYS, []) if k != once]
         receipt = recorded.get("receipt")
         if receipt is None:
             flash(f"Version {recorded['version']} of the consent form is recorded.", "success")

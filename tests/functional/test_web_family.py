@@ -540,3 +540,14 @@ def test_times_in_the_configured_time_zone(app: Flask, api: Api, settings: Any,
         assert "22 November 2026, 11:00: Physiotherapy (practitioner) looked" in text
     finally:
         oslo.extensions["onestory"].dispose()
+
+
+@pytest.mark.parametrize("query", ["endpoint=x", "_method=POST", "_external=1",
+                                   "_anchor=x", "_scheme=javascript"])
+def test_odd_query_arguments_do_not_steer_the_language_links(app: Flask, api: Api,
+                                                             query: str) -> None:
+    response = app.test_client().get(f"/family/?{query}")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'href="/family/?lang=nb"' in html
+    assert "javascript" not in html.split("<main", 1)[0]

@@ -120,3 +120,35 @@ def test_cli_configures_a_provider_and_links_a_user(
     assert_one_line_failure(run(capsys, "user", "link", "nobody", "--subject", "x"))
     assert_ok(run(capsys, "agency", "oidc", "physio", "--remove"))
     assert_ok(run(capsys, "user", "link", "physio1", "--unlink"))
+
+
+@pytest.mark.parametrize("failure", ["ValueError", "ConnectionError", "JoseError"])
+def test_a_failed_token_exchange_is_refused_and_recorded(
+        app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    """Whatever goes wrong between the provider's return and a validated ID
+    token (a bad token, a dropped connection) is a refused, recorded sign-in,
+    never a 500. The ID token's issuer must be the agency's configured one."""
+    import requests
+    from authlib.integrations.flask_client.apps import FlaskOAuth2App
+    from joserfc.errors import JoseError
+
+    configure(app, "physio", "https://id.physio.example", "onestory")
+    errors = {"ValueError": ValueError("x"), "ConnectionError": requests.ConnectionError(),
+              "JoseError": JoseError("invalid iss")}
+    seen: dict[str, Any] = {}
+
+    def exchange(self: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise errors[failure]
+
+    monkeypatch.setattr(FlaskOAuth2App, "authorize_access_token", exchange)
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["oidc_agency"] = "physio"
+    response = client.get("/sign-in/oidc/physio/callback?code=x&state=y")
+    assert response.status_code == 401
+    assert "did not succeed" in response.get_data(as_text=True)
+    assert seen["claims_options"] == {"iss": {"essential": True,
+                                              "value": "https://id.physio.example"}}
+    (row,) = failures(app)
+    assert row.agency_id == "physio" and row.reason.startswith("provider:")

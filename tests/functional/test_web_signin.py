@@ -374,3 +374,49 @@ def test_parallel_guesses_cannot_slip_past_the_lockout(app: Flask, web: Api,
     assert codes.count(429) == 20, codes
     # After the dust settles the username is locked, the right password included.
     assert sign_in(app.test_client(), "nurse1").status_code == 429
+
+
+def test_sign_out_ends_the_session_even_when_it_cannot_be_recorded(
+        app: Flask, web: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ending access is never refused: with the audit log failing, sign-out
+    still ends the session (server-side and the cookie) and says it failed."""
+    import audit.services
+    from audit.services import AuditUnavailable
+
+    client = signed_in(app, "nurse1")
+    cookie = client.get_cookie("onestory")
+    assert cookie is not None
+    token = csrf_token(client.get("/staff/").get_data(as_text=True))
+    real = audit.services.record
+
+    def failing(session: Any, event: Any, now: Any) -> Any:
+        if event.action == Action.LOGOUT:
+            raise AuditUnavailable("down")
+        return real(session, event, now)
+
+    monkeypatch.setattr(audit.services, "record", failing)
+    response = client.post("/sign-out", data={"csrf_token": token})
+    assert response.status_code == 503
+    monkeypatch.setattr(audit.services, "record", real)
+    assert client.get("/staff/").status_code == 302
+    client.set_cookie("onestory", cookie.value)
+    assert client.get("/staff/").status_code == 302
+    with app.extensions["onestory"].sessions() as session:
+        assert session.scalars(select(WebSession.ended_at)).one() is not None
+
+
+def test_signing_in_again_ends_the_session_before(app: Flask, web: Api) -> None:
+    client = signed_in(app, "nurse1")
+    old = client.get_cookie("onestory")
+    assert old is not None
+    # A sign-in form left open in another tab, sent while signed in.
+    token = csrf_token(client.get("/staff/").get_data(as_text=True))
+    response = client.post("/sign-in", data={"username": "coord1", "csrf_token": token,
+                                             "password": password_of("coord1")})
+    assert response.status_code == 302
+    assert "coord1" in client.get("/staff/").get_data(as_text=True)
+    (row,) = audit_rows(app, Action.LOGOUT)
+    assert row.actor == "nurse1"
+    replay = app.test_client()
+    replay.set_cookie("onestory", old.value)
+    assert replay.get("/staff/").status_code == 302

@@ -344,3 +344,23 @@ def test_who_looked_and_hiding_an_entry(app: Flask, norway: str, web: Api) -> No
                          f"/staff/families/{norway}/access-log/{seq.group(1)}/hide", {})
     assert response.status_code == 302  # type: ignore[attr-defined]
     assert ">hidden<" in page(client.get(f"/staff/families/{norway}/access-log"))
+
+
+def test_a_form_sent_twice_is_recorded_once(app: Flask, web: Api) -> None:
+    """A reload of the receipt (or a second click) must not record another
+    version and void the PIN just printed."""
+    family_id = first_family(web)
+    client = signed_in(app, "coord1")
+    page_html = page(client.get(f"/staff/families/{family_id}/consent/new"))
+    once = re.search(r'name="once" value="([^"]+)"', page_html)
+    assert once
+    data = {**grid_form(), "once": once.group(1), "csrf_token": csrf_token(page_html)}
+    first = client.post(f"/staff/families/{family_id}/consent/new", data=data)
+    assert first.status_code == 201
+    again = client.post(f"/staff/families/{family_id}/consent/new", data=data)
+    assert again.status_code == 302
+    assert again.headers["Location"].endswith(f"/staff/families/{family_id}/consent")
+    assert count(app, ConsentFormRow) == 1
+    forged = client.post(f"/staff/families/{family_id}/consent/new",
+                         data={**data, "once": "made-up"})
+    assert forged.status_code == 302 and count(app, ConsentFormRow) == 1
