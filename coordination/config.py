@@ -49,6 +49,9 @@ class Settings:
     # Reverse proxies in front of `onestory serve` whose X-Forwarded-* headers
     # are believed (client address for lockout, https for cookies and links).
     trusted_proxies: int = 0
+    # Host names this service answers to; other Host headers get 400 (links
+    # such as the sign-in provider's return address are built from it).
+    trusted_hosts: list[str] = field(default_factory=list)
     # The time zone families read times in on their page (an IANA name).
     timezone: str = "UTC"
 
@@ -212,6 +215,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         session_idle=timedelta(minutes=int(idle)),
         trusted_proxies=int(proxies),
         timezone=timezone,
+        trusted_hosts=[h.strip() for h in env_vars.get("ONESTORY_TRUSTED_HOSTS", "").split(",")
+                       if h.strip()],
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),
     )
 

@@ -85,6 +85,7 @@ def register_web(app: Flask) -> None:
         # otherwise put the old cookie back. Sessions end server-side anyway
         # (idle and absolute limits in coordination.signin).
         SESSION_REFRESH_EACH_REQUEST=False,
+        TRUSTED_HOSTS=settings.trusted_hosts or None,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
         BABEL_DEFAULT_LOCALE="en",
         BABEL_DEFAULT_TIMEZONE=settings.timezone,

@@ -420,3 +420,21 @@ def test_signing_in_again_ends_the_session_before(app: Flask, web: Api) -> None:
     replay = app.test_client()
     replay.set_cookie("onestory", old.value)
     assert replay.get("/staff/").status_code == 302
+
+
+def test_only_trusted_host_names_are_answered(settings: Any, clock: Clock) -> None:
+    """Links (the provider's return address, the receipt's family page) are
+    built from the Host header, so production names the hosts it answers to."""
+    import dataclasses
+
+    from coordination.app import create_app
+
+    app = create_app(dataclasses.replace(settings, trusted_hosts=["onestory.example.org"]),
+                     clock=clock)
+    try:
+        client = app.test_client()
+        assert client.get("/sign-in", headers={"Host": "evil.example"}).status_code == 400
+        assert client.get("/sign-in",
+                          headers={"Host": "onestory.example.org"}).status_code == 200
+    finally:
+        app.extensions["onestory"].dispose()
