@@ -127,6 +127,17 @@ def test_norway_scenario(app: Flask, api: Api, live_server: Callable[..., str],
     axe_check(family)
     screenshot(family, "norway-5-family-who-looked")
 
+    # The coordinator sees the new version in the history, and who looked.
+    coordinator.goto(f"{base}/staff/families/{family_id}/consent/history")
+    expect(coordinator.get_by_role("heading", name="Version 2: revoke column physio")) \
+        .to_be_visible()
+    axe_check(coordinator)
+    screenshot(coordinator, "norway-5b-consent-history")
+    coordinator.goto(f"{base}/staff/families/{family_id}/access-log")
+    expect(coordinator.locator("tr.denied")).to_have_count(1)
+    axe_check(coordinator)
+    screenshot(coordinator, "norway-5c-staff-who-looked")
+
     # 5. The auditor sees both looks and verifies the log.
     auditor = people()
     sign_in(auditor, base, "auditor1")
