@@ -5,13 +5,15 @@ Built by `create_app` and by the command line, never at import time.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from flask import current_app, g
+from flask import current_app, g, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,6 +85,19 @@ def current() -> Runtime:
     """The runtime of the application serving this request."""
     rt: Runtime = current_app.extensions["onestory"]
     return rt
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id() -> str:
+    """This request's id for the audit log: the caller's X-Request-ID when it
+    is a plain token, else a new random one."""
+    if "request_id" not in g:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    rid: str = g.request_id
+    return rid
 
 
 def request_db() -> Session:

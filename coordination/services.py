@@ -364,6 +364,7 @@ class SharedRecord:
     shown: list[str]
     withheld: list[str]
     involved: bool = False  # whether the reader's agency may write entries here
+    catalogue: list[FieldDef] = field(default_factory=list)  # the rows it was decided on
 
 
 def shared_record(
@@ -392,7 +393,8 @@ def shared_record(
     partial: list[str] = []
     withheld: list[str] = []
     granted: set[str] = set()
-    for field_def in catalogue(session):
+    fields_catalogue = catalogue(session)
+    for field_def in fields_catalogue:
         fid = field_def.id
         if consent.decide(form, agency, fid, now):
             granted.add(fid)
@@ -432,7 +434,7 @@ def shared_record(
            shown=sorted(fields), withheld=withheld)
     session.commit()  # the look is on record before anything is shown
     return SharedRecord(body, shown=sorted(fields), withheld=withheld,
-                        involved=view.involved(agency))
+                        involved=view.involved(agency), catalogue=fields_catalogue)
 
 
 def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, str]:

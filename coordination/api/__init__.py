@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
-import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -35,7 +33,7 @@ from coordination.errors import (
     RoleNotPermitted,
 )
 from coordination.roles import Role
-from coordination.runtime import current, request_db
+from coordination.runtime import current, request_db, request_id
 from coordination.schemas import flatten_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,14 +126,6 @@ def _authenticate() -> Actor:
     return dataclasses.replace(found, request_id=g.request_id)
 
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def _request_id() -> str:
-    given = request.headers.get("X-Request-ID", "")
-    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-
-
 def record_denial(exc: Exception) -> None:
     """Put a refused request on record, in a transaction of its own (the
     act's was rolled back). Failing to record a refusal still refuses."""
@@ -187,7 +177,7 @@ def create_blueprint() -> Blueprint:
 
     @bp.before_request
     def _prepare() -> None:
-        g.request_id = _request_id()
+        request_id()
         max_bytes = runtime().settings.max_body_bytes
         if request.content_length is not None and request.content_length > max_bytes:
             from werkzeug.exceptions import RequestEntityTooLarge

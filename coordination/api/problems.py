@@ -6,8 +6,9 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, current_app, json, request
+from flask.globals import request_ctx
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.exceptions import HTTPException
 
 from audit.services import AuditUnavailable
 from consent.errors import NoConsentForm
@@ -121,10 +122,10 @@ def to_problem(exc: Exception) -> Any:
         if hook is not None:
             hook(exc)
     web = current_app.extensions.get("onestory.web_errors")
-    # A request refused before routing (an untrusted Host) has no URLs to
-    # build a page with: it gets the plain problem answer.
-    routed = request.url_rule is not None or not isinstance(exc, SecurityError)
-    if web is not None and routed and not request.path.startswith("/api/"):
+    # A request refused before it could be routed (an untrusted Host) has no
+    # way to build a page's links: it gets the plain problem answer.
+    can_link = request_ctx.url_adapter is not None
+    if web is not None and can_link and not request.path.startswith("/api/"):
         return web(exc)
     status, slug, title, detail, errors, headers = _classify(exc)
     return problem(status, slug, title, detail, errors, headers)

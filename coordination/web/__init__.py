@@ -16,7 +16,6 @@ Views parse a form with a marshmallow schema, call one service and render.
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -45,7 +44,7 @@ from coordination import accounts, signin
 from coordination.actors import Actor
 from coordination.errors import NotAuthenticated, RoleNotPermitted
 from coordination.roles import Role
-from coordination.runtime import current, request_db
+from coordination.runtime import current, request_db, request_id
 from coordination.schemas import flatten_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,7 +70,7 @@ FAMILY_COOKIE = "family"
 
 
 def register_web(app: Flask) -> None:
-    settings = current_app_settings(app)
+    settings = app.extensions["onestory"].settings
     app.config.update(
         SESSION_COOKIE_NAME="onestory",
         SESSION_COOKIE_HTTPONLY=True,
@@ -119,10 +118,6 @@ def register_web(app: Flask) -> None:
         return redirect(url_for("auth.sign_in"))
 
 
-def current_app_settings(app: Flask) -> Any:
-    return app.extensions["onestory"].settings
-
-
 def locale() -> str:
     """The page's language: chosen on the page (kept in the session),
     else the browser's preference, else English."""
@@ -150,12 +145,6 @@ def _security_headers(response: Response) -> Response:
         response.headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     return response
 
-
-def request_id() -> str:
-    if "request_id" not in g:
-        g.request_id = uuid.uuid4().hex
-    rid: str = g.request_id
-    return rid
 
 
 def client_address() -> str:

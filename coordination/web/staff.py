@@ -16,6 +16,7 @@ from consent.errors import NoConsentForm
 from coordination import services
 from coordination.actors import Actor
 from coordination.errors import Conflict, InvalidInput
+from coordination.model import FieldDef
 from coordination.roles import Role
 from coordination.runtime import current, request_db
 from coordination.schemas import ConsentIn, EntryIn, FamilyIn, ReferralIn, SearchArgs
@@ -52,9 +53,9 @@ def _new_form_key() -> str:
     return key
 
 
-def _entry_fields() -> list[tuple[str, str]]:
+def _entry_fields(catalogue: list[FieldDef] | None = None) -> list[tuple[str, str]]:
     """The fields this actor may write under (a minimal-data agency: two)."""
-    return [(f.id, f.label) for f in services.catalogue(request_db())
+    return [(f.id, f.label) for f in catalogue or services.catalogue(request_db())
             if f.id != services.INVOLVEMENT
             and (not me().minimal_data or f.id in services.MINIMAL_ENTRY_FIELDS)]
 
@@ -109,9 +110,9 @@ def create_blueprint() -> Blueprint:
         rt = current()
         record = services.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
         return render_template("staff/record.html", record=record.body,
-                               involved=record.involved,
-                               fields=services.catalogue(request_db()), names=_names(),
-                               entry_fields=_entry_fields(), errors={}, form={})
+                               involved=record.involved, fields=record.catalogue,
+                               names=_names(), entry_fields=_entry_fields(record.catalogue),
+                               errors={}, form={})
 
     def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],
                     status: int) -> Any:
