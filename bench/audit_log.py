@@ -41,100 +41,50 @@ import json
 import os
 import random
 import resource
-import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path; the project
-# root goes before it so that nothing there can shadow a package.
+# Run as `python bench/audit_log.py`, Python puts bench/ first on the path, where a
+# module could shadow a package (a bench/audit.py would hide `audit`): the project root
+# goes before it, and bench/common.py is still found.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (
-    Column,
-    Engine,
-    Index,
-    MetaData,
-    Table,
-    event,
-    func,
-    insert,
-    select,
-    text,
-    update,
+from common import (
+    Loader,
+    Pinning,
+    Store,
+    Timing,
+    counting,
+    open_store,
+    postgres_databases,
+    settle,
+    sqlite_databases,
+    verdict,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Column, Engine, Index, MetaData, Table, func, insert, select, text, update
+from sqlalchemy.orm import Session
 
 import audit.services as audit_log
-import consent.tables  # noqa: F401  (registers the consent tables)
 from audit.chain import GENESIS, HASHED, audit_time, detail_text, entry_hash
 from audit.model import Action, AuditEntry, AuditHead, Outcome
 from audit.services import Event
-from consent.tables import ConsentCellRow, ConsentFormRow
-from coordination import accounts, migrate, services
-from coordination.actors import Actor
-from coordination.crypto import (
-    EnvelopeVault,
-    FamilyCipher,
-    Keyring,
-    PlaintextVault,
-    Vault,
-    _AesGcmCipher,
-    new_keyring_document,
-    wrap,
-)
-from coordination.db import make_engine, make_session_factory
-from coordination.keystore import DataKey, KeyStore
-from coordination.model import Entry, Family, Involvement, Member, Staff
-from coordination.roles import InvolvementStatus
+from coordination import migrate, services
+from coordination.db import make_engine
 
 RATIO_TARGET = 1.5  # audited / floor, per-read median
 VERIFY_TARGET = 100_000  # entries per second
-BATCH_ROWS = 5_000  # rows per executemany (families)
 LOG_BATCH = 20_000  # audit entries per executemany and commit
 ROUND = 20  # families per round
 BLOCKS = 5  # the timed reads split in time, for the ratio's spread
 WARMUP = 200  # reads of each kind before timing
-
-AGENCIES = [
-    ("health-centre", "Family centre health station", "health", False),
-    ("physio", "Family centre physiotherapy", "physiotherapy", False),
-    ("ecec", "Sunflower kindergarten", "ecec", False),
-]
-STAFF = [
-    ("nurse1", "health-centre", "practitioner"),
-    ("coord1", "health-centre", "coordinator"),
-    ("physio1", "physio", "practitioner"),
-    ("ecec1", "ecec", "practitioner"),
-]
-READER = "physio1"  # holds cells (involvement, health); not involved, not the author
-ENTRIES = [
-    ("health-centre", "nurse1", "contact", "Mother's mobile: +47 400 00 {n:03d} (Turkish)."),
-    ("health-centre", "nurse1", "health", "Growth on track; late to sit unaided (visit {n})."),
-    ("health-centre", "coord1", "story", "Moved here {n} months ago; asked for help with a GP."),
-    ("physio", "physio1", "health", "Motor assessment {n}: weekly sessions agreed."),
-    ("ecec", "ecec1", "education", "Starts kindergarten in August; place {n} confirmed."),
-]
-CELLS = [
-    ("ecec", "education"),
-    ("health-centre", "contact"),
-    ("health-centre", "health"),
-    ("health-centre", "involvement"),
-    ("physio", "health"),
-    ("physio", "involvement"),
-]
-FIRST = ["Aylin", "Mira", "Emir", "Sofia", "Jonas", "Amina", "Lukas", "Nora", "Omar", "Ida"]
-LAST = ["Demir", "Hansen", "Kaya", "Johansen", "Peeters", "Nguyen", "Olsen", "Haddad"]
 
 # The plain table of the floor: audit_log's columns, types and indexes; no chain.
 _LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
@@ -149,114 +99,6 @@ FILLER_HASH = "f" * 64  # a 64-character hex string, as prev_hash and hash are
 
 
 # --- measuring ------------------------------------------------------------------
-
-
-@dataclass
-class Timing:
-    samples_us: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples_us)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.samples_us)
-
-    @property
-    def p95(self) -> float:
-        return statistics.quantiles(self.samples_us, n=20)[-1]
-
-
-class Pinning:
-    """While measuring, this process on the first CPU and its PostgreSQL
-    backends on the second (as bench/shared_record.py does): left to the
-    scheduler, client and backend share a core some minutes and not others."""
-
-    def __init__(self, engines: list[Engine], enabled: bool) -> None:
-        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        self.enabled = enabled and len(self.cpus) > 1
-        self.server = any(e.dialect.name == "postgresql" for e in engines)
-        self.backends: set[int] = set()
-        self.active = False
-        if self.enabled and self.server:
-            for engine in engines:
-                event.listen(engine, "connect", self._connected)
-                engine.dispose()  # connect afresh, so that every backend is known
-
-    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = int(cursor.fetchone()[0])
-        cursor.close()
-        self.backends.add(pid)
-        if self.active:
-            self._set(pid, {self.cpus[1]})
-
-    @property
-    def note(self) -> str:
-        if not self.enabled:
-            return "not pinned to CPUs"
-        if not self.server:
-            return f"client on CPU {self.cpus[0]}"
-        return f"client on CPU {self.cpus[0]}, server backends on CPU {self.cpus[1]}"
-
-    def _set(self, pid: int, cpus: set[int]) -> None:
-        try:
-            os.sched_setaffinity(pid, cpus)
-        except OSError:
-            self.backends.discard(pid)
-
-    @contextmanager
-    def pinned(self) -> Iterator[None]:
-        if not self.enabled:
-            yield
-            return
-        self.active = True
-        self._set(0, {self.cpus[0]})
-        for pid in list(self.backends):
-            self._set(pid, {self.cpus[1]})
-        try:
-            yield
-        finally:
-            self.active = False
-            for pid in [0, *self.backends]:
-                self._set(pid, set(self.cpus))
-
-
-@contextmanager
-def counting(engines: list[Engine]) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield statements
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", note)
-
-
-def settle(engine: Engine) -> None:
-    """After a bulk load: statistics fresh, dirty pages written."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
-            conn.execute(text("CHECKPOINT"))
-    else:
-        raw = engine.raw_connection()  # outside any transaction: a checkpoint needs that
-        try:
-            cursor = raw.cursor()
-            cursor.execute("ANALYZE")
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            cursor.close()
-        finally:
-            raw.close()
-    if hasattr(os, "sync"):
-        os.sync()
 
 
 def durability(engine: Engine) -> str:
@@ -274,162 +116,17 @@ def durability(engine: Engine) -> str:
 # --- (1) the read and its floor ------------------------------------------------------
 
 
-@dataclass
-class Store:
-    name: str  # the vault: "envelope" (as the product runs) or "plaintext"
-    engine: Engine
-    sessions: sessionmaker[Session]
-    vault: Vault
-    actor: Actor
-    keystore: KeyStore | None = None
-    floor_seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def engines(self) -> list[Engine]:
-        return [self.engine] + ([self.keystore.engine] if self.keystore else [])
-
-    def ciphers(self, family_ids: list[str], now: datetime
-                ) -> tuple[dict[str, FamilyCipher], list[dict[str, Any]]]:
-        """Ciphers to seal new families with, and the key-store rows they need
-        (a fresh data key per family, wrapped as `EnvelopeVault.new_family` does)."""
-        if not isinstance(self.vault, EnvelopeVault):
-            return self.vault.for_families(family_ids), []
-        ciphers: dict[str, FamilyCipher] = {}
-        rows = []
-        for fid in family_ids:
-            data_key = AESGCM.generate_key(bit_length=256)
-            wrapped = wrap(self.vault.keyring, fid, 1, data_key)
-            rows.append({"family_id": fid, "key_version": 1,
-                         "master_version": wrapped.master_version, "wrapped": wrapped.wrapped,
-                         "created_at": now, "rewrapped_at": None})
-            ciphers[fid] = _AesGcmCipher(self.vault, fid, key=data_key, key_version=1)
-        return ciphers, rows
-
-    def dispose(self) -> None:
-        for engine in self.engines:
-            engine.dispose()
-
-
-def open_store(name: str, url: str, keystore_url: str | None, now: datetime) -> Store:
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    FLOOR.metadata.create_all(engine)
-    sessions = make_session_factory(engine)
-    keystore = None
-    vault: Vault = PlaintextVault()
-    if keystore_url is not None:
-        keystore = KeyStore.from_url(keystore_url)
-        migrate.upgrade(keystore.engine, keystore=True)
-        vault = EnvelopeVault(Keyring(new_keyring_document()), keystore,
-                              secrets.token_bytes(32))
-    with sessions() as session:
-        for slug, agency_name, kind, minimal in AGENCIES:
-            accounts.add_agency(session, slug, agency_name, kind, minimal, now)
-        for username, agency, role in STAFF:
-            accounts.add_staff(session, username, agency, role, None, now)
-        token = accounts.create_token(session, READER, timedelta(hours=2), now)
-        actor = accounts.authenticate(session, token, now)
-    return Store(name, engine, sessions, vault, actor, keystore)
-
-
-def load_families(stores: list[Store], count: int, now: datetime) -> list[str]:
-    """`count` families, the same in every store, bulk-inserted with Core
-    executemany: a family row, 2 members, an active involvement (health centre),
-    5 entries and a consent form with 6 cells each."""
-    rng = random.Random(20261122)
-    staff = {username: i for i, (username, _, _) in enumerate(STAFF, start=1)}
-    fids = [f"fam_{rng.getrandbits(80):020x}" for _ in range(count)]
-    # Values are (family, table, column, row id, text) until each store seals them.
-    families, members, involvements, forms, cells, entries = [], [], [], [], [], []
-    for n, fid in enumerate(fids):
-        first, last = rng.choice(FIRST), rng.choice(LAST)
-        born = date(2020, 1, 1) + timedelta(days=rng.randrange(5 * 365))
-        created = now - timedelta(days=rng.randrange(1, 700), seconds=rng.randrange(86_400))
-        families.append({
-            "id": fid, "display_name": (fid, "families", "display_name", fid, f"{first} {last}"),
-            "name_index": ("name", f"{first} {last}"),
-            "birth_date_index": ("birth_date", born.isoformat()),
-            "birth_date": (fid, "families", "birth_date", fid, born.isoformat()),
-            "address": (fid, "families", "address", fid, f"Storgata {n % 200 + 1}, 0155 Oslo"),
-            "national_id": None,
-            "languages": (fid, "families", "languages", fid, json.dumps(["tr", "nb"])),
-            "recorded_by_agency": "health-centre", "created_at": created,
-        })
-        for position, (who, relation) in enumerate(((first, "mother"), ("Emir", "child"))):
-            mid = f"mem_{rng.getrandbits(80):020x}"
-            members.append({
-                "id": mid, "family_id": fid, "position": position,
-                "name": (fid, "family_members", "name", mid, f"{who} {last}"),
-                "relation": (fid, "family_members", "relation", mid, relation),
-                "birth_date": None,
-            })
-        involvements.append({
-            "id": n + 1, "family_id": fid, "agency_id": "health-centre",
-            "status": InvolvementStatus.ACTIVE.value, "since": created.date(),
-            "contact_worker": "nurse1", "created_at": created, "updated_at": created,
-        })
-        for i, (agency, author, field_id, template) in enumerate(ENTRIES):
-            eid = f"ent_{rng.getrandbits(80):020x}"
-            entries.append({
-                "id": eid, "family_id": fid, "field_id": field_id, "agency_id": agency,
-                "author_id": staff[author],
-                "written_at": created + timedelta(days=i + 1, minutes=rng.randrange(600)),
-                "value": (fid, "entries", "value", eid, template.format(n=n)),
-            })
-        signed = created + timedelta(days=1)
-        forms.append({
-            "id": n + 1, "family_id": fid, "version": 1,
-            "signed_by": (fid, "consent_forms", "signed_by", "v1", f"{first} {last}"),
-            "signed_on": signed.date(), "recorded_at": signed, "method": "paper",
-            "witness": "coord1", "interpreter_language": None,
-            "purpose": (fid, "consent_forms", "purpose", "v1", "coordinated support"),
-            "legal_basis": "consent", "valid_until": (now + timedelta(days=365)).date(),
-            "change": "signed", "changed_by": "coord1",
-        })
-        cells.extend({"form_id": n + 1, "agency_id": a, "field_id": f} for a, f in CELLS)
-    tables: list[tuple[Any, list[dict[str, Any]]]] = [
-        (Family.__table__, families), (Member.__table__, members),
-        (Involvement.__table__, involvements), (ConsentFormRow.__table__, forms),
-        (ConsentCellRow.__table__, cells), (Entry.__table__, entries),
-    ]
-    for store in stores:
-        with store.sessions() as session:
-            assert dict(session.execute(select(Staff.username, Staff.id)).tuples().all()) == staff
-        ciphers, key_rows = store.ciphers(fids, now)
-        if store.keystore is not None:
-            with store.keystore.engine.begin() as conn:
-                conn.execute(insert(DataKey.__table__), key_rows)
-        with store.sessions() as session:
-            for table, rows in tables:
-                sealed = [{k: _seal(v, ciphers, store.vault) for k, v in row.items()}
-                          for row in rows]
-                for start in range(0, len(sealed), BATCH_ROWS):
-                    session.execute(insert(table), sealed[start:start + BATCH_ROWS])
-            session.commit()
-        for engine in store.engines:
-            settle(engine)
-    return fids
-
-
-def _seal(value: Any, ciphers: dict[str, FamilyCipher], vault: Vault) -> Any:
-    if type(value) is not tuple:
-        return value
-    if len(value) == 2:
-        return vault.blind_index(*value)
-    fid, table, column, row_id, plain = value
-    return ciphers[fid].seal(table, column, row_id, plain)
-
-
 def _joined(names: Any) -> str | None:
     return None if names is None else ",".join(names)
 
 
-def floor_record(store: Store) -> Callable[[Session, Event, datetime], None]:
+def floor_record(seq: Iterator[int]) -> Callable[[Session, Event, datetime], None]:
     """`audit.services.record` without the chain: the same values in the same
-    columns, one Core INSERT into the plain table, in the caller's transaction."""
+    columns, one Core INSERT into the plain table, in the caller's transaction;
+    `seq` numbers the rows."""
 
     def append(session: Session, event: Event, now: datetime) -> None:
-        values = (next(store.floor_seq), audit_time(now), event.action.value,
+        values = (next(seq), audit_time(now), event.action.value,
                   event.outcome.value, event.actor, event.agency_id, event.role,
                   event.family_id, event.reason, _joined(event.shown),
                   _joined(event.withheld), detail_text(event.detail), event.request_id)
@@ -447,8 +144,13 @@ def no_record(session: Session, event: Event, now: datetime) -> None:
 KINDS = ("audited", "floor", "read only")
 
 
-def recorders(store: Store) -> dict[str, Callable[..., Any]]:
-    return {"audited": audit_log.record, "floor": floor_record(store), "read only": no_record}
+Recorders = dict[str, Callable[..., Any]]  # kind -> what the read calls for its audit entry
+
+
+def recorders() -> Recorders:
+    """One set per store: its floor table numbers its rows from 1."""
+    return {"audited": audit_log.record, "floor": floor_record(itertools.count(1)),
+            "read only": no_record}
 
 
 @dataclass
@@ -490,12 +192,13 @@ def read_once(store: Store, record: Callable[..., Any], family_id: str, now: dat
         audit_log.record = original
 
 
-def check_reads(store: Store, family_id: str, now: datetime) -> dict[str, int]:
+def check_reads(store: Store, record_of: Recorders, family_id: str, now: datetime
+                ) -> dict[str, int]:
     """Every kind returns the same record; the floor writes the same row the
     audit does (bar the chain). Returns the statements per read of each kind."""
     counts, bodies = {}, []
-    for kind, record in recorders(store).items():
-        with counting(store.engines) as statements:
+    for kind, record in record_of.items():
+        with counting(*store.engines) as statements:
             _, shared = read_once(store, record, family_id, now)
         counts[kind] = len(statements)
         bodies.append(shared.body)
@@ -511,13 +214,14 @@ def check_reads(store: Store, family_id: str, now: datetime) -> dict[str, int]:
     return counts
 
 
-def measure_reads(stores: list[Store], fids: list[str], reads: int, now: datetime,
-                  rng: random.Random) -> dict[str, dict[str, Timing]]:
+def measure_reads(stores: list[Store], record_of: dict[str, Recorders], fids: list[str],
+                  reads: int, now: datetime, rng: random.Random
+                  ) -> dict[str, dict[str, Timing]]:
     """`reads` reads of each kind in each store, on random families, in rounds of
     ROUND families: each round reads its families with every (store, kind), one
     after the other, in an order that changes from round to round."""
     samples = {s.name: {k: Timing() for k in KINDS} for s in stores}
-    pairs = [(s, kind, rec) for s in stores for kind, rec in recorders(s).items()]
+    pairs = [(s, kind, rec) for s in stores for kind, rec in record_of[s.name].items()]
     for fid in rng.sample(fids, min(WARMUP, len(fids))):
         for store, _kind, record in pairs:
             read_once(store, record, fid, now)
@@ -528,10 +232,9 @@ def measure_reads(stores: list[Store], fids: list[str], reads: int, now: datetim
         stores_now = stores if r % 2 == 0 else stores[::-1]
         for store in stores_now:
             kinds = [KINDS[i] for i in orders[r % len(orders)]]
-            record_of = recorders(store)
             for kind in kinds:
                 for fid in picks:
-                    us, _ = read_once(store, record_of[kind], fid, now)
+                    us, _ = read_once(store, record_of[store.name][kind], fid, now)
                     samples[store.name][kind].samples_us.append(us)
     return samples
 
@@ -544,16 +247,21 @@ def read_part(backend: str, urls: dict[str, str], families: int, reads: int, pin
     try:
         stores.append(open_store("envelope", urls["envelope"], urls["keys"], now))
         stores.append(open_store("plaintext", urls["plaintext"], None, now))
-        t0 = time.perf_counter()
-        fids = load_families(stores, families, now)
+        assert stores[0].staff_ids == stores[1].staff_ids
+        for store in stores:
+            FLOOR.metadata.create_all(store.engine)
+        loader = Loader(stores, now, stores[0].staff_ids)
+        seconds = loader.grow_to(families)
+        fids = loader.family_ids
         print(f"[{backend}] {families:,} families loaded into {len(stores)} stores in "
-              f"{time.perf_counter() - t0:.1f} s; {reads:,} reads of each kind per store...",
-              flush=True)
+              f"{seconds:.1f} s; {reads:,} reads of each kind per store...", flush=True)
         rng = random.Random(7)
-        counts = {s.name: check_reads(s, rng.choice(fids), now) for s in stores}
+        record_of = {s.name: recorders() for s in stores}
+        counts = {s.name: check_reads(s, record_of[s.name], rng.choice(fids), now)
+                  for s in stores}
         pinning = Pinning([e for s in stores for e in s.engines], pin)
         with pinning.pinned():
-            samples = measure_reads(stores, fids, reads, now, rng)
+            samples = measure_reads(stores, record_of, fids, reads, now, rng)
         for store in stores:  # the chain the audited reads made is whole
             with store.sessions() as session:
                 floor_rows = session.scalar(select(func.count()).select_from(FLOOR))
@@ -773,11 +481,12 @@ class BackendRun:
     verification: VerifyResult
 
 
+DATABASES = ("envelope", "plaintext", "keys", "log")
+
+
 def sqlite_run(families: int, reads: int, entries: int, pin: bool, profile: bool
                ) -> BackendRun:
-    with tempfile.TemporaryDirectory(prefix="onestory-bench-audit-") as folder:
-        urls = {name: f"sqlite:///{Path(folder) / f'{name}.db'}"
-                for name in ("envelope", "plaintext", "keys", "log")}
+    with sqlite_databases(DATABASES, "onestory-bench-audit-") as urls:
         results, settings = read_part("sqlite", urls, families, reads, pin)
         verification = verify_part("sqlite", urls["log"], entries, profile)
         return BackendRun("sqlite", settings, results, verification)
@@ -785,7 +494,7 @@ def sqlite_run(families: int, reads: int, entries: int, pin: bool, profile: bool
 
 def postgres_run(families: int, reads: int, entries: int, pin: bool, profile: bool
                  ) -> BackendRun:
-    from tests.pg import Cluster, create_database
+    from tests.pg import Cluster
 
     class DurableCluster(Cluster):
         """tests/pg.py's throwaway cluster without its fsync=off and
@@ -804,23 +513,13 @@ def postgres_run(families: int, reads: int, entries: int, pin: bool, profile: bo
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
                       "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
 
-    cluster = DurableCluster()
-    try:
-        cluster.start()
-        urls = {name: create_database(cluster.admin_url)
-                for name in ("envelope", "plaintext", "keys", "log")}
+    with postgres_databases(DurableCluster(), DATABASES) as urls:
         results, settings = read_part("postgresql", urls, families, reads, pin)
         verification = verify_part("postgresql", urls["log"], entries, profile)
         return BackendRun("postgresql", settings, results, verification)
-    finally:
-        cluster.stop()
 
 
 # --- the report -------------------------------------------------------------------
-
-
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
 
 
 def report(runs: list[BackendRun], reads: int) -> None:
