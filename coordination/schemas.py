@@ -19,9 +19,17 @@ from marshmallow import (
     validates_schema,
 )
 
-LANGUAGE = validate.Regexp(
-    r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z", error="a language code such as 'tr', 'ar' or 'nb'"
-)
+LANGUAGE_ERROR = "a language code such as 'tr', 'ar' or 'nb'"
+# `$`, not `\Z`: the pattern is also the OpenAPI document's, and JSON Schema's
+# regular expressions (ECMA-262) have no `\Z`; `_one_line` refuses the final
+# newline that Python's `$` lets through.
+LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", error=LANGUAGE_ERROR)
+
+
+def _one_line(value: str) -> None:
+    if "\n" in value and LANGUAGE.regex.match(value) is not None:
+        raise ValidationError(LANGUAGE_ERROR)
+
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # OneStory never stores these, for anyone, in any mode.
 NEVER_STORED = ("residence_status", "immigration_status", "residence", "immigration")
@@ -91,7 +99,7 @@ class FamilyIn(StrictSchema):
     address = text(1, 500)
     national_id = text(1, 64)
     languages = fields.List(
-        fields.String(validate=[LANGUAGE, validate.Length(max=35)]),
+        fields.String(validate=[LANGUAGE, _one_line, validate.Length(max=35)]),
         validate=validate.Length(max=20),
     )
     members = fields.List(fields.Nested(MemberIn), validate=validate.Length(max=30))
@@ -141,7 +149,7 @@ class ConsentIn(StrictSchema):
     )
     witness = text(1, 64, allow_none=True)
     interpreter_language = fields.String(
-        validate=[LANGUAGE, validate.Length(max=16)], allow_none=True
+        validate=[LANGUAGE, _one_line, validate.Length(max=16)], allow_none=True
     )
     purpose = text(1, 500, required=True)
     legal_basis = text(1, 64)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 from flask.blueprints import BlueprintSetupState
 from marshmallow import Schema, ValidationError
 from werkzeug.routing import BaseConverter
@@ -24,6 +24,7 @@ from audit.model import Action, Outcome
 from audit.services import Event
 from coordination import accounts
 from coordination.actors import Actor
+from coordination.api.openapi import doc_of
 from coordination.api.problems import BadBody
 from coordination.errors import (
     FamilyNotFound,
@@ -38,7 +39,7 @@ from coordination.schemas import flatten_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-NO_TOKEN_ENDPOINTS = {"api.family_session"}
+NO_TOKEN_ENDPOINTS = {"api.family_session", "api.openapi_document"}
 # Where refused requests are put on record (the family's pages record their own).
 DENIAL_BLUEPRINTS = {"api", "staff", "auditor"}
 
@@ -83,7 +84,15 @@ def load(
     """Validate `data`. On failure, run the visibility/entitlement checks that
     come before 422 in the contract's order, add what `also` finds (checks
     against stored data, which the service repeats on valid input), and
-    raise `InvalidInput` naming every bad key at once."""
+    raise `InvalidInput` naming every bad key at once.
+
+    On a documented route `schema` must be the one its document names
+    (`coordination.api.openapi.document`): the document describes exactly
+    what is validated."""
+    doc = doc_of(current_app.view_functions.get(request.endpoint or ""))
+    if doc is not None and not doc.validates_with(schema):
+        raise RuntimeError(f"{request.endpoint} validates with {type(schema).__name__}, "
+                           "which its OpenAPI document does not name")
     try:
         return schema.load(data)
     except ValidationError as err:
@@ -166,7 +175,7 @@ class IdConverter(BaseConverter):
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.api import audit, catalogue, consent, families
+    from coordination.api import audit, catalogue, consent, families, openapi
 
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -197,4 +206,5 @@ def create_blueprint() -> Blueprint:
     families.register(bp)
     consent.register(bp)
     audit.register(bp)
+    openapi.register(bp)
     return bp

@@ -17,6 +17,8 @@ from audit.chain import audit_time
 from audit.model import MAX_SEQ, Action, AuditEntry, Outcome
 from audit.services import Event, Filters
 from coordination.api import actor, allow, db, load, runtime
+from coordination.api.answers import AuditPage, AuditVerification
+from coordination.api.openapi import document
 from coordination.roles import Role
 from coordination.schemas import StrictSchema
 
@@ -40,14 +42,17 @@ class _Moment(fields.Field):
         return audit_time(moment)
 
 
+MOMENT = {"type": "string", "description": "a date YYYY-MM-DD or a UTC time YYYY-MM-DDTHH:MM:SSZ"}
+
+
 class AuditQuery(StrictSchema):
     family = fields.String(validate=validate.Length(1, 64))
     agency = fields.String(validate=validate.Length(1, 64))
     user = fields.String(validate=validate.Length(1, 64))
     action = fields.String(validate=validate.OneOf([a.value for a in Action]))
     outcome = fields.String(validate=validate.OneOf([o.value for o in Outcome]))
-    since = _Moment()
-    until = _Moment()
+    since = _Moment(metadata=MOMENT)
+    until = _Moment(metadata=MOMENT)
     limit = fields.Integer(validate=validate.Range(1, 500), load_default=50)
     cursor = fields.Integer(validate=validate.Range(min=1, max=MAX_SEQ))
 
@@ -89,6 +94,8 @@ def _record(action: Action, /, **detail: Any) -> None:
 
 def register(bp: Blueprint) -> None:
     @bp.get("/audit")
+    @document("The audit log, newest first, filtered and paged", query=AuditQuery,
+              answer=AuditPage)
     @allow(Role.AUDITOR)
     def audit_entries() -> Response:
         args = load(AuditQuery(), request.args.to_dict())
@@ -102,6 +109,7 @@ def register(bp: Blueprint) -> None:
         return jsonify(body)
 
     @bp.get("/audit/verify")
+    @document("Verify the whole audit chain", answer=AuditVerification)
     @allow(Role.AUDITOR)
     def audit_verify() -> Response:
         rt = runtime()

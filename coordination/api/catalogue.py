@@ -6,6 +6,8 @@ from flask import Blueprint, Response, jsonify
 
 from coordination import services
 from coordination.api import allow, db
+from coordination.api.answers import AgencyOut, FieldOut
+from coordination.api.openapi import document
 from coordination.roles import Role
 
 STAFF = tuple(Role)
@@ -13,6 +15,7 @@ STAFF = tuple(Role)
 
 def register(bp: Blueprint) -> None:
     @bp.get("/agencies")
+    @document("The agencies", answer=AgencyOut, many=True)
     @allow(*STAFF)
     def agencies() -> Response:
         return jsonify([
@@ -21,6 +24,7 @@ def register(bp: Blueprint) -> None:
         ])
 
     @bp.get("/fields")
+    @document("The consent form's rows (kinds of information)", answer=FieldOut, many=True)
     @allow(*STAFF)
     def fields() -> Response:
         return jsonify([

@@ -7,6 +7,14 @@ from flask import Blueprint, Response, g, jsonify
 
 from coordination import accounts, services
 from coordination.api import actor, allow, body, db, load, runtime
+from coordination.api.answers import (
+    AccessLogItem,
+    ConsentForm,
+    ConsentVersion,
+    FamilySessionOut,
+    HiddenOut,
+)
+from coordination.api.openapi import document
 from coordination.roles import Role
 from coordination.schemas import ConsentIn, EmptyIn, FamilySessionIn, RevokeIn
 
@@ -15,12 +23,15 @@ CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 
 def register(bp: Blueprint) -> None:
     @bp.get("/families/<id:family_id>/consent")
+    @document("The current consent form", answer=ConsentForm)
     @allow(*CASEWORK, family=True)
     def get_consent(family_id: str) -> Response:
         rt = runtime()
         return jsonify(services.get_consent(db(), rt.vault, actor(), family_id, rt.now()))
 
     @bp.put("/families/<id:family_id>/consent")
+    @document("Record a newly signed form as a whole new version", body=ConsentIn,
+              answer=ConsentForm, status=201, conflicts=True)
     @allow(Role.COORDINATOR)
     def put_consent(family_id: str) -> tuple[Response, int]:
         rt = runtime()
@@ -31,6 +42,8 @@ def register(bp: Blueprint) -> None:
         return jsonify(form), 201
 
     @bp.post("/families/<id:family_id>/consent/revoke")
+    @document("Revoke a cell, a column, a row or everything", body=RevokeIn,
+              answer=ConsentForm, conflicts=True)
     @allow(Role.COORDINATOR, family=True)
     def revoke(family_id: str) -> Response:
         rt = runtime()
@@ -44,18 +57,23 @@ def register(bp: Blueprint) -> None:
         return jsonify(form)
 
     @bp.get("/families/<id:family_id>/consent/history")
+    @document("Every version of the form, oldest first", answer=ConsentVersion, many=True)
     @allow(Role.COORDINATOR, family=True)
     def history(family_id: str) -> Response:
         rt = runtime()
         return jsonify(services.consent_history(db(), rt.vault, actor(), family_id, rt.now()))
 
     @bp.get("/families/<id:family_id>/access-log")
+    @document("Who looked at what and when, newest first", answer=AccessLogItem,
+              many=True)
     @allow(Role.COORDINATOR, family=True)
     def access_log(family_id: str) -> Response:
         rt = runtime()
         return jsonify(services.access_log(db(), rt.vault, actor(), family_id, rt.now()))
 
     @bp.post("/families/<id:family_id>/access-log/<int:seq>/hide")
+    @document("Hide an entry of the access log from the family", body=EmptyIn,
+              answer=HiddenOut, status=201)
     @allow(Role.COORDINATOR)
     def hide(family_id: str, seq: int) -> tuple[Response, int]:
         rt = runtime()
@@ -65,6 +83,9 @@ def register(bp: Blueprint) -> None:
                                                  rt.now())), 201
 
     @bp.post("/family/session")
+    @document("The family opens a short session with its receipt code and PIN",
+              body=FamilySessionIn, answer=FamilySessionOut, status=201, token=False,
+              throttled=True)
     def family_session() -> tuple[Response, int]:
         data = load(FamilySessionIn(), body())
         rt = runtime()

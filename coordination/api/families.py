@@ -6,6 +6,8 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from coordination import erasure, services
 from coordination.api import actor, allow, body, db, load, runtime
+from coordination.api.answers import EntryWritten, FamilyRef, InvolvementOut, SharedRecord
+from coordination.api.openapi import document
 from coordination.roles import Role
 from coordination.schemas import (
     EntryIn,
@@ -21,6 +23,8 @@ CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 
 def register(bp: Blueprint) -> None:
     @bp.post("/families")
+    @document("Record a family; the caller's agency becomes involved", body=FamilyIn,
+              answer=FamilyRef, status=201, headers=("Location",))
     @allow(*CASEWORK)
     def create_family() -> tuple[Response, int, dict[str, str]]:
         rt = runtime()
@@ -31,6 +35,8 @@ def register(bp: Blueprint) -> None:
         return jsonify(created), 201, {"Location": location}
 
     @bp.get("/families")
+    @document("Find visible families by whole name and/or birth date", query=SearchArgs,
+              answer=FamilyRef, many=True)
     @allow(*CASEWORK)
     def search() -> Response:
         args = load(SearchArgs(), request.args.to_dict())
@@ -41,6 +47,8 @@ def register(bp: Blueprint) -> None:
         return jsonify(found)
 
     @bp.get("/families/<id:family_id>")
+    @document("The shared record, as the caller's agency may see it",
+              answer=SharedRecord)
     @allow(*CASEWORK)
     def family(family_id: str) -> Response:
         rt = runtime()
@@ -48,6 +56,7 @@ def register(bp: Blueprint) -> None:
         return jsonify(record.body)
 
     @bp.post("/families/<id:family_id>/entries")
+    @document("Write an entry", body=EntryIn, answer=EntryWritten, status=201)
     @allow(*CASEWORK)
     def write_entry(family_id: str) -> tuple[Response, int]:
         rt = runtime()
@@ -60,6 +69,8 @@ def register(bp: Blueprint) -> None:
         return jsonify(entry), 201
 
     @bp.post("/families/<id:family_id>/involvements")
+    @document("Refer the family to another agency", body=ReferralIn,
+              answer=InvolvementOut, status=201, conflicts=True)
     @allow(Role.COORDINATOR)
     def refer(family_id: str) -> tuple[Response, int]:
         rt = runtime()
@@ -73,6 +84,8 @@ def register(bp: Blueprint) -> None:
         return jsonify(involvement), 201
 
     @bp.patch("/families/<id:family_id>/involvements/<id:agency_id>")
+    @document("Close, or name the contact worker of, the caller's agency's involvement",
+              body=InvolvementPatch, answer=InvolvementOut, conflicts=True)
     @allow(Role.COORDINATOR)
     def update_involvement(family_id: str, agency_id: str) -> Response:
         rt = runtime()
@@ -84,6 +97,7 @@ def register(bp: Blueprint) -> None:
         return jsonify(involvement)
 
     @bp.delete("/families/<id:family_id>")
+    @document("Erase a family by destroying its key", body=ErasureIn, status=204)
     @allow(Role.ADMIN)
     def erase(family_id: str) -> tuple[str, int]:
         data = load(ErasureIn(), body(),

@@ -1,0 +1,192 @@
+"""Marshmallow schemas of what the API answers: the 2xx bodies and the
+problem+json of every failure.
+
+They describe answers for the OpenAPI document (`coordination.api.openapi`);
+`make test` holds the live server to them (schemathesis checks every answer
+against its schema). Request bodies are validated, and described, by
+`coordination.schemas`. An answer schema lists every key the answer may hold
+(others are refused by the document: `additionalProperties: false`), and
+marks `required` the keys it always holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields
+
+from audit.model import Action, Outcome
+
+TIME = {"format": "date-time", "description": "UTC, ISO 8601 ending in Z"}
+
+
+def _str(**kw: Any) -> fields.String:
+    return fields.String(required=True, **kw)
+
+
+def _maybe_str(**kw: Any) -> fields.String:
+    return fields.String(required=True, allow_none=True, **kw)
+
+
+def _strings(**kw: Any) -> fields.List:
+    return fields.List(fields.String(), required=True, **kw)
+
+
+class Problem(Schema):
+    """application/problem+json (RFC 9457), the answer of every failure."""
+
+    type = _str(metadata={"pattern": "^urn:onestory:problem:",
+                          "description": "urn:onestory:problem:<slug>"})
+    title = _str()
+    status = fields.Integer(required=True)
+    detail = _str()
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         required=True,
+                         metadata={"description": "each bad key with its messages; may be empty"})
+
+
+class AgencyOut(Schema):
+    id = _str()
+    name = _str()
+    kind = _str()
+    minimal_data = fields.Boolean(required=True)
+
+
+class FieldOut(Schema):
+    id = _str()
+    label = _str()
+    description = _str()
+
+
+class FamilyRef(Schema):
+    """A family as created or found: its id and display name."""
+
+    id = _str()
+    display_name = _str()
+
+
+class MemberOut(Schema):
+    name = _str()
+    relation = _str()
+    birth_date = fields.String(metadata={"format": "date"})
+
+
+class EntryOut(Schema):
+    id = _str()
+    agency = _str()
+    author = _str()
+    written_at = _str(metadata=TIME)
+    value = _str()
+
+
+class EntryWritten(EntryOut):
+    field = _str()
+
+
+class InvolvementOut(Schema):
+    agency = _str()
+    status = _str(metadata={"enum": ["active", "closed"]})
+    since = _str(metadata={"format": "date"})
+    contact_worker = _maybe_str()
+
+
+class SharedRecord(Schema):
+    """The record as the caller's agency may see it (see README, "the shared record")."""
+
+    id = _str()
+    display_name = _str()
+    birth_date = fields.String(metadata={"format": "date", "description": "with `household`"})
+    languages = fields.List(fields.String(), metadata={"description": "with `household`"})
+    members = fields.List(fields.Nested(MemberOut), metadata={"description": "with `household`"})
+    address = fields.String(metadata={"description": "with `contact`"})
+    national_id = fields.String(metadata={"description": "to the recording agency only"})
+    fields_ = fields.Dict(keys=fields.String(), values=fields.List(fields.Nested(EntryOut)),
+                          required=True, data_key="fields")
+    partial_ = _strings(data_key="partial")
+    withheld = _strings()
+    involvements = fields.List(fields.Nested(InvolvementOut),
+                               metadata={"description": "when `involvement` is visible"})
+
+
+class Receipt(Schema):
+    code = _str()
+    pin = _str()
+
+
+class ConsentForm(Schema):
+    version = fields.Integer(required=True)
+    signed_by = _str()
+    signed_on = _str(metadata={"format": "date"})
+    recorded_at = _str(metadata=TIME)
+    method = _str()
+    witness = _maybe_str()
+    interpreter_language = _maybe_str()
+    purpose = _str()
+    legal_basis = _str()
+    valid_until = _str(metadata={"format": "date"})
+    in_force = fields.Boolean(required=True)
+    grants = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         required=True, metadata={"description": "agency -> its fields"})
+    receipt = fields.Nested(Receipt, metadata={
+        "description": "only in the answer that issued it (the first form, or reissue_pin)"})
+
+
+class ConsentVersion(ConsentForm):
+    change = _str()
+    changed_by = _str()
+
+
+class AccessLogItem(Schema):
+    seq = fields.Integer(required=True)
+    at = _str(metadata=TIME)
+    agency = _maybe_str()
+    agency_name = _maybe_str()
+    role = _maybe_str()
+    what = _str()
+    action = _str()
+    refused = fields.Boolean(required=True)
+    fields_shown = _strings()
+    fields_withheld = _strings()
+    hidden_from_family = fields.Boolean(metadata={"description": "shown to staff only"})
+
+
+class HiddenOut(Schema):
+    seq = fields.Integer(required=True)
+    hidden_from_family = fields.Boolean(required=True)
+
+
+class FamilySessionOut(Schema):
+    token = _str()
+    family_id = _str()
+    expires_at = _str(metadata=TIME)
+
+
+class AuditItem(Schema):
+    seq = fields.Integer(required=True)
+    at = _str()
+    action = _str(metadata={"enum": [a.value for a in Action]})
+    outcome = _str(metadata={"enum": [o.value for o in Outcome]})
+    actor = _maybe_str()
+    agency = _maybe_str()
+    role = _maybe_str()
+    family = _maybe_str()
+    reason = _maybe_str()
+    fields_shown = _strings()
+    fields_withheld = _strings()
+    detail = fields.Dict(required=True)
+    request_id = _maybe_str()
+    hash = _str()
+    hidden_from_family = fields.Boolean(required=True)
+
+
+class AuditPage(Schema):
+    items = fields.List(fields.Nested(AuditItem), required=True)
+    next_cursor = _maybe_str(metadata={"description": "pass as `cursor` for the next page"})
+
+
+class AuditVerification(Schema):
+    ok = fields.Boolean(required=True)
+    entries = fields.Integer(required=True)
+    head = _str()
+    first_bad = fields.Integer(required=True, allow_none=True)
+    problem = _maybe_str()

@@ -1,0 +1,208 @@
+"""The OpenAPI 3.1 document of every /api/v1 route, built with apispec from
+the very marshmallow schemas that validate each request.
+
+**Documenting a route** (a route without it fails
+tests/functional/test_openapi.py): put `@document(...)` right under its
+`@bp.<method>(...)` line, naming
+
+- `body=` / `query=`: the schema class its view passes to `load()` (the same
+  class: `load()` refuses any other on a documented route, so the document
+  cannot drift from the validation);
+- `answer=`: the schema of its 2xx body (`coordination.api.answers`) and
+  `status=` (default 200; 204 with no answer);
+- `conflicts=True` when its service can answer 409, `throttled=True` for 429.
+
+Everything else follows from the route itself: 401 and 403 for every route
+that takes a token, 404 for one with ids in its path, 400 and 413 for one
+that reads a body, 422 for one that validates a body or a query, 503 for
+every route that uses the database. Then list the route's failures that a
+schemathesis check cannot expect in tests/functional/schemathesis.toml.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Flask, Response, current_app, jsonify
+from marshmallow import Schema
+
+from coordination.api.answers import Problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+OPENAPI_VERSION = "3.1.0"
+PREFIX = "/api/v1"
+PROBLEM = "application/problem+json"
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Path converters (coordination.api.IdConverter and werkzeug's int) as schemas.
+CONVERTERS: dict[str, dict[str, Any]] = {
+    "id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+    "int": {"type": "integer", "minimum": 0},
+}
+RULE_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
+
+WHY = {
+    400: "The body is not JSON, or not a JSON object.",
+    401: "No token, or an unknown, expired or revoked one.",
+    403: "The caller's role may not use this route, or the caller may not do this act.",
+    404: "Not found: the family does not exist or is not visible to the caller "
+         "(the two answers are identical).",
+    409: "The act conflicts with the current state; `detail` says how.",
+    413: "The body is over 64 KiB.",
+    422: "A value is invalid or a key is unknown; `errors` names each one.",
+    429: "Too many wrong attempts: try again after `Retry-After` seconds.",
+    503: "The database stayed busy (with `Retry-After`), or the audit log or stored "
+         "data could not be used: nothing was done and no data is returned.",
+}
+RETRY_AFTER = {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 0}}
+
+
+@dataclass(frozen=True)
+class Doc:
+    """How one route is documented (see the module docstring)."""
+
+    summary: str
+    body: type[Schema] | None = None
+    query: type[Schema] | None = None
+    answer: type[Schema] | dict[str, Any] | None = None
+    many: bool = False
+    status: int = 200
+    conflicts: bool = False
+    throttled: bool = False
+    token: bool = True
+    database: bool = True
+    headers: tuple[str, ...] = ()
+
+    def validates_with(self, schema: Schema) -> bool:
+        return type(schema) in (self.body, self.query)
+
+
+def document(summary: str, **how: Any) -> Callable[[F], F]:
+    """Attach a route's documentation to its view (`Doc`'s fields)."""
+
+    def mark(view: F) -> F:
+        view.openapi = Doc(summary, **how)  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def doc_of(view: Callable[..., Any] | None) -> Doc | None:
+    found: Doc | None = getattr(view, "openapi", None)
+    return found
+
+
+def api_rules(app: Flask) -> list[tuple[str, str, str]]:
+    """Every (method, rule, endpoint) under /api/v1."""
+    return sorted(
+        (method, rule.rule, rule.endpoint)
+        for rule in app.url_map.iter_rules() if rule.rule.startswith(PREFIX)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    )
+
+
+def openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
+    """A werkzeug rule as an OpenAPI path and its path parameters."""
+    parameters = [
+        {"in": "path", "name": m["name"], "required": True,
+         "schema": dict(CONVERTERS[m["converter"] or "id"])}
+        for m in RULE_ARGUMENT.finditer(rule)
+    ]
+    return RULE_ARGUMENT.sub(lambda m: "{" + m["name"] + "}", rule), parameters
+
+
+def _failures(doc: Doc, method: str, has_path_ids: bool) -> list[int]:
+    statuses = set()
+    if method in BODY_METHODS:
+        statuses |= {400, 413}
+    if doc.token:
+        statuses |= {401, 403}
+    if has_path_ids:
+        statuses.add(404)
+    if doc.body or doc.query:
+        statuses.add(422)
+    if doc.conflicts:
+        statuses.add(409)
+    if doc.throttled:
+        statuses.add(429)
+    if doc.database:
+        statuses.add(503)
+    return sorted(statuses)
+
+
+def _operation(doc: Doc, method: str, endpoint: str, path_parameters: list[dict[str, Any]]
+               ) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": endpoint.removeprefix("api."),
+                                 "summary": doc.summary, "parameters": list(path_parameters)}
+    if not doc.token:
+        operation["security"] = []
+    if doc.query:
+        operation["parameters"].append({"in": "query", "schema": doc.query})
+    if doc.body:
+        operation["requestBody"] = {"required": True,
+                                    "content": {"application/json": {"schema": doc.body}}}
+    elif method in BODY_METHODS:
+        operation["requestBody"] = {"required": False, "content": {"application/json": {
+            "schema": {"type": "object", "additionalProperties": False}}}}
+    answer: dict[str, Any] = {"description": doc.summary}
+    if doc.answer is not None:
+        schema: Any = doc.answer
+        if doc.many:
+            schema = {"type": "array", "items": doc.answer}
+        answer["content"] = {"application/json": {"schema": schema}}
+    if doc.headers:
+        answer["headers"] = {name: {"required": True, "schema": {"type": "string"}}
+                             for name in doc.headers}
+    responses: dict[str, Any] = {str(doc.status): answer}
+    for status in _failures(doc, method, bool(path_parameters)):
+        failure: dict[str, Any] = {"description": WHY[status],
+                                   "content": {PROBLEM: {"schema": "Problem"}}}
+        if status == 401:
+            failure["headers"] = {"WWW-Authenticate": {"required": True,
+                                                       "schema": {"type": "string"}}}
+        elif status == 429:
+            failure["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
+        elif status == 503:
+            failure["headers"] = {"Retry-After": RETRY_AFTER}
+        responses[str(status)] = failure
+    operation["responses"] = responses
+    return operation
+
+
+def build(app: Flask) -> dict[str, Any]:
+    """The document of every documented /api/v1 rule of `app`."""
+    spec = APISpec(
+        title="OneStory API", version="1", openapi_version=OPENAPI_VERSION,
+        plugins=[MarshmallowPlugin()],
+        info={"description": "Case coordination around one joint consent form per family. "
+                             "Every failure is application/problem+json."},
+        security=[{"bearer": []}],
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.schema("Problem", schema=Problem)
+    operations: dict[str, dict[str, Any]] = {}
+    for method, rule, endpoint in api_rules(app):
+        doc = doc_of(app.view_functions[endpoint])
+        if doc is None:
+            continue
+        path, path_parameters = openapi_path(rule)
+        operations.setdefault(path, {})[method.lower()] = _operation(
+            doc, method, endpoint, path_parameters)
+    for path in sorted(operations):
+        spec.path(path=path, operations=operations[path])
+    return spec.to_dict()
+
+
+def register(bp: Blueprint) -> None:
+    @bp.get("/openapi.json")
+    @document("This document", answer={"type": "object"}, token=False, database=False)
+    def openapi_document() -> Response:
+        # Built once per application, on first request: the routes are fixed by then.
+        built = current_app.extensions.get("onestory.openapi")
+        if built is None:
+            built = current_app.extensions["onestory.openapi"] = build(current_app)
+        return jsonify(built)
