@@ -23,11 +23,12 @@ LANGUAGE_ERROR = "a language code such as 'tr', 'ar' or 'nb'"
 # `$`, not `\Z`: the pattern is also the OpenAPI document's, and JSON Schema's
 # regular expressions (ECMA-262) have no `\Z`; `_one_line` refuses the final
 # newline that Python's `$` lets through.
-LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", error=LANGUAGE_ERROR)
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+LANGUAGE = validate.Regexp(LANGUAGE_CODE, error=LANGUAGE_ERROR)
 
 
 def _one_line(value: str) -> None:
-    if "\n" in value and LANGUAGE.regex.match(value) is not None:
+    if "\n" in value and LANGUAGE_CODE.match(value) is not None:
         raise ValidationError(LANGUAGE_ERROR)
 
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
