@@ -85,7 +85,7 @@ def register(bp: Blueprint) -> None:
     @bp.post("/family/session")
     @document("The family opens a short session with its receipt code and PIN",
               body=FamilySessionIn, answer=FamilySessionOut, status=201, token=False,
-              throttled=True)
+              signs_in=True)
     def family_session() -> tuple[Response, int]:
         data = load(FamilySessionIn(), body())
         rt = runtime()

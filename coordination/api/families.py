@@ -97,7 +97,8 @@ def register(bp: Blueprint) -> None:
         return jsonify(involvement)
 
     @bp.delete("/families/<id:family_id>")
-    @document("Erase a family by destroying its key", body=ErasureIn, status=204)
+    @document("Erase a family by destroying its key", body=ErasureIn, status=204,
+              conflicts=True)
     @allow(Role.ADMIN)
     def erase(family_id: str) -> tuple[str, int]:
         data = load(ErasureIn(), body(),

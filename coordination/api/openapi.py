@@ -10,7 +10,9 @@ tests/functional/test_openapi.py): put `@document(...)` right under its
   cannot drift from the validation);
 - `answer=`: the schema of its 2xx body (`coordination.api.answers`) and
   `status=` (default 200; 204 with no answer);
-- `conflicts=True` when its service can answer 409, `throttled=True` for 429.
+- `conflicts=True` when its service can answer 409; `signs_in=True` for a
+  route that checks credentials in its body (401 for wrong ones, 429 when
+  slowed down).
 
 Everything else follows from the route itself: 401 and 403 for every route
 that takes a token, 404 for one with ids in its path, 400 and 413 for one
@@ -58,6 +60,8 @@ WHY = {
     503: "The database stayed busy (with `Retry-After`), or the audit log or stored "
          "data could not be used: nothing was done and no data is returned.",
 }
+SIGN_IN_REFUSED = ("The credentials do not match (a real and an unknown receipt code "
+                   "answer alike).")
 RETRY_AFTER = {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 0}}
 
 
@@ -72,7 +76,7 @@ class Doc:
     many: bool = False
     status: int = 200
     conflicts: bool = False
-    throttled: bool = False
+    signs_in: bool = False
     token: bool = True
     database: bool = True
     headers: tuple[str, ...] = ()
@@ -127,8 +131,8 @@ def _failures(doc: Doc, method: str, has_path_ids: bool) -> list[int]:
         statuses.add(422)
     if doc.conflicts:
         statuses.add(409)
-    if doc.throttled:
-        statuses.add(429)
+    if doc.signs_in:
+        statuses |= {401, 429}
     if doc.database:
         statuses.add(503)
     return sorted(statuses)
@@ -159,7 +163,8 @@ def _operation(doc: Doc, method: str, endpoint: str, path_parameters: list[dict[
                              for name in doc.headers}
     responses: dict[str, Any] = {str(doc.status): answer}
     for status in _failures(doc, method, bool(path_parameters)):
-        failure: dict[str, Any] = {"description": WHY[status],
+        why = SIGN_IN_REFUSED if status == 401 and doc.signs_in else WHY[status]
+        failure: dict[str, Any] = {"description": why,
                                    "content": {PROBLEM: {"schema": "Problem"}}}
         if status == 401:
             failure["headers"] = {"WWW-Authenticate": {"required": True,

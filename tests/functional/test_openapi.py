@@ -112,7 +112,7 @@ def test_answers_errors_and_security(api: Api) -> None:
     paths = doc["paths"]
     session = paths["/api/v1/family/session"]["post"]
     assert session["security"] == []
-    assert sorted(session["responses"]) == ["201", "400", "413", "422", "429", "503"]
+    assert sorted(session["responses"]) == ["201", "400", "401", "413", "422", "429", "503"]
     assert session["responses"]["429"]["headers"]["Retry-After"]["required"] is True
     assert paths["/api/v1/openapi.json"]["get"]["security"] == []
     assert sorted(paths["/api/v1/openapi.json"]["get"]["responses"]) == ["200"]
@@ -122,6 +122,7 @@ def test_answers_errors_and_security(api: Api) -> None:
         "$ref": "#/components/schemas/ConsentForm"}
     erase = paths["/api/v1/families/{family_id}"]["delete"]["responses"]
     assert "content" not in erase["204"]
+    assert "409" in erase  # a second erasure of the same family
     assert sorted(paths["/api/v1/agencies"]["get"]["responses"]) == ["200", "401", "403",
                                                                      "503"]
     for path, operations in paths.items():
