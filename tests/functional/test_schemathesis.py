@@ -124,14 +124,15 @@ class Outcome:
 
 
 def fuzz(live: Live, token: str, operations: list[str], family: str,
-         agency: str = "health-centre") -> Outcome:
-    """One schemathesis run over `operations` with `token`; fails on any finding."""
+         agency: str = "health-centre", document: str | None = None) -> Outcome:
+    """One schemathesis run over `operations` with `token`; fails on any finding.
+    `document`: another document than the server's (a file)."""
     env = clean_env(live.workdir, ONESTORY_FUZZ_TOKEN=token, ONESTORY_FUZZ_FAMILY=family,
                     ONESTORY_FUZZ_AGENCY=agency, NO_COLOR="1")
     started = time.monotonic()
     result = subprocess.run(
         [*schemathesis_command(), "--config-file", str(CONFIG), "run",
-         f"{live.base}/api/v1/openapi.json", "--url", live.base,
+         document or f"{live.base}/api/v1/openapi.json", "--url", live.base,
          "--include-operation-id-regex", f"^({'|'.join(operations)})$"],
         env=env, cwd=live.workdir, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     seconds = time.monotonic() - started
@@ -149,6 +150,19 @@ def fuzz(live: Live, token: str, operations: list[str], family: str,
 
 
 STAFF_READS = ["agencies", "fields"]
+
+
+def test_an_answer_the_document_does_not_describe_fails_the_run(live: Live) -> None:
+    status, doc = _call(live.base, "GET", "/api/v1/openapi.json")
+    assert status == 200
+    doc["components"]["schemas"]["AgencyOut"]["properties"]["minimal_data"] = {
+        "type": "string"}  # the server answers a boolean
+    broken = live.workdir / "broken-openapi.json"
+    broken.write_text(json.dumps(doc))
+    with pytest.raises(AssertionError) as failed:
+        fuzz(live, live.tokens["nurse1"], ["agencies"], live.family, document=str(broken))
+    assert "Response violates schema" in str(failed.value)
+    assert 'false is not of type "string"' in str(failed.value)
 
 
 def test_practitioner(live: Live) -> None:
