@@ -110,8 +110,10 @@ def _classify(exc: Exception
         code = exc.code or 500
         if code == 413:
             return 413, "too-large", "Request body too large", "the body is over 64 KiB", None, {}
+        # Keep what the answer owes its client: a 405's `Allow` (RFC 9110).
+        kept = {k: v for k, v in exc.get_headers() if k == "Allow"}
         return (code, exc.name.lower().replace(" ", "-"), exc.name,
-                exc.description or exc.name, None, {})
+                exc.description or exc.name, None, kept)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return 500, "internal", "Internal error", "something went wrong; nothing was changed", None, {}
 

@@ -132,3 +132,12 @@ def test_answers_errors_and_security(api: Api) -> None:
                     assert answer["content"] == {"application/problem+json": {
                         "schema": problem}}, (method, path, status)
                     assert answer["description"]
+
+
+def test_a_method_a_route_does_not_take_is_405_naming_those_it_does(api: Api) -> None:
+    """Found by schemathesis (unsupported_method): the 405 had no `Allow`."""
+    response = api.call("DELETE", "/api/v1/agencies", "nurse1")
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert response.get_json()["status"] == 405
