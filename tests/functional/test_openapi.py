@@ -115,7 +115,7 @@ def test_answers_errors_and_security(api: Api) -> None:
     assert sorted(session["responses"]) == ["201", "400", "401", "413", "422", "429", "503"]
     assert session["responses"]["429"]["headers"]["Retry-After"]["required"] is True
     assert paths["/api/v1/openapi.json"]["get"]["security"] == []
-    assert sorted(paths["/api/v1/openapi.json"]["get"]["responses"]) == ["200"]
+    assert sorted(paths["/api/v1/openapi.json"]["get"]["responses"]) == ["200", "413"]
     put = paths["/api/v1/families/{family_id}/consent"]["put"]["responses"]
     assert sorted(put) == ["201", "400", "401", "403", "404", "409", "413", "422", "503"]
     assert put["201"]["content"]["application/json"]["schema"] == {
@@ -124,7 +124,7 @@ def test_answers_errors_and_security(api: Api) -> None:
     assert "content" not in erase["204"]
     assert "409" in erase  # a second erasure of the same family
     assert sorted(paths["/api/v1/agencies"]["get"]["responses"]) == ["200", "401", "403",
-                                                                     "503"]
+                                                                     "413", "503"]
     for path, operations in paths.items():
         for method, operation in operations.items():
             for status, answer in operation["responses"].items():
@@ -141,3 +141,11 @@ def test_a_method_a_route_does_not_take_is_405_naming_those_it_does(api: Api) ->
     assert response.mimetype == "application/problem+json"
     assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
     assert response.get_json()["status"] == 405
+
+
+def test_any_request_over_the_limit_is_413_as_documented(api: Api) -> None:
+    doc = api.get(DOCUMENT).get_json()
+    response = api.call("GET", DOCUMENT, data=b"x" * 70_000)
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert "413" in doc["paths"]["/api/v1/openapi.json"]["get"]["responses"]
