@@ -149,3 +149,29 @@ def test_any_request_over_the_limit_is_413_as_documented(api: Api) -> None:
     assert response.status_code == 413
     assert response.mimetype == "application/problem+json"
     assert "413" in doc["paths"]["/api/v1/openapi.json"]["get"]["responses"]
+
+
+def _patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return found + [p for value in node.values() for p in _patterns(value)]
+    if isinstance(node, list):
+        return [p for value in node for p in _patterns(value)]
+    return []
+
+
+def test_patterns_are_json_schema_regular_expressions(api: Api) -> None:
+    """JSON Schema's patterns are ECMA-262: no Python-only `\\Z`, `\\A` or `(?P<`."""
+    patterns = _patterns(api.get(DOCUMENT).get_json())
+    assert r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$" in patterns
+    for pattern in patterns:
+        assert not any(python_only in pattern for python_only in (r"\Z", r"\A", "(?P<")), pattern
+    # `$` lets a final newline through in Python; the schema still refuses it.
+    for bad in (["tr\n"], ["x\n"]):
+        response = api.post("/api/v1/families", "nurse1",
+                             json={"display_name": "A", "languages": bad})
+        assert response.status_code == 422
+        assert response.get_json()["errors"] == {
+            "languages.0": ["a language code such as 'tr', 'ar' or 'nb'"]}
+    assert api.post("/api/v1/families", "nurse1",
+                    json={"display_name": "A", "languages": ["tr", "nb-NO"]}).status_code == 201
