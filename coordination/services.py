@@ -565,7 +565,7 @@ def refer(
     # Consent first: whether another agency is involved is itself shared
     # information, so a referral the family has not agreed to reveals nothing.
     if not consent.decide(view.form, agency_id, INVOLVEMENT, now):
-        raise Conflict(str(NotAgreedToKnow(agency_id)))
+        raise Conflict(str(NotAgreedToKnow(agency_id)), reason="not_agreed")
     if view.involved(agency_id):
         raise Conflict(f"agency '{agency_id}' is already involved with this family")
     existing = next((i for i in view.involvements if i.agency_id == agency_id), None)
