@@ -456,6 +456,9 @@ def test_409_refusal_of_a_family_act_is_recorded(app: Flask, api: Api, case: Cas
     expect(one_entry_after(app, before), action="request.denied", family_id=case.id,
            reason="conflict")
     assert_no_values(app)
+    # Not a look: the family's "who looked" leaves both out.
+    looked = api.get(f"/api/v1/families/{case.id}/access-log", family_token(api, case))
+    assert not [row for row in looked.get_json() if row["action"] == "request.denied"]
 
 
 def test_409_refusal_on_a_staff_page_is_recorded(app: Flask, api: Api, case: Case) -> None:
