@@ -49,7 +49,14 @@ class MinimalDataViolation(InvalidInput):
 
 
 class Conflict(OneStoryError):
-    """The act conflicts with the current state; the message says how."""
+    """The act conflicts with the current state; the message says how.
+
+    `reason` is a code for the audit log (`not_agreed`: the family has not
+    agreed to what the act needs; else `conflict`)."""
+
+    def __init__(self, message: str, reason: str = "conflict") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Throttled(OneStoryError):

@@ -565,7 +565,7 @@ def refer(
     # Consent first: whether another agency is involved is itself shared
     # information, so a referral the family has not agreed to reveals nothing.
     if not consent.decide(view.form, agency_id, INVOLVEMENT, now):
-        raise Conflict(str(NotAgreedToKnow(agency_id)))
+        raise Conflict(str(NotAgreedToKnow(agency_id)), reason="not_agreed")
     if view.involved(agency_id):
         raise Conflict(f"agency '{agency_id}' is already involved with this family")
     existing = next((i for i in view.involvements if i.agency_id == agency_id), None)
@@ -847,6 +847,13 @@ FAMILY_LOG_ACTIONS = {
 }
 
 
+def _refused_for_state(entry: AuditEntry) -> bool:
+    """A request refused because it did not fit the family's state (409: a
+    referral the family had not agreed to): on the auditors' log, but not a
+    look, so not in "who looked"."""
+    return entry.action == Action.REQUEST_DENIED and entry.reason in {"not_agreed", "conflict"}
+
+
 def _split(names: str | None) -> list[str]:
     return names.split(",") if names else []
 
@@ -861,7 +868,7 @@ def access_log(
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
     rows = [r for r in audit_log.family_entries(session, family_id, list(FAMILY_LOG_ACTIONS))
-            if r.actor != "family"]
+            if r.actor != "family" and not _refused_for_state(r)]
     hidden = audit_log.hidden_seqs(session, [r.seq for r in rows])
     names = {a.id: a.name for a in agencies(session)}
     out = []

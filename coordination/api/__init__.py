@@ -30,7 +30,6 @@ from coordination.errors import (
     FamilyNotFound,
     InvalidInput,
     NotAuthenticated,
-    NotPermitted,
     RoleNotPermitted,
 )
 from coordination.roles import Role
@@ -136,21 +135,25 @@ def _authenticate() -> Actor:
 
 
 def record_denial(exc: Exception) -> None:
-    """Put a refused request on record, in a transaction of its own (the
-    act's was rolled back). Failing to record a refusal still refuses."""
+    """Put a refused request (401, 403, 404, 409) on record, in a transaction
+    of its own (the act's was rolled back). Failing to record a refusal
+    still refuses.
+
+    A refusal of an act on a family carries the id asked for as its family
+    id, whatever refused it (role, visibility, entitlement, state), so that
+    the log filtered by family shows every one; the caller's answer stays
+    the same whether or not a family has that id. Only a caller without a
+    valid credential (401) keeps the id in the detail: anyone could send
+    those, and they would otherwise reach the family's "who looked"."""
     if request.blueprint not in DENIAL_BLUEPRINTS or request.endpoint in NO_TOKEN_ENDPOINTS:
         return  # the family's sign-in records its own failures
     who: Actor | None = g.get("actor")
     reason = {NotAuthenticated: "unauthenticated", RoleNotPermitted: "role"}.get(
         type(exc), getattr(exc, "reason", "not_permitted"))
-    # Only a refusal about a family that exists goes on that family's record
-    # (and so into what the family is shown); other ids stay in the detail.
-    path_family = (request.view_args or {}).get("family_id")
-    family_id = None
-    if isinstance(exc, FamilyNotFound) and exc.reason != "absent":
-        family_id = exc.family_id
-    elif type(exc) is NotPermitted:
-        family_id = path_family
+    asked = (request.view_args or {}).get("family_id")
+    if isinstance(exc, FamilyNotFound) and exc.family_id:
+        asked = exc.family_id
+    family_id = asked if who is not None else None
     session = db()
     try:
         session.rollback()
@@ -159,8 +162,7 @@ def record_denial(exc: Exception) -> None:
             actor=who.label if who else None, agency_id=who.agency_id if who else None,
             role=who.role_name if who else None, family_id=family_id, reason=reason,
             detail={"route": request.endpoint or "", "method": request.method,
-                    **({"path_family": path_family}
-                       if path_family and path_family != family_id else {})},
+                    **({"path_family": asked} if asked and family_id is None else {})},
             request_id=g.get("request_id")), runtime().now())
         session.commit()
     except Exception:  # noqa: BLE001 - the refusal stands either way

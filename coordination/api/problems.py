@@ -65,7 +65,8 @@ def problem(
     return response
 
 
-DENIALS = (NotAuthenticated, RoleNotPermitted, FamilyNotFound, NotPermitted)
+# Refusals put on record (`coordination.api.record_denial`): 409s included.
+DENIALS = (NotAuthenticated, RoleNotPermitted, FamilyNotFound, NotPermitted, Conflict)
 
 
 def describe(exc: Exception) -> tuple[int, str, str, dict[str, str]]:

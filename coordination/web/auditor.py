@@ -54,9 +54,53 @@ ACTION_WORDS = {
     Action.AUDIT_EXPORT: "exported the audit log",
     Action.REQUEST_DENIED: "was refused",
 }
+# Why an entry came about, in words, by its reason code; `(action, code)`
+# where a code means something else for that action.
+REASON_WORDS: dict[str | tuple[str, str], str] = {
+    # refusals of requests (`request.denied`)
+    "unauthenticated": "no valid sign-in or token",
+    "role": "the person's role may not do this",
+    "absent": "no family has this id",
+    "not_visible": "the family is not shared with this agency",
+    "expired": "the family's consent form has expired",
+    "not_permitted": "this agency is not involved, or may not do this",
+    "not_agreed": "the family has not agreed to it on its consent form",
+    "conflict": "it did not fit the family's current state",
+    # failed sign-ins (`login.failed`)
+    "wrong_password": "wrong password",
+    "unknown_user": "no such user",
+    "inactive": "the account is deactivated",
+    "locked_out": "locked after too many failed sign-ins",
+    "unknown_subject": "no OneStory account is linked to this sign-in at the agency",
+    "provider_unreachable": "the agency's sign-in service could not be reached",
+    "provider": "the agency's sign-in service gave an answer that was refused",
+    "wrong_code_or_pin": "wrong receipt code or PIN",
+    "slowed_down": "slowed down after wrong PINs",
+    # other acts
+    ("logout", "idle"): "the session ended after being idle",
+    ("logout", "expired"): "the session reached its time limit",
+    "nothing_to_revoke": "nothing was left to revoke",
+    "requested": "erasure requested",
+    "completed": "erasure completed",
+}
+
+
+def reason_words(action: str, reason: str | None) -> str | None:
+    """An entry's reason code in words; None when there is no reason, and the
+    code itself for one this page does not know."""
+    if not reason:
+        return None
+    code, _, rest = reason.partition(":")  # provider:<what the provider said>
+    words = REASON_WORDS.get((action, reason)) or REASON_WORDS.get(code)
+    if words is None:
+        return reason
+    return f"{words} ({rest})" if rest else words
+
+
 OUTCOMES = [(Outcome.OK.value, "ok (allowed)"), (Outcome.DENIED.value, "denied (refused)")]
 CSV_COLUMNS = ("seq", "time_utc", "action", "outcome", "notes", "actor", "role", "agency",
-               "family", "reason", "fields_shown", "fields_withheld", "detail", "request_id")
+               "family", "reason", "reason_in_words", "fields_shown", "fields_withheld",
+               "detail", "request_id")
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -134,7 +178,8 @@ def csv_rows(export: auditing.Export) -> Iterator[str]:
             ["hidden from the family"] if entry.hidden_from_family else [])
         yield line([entry.seq, entry.at, entry.action, entry.outcome, "; ".join(notes),
                     entry.actor, entry.role, entry.agency_id, entry.family_id, entry.reason,
-                    ",".join(entry.shown), ",".join(entry.withheld),
+                    reason_words(entry.action, entry.reason), ",".join(entry.shown),
+                    ",".join(entry.withheld),
                     json.dumps(entry.detail, sort_keys=True, ensure_ascii=False)
                     if entry.detail else "", entry.request_id])
 
@@ -153,6 +198,7 @@ def _log_page(given: dict[str, str], errors: dict[str, list[str]],
         outcomes=OUTCOMES, rules=Rules(), export_cap=auditing.EXPORT_CAP,
         older_url=older, newest_url=newest,
         export_url=url_for("auditor.export", **filters), detail_words=detail_words,
+        reason_words=reason_words,
     ), 422 if errors else 200
 
 

@@ -162,11 +162,14 @@ def create_blueprint() -> Blueprint:
         issuer = str(found.oidc_issuer)
         try:
             # authlib checks state, exchanges the code with the PKCE verifier and
-            # validates the ID token (signature, audience, nonce, expiry); the
-            # issuer must be the one configured for the agency, not merely the
-            # one the provider's discovery document names.
-            token = _oauth_client(found).authorize_access_token(
-                claims_options={"iss": {"essential": True, "value": issuer}})
+            # validates the ID token (signature, nonce, expiry); the issuer must
+            # be the one configured for the agency, not merely the one the
+            # provider's discovery document names, and the audience must be
+            # OneStory's client id (authlib on its own compares only `azp`, so
+            # a token for another client naming OneStory as `azp` would pass).
+            token = _oauth_client(found).authorize_access_token(claims_options={
+                "iss": {"essential": True, "value": issuer},
+                "aud": {"essential": True, "value": str(found.oidc_client_id)}})
             claims = token.get("userinfo")
             if not claims:
                 raise ValueError("no ID token")

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from consent.errors import NoConsentForm
 from coordination import services
 from coordination.actors import Actor
+from coordination.api import record_denial
 from coordination.errors import Conflict, InvalidInput
 from coordination.model import FieldDef
 from coordination.roles import Role
@@ -150,6 +151,7 @@ def create_blueprint() -> Blueprint:
             except InvalidInput as exc:
                 errors = exc.errors
             except Conflict as exc:
+                record_denial(exc)
                 errors = {"agency": [str(exc)]}
         if errors:
             services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
@@ -240,6 +242,7 @@ def create_blueprint() -> Blueprint:
         except InvalidInput as exc:
             return _grid_page(family_id, exc.errors, form, ticked, 422)
         except Conflict as exc:
+            record_denial(exc)
             return _grid_page(family_id, {"signed_on": [str(exc)]}, form, ticked, 409)
         session[FORM_KEYS] = [k for k in session.get(FORM_KEYS, []) if k != once]
         receipt = recorded.get("receipt")
@@ -279,6 +282,8 @@ def create_blueprint() -> Blueprint:
             form = services.revoke_consent(request_db(), rt.vault, me(), family_id, agency,
                                            field_id, rt.now())
         except (InvalidInput, Conflict) as exc:
+            if isinstance(exc, Conflict):
+                record_denial(exc)
             flash(str(exc) if isinstance(exc, Conflict) else
                   "; ".join(m for ms in exc.errors.values() for m in ms), "error")
             return redirect(url_for("staff.consent", family_id=family_id))

@@ -150,17 +150,19 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
 @pytest.fixture
 def oidc_provider(node_path: str) -> Iterator[Callable[..., OidcProvider]]:
     """start(redirect_uris, *, client_id="onestory", client_secret=None,
-    auth_method=None, host="127.0.0.1") -> OidcProvider: a real OpenID Connect
-    provider on a free loopback port, with one client; stopped at teardown."""
+    auth_method=None, host="127.0.0.1", misbehave=None) -> OidcProvider: a real
+    OpenID Connect provider on a free loopback port, with one client; stopped
+    at teardown. `misbehave` makes it hand out a wrong ID token (see
+    node/oidc_provider.mjs)."""
     started: list[OidcProvider] = []
 
     def start(redirect_uris: list[str], *, client_id: str = "onestory",
               client_secret: str | None = None, auth_method: str | None = None,
-              host: str = "127.0.0.1") -> OidcProvider:
+              host: str = "127.0.0.1", misbehave: str | None = None) -> OidcProvider:
         try:
             provider = start_provider(node_path, redirect_uris, client_id=client_id,
                                       client_secret=client_secret, auth_method=auth_method,
-                                      host=host)
+                                      host=host, misbehave=misbehave)
         except ProviderFailed as exc:
             pytest.fail(str(exc), pytrace=False)
         started.append(provider)

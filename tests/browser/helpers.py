@@ -224,9 +224,13 @@ class OidcProvider:
 
 def start_provider(node: str, redirect_uris: list[str], *, client_id: str = "onestory",
                    client_secret: str | None = None, auth_method: str | None = None,
-                   host: str = "127.0.0.1", port: int = 0) -> OidcProvider:
-    """Start the provider and wait for its READY line; ProviderFailed with its output if not."""
+                   host: str = "127.0.0.1", port: int = 0,
+                   misbehave: str | None = None) -> OidcProvider:
+    """Start the provider and wait for its READY line; ProviderFailed with its output if not.
+    `misbehave` (iss, aud, nonce, expired, signature) makes it hand out that wrong ID token."""
     cmd = [node, str(PROVIDER_SCRIPT), str(port), "--host", host, "--client-id", client_id]
+    if misbehave:
+        cmd += ["--misbehave", misbehave]
     for uri in redirect_uris:
         cmd += ["--redirect-uri", uri]
     if client_secret:

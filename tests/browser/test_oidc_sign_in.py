@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from coordination import accounts
+from coordination.model import Staff
 from tests.browser.helpers import OidcProvider, axe_check, provider_sign_in, screenshot
 from tests.conftest import Api
 
@@ -97,3 +98,60 @@ def test_replayed_callback_is_refused(page: Page, app: Flask,
     page.goto(callbacks[0])
     expect(page.get_by_role("alert")).to_contain_text("could not be completed")
     assert len(audit(app, "login")) == 1
+
+
+def sessions_of(app: Flask, username: str) -> int:
+    with app.extensions["onestory"].engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM web_sessions JOIN staff ON staff.id = web_sessions.staff_id "
+            "WHERE staff.username = :u"), {"u": username}).scalar_one())
+
+
+def test_deactivated_user_does_not_sign_in_through_the_provider(
+        page: Page, app: Flask, physio_provider: tuple[str, OidcProvider]) -> None:
+    """The provider still knows alice and vouches for her; OneStory does not
+    let the deactivated staff member linked to her in."""
+    base, _provider = physio_provider
+    with app.extensions["onestory"].sessions() as session:
+        session.execute(update(Staff).where(Staff.username == "physio1").values(active=False))
+        session.commit()
+    start(page, base)
+    provider_sign_in(page, "alice")
+    expect(page.get_by_role("alert")).to_contain_text("you have no OneStory account there")
+    page.goto(f"{base}/staff/")
+    expect(page).to_have_url(f"{base}/sign-in?next=/staff/")
+    (row,) = audit(app, "login.failed")
+    assert (row.actor, row.agency_id, row.reason) == ("physio1", "physio", "inactive")
+    assert audit(app, "login") == []
+    assert sessions_of(app, "physio1") == 0
+
+
+@pytest.mark.parametrize(("misbehave", "reason"), [
+    ("iss", "provider:invalid_claim"),  # issued by another issuer
+    ("aud", "provider:invalid_claim"),  # for another client
+    ("nonce", "provider:missing_claim"),  # the nonce not echoed
+    ("expired", "provider:expired_token"),
+    ("signature", "provider:bad_signature"),  # a key not in the provider's JWKS
+])
+def test_a_wrong_id_token_from_the_provider_is_refused_and_recorded(
+        page: Page, app: Flask, api: Api, live_server: Callable[..., str],
+        oidc_provider: Callable[..., OidcProvider], misbehave: str, reason: str) -> None:
+    """The real provider, made to hand out a wrong ID token at its token
+    endpoint: the sign-in is refused (401), on record, and opens no session."""
+    base = live_server()
+    provider = oidc_provider([f"{base}/sign-in/oidc/physio/callback"], misbehave=misbehave)
+    with app.extensions["onestory"].sessions() as session:
+        accounts.set_agency_provider(session, "physio", provider.issuer, provider.client_id)
+        accounts.link_provider_subject(session, "physio1", "alice")
+    start(page, base)
+    with page.expect_response(lambda r: "/sign-in/oidc/physio/callback" in r.url) as answer:
+        provider_sign_in(page, "alice")
+    assert answer.value.status == 401
+    expect(page.get_by_role("alert")).to_contain_text("Your agency's sign-in did not succeed")
+    assert f"MISBEHAVED {misbehave}" in provider.log()  # the provider did hand it out
+    (row,) = audit(app, "login.failed")
+    assert (row.actor, row.agency_id, row.reason) == (None, "physio", reason)
+    assert audit(app, "login") == []
+    assert sessions_of(app, "physio1") == 0
+    page.goto(f"{base}/staff/")
+    expect(page).to_have_url(f"{base}/sign-in?next=/staff/")

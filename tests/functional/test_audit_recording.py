@@ -370,9 +370,24 @@ def test_invisible_family_404_is_recorded_as_not_visible(
     expect(first, action="request.denied", outcome="denied", actor="ecec1", agency_id="ecec",
            role="practitioner", family_id=case.id, reason="not_visible",
            request_id="req-hidden")
-    expect(second, action="request.denied", outcome="denied", actor="ecec1", family_id=None,
-           reason="absent")
+    # Nothing in the answer tells the two apart; the log keeps the id asked for.
+    expect(second, action="request.denied", outcome="denied", actor="ecec1",
+           family_id="fam_does_not_exist", reason="absent")
     assert_no_values(app)
+
+
+def test_401_on_a_family_keeps_the_id_in_the_detail_only(app: Flask, api: Api,
+                                                          case: Case) -> None:
+    """Anyone can send a request without a valid token: it does not go on the
+    family's record (nor so into its "who looked"); the auditor finds the id
+    in the detail."""
+    before = last_seq(app)
+    response = api.get(f"/api/v1/families/{case.id}/access-log", "os_not-a-real-token")
+    assert response.status_code == 401
+    entry = one_entry_after(app, before)
+    expect(entry, action="request.denied", actor=None, family_id=None,
+           reason="unauthenticated")
+    assert json.loads(entry.detail or "{}")["path_family"] == case.id
 
 
 @pytest.mark.parametrize("header", [None, "Bearer os_not-a-real-token"])
@@ -394,13 +409,71 @@ def test_403_role_refusal_is_recorded(app: Flask, api: Api, case: Case) -> None:
     response = api.get(f"/api/v1/families/{case.id}", "auditor1", **rid("req-role"))
     assert response.status_code == 403
     entry = one_entry_after(app, before)
-    # A refusal before any family check does not go on the family's record
-    # (nor so into what the family is shown); the id asked for is in the detail.
+    # Refused for the role, before any look at the family: still an attempt
+    # on that family, and on its record.
     expect(entry, action="request.denied", outcome="denied",
-           actor="auditor1", agency_id="oversight", role="auditor", family_id=None,
+           actor="auditor1", agency_id="oversight", role="auditor", family_id=case.id,
            reason="role", request_id="req-role")
-    assert json.loads(entry.detail or "{}")["path_family"] == case.id
+    assert "path_family" not in json.loads(entry.detail or "{}")
     assert_no_values(app)
+
+
+def test_refused_who_looked_is_found_by_the_family_filter(app: Flask, api: Api,
+                                                         case: Case) -> None:
+    """A physiotherapist refused "Who looked" (a coordinator's page), on the
+    API and on the staff page: both are in the log filtered by that family."""
+    from tests.web import set_passwords, signed_in
+
+    set_passwords(app)
+    assert api.get(f"/api/v1/families/{case.id}/access-log", "physio1",
+                   **rid("req-api-look")).status_code == 403
+    page = signed_in(app, "physio1").get(f"/staff/families/{case.id}/access-log",
+                                         headers={"X-Request-ID": "req-web-look"})
+    assert page.status_code == 403
+    found = api.get("/api/v1/audit", "auditor1", query_string={
+        "family": case.id, "outcome": "denied"}).get_json()["items"]
+    assert {(i["actor"], i["reason"], i["request_id"]) for i in found} == {
+        ("physio1", "role", "req-api-look"), ("physio1", "role", "req-web-look")}
+
+
+def test_409_refusal_of_a_family_act_is_recorded(app: Flask, api: Api, case: Case) -> None:
+    """A referral the family has not agreed to (no involvement cell for the
+    agency referred to) is refused with 409, changes nothing, and is on record."""
+    before = last_seq(app)
+    response = api.post(f"/api/v1/families/{case.id}/involvements", "coord1",
+                        json={"agency": "ecec"}, **rid("req-refer"))
+    assert response.status_code == 409
+    expect(one_entry_after(app, before), action="request.denied", outcome="denied",
+           actor="coord1", agency_id="health-centre", role="coordinator",
+           family_id=case.id, reason="not_agreed", request_id="req-refer")
+    assert count(app, Involvement, Involvement.family_id == case.id) == 1
+    assert api.post(f"/api/v1/families/{case.id}/involvements", "coord1",
+                    json={"agency": "physio"}).status_code == 201
+    before = last_seq(app)
+    again = api.post(f"/api/v1/families/{case.id}/involvements", "coord1",
+                     json={"agency": "physio"})  # already involved
+    assert again.status_code == 409
+    expect(one_entry_after(app, before), action="request.denied", family_id=case.id,
+           reason="conflict")
+    assert_no_values(app)
+    # Not a look: the family's "who looked" leaves both out.
+    looked = api.get(f"/api/v1/families/{case.id}/access-log", family_token(api, case))
+    assert not [row for row in looked.get_json() if row["action"] == "request.denied"]
+
+
+def test_409_refusal_on_a_staff_page_is_recorded(app: Flask, api: Api, case: Case) -> None:
+    from tests.web import csrf_token, set_passwords, signed_in
+
+    set_passwords(app)
+    client = signed_in(app, "coord1")
+    token = csrf_token(client.get(f"/staff/families/{case.id}").get_data(as_text=True))
+    before = last_seq(app)
+    refused = client.post(f"/staff/families/{case.id}/referrals",
+                          data={"agency": "ecec", "csrf_token": token})
+    assert refused.status_code == 422  # the page with the reason, to correct
+    expect(one_entry_after(app, before), action="request.denied", outcome="denied",
+           actor="coord1", family_id=case.id, reason="not_agreed")
+    assert count(app, Involvement, Involvement.family_id == case.id) == 1
 
 
 def test_403_not_involved_is_recorded(app: Flask, api: Api, case: Case) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from consent.tables import ConsentFormRow, ConsentReceipt
 from coordination.model import Involvement
 from tests.conftest import Api, Clock, consent_body
+from tests.unchanged import nothing_stored
 
 
 def forms(app: Flask) -> int:
@@ -74,11 +75,13 @@ class TestRecordAndRead:
         self, app: Flask, api: Api, change: dict[str, Any], error_key: str
     ) -> None:
         family = api.new_family("nurse1")
+        api.sign(family, {"ecec": ["education"]})
         body = {**consent_body({"physio": ["health"]}), **change}
-        response = api.put(f"/api/v1/families/{family}/consent", "coord1", json=body)
+        with nothing_stored(app):
+            response = api.put(f"/api/v1/families/{family}/consent", "coord1", json=body)
         assert response.status_code == 422
         assert error_key in response.get_json()["errors"]
-        assert forms(app) == 0
+        assert forms(app) == 1
 
     def test_valid_until_today_is_accepted_and_counts_all_day(self, api: Api,
                                                                clock: Clock) -> None:
@@ -89,14 +92,18 @@ class TestRecordAndRead:
         clock.advance(minutes=1)
         assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
 
-    def test_only_an_involved_agency_reads_or_records(self, api: Api) -> None:
+    def test_only_an_involved_agency_reads_or_records(self, app: Flask, api: Api) -> None:
         family = api.new_family("nurse1")
         api.sign(family, {"physio": ["health"]})
-        # physio sees the family (it holds a cell) but is not involved
-        assert api.get(f"/api/v1/families/{family}/consent", "physio1").status_code == 403
-        assert api.put(f"/api/v1/families/{family}/consent", "physiocoord",
-                       json=consent_body({"physio": ["contact"]})).status_code == 403
-        assert api.get(f"/api/v1/families/{family}/consent", "ecec1").status_code == 404
+        with nothing_stored(app):
+            # physio sees the family (it holds a cell) but is not involved
+            assert api.get(f"/api/v1/families/{family}/consent", "physio1").status_code == 403
+            assert api.put(f"/api/v1/families/{family}/consent", "physiocoord",
+                           json=consent_body({"physio": ["contact"]},
+                                             reissue_pin=True)).status_code == 403
+            assert api.get(f"/api/v1/families/{family}/consent", "ecec1").status_code == 404
+            assert api.put(f"/api/v1/families/{family}/consent", "cps1",
+                           json=consent_body({"cps": ["contact"]})).status_code == 403
 
 
 class TestRevoke:
@@ -137,10 +144,23 @@ class TestRevoke:
         assert response.get_json()["version"] == 1
         assert forms(app) == 1
 
-    def test_revoke_without_any_form_conflicts(self, api: Api) -> None:
+    def test_revoke_without_any_form_conflicts(self, app: Flask, api: Api) -> None:
         family = api.new_family("nurse1")
-        response = api.post(f"/api/v1/families/{family}/consent/revoke", "coord1", json={})
+        with nothing_stored(app):
+            response = api.post(f"/api/v1/families/{family}/consent/revoke", "coord1",
+                                json={})
         assert response.status_code == 409
+
+    @pytest.mark.parametrize(("who", "status"), [("physiocoord", 403), ("ecec1", 403),
+                                                 ("ngocoord", 404)])
+    def test_refused_revocations_change_nothing(self, app: Flask, api: Api, who: str,
+                                                status: int) -> None:
+        family = api.new_family("nurse1")
+        api.sign(family, {"physio": ["health", "involvement"], "ecec": ["education"]})
+        with nothing_stored(app):
+            response = api.post(f"/api/v1/families/{family}/consent/revoke", who,
+                                json={"agency": "physio"})
+        assert response.status_code == status
 
     def test_revoke_then_regrant(self, api: Api) -> None:
         family = api.new_family("nurse1")
@@ -157,16 +177,22 @@ class TestReferral:
     def test_referral_needs_the_involvement_cell(self, app: Flask, api: Api) -> None:
         family = api.new_family("nurse1")
         path = f"/api/v1/families/{family}/involvements"
-        no_form = api.post(path, "coord1", json={"agency": "physio"})
+        with nothing_stored(app):
+            no_form = api.post(path, "coord1", json={"agency": "physio"})
         assert no_form.status_code == 409
         api.sign(family, {"physio": ["health"]})
-        assert api.post(path, "coord1", json={"agency": "physio"}).status_code == 409
+        with nothing_stored(app):
+            refused = api.post(path, "coord1",
+                               json={"agency": "physio", "contact_worker": "physio1"})
+        assert refused.status_code == 409
         api.sign(family, {"physio": ["involvement"]})
         made = api.post(path, "coord1", json={"agency": "physio", "contact_worker": "physio1"})
         assert made.status_code == 201
         assert made.get_json() == {"agency": "physio", "status": "active",
                                    "since": "2026-11-22", "contact_worker": "physio1"}
-        assert api.post(path, "coord1", json={"agency": "physio"}).status_code == 409
+        with nothing_stored(app):
+            assert api.post(path, "coord1", json={"agency": "physio",
+                                                  "contact_worker": "x"}).status_code == 409
         with app.extensions["onestory"].sessions() as session:
             assert session.scalar(select(func.count()).select_from(Involvement)) == 2
 
@@ -181,20 +207,26 @@ class TestReferral:
         assert body["fields"]["health"][0]["value"] == "physio note"
         assert body["partial"] == ["health"]
 
-    def test_only_an_involved_coordinator_refers(self, api: Api) -> None:
+    def test_only_an_involved_coordinator_refers(self, app: Flask, api: Api) -> None:
         family = api.new_family("nurse1")
         api.sign(family, {"physio": ["involvement"], "ecec": ["involvement"]})
-        assert api.post(f"/api/v1/families/{family}/involvements", "physiocoord",
-                        json={"agency": "ecec"}).status_code == 403
-        assert api.post(f"/api/v1/families/{family}/involvements", "nurse1",
-                        json={"agency": "ecec"}).status_code == 403
+        with nothing_stored(app):
+            assert api.post(f"/api/v1/families/{family}/involvements", "physiocoord",
+                            json={"agency": "ecec"}).status_code == 403
+            assert api.post(f"/api/v1/families/{family}/involvements", "nurse1",
+                            json={"agency": "ecec"}).status_code == 403
+            assert api.post(f"/api/v1/families/{family}/involvements", "ngocoord",
+                            json={"agency": "ecec"}).status_code == 404
 
-    def test_closing_is_for_that_agency_only(self, api: Api) -> None:
+    def test_closing_is_for_that_agency_only(self, app: Flask, api: Api) -> None:
         family = api.new_family("nurse1")
         api.sign(family, {"physio": ["involvement"]})
         api.post(f"/api/v1/families/{family}/involvements", "coord1", json={"agency": "physio"})
-        assert api.patch(f"/api/v1/families/{family}/involvements/physio", "coord1",
-                         json={"status": "closed"}).status_code == 403
+        with nothing_stored(app):
+            assert api.patch(f"/api/v1/families/{family}/involvements/physio", "coord1",
+                             json={"status": "closed"}).status_code == 403
+            assert api.patch(f"/api/v1/families/{family}/involvements/ecec", "coord1",
+                             json={"status": "closed"}).status_code == 403
         closed = api.patch(f"/api/v1/families/{family}/involvements/physio", "physiocoord",
                            json={"status": "closed"})
         assert closed.status_code == 200 and closed.get_json()["status"] == "closed"

@@ -3,6 +3,7 @@ family's own attributes, authorship, expiry, and search visibility."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import Api, Clock
@@ -123,6 +124,27 @@ def test_search_finds_only_visible_families(api: Api) -> None:
         "name": "aylin demir", "birth_date": "2024-03-15"}).get_json() == []
     assert api.get("/api/v1/families", "nurse1",
                    query_string={"name": "Aylin"}).get_json() == []  # exact, not prefix
+
+
+def test_search_counts_the_form_through_its_last_day(api: Api, clock: Clock) -> None:
+    """`valid_until` counts through that whole day, in search as in a read."""
+    family = api.new_family("nurse1", display_name="Aylin Demir", birth_date="2024-03-14")
+    api.sign(family, {"physio": ["involvement"]}, valid_until="2026-12-31")
+    query = {"name": "Aylin Demir", "birth_date": "2024-03-14"}
+
+    def found() -> list[str]:
+        response = api.get("/api/v1/families", "physio1", query_string=query)
+        assert response.status_code == 200, response.get_json()
+        return [f["id"] for f in response.get_json()]
+
+    clock.now = datetime(2026, 12, 31, 0, 0, tzinfo=UTC)  # the last day begins
+    assert found() == [family]
+    clock.now = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)  # and ends
+    assert found() == [family]
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 200
+    clock.advance(seconds=1)  # 2027-01-01: the form is no longer in force
+    assert found() == []
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
 
 
 def test_closed_involvement_no_longer_makes_visible(api: Api) -> None:

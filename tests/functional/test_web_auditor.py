@@ -195,6 +195,45 @@ def test_the_log_shows_every_entry_newest_first(app: Flask, auditor: FlaskClient
     assert_no_content(body)
 
 
+def test_reasons_are_in_words_beside_their_codes(app: Flask, auditor: FlaskClient,
+                                                case: Case) -> None:
+    body = page(auditor)
+    cells = {seq: row for seq, _, row in shown(body)}
+    words = {"not_visible": "the family is not shared with this agency",
+             "wrong_code_or_pin": "wrong receipt code or PIN"}
+    for r in db_rows(app):
+        if r.reason in words:
+            assert words[r.reason] in html.unescape(cells[r.seq]), r.reason
+            assert r.reason in cells[r.seq]
+    assert {r.reason for r in db_rows(app)} >= set(words)
+    _, rows = export(auditor)
+    by_name = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in rows[1:]]
+    assert {(r["reason"], r["reason_in_words"]) for r in by_name if r["reason"]} >= set(
+        words.items())
+
+
+@pytest.mark.parametrize(("action", "reason", "words"), [
+    ("request.denied", "unauthenticated", "no valid sign-in or token"),
+    ("request.denied", "role", "the person's role may not do this"),
+    ("request.denied", "absent", "no family has this id"),
+    ("request.denied", "expired", "the family's consent form has expired"),
+    ("request.denied", "not_permitted", "this agency is not involved, or may not do this"),
+    ("request.denied", "not_agreed", "the family has not agreed to it on its consent form"),
+    ("request.denied", "conflict", "it did not fit the family's current state"),
+    ("login.failed", "inactive", "the account is deactivated"),
+    ("login.failed", "provider:invalid_claim",
+     "the agency's sign-in service gave an answer that was refused (invalid_claim)"),
+    ("logout", "expired", "the session reached its time limit"),
+    ("logout", "idle", "the session ended after being idle"),
+    ("request.denied", "some_new_code", "some_new_code"),  # unknown: the code itself
+])
+def test_reason_words(action: str, reason: str, words: str) -> None:
+    from coordination.web.auditor import reason_words
+
+    assert reason_words(action, reason) == words
+    assert reason_words(action, None) is None
+
+
 def test_reading_the_log_is_on_record_in_its_own_words(app: Flask, auditor: FlaskClient,
                                                        case: Case) -> None:
     page(auditor, family=case.family, outcome="denied", cursor="999")

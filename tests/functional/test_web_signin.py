@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy import select, text, update
 
 from audit.model import Action
-from coordination.model import Staff, WebSession
+from coordination.model import Entry, Staff, WebSession
 from coordination.web import CSP
 from tests.conftest import Api, Clock
 from tests.web import csrf_token, password_of, post_form, set_passwords, sign_in, signed_in
@@ -297,9 +297,31 @@ def test_no_inline_script_or_style_in_templates() -> None:
 
 
 def test_api_is_not_affected_by_csrf(app: Flask, web: Api, api: Api) -> None:
-    # Bearer-token clients send no CSRF token (and no cookie).
+    """The API answers bearer tokens only: a browser's signed-in cookie opens
+    nothing there (so a forged cross-site request has nothing to ride on),
+    and a bearer request needs no CSRF token, cookie or not."""
     family_id = api.new_family()
-    api.write(family_id, "health", "ok")
+    browser = signed_in(app, "nurse1")
+    assert browser.get(f"/staff/families/{family_id}").status_code == 200  # the cookie works
+    entries = f"/api/v1/families/{family_id}/entries"
+    cookie_only = [
+        (browser.get(f"/api/v1/families/{family_id}"), 401),
+        (browser.post(entries, json={"field": "health", "value": "by cookie"}), 401),
+        # What a cross-site HTML form can send: not JSON, refused before the token.
+        (browser.post(entries, data={"field": "health", "value": "by cookie"}), 400),
+    ]
+    for response, status in cookie_only:
+        assert response.status_code == status, response.get_data(as_text=True)
+        assert response.mimetype == "application/problem+json"
+    bearer = {"Authorization": f"Bearer {api.tokens['nurse1']}"}
+    written = browser.post(entries, json={"field": "health", "value": "by bearer"},
+                           headers=bearer)  # the same browser, its cookie sent too
+    assert written.status_code == 201, written.get_data(as_text=True)
+    assert api.client.post(entries, json={"field": "health", "value": "no cookie"},
+                           headers=bearer).status_code == 201
+    with app.extensions["onestory"].sessions() as session:
+        authors = session.scalars(select(Entry.author_id).where(Entry.family_id == family_id))
+        assert len(list(authors)) == 2  # the two bearer writes, none by cookie
 
 
 def test_behind_a_trusted_proxy(app: Flask, web: Api, settings: Any, clock: Clock) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from consent.tables import ConsentFormRow
 from coordination.model import Entry, Family
 from tests.conftest import T0, Api
+from tests.unchanged import nothing_stored
 from tests.web import csrf_token, post_form, set_passwords, signed_in
 
 NORWAY = {
@@ -181,8 +182,10 @@ def test_minimal_data_agency_records_a_first_name_and_is_refused_a_birth_date(
 
 def test_referral_needs_the_familys_consent(app: Flask, norway: str, web: Api) -> None:
     client = signed_in(app, "coord1")
-    refused = post_form(client, f"/staff/families/{norway}",
-                        f"/staff/families/{norway}/referrals", {"agency": "cps"})
+    token = csrf_token(page(client.get(f"/staff/families/{norway}")))
+    with nothing_stored(app):
+        refused = client.post(f"/staff/families/{norway}/referrals", data={
+            "agency": "cps", "contact_worker": "cps1", "csrf_token": token})
     assert refused.status_code == 422  # type: ignore[attr-defined]
     assert "family" in page(refused)
     ok = post_form(client, f"/staff/families/{norway}", f"/staff/families/{norway}/referrals",
@@ -195,8 +198,10 @@ def test_referral_needs_the_familys_consent(app: Flask, norway: str, web: Api) -
 
 def test_practitioner_cannot_refer(app: Flask, norway: str) -> None:
     client = signed_in(app, "nurse1")
-    response = post_form(client, f"/staff/families/{norway}",
-                         f"/staff/families/{norway}/referrals", {"agency": "ecec"})
+    token = csrf_token(page(client.get(f"/staff/families/{norway}")))
+    with nothing_stored(app):
+        response = client.post(f"/staff/families/{norway}/referrals",
+                               data={"agency": "ecec", "csrf_token": token})
     assert response.status_code == 403  # type: ignore[attr-defined]
 
 
@@ -303,6 +308,11 @@ def test_bad_form_is_refused_and_nothing_recorded(app: Flask, norway: str,
 def test_only_coordinators_record_forms(app: Flask, norway: str) -> None:
     client = signed_in(app, "nurse1")
     assert client.get(f"/staff/families/{norway}/consent/new").status_code == 403
+    token = csrf_token(page(client.get(f"/staff/families/{norway}")))
+    with nothing_stored(app):
+        refused = client.post(f"/staff/families/{norway}/consent/new",
+                              data={**grid_form(), "csrf_token": token})
+    assert refused.status_code == 403
 
 
 # --- revoking on the family's behalf, history --------------------------------------------

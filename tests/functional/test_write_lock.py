@@ -93,7 +93,8 @@ def watching(engine: Engine, thread: Callable[[], int | None],
 def entries_since(engine: Engine, seq: int) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(text(
-            "SELECT seq, action, actor, family_id FROM audit_log WHERE seq > :seq ORDER BY seq"),
+            "SELECT seq, action, actor, family_id, reason FROM audit_log WHERE seq > :seq "
+            "ORDER BY seq"),
             {"seq": seq}))
 
 
@@ -266,7 +267,7 @@ def test_a_referral_runs_again_on_the_grid_a_revocation_left(app: Flask, api: Ap
     """SQLite takes no lock for consent-dependent writes: a revocation that
     commits between a referral's reads and its writes makes the referral run
     again, and it then finds physiotherapy no longer agreed (409), writes no
-    involvement and records no referral."""
+    involvement and records no referral, only its refusal."""
     sqlite_path(app)
     rt = runtime_of(app)
     family = readable_family(api)
@@ -291,7 +292,8 @@ def test_a_referral_runs_again_on_the_grid_a_revocation_left(app: Flask, api: Ap
     with rt.sessions() as session:
         assert session.scalars(select(Involvement).where(
             Involvement.family_id == family, Involvement.agency_id == "physio")).all() == []
-    assert [r.action for r in entries_since(rt.engine, before)] == ["consent.revoke"]
+    assert [(r.action, r.reason) for r in entries_since(rt.engine, before)] == [
+        ("consent.revoke", None), ("request.denied", "not_agreed")]
     assert_verifies(rt.engine)
 
 

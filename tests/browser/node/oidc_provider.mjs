@@ -2,6 +2,7 @@
 //
 //   node oidc_provider.mjs PORT --redirect-uri URI [--redirect-uri URI ...]
 //        [--client-id ID] [--client-secret SECRET] [--auth-method METHOD] [--host HOST]
+//        [--misbehave iss|aud|nonce|expired|signature]
 //
 // PORT 0 picks a free port. The options can also come from the environment:
 // OIDC_CLIENT_ID (default "onestory"), OIDC_REDIRECT_URIS (space separated),
@@ -20,15 +21,27 @@
 // `email` LOGIN@example.test; any password is accepted. Then a consent screen asks
 // to "Continue".
 //
+// --misbehave makes the provider hand out a wrong ID token from its token
+// endpoint, for testing that the client refuses it: issued by another issuer
+// (iss), for another client though naming this one its authorized party
+// (aud), without the nonce the client sent (nonce),
+// expired an hour ago (expired), or signed with a key that is not in the
+// provider's published JWKS though it carries that key's id (signature). The
+// token is otherwise the provider's own, signed with its own key. Without the
+// option the provider behaves.
+//
 // Prints `READY <issuer>` on stdout once listening; stops on SIGTERM or SIGINT.
 
 import { createServer } from 'node:http';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
 
 const USAGE = 'usage: node oidc_provider.mjs PORT --redirect-uri URI [--redirect-uri URI ...] '
-  + '[--client-id ID] [--client-secret SECRET] [--auth-method METHOD] [--host 127.0.0.1|localhost]';
+  + '[--client-id ID] [--client-secret SECRET] [--auth-method METHOD] [--host 127.0.0.1|localhost] '
+  + '[--misbehave iss|aud|nonce|expired|signature]';
+const MISBEHAVIOURS = ['iss', 'aud', 'nonce', 'expired', 'signature'];
 
 function options() {
   const env = process.env;
@@ -40,13 +53,15 @@ function options() {
       'client-secret': { type: 'string', default: env.OIDC_CLIENT_SECRET || '' },
       'auth-method': { type: 'string', default: env.OIDC_AUTH_METHOD || '' },
       host: { type: 'string', default: env.OIDC_HOST || '127.0.0.1' },
+      misbehave: { type: 'string', default: '' },
     },
   });
   const redirectUris = values['redirect-uri']
     ?? (env.OIDC_REDIRECT_URIS || '').split(/\s+/).filter(Boolean);
   const [port] = positionals;
   if (positionals.length !== 1 || !/^\d+$/.test(port) || redirectUris.length === 0
-      || !['127.0.0.1', 'localhost'].includes(values.host)) {
+      || !['127.0.0.1', 'localhost'].includes(values.host)
+      || (values.misbehave && !MISBEHAVIOURS.includes(values.misbehave))) {
     console.error(USAGE);
     process.exit(2);
   }
@@ -60,7 +75,41 @@ function options() {
     token_endpoint_auth_method: values['auth-method'] || (secret ? 'client_secret_basic' : 'none'),
   };
   if (secret) client.client_secret = secret;
-  return { port: Number(port), host: values.host, client };
+  return { port: Number(port), host: values.host, client, misbehave: values.misbehave };
+}
+
+// --- a wrong ID token, on purpose ---------------------------------------------------
+
+function signingKey(kid) {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { privateKey, jwk: { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' } };
+}
+
+const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+const unb64 = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+
+function resign(header, claims, privateKey) {
+  const input = `${b64(header)}.${b64(claims)}`;
+  return `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
+}
+
+function spoil(idToken, how, own, stranger) {
+  const [headerPart, claimsPart] = idToken.split('.');
+  const header = unb64(headerPart);
+  const claims = unb64(claimsPart);
+  const now = Math.floor(Date.now() / 1000);
+  let key = own.privateKey;
+  if (how === 'iss') claims.iss = `${claims.iss}/another-issuer`;
+  if (how === 'aud') {
+    // Meant for another client, naming this one as the party it was issued
+    // to: a client that only compares `azp` would take it.
+    claims.azp = Array.isArray(claims.aud) ? claims.aud[0] : claims.aud;
+    claims.aud = 'another-client';
+  }
+  if (how === 'nonce') delete claims.nonce;
+  if (how === 'expired') Object.assign(claims, { iat: now - 7200, exp: now - 3600 });
+  if (how === 'signature') key = stranger.privateKey;
+  return resign(header, claims, key);
 }
 
 function account(login) {
@@ -72,7 +121,7 @@ function account(login) {
   };
 }
 
-const { port, host, client } = options();
+const { port, host, client, misbehave } = options();
 const server = createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
@@ -80,7 +129,14 @@ await new Promise((resolve, reject) => {
 });
 const issuer = `http://${host}:${server.address().port}`;
 
+// A misbehaving provider signs with a key of its own making (published in its
+// JWKS), so that it can sign the spoilt token again; `stranger` shares its key
+// id and is published nowhere.
+const own = misbehave ? signingKey('onestory-test') : null;
+const stranger = misbehave ? signingKey('onestory-test') : null;
+
 const provider = new Provider(issuer, {
+  ...(own ? { jwks: { keys: [own.jwk] } } : {}),
   clients: [client],
   claims: {
     openid: ['sub'],
@@ -103,6 +159,15 @@ const provider = new Provider(issuer, {
   },
 });
 provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+if (misbehave) {
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'token' && ctx.body?.id_token) {
+      ctx.body = { ...ctx.body, id_token: spoil(ctx.body.id_token, misbehave, own, stranger) };
+      console.log(`MISBEHAVED ${misbehave}`);
+    }
+  });
+}
 server.on('request', provider.callback());
 
 console.log(`READY ${issuer}`);
