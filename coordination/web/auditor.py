@@ -53,6 +53,7 @@ ACTION_WORDS = {
     Action.AUDIT_CHECKPOINT: "signed a checkpoint of the log",
     Action.AUDIT_EXPORT: "exported the audit log",
     Action.REQUEST_DENIED: "was refused",
+    Action.INVOLVEMENT_END: "ended an agency's part in a family's record",
 }
 OUTCOMES = [(Outcome.OK.value, "ok (allowed)"), (Outcome.DENIED.value, "denied (refused)")]
 CSV_COLUMNS = ("seq", "time_utc", "action", "outcome", "notes", "actor", "role", "agency",

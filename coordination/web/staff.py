@@ -171,11 +171,12 @@ def create_blueprint() -> Blueprint:
                                names=_names(), fields=services.catalogue(request_db()))
 
     def _grid_page(family_id: str, errors: dict[str, list[str]], form: dict[str, Any],
-                   ticked: set[tuple[str, str]], status: int = 200) -> Any:
+                   ticked: set[tuple[str, str]], status: int = 200, *,
+                   blank: bool = False) -> Any:
         form.setdefault("once", _new_form_key())
         return render_template(
             "staff/consent_form.html", family_id=family_id, errors=errors, form=form,
-            ticked=ticked, agencies=services.agencies(request_db()),
+            ticked=ticked, blank=blank, agencies=services.agencies(request_db()),
             fields=services.catalogue(request_db()), methods=METHODS, bases=LEGAL_BASES,
             languages=LANGUAGES), status
 
@@ -192,11 +193,16 @@ def create_blueprint() -> Blueprint:
         try:
             current_form = services.get_consent(request_db(), rt.vault, me(), family_id,
                                                  rt.now())
+        except NoConsentForm:
+            current_form = None
+        # Pre-filled only for a reader of the whole form: anyone else states
+        # the whole grid the family signed, on a blank form, never a copy of
+        # what it may not see.
+        if current_form is not None and current_form["view"] == "full":
             ticked = {(a, f) for a, fs in current_form["grants"].items() for f in fs}
             form["purpose"] = current_form["purpose"]
-        except NoConsentForm:
-            pass
-        return _grid_page(family_id, {}, form, ticked)
+        return _grid_page(family_id, {}, form, ticked,
+                          blank=current_form is not None and current_form["view"] != "full")
 
     @bp.post("/families/<id:family_id>/consent/new")
     @staff_page(Role.COORDINATOR)
@@ -299,7 +305,10 @@ def create_blueprint() -> Blueprint:
     def access_log(family_id: str) -> Any:
         rt = current()
         rows = services.access_log(request_db(), rt.vault, me(), family_id, rt.now())
-        return render_template("staff/access_log.html", family_id=family_id, rows=rows)
+        own_only = not services.sees_whole_form(request_db(), rt.vault, me(), family_id,
+                                                rt.now())
+        return render_template("staff/access_log.html", family_id=family_id, rows=rows,
+                               own_only=own_only)
 
     @bp.post("/families/<id:family_id>/access-log/<int:seq>/hide")
     @staff_page(Role.COORDINATOR)
