@@ -632,8 +632,8 @@ def _may_name_agency(session: Session, view: FamilyView, actor: Actor, agency_id
         return
     if view.form is None or not _form_view(session, actor, view.family.id, view.form).full:
         raise NotPermitted("your agency may not see who else takes part in this family's "
-                           "record; the family can end another service's part on its page, "
-                           "or with a coordinator who sees its whole form")
+                           "record, so it may act only on its own part; the family can do "
+                           "this on its page, or with a coordinator who sees its whole form")
 
 
 def end_involvement(
@@ -931,10 +931,18 @@ def revoke_consent(
     """Revoke one cell, a column, a row, or everything (both None).
 
     Makes a new version that takes effect on the very next request; when
-    nothing would change, no version is written.
+    nothing would change, no version is written. A coordinator without the
+    full view of the form revokes only in its own agency's column
+    (`NotPermitted` otherwise).
     """
     view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
+    # Whether a new version is written would tell a reader of its own column
+    # whether the others hold cells: without the full view, only its own.
+    if agency_id is None and view.form is not None:
+        _may_name_agency(session, view, actor, "")
+    elif agency_id is not None:
+        _may_name_agency(session, view, actor, agency_id)
     errors = reference_errors(session, agency_id, field_id)
     if errors:
         raise InvalidInput(errors)

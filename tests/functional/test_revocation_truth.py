@@ -160,6 +160,19 @@ def test_revoke_and_put_answers_follow_the_view(api: Api, case: tuple[str, str])
                                                        "physio": ["health"]}
 
 
+@pytest.mark.parametrize("body", [{}, {"agency": "ecec"}, {"agency": "cps", "field": "protection"},
+                                  {"field": "health"}, {"agency": "ngo"}])
+def test_without_the_full_view_a_coordinator_revokes_only_in_its_own_column(
+        app: Flask, api: Api, case: tuple[str, str], body: dict[str, str]) -> None:
+    """Whether a version is written would tell it whether others hold cells."""
+    family, token = case
+    api.post(f"/api/v1/families/{family}/consent/revoke", token,
+             json={"agency": "physio", "field": "involvement"})
+    refused = api.post(f"/api/v1/families/{family}/consent/revoke", "physiocoord", json=body)
+    assert refused.status_code == 403
+    assert count(app, ConsentFormRow) == 2
+
+
 # --- ending an agency's part -------------------------------------------------------------
 
 
