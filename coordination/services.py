@@ -939,10 +939,9 @@ def revoke_consent(
     _involved(view, actor)
     # Whether a new version is written would tell a reader of its own column
     # whether the others hold cells: without the full view, only its own.
-    if agency_id is None and view.form is not None:
-        _may_name_agency(session, view, actor, "")
-    elif agency_id is not None:
-        _may_name_agency(session, view, actor, agency_id)
+    # (With no form at all every revocation is a 409 alike: nothing to tell.)
+    if view.form is not None:
+        _may_name_agency(session, view, actor, "" if agency_id is None else agency_id)
     errors = reference_errors(session, agency_id, field_id)
     if errors:
         raise InvalidInput(errors)
