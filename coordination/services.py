@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -1040,7 +1041,8 @@ def _detail(text: str | None) -> dict[str, Any]:
 
 def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
     detail = _detail(r.detail)
-    own = [f for f in detail.get("partial", []) if isinstance(f, str)]
+    partial = detail.get("partial")
+    own = [f for f in partial if isinstance(f, str)] if isinstance(partial, list) else []
     item: dict[str, Any] = {
         "seq": r.seq,
         "at": r.at[:19] + "Z",
@@ -1063,16 +1065,20 @@ def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
     return item
 
 
-def _grouped(rows: list[AuditEntry], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Routine looks repeated by the same person on the same (UTC) day, with
-    the same outcome and fields, as one item: the newest, with `times`."""
+def _grouped(rows: list[AuditEntry], items: list[dict[str, Any]], tz: str
+             ) -> list[dict[str, Any]]:
+    """Routine looks repeated by the same person on the same day (in the
+    family's time zone `tz`), with the same outcome and fields, as one item:
+    the newest, with `times`."""
+    zone = ZoneInfo(tz)
     out: list[dict[str, Any]] = []
     first: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r, item in zip(rows, items, strict=True):
         if r.action not in ROUTINE_LOOKS or item["refused"]:
             out.append(item)
             continue
-        key = (r.actor, r.agency_id, r.role, r.action, r.at[:10], tuple(item["fields_own"]),
+        day = datetime.fromisoformat(r.at[:19]).replace(tzinfo=UTC).astimezone(zone).date()
+        key = (r.actor, r.agency_id, r.role, r.action, day, tuple(item["fields_own"]),
                tuple(item["fields_shown"]), tuple(item["fields_withheld"]))
         if key in first:
             first[key]["times"] += 1
@@ -1083,14 +1089,15 @@ def _grouped(rows: list[AuditEntry], items: list[dict[str, Any]]) -> list[dict[s
 
 
 def access_log(
-    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime,
+    *, tz: str = "UTC",
 ) -> list[dict[str, Any]]:
     """Who looked at the family's record and what they did, newest first, in
     plain terms: which agency (and role), which fields were shown (and which
     of them only as the agency's own entries) and which withheld, and which
     looks were refused. The family is not shown entries a coordinator hid
-    from it, and reads routine repeats of one person's look on one day as
-    one item (`times`); staff see every entry, hidden ones marked. An agency
+    from it, and reads routine repeats of one person's look on one day (its
+    time zone `tz`) as one item (`times`); staff see every entry, hidden ones marked. An agency
     without the full view of the current form (`consent.model.view_of_form`)
     sees only its own agency's entries."""
     view = _visible(session, vault, actor, family_id, now)
@@ -1106,7 +1113,7 @@ def access_log(
     names = {a.id: a.name for a in agencies(session)}
     items = [_log_item(r, names) for r in rows]
     if actor.is_family:
-        items = _grouped(rows, items)
+        items = _grouped(rows, items, tz)
     else:
         for item in items:
             item["hidden_from_family"] = item["seq"] in hidden

@@ -515,7 +515,7 @@ def create_blueprint() -> Blueprint:
     def access_log(actor: Actor) -> Any:
         rt = current()
         rows = services.access_log(request_db(), rt.vault, actor, str(actor.family_id),
-                                   rt.now())
+                                   rt.now(), tz=rt.settings.timezone)
         catalogue = services.catalogue(request_db())
         labels = {f.id: f.label for f in catalogue}
         order = {f.id: i for i, f in enumerate(catalogue)}

@@ -373,3 +373,17 @@ def test_who_looked_tells_own_notes_referrals_and_groups_repeats(
     # Staff see every look, one by one.
     staff = api.get(f"/api/v1/families/{family}/access-log", "coord1").get_json()
     assert len([r for r in staff if r["action"] == "record.read"]) == 5
+
+
+def test_a_coordinator_who_sees_but_is_not_involved_may_not_end_a_part(app: Flask,
+                                                                       api: Api) -> None:
+    family = api.new_family("nurse1")
+    api.sign(family, {"physio": ["health"]})
+    assert api.get(f"/api/v1/families/{family}", "physiocoord").status_code == 200
+    refused = api.call("DELETE", path(family, "physio"), "physiocoord",
+                       json={"signed_by": "A", "method": "paper"})
+    assert refused.status_code == 403
+    assert count(app, ConsentFormRow) == 1
+    # The refusal is on the family's record, as every refusal is.
+    [denied] = [r for r in audit_rows(app, "request.denied") if r.family_id == family]
+    assert denied.agency_id == "physio"
