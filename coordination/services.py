@@ -622,16 +622,24 @@ def check_end_involvement(
     """The checks of `end_involvement` that come before 422, without acting."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
-    _may_name_agency(session, view, actor, agency_id)
+    _may_name_agency(session, view, actor, agency_id, now, ending=True)
 
 
-def _may_name_agency(session: Session, view: FamilyView, actor: Actor, agency_id: str) -> None:
-    # Whether another agency takes part is itself shared information: a
-    # coordinator who may not see the whole form could learn it from the
-    # answer (200 or 409), so it may end only its own agency's part.
+def _may_name_agency(session: Session, view: FamilyView, actor: Actor, agency_id: str,
+                     now: datetime, *, ending: bool = False) -> None:
+    # Whether another agency takes part is itself shared information: the
+    # answer (a new version or not, 200 or 409, an involvement closed or
+    # not) would tell it. Revoking another's cells needs the full view of
+    # the form (which shows the grid); ending another's part needs what
+    # shows who is involved: the `involvement` cell, in force.
     if actor.is_family or agency_id == actor.agency_id:
         return
-    if view.form is None or not _form_view(session, actor, view.family.id, view.form).full:
+    if ending:
+        allowed = consent.decide(view.form, str(actor.agency_id), INVOLVEMENT, now).allowed
+    else:
+        allowed = view.form is not None and _form_view(session, actor, view.family.id,
+                                                       view.form).full
+    if not allowed:
         raise NotPermitted("your agency may not see who else takes part in this family's "
                            "record, so it may act only on its own part; the family can do "
                            "this on its page, or with a coordinator who sees its whole form")
@@ -653,14 +661,14 @@ def end_involvement(
 
     The family acts itself (`on_behalf` None); a coordinator of an involved
     agency records the family's wish with `on_behalf` = {"signed_by",
-    "method"}, flagged as such in the audit log. A coordinator without the
-    full view of the form may end only its own agency's part
-    (`NotPermitted`). `Conflict` when the agency has no part to end.
+    "method"}, flagged as such in the audit log. A coordinator whose agency
+    may not see who is involved (the `involvement` cell, in force) may end
+    only its own agency's part (`NotPermitted`). `Conflict` when the agency has no part to end.
     (The agency is to be told in its worklist once that exists.)
     """
     view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
-    _may_name_agency(session, view, actor, agency_id)
+    _may_name_agency(session, view, actor, agency_id, now, ending=True)
     errors = reference_errors(session, agency_id)
     if errors:
         raise InvalidInput(errors)
@@ -942,7 +950,7 @@ def revoke_consent(
     # whether the others hold cells: without the full view, only its own.
     # (With no form at all every revocation is a 409 alike: nothing to tell.)
     if view.form is not None:
-        _may_name_agency(session, view, actor, "" if agency_id is None else agency_id)
+        _may_name_agency(session, view, actor, "" if agency_id is None else agency_id, now)
     errors = reference_errors(session, agency_id, field_id)
     if errors:
         raise InvalidInput(errors)

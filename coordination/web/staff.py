@@ -19,13 +19,21 @@ from coordination.errors import Conflict, InvalidInput
 from coordination.model import FieldDef
 from coordination.roles import Role
 from coordination.runtime import current, request_db
-from coordination.schemas import ConsentIn, EntryIn, FamilyIn, ReferralIn, SearchArgs
+from coordination.schemas import (
+    ConsentIn,
+    EndInvolvementIn,
+    EntryIn,
+    FamilyIn,
+    ReferralIn,
+    SearchArgs,
+)
 from coordination.web import LANGUAGES, RTL, parse, staff_page, text_fields
 from coordination.web.words import can_see
 
 CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 METHODS = [("paper", "On paper"), ("in_person", "In person, on a screen"),
            ("family_portal", "On the family page")]
+TOLD = [("in_person", "In person"), ("paper", "On paper")]
 LEGAL_BASES = [("consent", "Consent"), ("legal_obligation", "Legal obligation"),
                ("vital_interest", "Vital interest"), ("public_task", "Public task")]
 
@@ -290,6 +298,35 @@ def create_blueprint() -> Blueprint:
             return redirect(url_for("staff.consent", family_id=family_id))
         flash(f"Recorded: version {form['version']} of the form is now in force.", "success")
         return redirect(url_for("staff.consent", family_id=family_id))
+
+    @bp.route("/families/<id:family_id>/involvements/<id:agency>/end",
+              methods=["GET", "POST"])
+    @staff_page(Role.COORDINATOR)
+    def end_part(family_id: str, agency: str) -> Any:
+        """Record the family's wish that an agency's part ends."""
+        rt = current()
+        services.check_end_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                       rt.now())
+        form = text_fields("signed_by", "method")
+        errors: dict[str, list[str]] = {}
+        if request.method == "POST":
+            values, errors = parse(EndInvolvementIn(), form)
+            errors.update(services.reference_errors(request_db(), agency))
+            if not errors:
+                try:
+                    services.end_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                             values, rt.now())
+                except Conflict as exc:
+                    flash(str(exc), "error")
+                    return redirect(url_for("staff.consent", family_id=family_id))
+                flash(f"Recorded: {_names().get(agency, agency)} no longer takes part in this "
+                      "family's record.", "success")
+                if agency == me().agency_id:  # the family no longer exists for us
+                    return redirect(url_for("staff.home"))
+                return redirect(url_for("staff.consent", family_id=family_id))
+        return render_template("staff/end.html", family_id=family_id, agency=agency,
+                               names=_names(), form=form, errors=errors,
+                               methods=TOLD), 422 if errors else 200
 
     @bp.get("/families/<id:family_id>/consent/history")
     @staff_page(Role.COORDINATOR)

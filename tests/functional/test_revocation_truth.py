@@ -387,3 +387,20 @@ def test_a_coordinator_who_sees_but_is_not_involved_may_not_end_a_part(app: Flas
     # The refusal is on the family's record, as every refusal is.
     [denied] = [r for r in audit_rows(app, "request.denied") if r.family_id == family]
     assert denied.agency_id == "physio"
+
+
+def test_the_recorder_without_the_involvement_cell_ends_only_its_own_part(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    """It reads the whole grid, not who is involved: ending physiotherapy's
+    part would tell it (200 and `involvement_closed`, or 409)."""
+    family, token = case
+    api.post(f"/api/v1/families/{family}/consent/revoke", token,
+             json={"agency": "health-centre", "field": "involvement"})
+    refused = api.call("DELETE", path(family, "physio"), "coord1",
+                       json={"signed_by": "A", "method": "paper"})
+    assert refused.status_code == 403
+    assert count(app, ConsentFormRow) == 2
+    # Revoking in a column it can read is still its to record.
+    revoked = api.post(f"/api/v1/families/{family}/consent/revoke", "coord1",
+                       json={"agency": "physio", "field": "health"})
+    assert revoked.status_code == 200 and revoked.get_json()["version"] == 3

@@ -448,3 +448,36 @@ def test_a_coordinator_hides_only_its_own_agencys_looks(app: Flask, referred: st
     for row in rows:
         hide = "Hide from the family" in row
         assert hide == ("Health centre" in row), row
+
+
+def test_a_coordinator_records_the_familys_wish_to_end_a_part(app: Flask, referred: str,
+                                                              web: Api) -> None:
+    client = signed_in(app, "coord1")
+    record = page(client.get(f"/staff/families/{referred}"))
+    assert f"/staff/families/{referred}/involvements/physio/end" in record
+    confirm = f"/staff/families/{referred}/involvements/physio/end"
+    assert "Physiotherapy will no longer work with this family" in page(client.get(confirm))
+    bad = post_form(client, confirm, confirm, {"signed_by": "", "method": "family_portal"})
+    assert bad.status_code == 422  # type: ignore[attr-defined]
+    assert count(app, ConsentFormRow) == 2
+    done = post_form(client, confirm, confirm, {"signed_by": "Aylin Demir", "method": "paper"})
+    assert done.status_code == 302  # type: ignore[attr-defined]
+    assert count(app, ConsentFormRow) == 3
+    assert web.get(f"/api/v1/families/{referred}", "physio1").status_code == 404
+    last = web.get(f"/api/v1/families/{referred}/consent/history", "coord1").get_json()[-1]
+    assert (last["change"], last["changed_by"], last["signed_by"]) == (
+        "end part physio", "coord1", "Aylin Demir")
+
+
+def test_without_the_involvement_cell_a_coordinator_ends_only_its_own_part(
+        app: Flask, referred: str, web: Api) -> None:
+    client = signed_in(app, "physiocoord")
+    consent = page(client.get(f"/staff/families/{referred}/consent"))
+    assert "/involvements/physio/end" in consent and "/involvements/ecec/end" not in consent
+    other = f"/staff/families/{referred}/involvements/ecec/end"
+    assert client.get(other).status_code == 403
+    html = page(client.get(f"/staff/families/{referred}/involvements/physio/end"))
+    response = client.post(other, data={"signed_by": "A", "method": "paper",
+                                        "csrf_token": csrf_token(html)})
+    assert response.status_code == 403
+    assert count(app, ConsentFormRow) == 2
