@@ -168,3 +168,9 @@ def test_the_family_stops_sharing_then_ends_a_part_and_each_sentence_is_true(
     expect(coordinator.get_by_role("heading", name="Version 3: end part physio")).to_be_visible()
     axe_check(coordinator)
     screenshot(coordinator, "truth-10-coordinator-history")
+    # Recording the family's wish on its behalf: the page asks who and how.
+    coordinator.goto(f"{base}/staff/families/{family_id}/consent")
+    coordinator.get_by_role("link", name="End the part of Kindergarten").click()
+    expect(coordinator.get_by_role("heading", name="End Kindergarten's part?")).to_be_visible()
+    axe_check(coordinator)
+    screenshot(coordinator, "truth-11-coordinator-end-part")

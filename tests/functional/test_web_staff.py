@@ -311,7 +311,9 @@ def test_only_coordinators_record_forms(app: Flask, norway: str) -> None:
 def test_revoke_asks_to_confirm_then_takes_effect(app: Flask, norway: str, web: Api) -> None:
     client = signed_in(app, "coord1")
     confirm = client.get(f"/staff/families/{norway}/consent/revoke?agency=physio")
-    assert "Physiotherapy will no longer see anything" in page(confirm)
+    assert ("Physiotherapy will no longer see anything other agencies share about this family. "
+            "If it still works with the family, it keeps seeing what it wrote itself"
+            in page(confirm))
     token = csrf_token(page(confirm))
     unconfirmed = client.post(f"/staff/families/{norway}/consent/revoke",
                               data={"agency": "physio", "csrf_token": token})
