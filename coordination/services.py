@@ -1030,7 +1030,8 @@ FAMILY_LOG_ACTIONS = {
     Action.INVOLVEMENT_UPDATE: "changed its involvement",
     Action.INVOLVEMENT_END: "recorded that the family ended a service's part",
 }
-# Looks that, repeated by one person on one day, the family reads as one line.
+# Looks that, repeated by one person on one day, the family reads as one line
+# (refused looks too, as a line of their own).
 ROUTINE_LOOKS = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
                            Action.ACCESS_LOG_READ})
 
@@ -1075,18 +1076,20 @@ def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
 
 def _grouped(rows: list[AuditEntry], items: list[dict[str, Any]], tz: str
              ) -> list[dict[str, Any]]:
-    """Routine looks repeated by the same person on the same day (in the
-    family's time zone `tz`), with the same outcome and fields, as one item:
-    the newest, with `times`."""
+    """Routine looks (and refused ones) repeated by the same person on the
+    same day (in the family's time zone `tz`), with the same outcome and
+    fields, as one item: the newest, with `times`."""
     zone = ZoneInfo(tz)
     out: list[dict[str, Any]] = []
     first: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r, item in zip(rows, items, strict=True):
-        if r.action not in ROUTINE_LOOKS or item["refused"]:
+        routine = r.action in ROUTINE_LOOKS and not item["refused"]
+        if not routine and r.action != Action.REQUEST_DENIED:
             out.append(item)
             continue
         day = datetime.fromisoformat(r.at[:19]).replace(tzinfo=UTC).astimezone(zone).date()
-        key = (r.actor, r.agency_id, r.role, r.action, day, tuple(item["fields_own"]),
+        key = (r.actor, r.agency_id, r.role, r.action, item["refused"], day,
+               tuple(item["fields_own"]),
                tuple(item["fields_shown"]), tuple(item["fields_withheld"]))
         if key in first:
             first[key]["times"] += 1

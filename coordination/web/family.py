@@ -214,7 +214,11 @@ def _log_sentence(row: dict[str, Any], labels: dict[str, str],
     refused = row["refused"] or row["action"] == Action.REQUEST_DENIED
     at = datetime.fromisoformat(row["at"])
     about = isolate(row.get("about_agency_name") or gettext("another service"))
-    if refused:
+    if refused and row.get("times", 1) > 1:
+        first = ngettext("%(who)s tried to look %(num)d time on %(day)s and was refused.",
+                         "%(who)s tried to look %(num)d times on %(day)s and was refused.",
+                         row["times"], who=who, day=format_date(at, DAY.get(locale(), "d MMMM")))
+    elif refused:
         first = str(REFUSED) % {"who": who}
     elif row.get("times", 1) > 1 and row["action"] in DID_TIMES:
         day = format_date(at, DAY.get(locale(), "d MMMM"))

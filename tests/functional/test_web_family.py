@@ -666,6 +666,14 @@ def test_who_looked_reads_true(app: Flask, api: Api, clock: Clock) -> None:
             "They saw: which services help you, and who your contact person is. They looked "
             "at what they wrote themselves: health notes.") in text
     assert "Health centre (coordinator) sent your family to Physiotherapy." in text
+    # Once its part is ended, physiotherapy's refused looks that day are one line too.
+    _post(client, "/family/end?agency=physio", "/family/end",
+          {"agency": "physio", "confirmed": "1"})
+    for _ in range(2):
+        assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
+    text = _text(client.get("/family/access-log"))
+    assert ("Physiotherapy (practitioner) tried to look 2 times on 22 November and was "
+            "refused.") in text
     client.get("/family/access-log?lang=tr")
     turkish = _text(client.get("/family/access-log"))
     assert "Physiotherapy (uzman) 22 Kasım günü kaydınıza 4 kez baktı." in turkish, turkish

@@ -44,12 +44,14 @@ def test_looks_that_differ_stay_apart(differs: str, other: dict[str, Any]) -> No
     assert [i["times"] for i in out] == [1, 1], differs
 
 
-def test_refusals_and_writes_are_never_grouped() -> None:
+def test_refusals_are_grouped_apart_and_writes_never() -> None:
     refused = grouped([entry(1, "2026-11-22T09:00:00", outcome="denied", action="request.denied"),
-                       entry(2, "2026-11-22T09:05:00", outcome="denied", action="request.denied")])
+                       entry(2, "2026-11-22T09:05:00", outcome="denied", action="request.denied"),
+                       entry(3, "2026-11-22T09:10:00")])
     writes = grouped([entry(1, "2026-11-22T09:00:00", action="entry.write"),
                       entry(2, "2026-11-22T09:05:00", action="entry.write")])
-    assert [i["times"] for i in refused] == [1, 1]
+    assert [(i["seq"], i["refused"], i["times"]) for i in refused] == [
+        (3, False, 1), (2, True, 2)]
     assert [i["times"] for i in writes] == [1, 1]
 
 
