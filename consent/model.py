@@ -138,18 +138,20 @@ class FormView:
         return grid
 
 
-def view_of_form(form: Form, reader: str | None, recorder: str | None) -> FormView:
+def view_of_form(form: Form, reader: str | None, recorder: str | None,
+                 now: datetime) -> FormView:
     """The one rule for how an agency reads a form version.
 
     `reader` is the reading agency (None: the family itself, which sees
     all); `recorder` the agency whose staff recorded the signed form this
     version derives from (the latest newly signed form at or before it).
     A version shows every column, and the signer, to the agencies it grants
-    `involvement` and to its recorder; any other agency sees its own column.
-    Pure function; deny by default (an unknown recorder gives nothing extra).
+    `involvement` (while it counts: through its `valid_until` day) and to
+    its recorder; any other agency sees its own column. Pure function; deny
+    by default (an unknown recorder gives nothing extra).
     """
-    if reader is None or (reader, INVOLVEMENT) in form.cells or (
-            recorder is not None and reader == recorder):
+    if reader is None or (recorder is not None and reader == recorder) or (
+            (reader, INVOLVEMENT) in form.cells and form.in_force(now)):
         return FormView(True, form.cells)
     return FormView(False, frozenset(c for c in form.cells if c[0] == reader))
 

@@ -638,7 +638,7 @@ def _may_name_agency(session: Session, view: FamilyView, actor: Actor, agency_id
         allowed = consent.decide(view.form, str(actor.agency_id), INVOLVEMENT, now).allowed
     else:
         allowed = view.form is not None and _form_view(session, actor, view.family.id,
-                                                       view.form).full
+                                                       view.form, now).full
     if not allowed:
         raise NotPermitted("your agency may not see who else takes part in this family's "
                            "record, so it may act only on its own part; the family can do "
@@ -710,9 +710,9 @@ def end_involvement(
     out: dict[str, Any] = {"agency": agency_id, "involvement_closed": inv is not None,
                            "form": None}
     if row is not None and form is not None:
-        out["form"] = _family_extras(
-            _form_out(view.cipher, row, form, now, _form_view(session, actor, family_id, form)),
-            view, session, actor)
+        seen = _form_view(session, actor, family_id, form, now)
+        out["form"] = _family_extras(_form_out(view.cipher, row, form, now, seen), view,
+                                     session, actor)
     return out
 
 
@@ -744,12 +744,12 @@ def _recorders(session: Session, family_id: str) -> dict[int, str | None]:
     return out
 
 
-def _form_view(session: Session, actor: Actor, family_id: str, form: Form, *,
+def _form_view(session: Session, actor: Actor, family_id: str, form: Form, now: datetime, *,
                recorders: dict[int, str | None] | None = None) -> consent.FormView:
     """How the actor may read this version (`consent.model.view_of_form`)."""
     if recorders is None:
         recorders = _recorders(session, family_id)
-    return consent.view_of_form(form, _reader(actor), recorders.get(form.version))
+    return consent.view_of_form(form, _reader(actor), recorders.get(form.version), now)
 
 
 def _form_out(
@@ -796,7 +796,7 @@ def get_consent(
     _involved(view, actor)
     if view.form_row is None or view.form is None:
         raise NoConsentForm("no consent form has been recorded for this family")
-    seen = _form_view(session, actor, family_id, view.form)
+    seen = _form_view(session, actor, family_id, view.form, now)
     out = _family_extras(_form_out(view.cipher, view.form_row, view.form, now, seen), view,
                          session, actor)
     _audit(session, actor, Action.CONSENT_READ, now, family_id=family_id,
@@ -895,7 +895,7 @@ def record_consent(
         raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
     # The caller's agency recorded this version, so it reads all of it.
     out = _form_out(view.cipher, row, form, now,
-                    consent.view_of_form(form, _reader(actor), actor.agency_id))
+                    consent.view_of_form(form, _reader(actor), actor.agency_id, now))
     if receipt:
         out["receipt"] = receipt
     return out
@@ -959,7 +959,7 @@ def revoke_consent(
     remaining = consent.revoke(view.form.cells, agency_id, field_id)
     if remaining == view.form.cells:
         out = _family_extras(_form_out(view.cipher, view.form_row, view.form, now,
-                                       _form_view(session, actor, family_id, view.form)),
+                                       _form_view(session, actor, family_id, view.form, now)),
                              view, session, actor)
         _audit(session, actor, Action.CONSENT_REVOKE, now, family_id=family_id,
                reason="nothing_to_revoke", agency=agency_id, field=field_id)
@@ -982,7 +982,7 @@ def revoke_consent(
         session.rollback()
         raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
     return _family_extras(_form_out(view.cipher, row, form, now,
-                                    _form_view(session, actor, family_id, form)),
+                                    _form_view(session, actor, family_id, form, now)),
                           view, session, actor)
 
 
@@ -1004,7 +1004,7 @@ def consent_history(
     reader = _reader(actor)
     out = []
     for row, form in versions:
-        seen = _form_view(session, actor, family_id, form, recorders=recorders)
+        seen = _form_view(session, actor, family_id, form, now, recorders=recorders)
         item = _form_out(view.cipher, row, form, now, seen)
         item["change"] = consent.change_as_read(row.change, reader, seen.full)
         own = row.changed_by == "family" or agency_of.get(row.changed_by) == reader
@@ -1116,7 +1116,7 @@ def access_log(
     rows = [r for r in audit_log.family_entries(session, family_id, list(FAMILY_LOG_ACTIONS))
             if r.actor != "family"]
     if not actor.is_family and not (
-            view.form is not None and _form_view(session, actor, family_id, view.form).full):
+            view.form is not None and _form_view(session, actor, family_id, view.form, now).full):
         rows = [r for r in rows if r.agency_id == actor.agency_id]
     hidden = audit_log.hidden_seqs(session, [r.seq for r in rows])
     if actor.is_family:
@@ -1139,7 +1139,7 @@ def sees_whole_form(session: Session, vault: Vault, actor: Actor, family_id: str
     is read, so nothing is audited)."""
     view = _visible(session, vault, actor, family_id, now)
     return actor.is_family or (
-        view.form is not None and _form_view(session, actor, family_id, view.form).full)
+        view.form is not None and _form_view(session, actor, family_id, view.form, now).full)
 
 
 def hide_from_family(

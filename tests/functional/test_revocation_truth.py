@@ -404,3 +404,20 @@ def test_the_recorder_without_the_involvement_cell_ends_only_its_own_part(
     revoked = api.post(f"/api/v1/families/{family}/consent/revoke", "coord1",
                        json={"agency": "physio", "field": "health"})
     assert revoked.status_code == 200 and revoked.get_json()["version"] == 3
+
+
+def test_an_expired_form_no_longer_shows_an_agency_everything(api: Api, clock: Clock,
+                                                              case: tuple[str, str]) -> None:
+    family, _token = case
+    clock.advance(days=365, hours=13, minutes=59)  # 22 November 2027, 23:59: the last minute
+    assert api.get(f"/api/v1/families/{family}/consent", "physiocoord").get_json()[
+        "view"] == "full"
+    clock.advance(minutes=1)
+    form = api.get(f"/api/v1/families/{family}/consent", "physiocoord").get_json()
+    assert form["view"] == "own_column" and form["signed_by"] is None
+    assert form["grants"] == {"physio": ["health", "involvement"]}
+    names_nobody_else(form)
+    log = api.get(f"/api/v1/families/{family}/access-log", "physiocoord").get_json()
+    assert {row["agency"] for row in log} == {"physio"}
+    # The health centre recorded the form: it still reads all of it.
+    assert api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()["view"] == "full"

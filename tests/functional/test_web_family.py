@@ -109,7 +109,10 @@ def test_an_ended_form_says_so_and_offers_nothing_to_stop(app: Flask, api: Api,
     clock.advance(days=366)
     client = _signed_in(app, receipt)
     text = _text(client.get("/family/consent"))
-    assert "The form ended on 22 November 2027. No service can see anything now." in text
+    assert ("The form ended on 22 November 2027. Services can no longer see what other "
+            "services wrote.") in text
+    # What is still true after the end: the health centre works with the family.
+    assert "Health centre works with your family and sees what it wrote itself." in text
     assert "can see:" not in text and "Stop sharing this" not in text
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from consent.model import (
     Form,
+    FormView,
     Reason,
     cells_from_grants,
     change_as_read,
@@ -183,13 +184,21 @@ VIEW_FORM = Form(version=3, valid_until=date(2027, 11, 22), cells=frozenset({
 ])
 def test_view_of_form_matrix(reader: str | None, recorder: str | None, full: bool,
                              cells: set[tuple[str, str]]) -> None:
-    seen = view_of_form(VIEW_FORM, reader, recorder)
+    seen = view_of_form(VIEW_FORM, reader, recorder, NOW)
     assert seen.full is full
     assert seen.cells == frozenset(cells)
 
 
-def test_an_expired_version_is_read_by_the_same_rule() -> None:
-    assert view_of_form(VIEW_FORM, "physio", None).grants() == VIEW_FORM.grants()
+def test_an_expired_version_no_longer_grants_the_full_view() -> None:
+    """After its `valid_until` day a version grants nothing, `involvement`
+    included; its recorder and the family still read all of it."""
+    last_day = datetime(2027, 11, 22, 23, 59, tzinfo=UTC)
+    after = datetime(2027, 11, 23, 0, 0, tzinfo=UTC)
+    assert view_of_form(VIEW_FORM, "physio", None, last_day).full
+    assert view_of_form(VIEW_FORM, "physio", None, after) == FormView(
+        False, frozenset({("physio", "involvement"), ("physio", "health")}))
+    assert view_of_form(VIEW_FORM, "health-centre", "health-centre", after).full
+    assert view_of_form(VIEW_FORM, None, None, after).full
 
 
 @pytest.mark.parametrize(("change", "reader", "full", "read"), [
