@@ -483,3 +483,13 @@ def test_without_the_involvement_cell_a_coordinator_ends_only_its_own_part(
                                         "csrf_token": csrf_token(html)})
     assert response.status_code == 403
     assert count(app, ConsentFormRow) == 2
+
+
+def test_ending_a_part_needs_the_csrf_token_and_a_coordinator(app: Flask, referred: str,
+                                                             web: Api) -> None:
+    path = f"/staff/families/{referred}/involvements/physio/end"
+    client = signed_in(app, "coord1")
+    assert client.post(path, data={"signed_by": "A", "method": "paper"}).status_code == 400
+    assert signed_in(app, "nurse1").get(path).status_code == 403
+    assert count(app, ConsentFormRow) == 2
+    assert web.get(f"/api/v1/families/{referred}", "physio1").status_code == 200
