@@ -43,6 +43,7 @@ class Action(StrEnum):
     AUDIT_CHECKPOINT = "audit.checkpoint"
     AUDIT_EXPORT = "audit.export"
     REQUEST_DENIED = "request.denied"
+    INVOLVEMENT_END = "involvement.end"
 
 
 class Outcome(StrEnum):

@@ -113,6 +113,73 @@ def revoke(cells: frozenset[Cell], agency: str | None, field: str | None) -> fro
     )
 
 
+# The change texts of versions recorded from a newly signed form (a `PUT`):
+# only these make the recording staff member's agency the form's recorder.
+SIGNED_CHANGES = frozenset({"signed", "re-signed"})
+INVOLVEMENT = "involvement"
+
+
+@dataclass(frozen=True)
+class FormView:
+    """What one reader may see of one form version.
+
+    `full`: every column and the signer. Otherwise only `cells` (the reader's
+    own column), the dates, purpose and legal basis: nothing that names
+    another agency or the signer.
+    """
+
+    full: bool
+    cells: frozenset[Cell]
+
+    def grants(self) -> dict[str, list[str]]:
+        grid: dict[str, list[str]] = {}
+        for agency, field in sorted(self.cells):
+            grid.setdefault(agency, []).append(field)
+        return grid
+
+
+def view_of_form(form: Form, reader: str | None, recorder: str | None,
+                 now: datetime) -> FormView:
+    """The one rule for how an agency reads a form version.
+
+    `reader` is the reading agency (None: the family itself, which sees
+    all); `recorder` the agency whose staff recorded the signed form this
+    version derives from (the latest newly signed form at or before it).
+    A version shows every column, and the signer, to the agencies it grants
+    `involvement` (while it counts: through its `valid_until` day) and to
+    its recorder; any other agency sees its own column. Pure function; deny
+    by default (an unknown recorder gives nothing extra).
+    """
+    if reader is None or (recorder is not None and reader == recorder) or (
+            (reader, INVOLVEMENT) in form.cells and form.in_force(now)):
+        return FormView(True, form.cells)
+    return FormView(False, frozenset(c for c in form.cells if c[0] == reader))
+
+
+def named_agency(change: str) -> str | None:
+    """The agency a version's change text names, if any (see
+    `describe_revocation` and `describe_ending`, which write them)."""
+    words = change.split()
+    if change.startswith("revoke cell ") and len(words) == 3:
+        return words[2].split("/", 1)[0]
+    if change.startswith(("revoke column ", "end part ")) and len(words) == 3:
+        return words[2]
+    return None
+
+
+def change_as_read(change: str, reader: str | None, full: bool) -> str:
+    """A change text as a reader without the full view may read it: one
+    naming another agency says only that the form changed."""
+    named = named_agency(change)
+    if full or named is None or named == reader:
+        return change
+    return "changed"
+
+
+def describe_ending(agency: str) -> str:
+    return f"end part {agency}"
+
+
 def describe_revocation(agency: str | None, field: str | None) -> str:
     if agency and field:
         return f"revoke cell {agency}/{field}"

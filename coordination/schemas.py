@@ -168,6 +168,21 @@ class RevokeIn(StrictSchema):
     field = text(1, 64, allow_none=True)
 
 
+class EndInvolvementIn(StrictSchema):
+    """A coordinator recording the family's wish to end an agency's part."""
+
+    signed_by = text(1, 200, required=True)
+    method = fields.String(
+        required=True,
+        validate=validate.OneOf(["paper", "in_person"],
+                                error="'paper' or 'in_person': how the family told you"))
+
+    @validates_schema
+    def _signer_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "signed_by" in data and not data["signed_by"].strip():
+            raise ValidationError({"signed_by": ["must not be blank"]})
+
+
 class EmptyIn(StrictSchema):
     """A body that must be an empty object."""
 

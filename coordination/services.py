@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -430,8 +431,9 @@ def shared_record(
     body["withheld"] = withheld
     if INVOLVEMENT in granted:
         body["involvements"] = [_involvement_out(i) for i in view.involvements]
+    extra: dict[str, Any] = {"partial": partial} if partial else {}
     _audit(session, actor, Action.RECORD_READ, now, family_id=family_id,
-           shown=sorted(fields), withheld=withheld)
+           shown=sorted(fields), withheld=withheld, **extra)
     session.commit()  # the look is on record before anything is shown
     return SharedRecord(body, shown=sorted(fields), withheld=withheld,
                         involved=view.involved(agency), catalogue=fields_catalogue)
@@ -613,26 +615,178 @@ def update_involvement(
     return _involvement_out(inv)
 
 
+def check_end_involvement(
+    session: Session, vault: Vault, actor: Actor, family_id: str, agency_id: str,
+    now: datetime,
+) -> None:
+    """The checks of `end_involvement` that come before 422, without acting."""
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    _may_name_agency(session, view, actor, agency_id, now, ending=True)
+
+
+def _may_name_agency(session: Session, view: FamilyView, actor: Actor, agency_id: str,
+                     now: datetime, *, ending: bool = False) -> None:
+    # Whether another agency takes part is itself shared information: the
+    # answer (a new version or not, 200 or 409, an involvement closed or
+    # not) would tell it. Revoking another's cells needs the full view of
+    # the form (which shows the grid); ending another's part needs what
+    # shows who is involved: the `involvement` cell, in force.
+    if actor.is_family or agency_id == actor.agency_id:
+        return
+    if ending:
+        allowed = consent.decide(view.form, str(actor.agency_id), INVOLVEMENT, now).allowed
+    else:
+        allowed = view.form is not None and _form_view(session, actor, view.family.id,
+                                                       view.form, now).full
+    if not allowed:
+        raise NotPermitted("your agency may not see who else takes part in this family's "
+                           "record, so it may act only on its own part; the family can do "
+                           "this on its page, or with a coordinator who sees its whole form")
+
+
+def end_involvement(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    family_id: str,
+    agency_id: str,
+    on_behalf: dict[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """End an agency's part in the family's record, as the family wishes:
+    its active involvement closes and its column is revoked, in one new
+    form version (when a form was ever recorded), so the family no longer
+    exists for that agency.
+
+    The family acts itself (`on_behalf` None); a coordinator of an involved
+    agency records the family's wish with `on_behalf` = {"signed_by",
+    "method"}, flagged as such in the audit log. A coordinator whose agency
+    may not see who is involved (the `involvement` cell, in force) may end
+    only its own agency's part (`NotPermitted`). `Conflict` when the agency has no part to end.
+    (The agency is to be told in its worklist once that exists.)
+    """
+    view = _visible(session, vault, actor, family_id, now, lock=True)
+    _involved(view, actor)
+    _may_name_agency(session, view, actor, agency_id, now, ending=True)
+    errors = reference_errors(session, agency_id)
+    if errors:
+        raise InvalidInput(errors)
+    inv = next((i for i in view.involvements
+                if i.agency_id == agency_id and i.status == InvolvementStatus.ACTIVE), None)
+    column = frozenset(c for c in (view.form.cells if view.form else ()) if c[0] == agency_id)
+    if inv is None and not column:
+        raise Conflict(f"agency '{agency_id}' has no part in this family's record: it is not "
+                       "involved and the form grants it nothing; nothing to end")
+    if inv is not None:
+        inv.status = InvolvementStatus.CLOSED
+        inv.updated_at = now
+    row: ConsentFormRow | None = None
+    form: Form | None = None
+    try:
+        if view.form_row is not None and view.form is not None:
+            old_id = f"v{view.form_row.version}"
+            signed_by = (on_behalf["signed_by"] if on_behalf else view.cipher.open(
+                "consent_forms", "signed_by", old_id, view.form_row.signed_by))
+            purpose = view.cipher.open("consent_forms", "purpose", old_id, view.form_row.purpose)
+            meta = dataclasses.replace(
+                consent_store.FormMeta.of(view.form_row), signed_on=now.date(),
+                method=on_behalf["method"] if on_behalf else consent.Method.FAMILY_PORTAL,
+                witness=None if actor.is_family else actor.username,
+                interpreter_language=None)
+            row, form = _write_sealed(
+                session, view, meta, signed_by, purpose, view.form_row.version + 1,
+                view.form.cells - column, change=consent.describe_ending(agency_id),
+                changed_by=actor.label, now=now)
+        _audit(session, actor, Action.INVOLVEMENT_END, now, family_id=family_id,
+               agency=agency_id, involvement_closed=inv is not None,
+               version=row.version if row else None,
+               **({"on_behalf_of_family": True, "method": on_behalf["method"]}
+                  if on_behalf else {}))
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("the family's record changed meanwhile; reload it and try again") from exc
+    out: dict[str, Any] = {"agency": agency_id, "involvement_closed": inv is not None,
+                           "form": None}
+    if row is not None and form is not None:
+        seen = _form_view(session, actor, family_id, form, now)
+        out["form"] = _family_extras(_form_out(view.cipher, row, form, now, seen), view,
+                                     session, actor)
+    return out
+
+
 # --- consent ------------------------------------------------------------------
 
 
+def _reader(actor: Actor) -> str | None:
+    """The agency reading a form (None: the family itself, which sees all)."""
+    return None if actor.is_family else str(actor.agency_id)
+
+
+def _recorders(session: Session, family_id: str) -> dict[int, str | None]:
+    """Per version, the agency whose staff recorded the signed form it
+    derives from: the latest newly signed form at or before it. Revocations
+    and the family's own answers never make their author's agency the
+    recorder. (One query.)"""
+    rows = session.execute(
+        select(ConsentFormRow.version, ConsentFormRow.change, Staff.agency_id)
+        .outerjoin(Staff, Staff.username == ConsentFormRow.changed_by)
+        .where(ConsentFormRow.family_id == family_id)
+        .order_by(ConsentFormRow.version)
+    ).all()
+    out: dict[int, str | None] = {}
+    recorder: str | None = None
+    for version, change, agency in rows:
+        if change in consent.SIGNED_CHANGES:
+            recorder = agency
+        out[version] = recorder
+    return out
+
+
+def _form_view(session: Session, actor: Actor, family_id: str, form: Form, now: datetime, *,
+               recorders: dict[int, str | None] | None = None) -> consent.FormView:
+    """How the actor may read this version (`consent.model.view_of_form`)."""
+    if recorders is None:
+        recorders = _recorders(session, family_id)
+    return consent.view_of_form(form, _reader(actor), recorders.get(form.version), now)
+
+
 def _form_out(
-    cipher: FamilyCipher, row: ConsentFormRow, form: Form, now: datetime
+    cipher: FamilyCipher, row: ConsentFormRow, form: Form, now: datetime,
+    view: consent.FormView | None = None,
 ) -> dict[str, Any]:
+    """A form version as its reader may see it (`view`; None: all of it).
+    Without the full view, nothing that names another agency or the signer
+    is opened or returned."""
+    full = view is None or view.full
     return {
         "version": row.version,
-        "signed_by": cipher.open("consent_forms", "signed_by", f"v{row.version}", row.signed_by),
+        "signed_by": (cipher.open("consent_forms", "signed_by", f"v{row.version}", row.signed_by)
+                      if full else None),
         "signed_on": row.signed_on.isoformat(),
         "recorded_at": iso_time(row.recorded_at),
         "method": row.method,
-        "witness": row.witness,
-        "interpreter_language": row.interpreter_language,
+        "witness": row.witness if full else None,
+        "interpreter_language": row.interpreter_language if full else None,
         "purpose": cipher.open("consent_forms", "purpose", f"v{row.version}", row.purpose),
         "legal_basis": row.legal_basis,
         "valid_until": row.valid_until.isoformat(),
         "in_force": form.in_force(now),
-        "grants": form.grants(),
+        "grants": form.grants() if view is None else view.grants(),
+        "view": "full" if full else "own_column",
     }
+
+
+def _family_extras(out: dict[str, Any], view: FamilyView, session: Session,
+                   actor: Actor) -> dict[str, Any]:
+    """What the family itself is told besides the form: the agencies that
+    work with it, and which agency recorded the form it signed."""
+    if actor.is_family:
+        out["involved"] = sorted(i.agency_id for i in view.involvements
+                                 if i.status == InvolvementStatus.ACTIVE)
+        out["recorded_by"] = _recorders(session, view.family.id).get(out["version"])
+    return out
 
 
 def get_consent(
@@ -642,9 +796,11 @@ def get_consent(
     _involved(view, actor)
     if view.form_row is None or view.form is None:
         raise NoConsentForm("no consent form has been recorded for this family")
-    out = _form_out(view.cipher, view.form_row, view.form, now)
+    seen = _form_view(session, actor, family_id, view.form, now)
+    out = _family_extras(_form_out(view.cipher, view.form_row, view.form, now, seen), view,
+                         session, actor)
     _audit(session, actor, Action.CONSENT_READ, now, family_id=family_id,
-           version=view.form_row.version)
+           version=view.form_row.version, **({} if seen.full else {"view": "own_column"}))
     session.commit()
     return out
 
@@ -695,7 +851,9 @@ def record_consent(
     cells = consent.cells_from_grants(data["grants"])
     family_changed = session.scalar(
         select(func.max(ConsentFormRow.recorded_at))
-        .where(ConsentFormRow.family_id == family_id, ConsentFormRow.changed_by == "family")
+        .where(ConsentFormRow.family_id == family_id,
+               or_(ConsentFormRow.changed_by == "family",
+                   ConsentFormRow.change.like("end part %")))
     )
     if family_changed is not None and data["signed_on"] < family_changed.date():
         raise Conflict(
@@ -735,7 +893,9 @@ def record_consent(
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
-    out = _form_out(view.cipher, row, form, now)
+    # The caller's agency recorded this version, so it reads all of it.
+    out = _form_out(view.cipher, row, form, now,
+                    consent.view_of_form(form, _reader(actor), actor.agency_id, now))
     if receipt:
         out["receipt"] = receipt
     return out
@@ -780,10 +940,17 @@ def revoke_consent(
     """Revoke one cell, a column, a row, or everything (both None).
 
     Makes a new version that takes effect on the very next request; when
-    nothing would change, no version is written.
+    nothing would change, no version is written. A coordinator without the
+    full view of the form revokes only in its own agency's column
+    (`NotPermitted` otherwise).
     """
     view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
+    # Whether a new version is written would tell a reader of its own column
+    # whether the others hold cells: without the full view, only its own.
+    # (With no form at all every revocation is a 409 alike: nothing to tell.)
+    if view.form is not None:
+        _may_name_agency(session, view, actor, "" if agency_id is None else agency_id, now)
     errors = reference_errors(session, agency_id, field_id)
     if errors:
         raise InvalidInput(errors)
@@ -791,7 +958,9 @@ def revoke_consent(
         raise Conflict("no consent form has been recorded for this family; nothing to revoke")
     remaining = consent.revoke(view.form.cells, agency_id, field_id)
     if remaining == view.form.cells:
-        out = _form_out(view.cipher, view.form_row, view.form, now)
+        out = _family_extras(_form_out(view.cipher, view.form_row, view.form, now,
+                                       _form_view(session, actor, family_id, view.form, now)),
+                             view, session, actor)
         _audit(session, actor, Action.CONSENT_REVOKE, now, family_id=family_id,
                reason="nothing_to_revoke", agency=agency_id, field=field_id)
         session.commit()
@@ -812,19 +981,34 @@ def revoke_consent(
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
-    return _form_out(view.cipher, row, form, now)
+    return _family_extras(_form_out(view.cipher, row, form, now,
+                                    _form_view(session, actor, family_id, form, now)),
+                          view, session, actor)
 
 
 def consent_history(
     session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
 ) -> list[dict[str, Any]]:
+    """Every version, oldest first, each as the reader may see it
+    (`consent.model.view_of_form`): without the full view of a version, its
+    change text and `changed_by` are given only when they name no other
+    agency (the family, or the reader's own staff)."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
+    versions = consent_store.history(session, family_id)
+    recorders = _recorders(session, family_id)
+    authors = {row.changed_by for row, _ in versions}
+    agency_of: dict[str, str] = {
+        username: agency for username, agency in session.execute(
+            select(Staff.username, Staff.agency_id).where(Staff.username.in_(authors)))}
+    reader = _reader(actor)
     out = []
-    for row, form in consent_store.history(session, family_id):
-        item = _form_out(view.cipher, row, form, now)
-        item["change"] = row.change
-        item["changed_by"] = row.changed_by
+    for row, form in versions:
+        seen = _form_view(session, actor, family_id, form, now, recorders=recorders)
+        item = _form_out(view.cipher, row, form, now, seen)
+        item["change"] = consent.change_as_read(row.change, reader, seen.full)
+        own = row.changed_by == "family" or agency_of.get(row.changed_by) == reader
+        item["changed_by"] = row.changed_by if seen.full or own else None
         out.append(item)
     _audit(session, actor, Action.CONSENT_HISTORY, now, family_id=family_id)
     session.commit()
@@ -844,7 +1028,12 @@ FAMILY_LOG_ACTIONS = {
     Action.CONSENT_REVOKE: "recorded a change of consent",
     Action.INVOLVEMENT_REFER: "referred the family to a service",
     Action.INVOLVEMENT_UPDATE: "changed its involvement",
+    Action.INVOLVEMENT_END: "recorded that the family ended a service's part",
 }
+# Looks that, repeated by one person on one day, the family reads as one line
+# (refused looks too, as a line of their own).
+ROUTINE_LOOKS = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
+                           Action.ACCESS_LOG_READ})
 
 
 def _refused_for_state(entry: AuditEntry) -> bool:
@@ -858,54 +1047,123 @@ def _split(names: str | None) -> list[str]:
     return names.split(",") if names else []
 
 
+def _detail(text: str | None) -> dict[str, Any]:
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
+    detail = _detail(r.detail)
+    partial = detail.get("partial")
+    own = [f for f in partial if isinstance(f, str)] if isinstance(partial, list) else []
+    item: dict[str, Any] = {
+        "seq": r.seq,
+        "at": r.at[:19] + "Z",
+        "agency": r.agency_id,
+        "agency_name": names.get(r.agency_id or "", r.agency_id),
+        "role": r.role,
+        "what": FAMILY_LOG_ACTIONS[Action(r.action)],
+        "action": r.action,
+        "refused": r.outcome != "ok",
+        # Fields shown only because the agency wrote those entries itself.
+        "fields_own": own,
+        "fields_shown": [f for f in _split(r.shown) if f not in own],
+        "fields_withheld": _split(r.withheld),
+        "times": 1,
+    }
+    about = detail.get("agency")
+    if r.action in {Action.INVOLVEMENT_REFER, Action.INVOLVEMENT_END} and isinstance(about, str):
+        item["about_agency"] = about
+        item["about_agency_name"] = names.get(about, about)
+    return item
+
+
+def _grouped(rows: list[AuditEntry], items: list[dict[str, Any]], tz: str
+             ) -> list[dict[str, Any]]:
+    """Routine looks (and refused ones) repeated by the same person on the
+    same day (in the family's time zone `tz`), with the same outcome and
+    fields, as one item: the newest, with `times`."""
+    zone = ZoneInfo(tz)
+    out: list[dict[str, Any]] = []
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r, item in zip(rows, items, strict=True):
+        routine = r.action in ROUTINE_LOOKS and not item["refused"]
+        if not routine and r.action != Action.REQUEST_DENIED:
+            out.append(item)
+            continue
+        day = datetime.fromisoformat(r.at[:19]).replace(tzinfo=UTC).astimezone(zone).date()
+        key = (r.actor, r.agency_id, r.role, r.action, item["refused"], day,
+               tuple(item["fields_own"]),
+               tuple(item["fields_shown"]), tuple(item["fields_withheld"]))
+        if key in first:
+            first[key]["times"] += 1
+            continue
+        first[key] = item
+        out.append(item)
+    return out
+
+
 def access_log(
-    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime,
+    *, tz: str = "UTC",
 ) -> list[dict[str, Any]]:
     """Who looked at the family's record and what they did, newest first, in
-    plain terms: which agency (and role), which fields were shown and which
-    withheld, and which looks were refused. The family is not shown entries
-    a coordinator hid from it; staff see them, marked."""
+    plain terms: which agency (and role), which fields were shown (and which
+    of them only as the agency's own entries) and which withheld, and which
+    looks were refused. The family is not shown entries a coordinator hid
+    from it, and reads routine repeats of one person's look on one day (its
+    time zone `tz`) as one item (`times`); staff see every entry, hidden ones marked. An agency
+    without the full view of the current form (`consent.model.view_of_form`)
+    sees only its own agency's entries."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
     rows = [r for r in audit_log.family_entries(session, family_id, list(FAMILY_LOG_ACTIONS))
             if r.actor != "family" and not _refused_for_state(r)]
+    if not actor.is_family and not (
+            view.form is not None and _form_view(session, actor, family_id, view.form, now).full):
+        rows = [r for r in rows if r.agency_id == actor.agency_id]
     hidden = audit_log.hidden_seqs(session, [r.seq for r in rows])
+    if actor.is_family:
+        rows = [r for r in rows if r.seq not in hidden]
     names = {a.id: a.name for a in agencies(session)}
-    out = []
-    for r in rows:
-        if actor.is_family and r.seq in hidden:
-            continue
-        item: dict[str, Any] = {
-            "seq": r.seq,
-            "at": r.at[:19] + "Z",
-            "agency": r.agency_id,
-            "agency_name": names.get(r.agency_id or "", r.agency_id),
-            "role": r.role,
-            "what": FAMILY_LOG_ACTIONS[Action(r.action)],
-            "action": r.action,
-            "refused": r.outcome != "ok",
-            "fields_shown": _split(r.shown),
-            "fields_withheld": _split(r.withheld),
-        }
-        if not actor.is_family:
-            item["hidden_from_family"] = r.seq in hidden
-        out.append(item)
+    items = [_log_item(r, names) for r in rows]
+    if actor.is_family:
+        items = _grouped(rows, items, tz)
+    else:
+        for item in items:
+            item["hidden_from_family"] = item["seq"] in hidden
     _audit(session, actor, Action.ACCESS_LOG_READ, now, family_id=family_id)
     session.commit()
-    return out
+    return items
+
+
+def sees_whole_form(session: Session, vault: Vault, actor: Actor, family_id: str,
+                    now: datetime) -> bool:
+    """Whether the actor reads the family's current form in full (no content
+    is read, so nothing is audited)."""
+    view = _visible(session, vault, actor, family_id, now)
+    return actor.is_family or (
+        view.form is not None and _form_view(session, actor, family_id, view.form, now).full)
 
 
 def hide_from_family(
     session: Session, vault: Vault, actor: Actor, family_id: str, seq: int, now: datetime
 ) -> dict[str, Any]:
     """Leave one entry out of what the family is shown of its log, because
-    showing it would put a child at risk. The chained entry is untouched and
-    auditors still see it; the marking is itself an audited act."""
+    showing it would put a child at risk. Only the hiding coordinator's own
+    agency's entries may be hidden (else `NotPermitted`, nothing marked).
+    The chained entry is untouched and auditors still see it; the marking is
+    itself an audited act."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
     target = session.get(AuditEntry, seq) if 0 < seq <= MAX_SEQ else None
     if target is None or target.family_id != family_id:
         raise InvalidInput({"seq": [f"no entry {seq} in this family's log"]})
+    if target.agency_id != actor.agency_id:
+        raise NotPermitted("you may hide only your own agency's entries from the family")
     if audit_log.hidden_seqs(session, [seq]):
         return {"seq": seq, "hidden_from_family": True}
     mark = audit_log.record(session, Event(

@@ -69,7 +69,8 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR, family=True)
     def access_log(family_id: str) -> Response:
         rt = runtime()
-        return jsonify(services.access_log(db(), rt.vault, actor(), family_id, rt.now()))
+        return jsonify(services.access_log(db(), rt.vault, actor(), family_id, rt.now(),
+                                           tz=rt.settings.timezone))
 
     @bp.post("/families/<id:family_id>/access-log/<int:seq>/hide")
     @document("Hide an entry of the access log from the family", body=EmptyIn,

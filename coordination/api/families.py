@@ -10,6 +10,8 @@ from coordination.api.answers import EntryWritten, FamilyRef, InvolvementOut, Sh
 from coordination.api.openapi import document
 from coordination.roles import Role
 from coordination.schemas import (
+    EmptyIn,
+    EndInvolvementIn,
     EntryIn,
     ErasureIn,
     FamilyIn,
@@ -95,6 +97,21 @@ def register(bp: Blueprint) -> None:
             db(), rt.vault, actor(), family_id, agency_id, data, rt.now()
         )
         return jsonify(involvement)
+
+    @bp.delete("/families/<id:family_id>/involvements/<id:agency_id>")
+    @allow(Role.COORDINATOR, family=True)
+    def end_involvement(family_id: str, agency_id: str) -> Response:
+        rt = runtime()
+        who = actor()
+        # The family acts itself (an empty body); a coordinator records the
+        # family's wish and says who expressed it and how.
+        schema = EmptyIn() if who.is_family else EndInvolvementIn()
+        data = load(schema, body(), checks_first=lambda: services.check_end_involvement(
+            db(), rt.vault, who, family_id, agency_id, rt.now()),
+            also=lambda: services.reference_errors(db(), agency_id))
+        ended = services.end_involvement(db(), rt.vault, who, family_id, agency_id,
+                                         None if who.is_family else data, rt.now())
+        return jsonify(ended)
 
     @bp.delete("/families/<id:family_id>")
     @document("Erase a family by destroying its key", body=ErasureIn, status=204,

@@ -53,6 +53,7 @@ ACTION_WORDS = {
     Action.AUDIT_CHECKPOINT: "signed a checkpoint of the log",
     Action.AUDIT_EXPORT: "exported the audit log",
     Action.REQUEST_DENIED: "was refused",
+    Action.INVOLVEMENT_END: "ended an agency's part in a family's record",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.

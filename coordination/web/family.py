@@ -48,6 +48,7 @@ from coordination.web.words import can_see, field_words
 
 # Dates written out (the month as a word), in each language's own order.
 DATE = {"nb": "d. MMMM y"}
+DAY = {"nb": "d. MMMM"}
 DATE_TIME = {"nb": "d. MMMM y 'kl.' HH:mm", "ar": "d MMMM y\u060c HH:mm"}
 
 # What a service did, as the family is told it (services.FAMILY_LOG_ACTIONS
@@ -66,7 +67,15 @@ DID = {
     Action.CONSENT_REVOKE: lazy_gettext("%(who)s saved a change to your consent."),
     Action.INVOLVEMENT_REFER: lazy_gettext("%(who)s sent your family to another service."),
     Action.INVOLVEMENT_UPDATE: lazy_gettext("%(who)s changed how it works with your family."),
+    # Translators: %(agency)s is the service whose part ended.
+    Action.INVOLVEMENT_END: lazy_gettext("%(who)s wrote down that you ended the part of "
+                                         "%(agency)s."),
 }
+# A referral names the service the family was sent to.
+REFERRED = lazy_gettext("%(who)s sent your family to %(agency)s.")
+# Routine looks repeated by one person on one day are read as one line (`_times`).
+DID_TIMES = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
+                       Action.ACCESS_LOG_READ})
 REFUSED = lazy_gettext("%(who)s tried to look and was refused.")
 ROLES = {
     "practitioner": lazy_gettext("practitioner"),
@@ -145,24 +154,56 @@ def _labels() -> dict[str, str]:
 
 
 def _columns(form: dict[str, Any]) -> list[dict[str, Any]]:
-    """One entry per service that may see something, its fields in form order."""
+    """One entry per service that takes part: that may see something, or
+    that works with the family (it sees what it wrote itself), its fields in
+    form order."""
     names, catalogue = _names(), services.catalogue(request_db())
     labels = {f.id: f.label for f in catalogue}
     order = {f.id: i for i, f in enumerate(catalogue)}
+    involved = set(form.get("involved", []))
     columns = []
-    for agency, field_ids in form["grants"].items():
-        if not field_ids:
+    for agency in set(form["grants"]) | involved:
+        field_ids = form["grants"].get(agency, []) if form["in_force"] else []
+        if not field_ids and agency not in involved:
             continue
         ordered = sorted(field_ids, key=lambda f: (order.get(f, len(order)), f))
         name = names.get(agency, agency)
+        sentences = [can_see(isolate(name), ordered, labels)] if ordered else []
+        if agency in involved:
+            sentences.append(gettext("%(agency)s works with your family and sees what it "
+                                     "wrote itself.", agency=isolate(name)))
+            if form.get("recorded_by") == agency:
+                sentences.append(gettext("%(agency)s saved the form you signed, so it sees "
+                                         "the whole form.", agency=isolate(name)))
         columns.append({
             "agency": agency,
             "name": name,
             "in_sentence": isolate(name),
-            "sentence": can_see(isolate(name), ordered, labels),
+            "sentence": " ".join(sentences),
+            "shares": bool(ordered),
             "cells": [{"field": f, "words": field_words(f, labels)} for f in ordered],
         })
     return sorted(columns, key=lambda c: c["name"].casefold())
+
+
+def _times(action: str, num: int, who: str, day: str) -> str:
+    # Spelled out per action so that the extractor sees each message.
+    if action == Action.RECORD_READ:
+        return ngettext("%(who)s looked at your record %(num)d time on %(day)s.",
+                        "%(who)s looked at your record %(num)d times on %(day)s.", num,
+                        who=who, day=day)
+    if action == Action.CONSENT_READ:
+        return ngettext("%(who)s looked at your consent form %(num)d time on %(day)s.",
+                        "%(who)s looked at your consent form %(num)d times on %(day)s.", num,
+                        who=who, day=day)
+    if action == Action.CONSENT_HISTORY:
+        return ngettext(
+            "%(who)s looked at the old versions of your consent form %(num)d time on %(day)s.",
+            "%(who)s looked at the old versions of your consent form %(num)d times on "
+            "%(day)s.", num, who=who, day=day)
+    return ngettext("%(who)s looked at this list %(num)d time on %(day)s.",
+                    "%(who)s looked at this list %(num)d times on %(day)s.", num,
+                    who=who, day=day)
 
 
 def _log_sentence(row: dict[str, Any], labels: dict[str, str],
@@ -171,47 +212,152 @@ def _log_sentence(row: dict[str, Any], labels: dict[str, str],
     role = ROLES.get(row.get("role") or "")
     who = f"{isolate(agency)} ({role})" if role else isolate(agency)
     refused = row["refused"] or row["action"] == Action.REQUEST_DENIED
-    said = REFUSED if refused else DID.get(row["action"], DID[Action.RECORD_READ])
-    lines = [str(said) % {"who": who}]
-    things = gettext("; ").join(field_words(f, labels) for f in
-                       sorted(row["fields_shown"], key=lambda f: (order.get(f, len(order)), f)))
-    if things and not refused and row["action"] == Action.RECORD_READ:
-        lines.append(gettext("They saw: %(things)s.", things=things))
-    elif things and not refused and row["action"] == Action.ENTRY_WRITE:
-        lines.append(gettext("The note is about: %(things)s.", things=things))
     at = datetime.fromisoformat(row["at"])
+    about = isolate(row.get("about_agency_name") or gettext("another service"))
+    if refused and row.get("times", 1) > 1:
+        first = ngettext("%(who)s tried to look %(num)d time on %(day)s and was refused.",
+                         "%(who)s tried to look %(num)d times on %(day)s and was refused.",
+                         row["times"], who=who, day=format_date(at, DAY.get(locale(), "d MMMM")))
+    elif refused:
+        first = str(REFUSED) % {"who": who}
+    elif row.get("times", 1) > 1 and row["action"] in DID_TIMES:
+        day = format_date(at, DAY.get(locale(), "d MMMM"))
+        first = _times(row["action"], row["times"], who, day)
+    elif row["action"] == Action.INVOLVEMENT_REFER and row.get("about_agency_name"):
+        first = str(REFERRED) % {"who": who, "agency": about}
+    else:
+        said = DID.get(row["action"], DID[Action.RECORD_READ])
+        first = str(said) % {"who": who, "agency": about}
+    lines = [first]
+
+    def things(field_ids: list[str]) -> str:
+        return gettext("; ").join(field_words(f, labels) for f in
+                                  sorted(field_ids, key=lambda f: (order.get(f, len(order)), f)))
+
+    shown, own = things(row["fields_shown"]), things(row.get("fields_own", []))
+    if not refused and row["action"] == Action.RECORD_READ:
+        if shown:
+            lines.append(gettext("They saw: %(things)s.", things=shown))
+        if own:
+            # Translators: the service looked only at notes it wrote itself.
+            lines.append(gettext("They looked at what they wrote themselves: %(things)s.",
+                                 things=own))
+    elif shown and not refused and row["action"] == Action.ENTRY_WRITE:
+        lines.append(gettext("The note is about: %(things)s.", things=shown))
     return {"at": at, "when": written_time(at), "refused": refused,
             "text": " ".join(lines)}
 
 
-def _revoke_words(agency: str | None, field_id: str | None) -> dict[str, str]:
-    """The question before, and the message after, stopping to share."""
+def _still(agency: str, form: dict[str, Any] | None) -> list[str]:
+    """What an agency can still do after a change, as the family is told it:
+    the cells it keeps, whether it still works with the family (and so sees
+    what it wrote itself), and whether it sees the whole form because it
+    saved the form the family signed. Empty when it has no part left."""
+    if form is None:
+        return []
+    name = isolate(_names().get(agency, agency))
+    catalogue = services.catalogue(request_db())
+    labels = {f.id: f.label for f in catalogue}
+    order = {f.id: i for i, f in enumerate(catalogue)}
+    kept = sorted(form["grants"].get(agency, []), key=lambda f: (order.get(f, len(order)), f))
+    involved = agency in form.get("involved", [])
+    out = []
+    if kept:
+        out.append(gettext("%(agency)s can still see: %(things)s.", agency=name,
+                           things=gettext("; ").join(field_words(f, labels) for f in kept)))
+    if involved:
+        out.append(gettext("%(agency)s still works with your family and sees what it wrote "
+                           "itself.", agency=name))
+        if form.get("recorded_by") == agency:
+            out.append(gettext("%(agency)s saved the form you signed, so it still sees the "
+                               "whole form.", agency=name))
+    elif kept:
+        out.append(gettext("%(agency)s also still sees what it wrote itself.", agency=name))
+    return out
+
+
+def _revoke_words(agency: str | None, field_id: str | None,
+                  form: dict[str, Any] | None) -> dict[str, str]:
+    """The question before, and the message after, stopping to share: what
+    changes and what does not. `form` is the form before the change (for
+    the question) or after it (for the message)."""
     name = isolate(_names().get(agency, agency)) if agency else ""
     thing = field_words(field_id, _labels()) if field_id else ""
-    if agency and field_id:
-        # Translators: %(agency)s is a service's name; %(thing)s is a kind of
-        # information, such as "health notes".
-        return {"ask": gettext("%(agency)s will no longer see %(thing)s.", agency=name,
-                               thing=thing),
-                "done": gettext("Done: %(agency)s can no longer see %(thing)s.",
-                                agency=name, thing=thing),
-                "none": gettext("%(agency)s cannot see %(thing)s now. There is nothing "
-                                "to stop.", agency=name, thing=thing)}
+    involved = list(form.get("involved", [])) if form else []
     if agency:
-        return {"ask": gettext("%(agency)s will no longer see anything about your family.",
-                               agency=name),
-                "done": gettext("Done: %(agency)s can no longer see anything about your "
-                                "family.", agency=name),
-                "none": gettext("%(agency)s cannot see anything now. There is nothing to "
-                                "stop.", agency=name)}
+        if field_id:
+            # Translators: %(agency)s is a service's name; %(thing)s is a kind of
+            # information, such as "health notes".
+            ask = gettext("%(agency)s will no longer see %(thing)s.", agency=name, thing=thing)
+            done = gettext("%(agency)s can no longer see %(thing)s.", agency=name, thing=thing)
+            none = gettext("%(agency)s cannot see %(thing)s now. There is nothing to stop.",
+                           agency=name, thing=thing)
+        elif agency in involved:
+            ask = gettext("%(agency)s will no longer see what other services share about "
+                          "your family.", agency=name)
+            done = gettext("%(agency)s can no longer see what other services share about "
+                           "your family.", agency=name)
+            none = gettext("%(agency)s cannot see what other services share now. There is "
+                           "nothing to stop.", agency=name)
+        else:
+            ask = gettext("%(agency)s will no longer see anything about your family.",
+                          agency=name)
+            done = gettext("%(agency)s can no longer see anything about your family.",
+                           agency=name)
+            none = gettext("%(agency)s cannot see anything now. There is nothing to stop.",
+                           agency=name)
+        still = _still(agency, form)
+        if agency in involved:
+            ask_still = [gettext("%(agency)s will still work with your family and see what it "
+                                 "wrote itself. To end that too, choose “End the part of "
+                                 "%(agency)s” on your page.", agency=name)]
+        else:
+            ask_still = []
+        return {"ask": " ".join([ask, *ask_still]), "done": " ".join([done, *still]),
+                "none": none}
+    keep = []
+    for involved_agency in involved:
+        n = isolate(_names().get(involved_agency, involved_agency))
+        keep.append(gettext("%(agency)s still works with your family and sees what it wrote "
+                            "itself.", agency=n))
+        if form and form.get("recorded_by") == involved_agency:
+            keep.append(gettext("%(agency)s saved the form you signed, so it still sees the "
+                                "whole form.", agency=n))
     if field_id:
-        return {"ask": gettext("No service will see %(thing)s any more.", thing=thing),
-                "done": gettext("Done: no service can see %(thing)s now.", thing=thing),
+        return {"ask": " ".join([gettext("No service will see %(thing)s from another service "
+                                         "any more. Each service still sees what it wrote "
+                                         "itself.", thing=thing), *keep]),
+                "done": " ".join([gettext("No service can see %(thing)s from another service "
+                                          "now. Each service still sees what it wrote itself.",
+                                          thing=thing), *keep]),
                 "none": gettext("No service can see %(thing)s now. There is nothing to "
                                 "stop.", thing=thing)}
-    return {"ask": gettext("No service will see anything about your family any more."),
-            "done": gettext("Done: no service can see anything about your family now."),
+    return {"ask": " ".join([gettext("No service will see what other services share about "
+                                     "your family any more."), *keep]),
+            "done": " ".join([gettext("No service can see what other services share about "
+                                      "your family now."), *keep]),
             "none": gettext("No service can see anything now. There is nothing to stop.")}
+
+
+def _end_words(agency: str) -> dict[str, str]:
+    """The question before, and the message after, ending an agency's part."""
+    name = isolate(_names().get(agency, agency))
+    return {
+        "ask": gettext("%(agency)s will no longer work with your family. It will not find "
+                       "your family any more, and will not see anything about it.",
+                       agency=name),
+        "done": gettext("%(agency)s no longer has any part in your family's record.",
+                        agency=name),
+        "none": gettext("%(agency)s has no part in your family's record now. There is "
+                        "nothing to end.", agency=name),
+        "kept": gettext("What %(agency)s wrote before stays in your record, for the services "
+                        "you let see it.", agency=name),
+    }
+
+
+def _has_part(form: dict[str, Any] | None, agency: str) -> bool:
+    return form is not None and (bool(form["grants"].get(agency))
+                                 or agency in form.get("involved", []))
 
 
 def _shares(form: dict[str, Any] | None, agency: str | None, field_id: str | None) -> bool:
@@ -304,6 +450,14 @@ def create_blueprint() -> Blueprint:
         return render_template("family/consent.html", form=form, columns=_columns(form),
                                valid_until=valid_until)
 
+    def _current(actor: Actor) -> dict[str, Any] | None:
+        rt = current()
+        try:
+            return services.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
+                                        rt.now())
+        except NoConsentForm:
+            return None
+
     @bp.route("/consent/revoke", methods=["GET", "POST"])
     @family_page
     def revoke(actor: Actor) -> Any:
@@ -318,24 +472,46 @@ def create_blueprint() -> Blueprint:
         if request.method == "POST" and request.form.get("confirmed") != "1":
             return redirect(url_for("family.revoke", **raw))
         if request.method == "GET":
-            try:
-                form = services.get_consent(request_db(), rt.vault, actor,
-                                            str(actor.family_id), rt.now())
-            except NoConsentForm:
-                form = None
+            form = _current(actor)
             return render_template("family/revoke.html", agency=agency, field=field_id,
-                                   words=_revoke_words(agency, field_id),
+                                   words=_revoke_words(agency, field_id, form),
                                    shares=_shares(form, agency, field_id))
         try:
-            services.revoke_consent(request_db(), rt.vault, actor, str(actor.family_id),
-                                    agency, field_id, rt.now())
+            after = services.revoke_consent(request_db(), rt.vault, actor,
+                                            str(actor.family_id), agency, field_id, rt.now())
         except InvalidInput:
             return _invalid_choice()
         except Conflict:
             flash(gettext("Nothing was changed. Please look at your form again and try "
                           "once more."), "error")
             return redirect(url_for("family.consent"))
-        flash(_revoke_words(agency, field_id)["done"], "success")
+        flash(_revoke_words(agency, field_id, after)["done"], "success")
+        return redirect(url_for("family.consent"))
+
+    @bp.route("/end", methods=["GET", "POST"])
+    @family_page
+    def end_part(actor: Actor) -> Any:
+        agency = request.values.get("agency", "")
+        values, errors = parse(RevokeIn(), {"agency": agency})
+        if errors or not agency or services.reference_errors(request_db(), agency):
+            return _invalid_choice()
+        agency = values["agency"]
+        if request.method == "POST" and request.form.get("confirmed") != "1":
+            return redirect(url_for("family.end_part", agency=agency))
+        if request.method == "GET":
+            return render_template("family/end.html", agency=agency, words=_end_words(agency),
+                                   has_part=_has_part(_current(actor), agency))
+        rt = current()
+        try:
+            services.end_involvement(request_db(), rt.vault, actor, str(actor.family_id),
+                                     agency, None, rt.now())
+        except InvalidInput:
+            return _invalid_choice()
+        except Conflict:
+            flash(_end_words(agency)["none"], "info")
+            return redirect(url_for("family.consent"))
+        words = _end_words(agency)
+        flash(" ".join([words["done"], words["kept"]]), "success")
         return redirect(url_for("family.consent"))
 
     @bp.get("/access-log")
@@ -343,7 +519,7 @@ def create_blueprint() -> Blueprint:
     def access_log(actor: Actor) -> Any:
         rt = current()
         rows = services.access_log(request_db(), rt.vault, actor, str(actor.family_id),
-                                   rt.now())
+                                   rt.now(), tz=rt.settings.timezone)
         catalogue = services.catalogue(request_db())
         labels = {f.id: f.label for f in catalogue}
         order = {f.id: i for i, f in enumerate(catalogue)}

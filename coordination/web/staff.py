@@ -20,13 +20,21 @@ from coordination.errors import Conflict, InvalidInput
 from coordination.model import FieldDef
 from coordination.roles import Role
 from coordination.runtime import current, request_db
-from coordination.schemas import ConsentIn, EntryIn, FamilyIn, ReferralIn, SearchArgs
+from coordination.schemas import (
+    ConsentIn,
+    EndInvolvementIn,
+    EntryIn,
+    FamilyIn,
+    ReferralIn,
+    SearchArgs,
+)
 from coordination.web import LANGUAGES, RTL, parse, staff_page, text_fields
 from coordination.web.words import can_see
 
 CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 METHODS = [("paper", "On paper"), ("in_person", "In person, on a screen"),
            ("family_portal", "On the family page")]
+TOLD = [("in_person", "In person"), ("paper", "On paper")]
 LEGAL_BASES = [("consent", "Consent"), ("legal_obligation", "Legal obligation"),
                ("vital_interest", "Vital interest"), ("public_task", "Public task")]
 
@@ -173,11 +181,12 @@ def create_blueprint() -> Blueprint:
                                names=_names(), fields=services.catalogue(request_db()))
 
     def _grid_page(family_id: str, errors: dict[str, list[str]], form: dict[str, Any],
-                   ticked: set[tuple[str, str]], status: int = 200) -> Any:
+                   ticked: set[tuple[str, str]], status: int = 200, *,
+                   blank: bool = False) -> Any:
         form.setdefault("once", _new_form_key())
         return render_template(
             "staff/consent_form.html", family_id=family_id, errors=errors, form=form,
-            ticked=ticked, agencies=services.agencies(request_db()),
+            ticked=ticked, blank=blank, agencies=services.agencies(request_db()),
             fields=services.catalogue(request_db()), methods=METHODS, bases=LEGAL_BASES,
             languages=LANGUAGES), status
 
@@ -194,11 +203,16 @@ def create_blueprint() -> Blueprint:
         try:
             current_form = services.get_consent(request_db(), rt.vault, me(), family_id,
                                                  rt.now())
+        except NoConsentForm:
+            current_form = None
+        # Pre-filled only for a reader of the whole form: anyone else states
+        # the whole grid the family signed, on a blank form, never a copy of
+        # what it may not see.
+        if current_form is not None and current_form["view"] == "full":
             ticked = {(a, f) for a, fs in current_form["grants"].items() for f in fs}
             form["purpose"] = current_form["purpose"]
-        except NoConsentForm:
-            pass
-        return _grid_page(family_id, {}, form, ticked)
+        return _grid_page(family_id, {}, form, ticked,
+                          blank=current_form is not None and current_form["view"] != "full")
 
     @bp.post("/families/<id:family_id>/consent/new")
     @staff_page(Role.COORDINATOR)
@@ -290,6 +304,35 @@ def create_blueprint() -> Blueprint:
         flash(f"Recorded: version {form['version']} of the form is now in force.", "success")
         return redirect(url_for("staff.consent", family_id=family_id))
 
+    @bp.route("/families/<id:family_id>/involvements/<id:agency>/end",
+              methods=["GET", "POST"])
+    @staff_page(Role.COORDINATOR)
+    def end_part(family_id: str, agency: str) -> Any:
+        """Record the family's wish that an agency's part ends."""
+        rt = current()
+        services.check_end_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                       rt.now())
+        form = text_fields("signed_by", "method")
+        errors: dict[str, list[str]] = {}
+        if request.method == "POST":
+            values, errors = parse(EndInvolvementIn(), form)
+            errors.update(services.reference_errors(request_db(), agency))
+            if not errors:
+                try:
+                    services.end_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                             values, rt.now())
+                except Conflict as exc:
+                    flash(str(exc), "error")
+                    return redirect(url_for("staff.consent", family_id=family_id))
+                flash(f"Recorded: {_names().get(agency, agency)} no longer takes part in this "
+                      "family's record.", "success")
+                if agency == me().agency_id:  # the family no longer exists for us
+                    return redirect(url_for("staff.home"))
+                return redirect(url_for("staff.consent", family_id=family_id))
+        return render_template("staff/end.html", family_id=family_id, agency=agency,
+                               names=_names(), form=form, errors=errors,
+                               methods=TOLD), 422 if errors else 200
+
     @bp.get("/families/<id:family_id>/consent/history")
     @staff_page(Role.COORDINATOR)
     def history(family_id: str) -> Any:
@@ -304,7 +347,10 @@ def create_blueprint() -> Blueprint:
     def access_log(family_id: str) -> Any:
         rt = current()
         rows = services.access_log(request_db(), rt.vault, me(), family_id, rt.now())
-        return render_template("staff/access_log.html", family_id=family_id, rows=rows)
+        own_only = not services.sees_whole_form(request_db(), rt.vault, me(), family_id,
+                                                rt.now())
+        return render_template("staff/access_log.html", family_id=family_id, rows=rows,
+                               own_only=own_only)
 
     @bp.post("/families/<id:family_id>/access-log/<int:seq>/hide")
     @staff_page(Role.COORDINATOR)

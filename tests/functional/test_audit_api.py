@@ -366,7 +366,8 @@ def test_family_sees_who_looked_at_what_and_when(
     seen = access_log(api, log.family, log.family_token(api))
     assert [i["seq"] for i in seen] == sorted((i["seq"] for i in seen), reverse=True)
     reads = [i for i in seen if i["action"] == "record.read" and i["agency"] == "physio"]
-    assert [i["at"] for i in reads] == ["2026-11-22T13:00:00Z", "2026-11-22T11:00:00Z"]
+    # The same person's two like looks that day (11:00 and 13:00) are one line.
+    assert [(i["at"], i["times"]) for i in reads] == [("2026-11-22T13:00:00Z", 2)]
     look = reads[0]
     assert look["agency_name"] == "Physiotherapy"
     assert look["role"] == "practitioner"
@@ -416,9 +417,21 @@ def _physio_look(api: Api, log: Log) -> dict[str, Any]:
     return next(i for i in seen if i["action"] == "record.read" and i["agency"] == "physio")
 
 
+def _own_entry(api: Api, log: Log) -> dict[str, Any]:
+    """An entry of coord1's own agency (the health centre) in the family's log."""
+    seen = access_log(api, log.family, "coord1")
+    return next(i for i in seen if i["agency"] == "health-centre")
+
+
 def test_coordinator_hides_an_entry_from_the_family(
         app: Flask, api: Api, log: Log, looked: dict[str, Any]) -> None:
-    target = _physio_look(api, log)
+    # Only its own agency's entries: physiotherapy's look is not the health
+    # centre's to hide (403, nothing marked).
+    other = _physio_look(api, log)["seq"]
+    assert_problem(api.post(f"/api/v1/families/{log.family}/access-log/{other}/hide",
+                            "coord1", json={}), 403)
+    assert not hide_marks(api, log)
+    target = _own_entry(api, log)
     seq = target["seq"]
     original = next(i for i in items(api, family=log.family) if i["seq"] == seq)
     assert original["hidden_from_family"] is False

@@ -109,7 +109,10 @@ def test_an_ended_form_says_so_and_offers_nothing_to_stop(app: Flask, api: Api,
     clock.advance(days=366)
     client = _signed_in(app, receipt)
     text = _text(client.get("/family/consent"))
-    assert "The form ended on 22 November 2027. No service can see anything now." in text
+    assert ("The form ended on 22 November 2027. Services can no longer see what other "
+            "services wrote.") in text
+    # What is still true after the end: the health centre works with the family.
+    assert "Health centre works with your family and sees what it wrote itself." in text
     assert "can see:" not in text and "Stop sharing this" not in text
 
 
@@ -278,7 +281,10 @@ def test_stop_sharing_one_cell_after_confirming(app: Flask, api: Api) -> None:
     assert done.headers["Location"] == "/family/consent"
     assert _grants(api, family)["physio"] == ["involvement"]
     page = _text(client.get("/family/consent"))
-    assert "Done: Physiotherapy can no longer see health notes." in page
+    # What changed, and what did not.
+    assert ("Physiotherapy can no longer see health notes. Physiotherapy can still see: "
+            "which services help you, and who your contact person is. Physiotherapy also "
+            "still sees what it wrote itself.") in page
     assert ("Physiotherapy can see: which services help you, and who your contact person "
             "is.") in page
     # The health centre's column is untouched.
@@ -297,7 +303,8 @@ def test_stop_sharing_a_column_refuses_the_physiotherapist(app: Flask, api: Api)
         "csrf_token": csrf_token(ask.get_data(as_text=True))})
     assert done.status_code == 302
     assert "physio" not in _grants(api, family)
-    assert ("Done: Physiotherapy can no longer see anything about your family."
+    # Physiotherapy is not involved: with its column gone, nothing is left.
+    assert ("Physiotherapy can no longer see anything about your family."
             in _text(client.get("/family/consent")))
     # The physiotherapist's very next look is refused, as if there were no family.
     assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
@@ -307,15 +314,22 @@ def test_stop_all_sharing(app: Flask, api: Api) -> None:
     family, receipt = _case(api)
     client = _signed_in(app, receipt)
     ask = client.get("/family/consent/revoke")
-    assert ("Are you sure? No service will see anything about your family any more."
+    assert ("Are you sure? No service will see what other services share about your family "
+            "any more. Health centre still works with your family and sees what it wrote "
+            "itself. Health centre saved the form you signed, so it still sees the whole form."
             in _text(ask))
     done = client.post("/family/consent/revoke", data={
         "confirmed": "1", "csrf_token": csrf_token(ask.get_data(as_text=True))})
     assert done.status_code == 302
     assert _grants(api, family) == {}
     page = _text(client.get("/family/consent"))
-    assert "Done: no service can see anything about your family now." in page
-    assert "No service can see anything now." in page
+    assert ("No service can see what other services share about your family now. Health "
+            "centre still works with your family and sees what it wrote itself.") in page
+    assert "No service can see anything now." not in page
+    # The health centre still works with the family: the page says so, and
+    # offers to end its part.
+    assert "Health centre works with your family and sees what it wrote itself." in page
+    assert "End the part of Health centre" in page
     assert "Stop all sharing" not in page
     assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
     # Asking again finds nothing left to stop.
@@ -551,3 +565,118 @@ def test_odd_query_arguments_do_not_steer_the_language_links(app: Flask, api: Ap
     html = response.get_data(as_text=True)
     assert 'href="/family/?lang=nb"' in html
     assert "javascript" not in html.split("<main", 1)[0]
+
+
+# --- what the family reads after a change is true ----------------------------------
+
+
+def _referred(api: Api) -> tuple[str, dict[str, str]]:
+    """The case, with physiotherapy involved through a referral and a note of its own."""
+    family, receipt = _case(api)
+    assert api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                    json={"agency": "physio"}).status_code == 201
+    api.write(family, "health", "Physio: walks with support.", who="physio1")
+    return family, receipt
+
+
+def test_stopping_a_cell_says_the_agency_still_works_with_the_family(app: Flask,
+                                                                    api: Api) -> None:
+    family, receipt = _referred(api)
+    client = _signed_in(app, receipt)
+    page = _text(client.get("/family/consent"))
+    assert "Physiotherapy works with your family and sees what it wrote itself." in page
+    ask = client.get("/family/consent/revoke?agency=physio")
+    assert ("Physiotherapy will no longer see what other services share about your family. "
+            "Physiotherapy will still work with your family and see what it wrote itself. "
+            "To end that too, choose “End the part of Physiotherapy” on your page."
+            in _text(ask))
+    done = _post(client, "/family/consent/revoke?agency=physio&field=health",
+                 "/family/consent/revoke",
+                 {"agency": "physio", "field": "health", "confirmed": "1"})
+    assert done.status_code == 302
+    said = _text(client.get("/family/consent"))
+    assert ("Physiotherapy can no longer see health notes. Physiotherapy can still see: "
+            "which services help you, and who your contact person is. Physiotherapy still "
+            "works with your family and sees what it wrote itself.") in said
+    # True of what physiotherapy then sees: its own note, nobody else's.
+    record = api.get(f"/api/v1/families/{family}", "physio1").get_json()
+    assert [e["value"] for e in record["fields"]["health"]] == ["Physio: walks with support."]
+
+
+@pytest.mark.parametrize(("lang", "asked", "done"), [
+    ("en", "Physiotherapy will no longer work with your family. It will not find your "
+           "family any more, and will not see anything about it.",
+     "Physiotherapy no longer has any part in your family's record."),
+    ("tr", "Physiotherapy artık ailenizle çalışmayacak.",
+     "Physiotherapy artık ailenizin kaydında hiçbir rol almıyor."),
+    ("ar", "لن تعمل \u2068Physiotherapy\u2069 مع عائلتك بعد الآن.",
+     "لم يعد لـ \u2068Physiotherapy\u2069 أي دور في ملف عائلتك."),
+])
+def test_the_family_ends_an_agencys_part_after_confirming(app: Flask, api: Api, lang: str,
+                                                          asked: str, done: str) -> None:
+    family, receipt = _referred(api)
+    client = _signed_in(app, receipt)
+    client.get(f"/family/consent?lang={lang}")
+    page = client.get("/family/consent").get_data(as_text=True)
+    assert "/family/end?agency=physio" in page
+    ask = client.get("/family/end?agency=physio")
+    assert ask.status_code == 200 and asked in _text(ask)
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 200  # not yet
+    unconfirmed = _post(client, "/family/end?agency=physio", "/family/end",
+                        {"agency": "physio"})
+    assert unconfirmed.status_code == 302
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 200
+    ended = _post(client, "/family/end?agency=physio", "/family/end",
+                  {"agency": "physio", "confirmed": "1"})
+    assert ended.status_code == 302 and ended.headers["Location"] == "/family/consent"
+    assert done in _text(client.get("/family/consent"))
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
+    assert api.get("/api/v1/families?name=Aylin", "physio1").get_json() == []
+    # Asked again: nothing to end, nothing written.
+    again = client.get("/family/end?agency=physio")
+    assert "/family/end" not in again.get_data(as_text=True).split("<main", 1)[1]
+
+
+@pytest.mark.parametrize("query", ["agency=nowhere", "agency=" + "x" * 65, ""])
+def test_ending_an_unknown_agency_changes_nothing(app: Flask, api: Api, query: str) -> None:
+    family, receipt = _referred(api)
+    client = _signed_in(app, receipt)
+    assert client.get(f"/family/end?{query}").status_code == 422
+    data = dict(pair.split("=") for pair in query.split("&") if pair)
+    assert _post(client, "/family/consent", "/family/end",
+                 {**data, "confirmed": "1"}).status_code == 422
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 200
+
+
+def test_ending_needs_the_csrf_token(app: Flask, api: Api) -> None:
+    family, receipt = _referred(api)
+    client = _signed_in(app, receipt)
+    response = client.post("/family/end", data={"agency": "physio", "confirmed": "1"})
+    assert response.status_code == 400
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 200
+
+
+def test_who_looked_reads_true(app: Flask, api: Api, clock: Clock) -> None:
+    family, receipt = _referred(api)
+    _post(_signed_in(app, receipt), "/family/consent", "/family/consent/revoke",
+          {"agency": "physio", "field": "health", "confirmed": "1"})
+    for _ in range(4):
+        clock.advance(minutes=5)
+        api.get(f"/api/v1/families/{family}", "physio1")
+    client = _signed_in(app, receipt)
+    text = _text(client.get("/family/access-log"))
+    assert ("Physiotherapy (practitioner) looked at your record 4 times on 22 November. "
+            "They saw: which services help you, and who your contact person is. They looked "
+            "at what they wrote themselves: health notes.") in text
+    assert "Health centre (coordinator) sent your family to Physiotherapy." in text
+    # Once its part is ended, physiotherapy's refused looks that day are one line too.
+    _post(client, "/family/end?agency=physio", "/family/end",
+          {"agency": "physio", "confirmed": "1"})
+    for _ in range(2):
+        assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
+    text = _text(client.get("/family/access-log"))
+    assert ("Physiotherapy (practitioner) tried to look 2 times on 22 November and was "
+            "refused.") in text
+    client.get("/family/access-log?lang=tr")
+    turkish = _text(client.get("/family/access-log"))
+    assert "Physiotherapy (uzman) 22 Kasım günü kaydınıza 4 kez baktı." in turkish, turkish

@@ -321,7 +321,9 @@ def test_only_coordinators_record_forms(app: Flask, norway: str) -> None:
 def test_revoke_asks_to_confirm_then_takes_effect(app: Flask, norway: str, web: Api) -> None:
     client = signed_in(app, "coord1")
     confirm = client.get(f"/staff/families/{norway}/consent/revoke?agency=physio")
-    assert "Physiotherapy will no longer see anything" in page(confirm)
+    assert ("Physiotherapy will no longer see anything other agencies share about this family. "
+            "If it still works with the family, it keeps seeing what it wrote itself"
+            in page(confirm))
     token = csrf_token(page(confirm))
     unconfirmed = client.post(f"/staff/families/{norway}/consent/revoke",
                               data={"agency": "physio", "csrf_token": token})
@@ -374,3 +376,130 @@ def test_a_form_sent_twice_is_recorded_once(app: Flask, web: Api) -> None:
     forged = client.post(f"/staff/families/{family_id}/consent/new",
                          data={**data, "once": "made-up"})
     assert forged.status_code == 302 and count(app, ConsentFormRow) == 1
+
+
+# --- the form as an agency without the full view reads it ---------------------------
+
+
+@pytest.fixture
+def referred(web: Api) -> str:
+    """Physiotherapy involved through a referral, then the family stops sharing
+    with it: it keeps working with the family and sees only its own column."""
+    family_id = web.new_family(display_name="Aylin Demir", birth_date="2024-03-14")
+    web.write(family_id, "health", "Growth on track; physiotherapy advised.")
+    receipt = web.sign(family_id, {**NORWAY, "cps": ["protection"]})["receipt"]
+    web.post(f"/api/v1/families/{family_id}/involvements", "coord1", json={"agency": "physio"})
+    web.write(family_id, "health", "Physio: walks with support.", who="physiocoord")
+    token = web.post("/api/v1/family/session", json={"receipt_code": receipt["code"],
+                                                      "pin": receipt["pin"]}).get_json()["token"]
+    web.post(f"/api/v1/families/{family_id}/consent/revoke", token, json={"agency": "physio"})
+    web.get(f"/api/v1/families/{family_id}", "nurse1")
+    return family_id
+
+
+# ("Child protection" is also a row of the form, so its column is checked by header.)
+NOT_FOR_PHYSIO = ("Health centre", "Kindergarten", "Guardian Name", "coord1", "nurse1",
+                  "Growth on track")
+
+
+def _main(html: str) -> str:
+    return html.split("<main", 1)[1].split("</main>", 1)[0]
+
+
+@pytest.mark.parametrize(("route", "own"), [
+    ("/consent", "you see your agency's own column only"),
+    ("/consent/history", "Your agency sees its own column of this version only."),
+    ("/access-log", "Physiotherapy (coordinator)"),
+    ("", "Physio: walks with support."),
+])
+def test_pages_show_an_agency_without_the_full_view_only_its_own(
+        app: Flask, referred: str, route: str, own: str) -> None:
+    client = signed_in(app, "physiocoord")
+    response = client.get(f"/staff/families/{referred}{route}")
+    assert response.status_code == 200
+    main = _main(page(response))
+    if route == "":  # the record page offers a referral to any agency: leave the list out
+        main = main.split('id="ref-title"', 1)[0]
+    if route == "/consent/history":
+        # Version 1 granted physiotherapy `involvement`: it reads that one in
+        # full. Version 2 (the newest, first) is its own column only.
+        assert "Guardian Name" in main.split('id="v1"', 1)[1]
+        main = main.split('id="v1"', 1)[0]
+    for other in NOT_FOR_PHYSIO:
+        assert other not in main, (route, other)
+    assert set(re.findall(r'<th scope="col">([^<]*)</th>', main)) <= {
+        "Information", "When (UTC)", "Who", "What", "Fields", "Family sees it"}
+    assert own in main
+
+
+def test_the_full_view_shows_everyone(app: Flask, referred: str) -> None:
+    client = signed_in(app, "coord1")
+    consent = _main(page(client.get(f"/staff/families/{referred}/consent")))
+    assert "Guardian Name" in consent and "Child protection" in consent
+    log = _main(page(client.get(f"/staff/families/{referred}/access-log")))
+    assert "Physiotherapy (coordinator)" in log and "Health centre (practitioner)" in log
+
+
+def test_a_new_form_starts_blank_without_the_full_view(app: Flask, referred: str) -> None:
+    html = page(signed_in(app, "physiocoord").get(f"/staff/families/{referred}/consent/new"))
+    assert " checked" not in html.split("<table", 1)[1].split("</table>", 1)[0]
+    assert "coordinated support" not in html
+    assert "The grid starts blank" in html
+    # Every agency is a column: the coordinator states the whole grid the family signed.
+    for slug, name in (("health-centre", "Health centre"), ("physio", "Physiotherapy"),
+                       ("ecec", "Kindergarten"), ("cps", "Child protection")):
+        assert f'<th scope="col" id="col-{slug}">{name}</th>' in html
+    full = page(signed_in(app, "coord1").get(f"/staff/families/{referred}/consent/new"))
+    assert 'value="health-centre:health" id="cell-health-centre-health" ' in full
+    assert "coordinated support" in full and "The grid starts blank" not in full
+
+
+def test_a_coordinator_hides_only_its_own_agencys_looks(app: Flask, referred: str) -> None:
+    html = page(signed_in(app, "coord1").get(f"/staff/families/{referred}/access-log"))
+    rows = re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", html, re.S)
+    for row in rows:
+        hide = "Hide from the family" in row
+        assert hide == ("Health centre" in row), row
+
+
+def test_a_coordinator_records_the_familys_wish_to_end_a_part(app: Flask, referred: str,
+                                                              web: Api) -> None:
+    client = signed_in(app, "coord1")
+    record = page(client.get(f"/staff/families/{referred}"))
+    assert f"/staff/families/{referred}/involvements/physio/end" in record
+    confirm = f"/staff/families/{referred}/involvements/physio/end"
+    assert "Physiotherapy will no longer work with this family" in page(client.get(confirm))
+    bad = post_form(client, confirm, confirm, {"signed_by": "", "method": "family_portal"})
+    assert bad.status_code == 422  # type: ignore[attr-defined]
+    assert count(app, ConsentFormRow) == 2
+    done = post_form(client, confirm, confirm, {"signed_by": "Aylin Demir", "method": "paper"})
+    assert done.status_code == 302  # type: ignore[attr-defined]
+    assert count(app, ConsentFormRow) == 3
+    assert web.get(f"/api/v1/families/{referred}", "physio1").status_code == 404
+    last = web.get(f"/api/v1/families/{referred}/consent/history", "coord1").get_json()[-1]
+    assert (last["change"], last["changed_by"], last["signed_by"]) == (
+        "end part physio", "coord1", "Aylin Demir")
+
+
+def test_without_the_involvement_cell_a_coordinator_ends_only_its_own_part(
+        app: Flask, referred: str, web: Api) -> None:
+    client = signed_in(app, "physiocoord")
+    consent = page(client.get(f"/staff/families/{referred}/consent"))
+    assert "/involvements/physio/end" in consent and "/involvements/ecec/end" not in consent
+    other = f"/staff/families/{referred}/involvements/ecec/end"
+    assert client.get(other).status_code == 403
+    html = page(client.get(f"/staff/families/{referred}/involvements/physio/end"))
+    response = client.post(other, data={"signed_by": "A", "method": "paper",
+                                        "csrf_token": csrf_token(html)})
+    assert response.status_code == 403
+    assert count(app, ConsentFormRow) == 2
+
+
+def test_ending_a_part_needs_the_csrf_token_and_a_coordinator(app: Flask, referred: str,
+                                                             web: Api) -> None:
+    path = f"/staff/families/{referred}/involvements/physio/end"
+    client = signed_in(app, "coord1")
+    assert client.post(path, data={"signed_by": "A", "method": "paper"}).status_code == 400
+    assert signed_in(app, "nurse1").get(path).status_code == 403
+    assert count(app, ConsentFormRow) == 2
+    assert web.get(f"/api/v1/families/{referred}", "physio1").status_code == 200

@@ -8,14 +8,17 @@ import pytest
 
 from consent.model import (
     Form,
+    FormView,
     Reason,
     cells_from_grants,
+    change_as_read,
     decide,
     describe_revocation,
     holds_any_cell,
     is_visible,
     may_see_entry,
     revoke,
+    view_of_form,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -159,3 +162,57 @@ def test_grants_are_sorted_and_stable() -> None:
 )
 def test_revocations_are_described(agency: str | None, field: str | None, text: str) -> None:
     assert describe_revocation(agency, field) == text
+
+
+# --- how an agency reads a form version --------------------------------------------------
+
+VIEW_FORM = Form(version=3, valid_until=date(2027, 11, 22), cells=frozenset({
+    ("health-centre", "health"), ("physio", "involvement"), ("physio", "health"),
+    ("cps", "protection")}))
+
+
+@pytest.mark.parametrize(("reader", "recorder", "full", "cells"), [
+    (None, None, True, VIEW_FORM.cells),                   # the family sees all
+    ("physio", None, True, VIEW_FORM.cells),               # granted involvement
+    ("physio", "cps", True, VIEW_FORM.cells),
+    ("health-centre", "health-centre", True, VIEW_FORM.cells),  # recorded the signed form
+    ("health-centre", None, False, {("health-centre", "health")}),
+    ("health-centre", "physio", False, {("health-centre", "health")}),
+    ("cps", "health-centre", False, {("cps", "protection")}),
+    ("ecec", "health-centre", False, set()),               # no column at all
+    ("ecec", None, False, set()),
+])
+def test_view_of_form_matrix(reader: str | None, recorder: str | None, full: bool,
+                             cells: set[tuple[str, str]]) -> None:
+    seen = view_of_form(VIEW_FORM, reader, recorder, NOW)
+    assert seen.full is full
+    assert seen.cells == frozenset(cells)
+
+
+def test_an_expired_version_no_longer_grants_the_full_view() -> None:
+    """After its `valid_until` day a version grants nothing, `involvement`
+    included; its recorder and the family still read all of it."""
+    last_day = datetime(2027, 11, 22, 23, 59, tzinfo=UTC)
+    after = datetime(2027, 11, 23, 0, 0, tzinfo=UTC)
+    assert view_of_form(VIEW_FORM, "physio", None, last_day).full
+    assert view_of_form(VIEW_FORM, "physio", None, after) == FormView(
+        False, frozenset({("physio", "involvement"), ("physio", "health")}))
+    assert view_of_form(VIEW_FORM, "health-centre", "health-centre", after).full
+    assert view_of_form(VIEW_FORM, None, None, after).full
+
+
+@pytest.mark.parametrize(("change", "reader", "full", "read"), [
+    ("revoke cell cps/protection", "physio", False, "changed"),
+    ("revoke cell physio/health", "physio", False, "revoke cell physio/health"),
+    ("revoke column ecec", "physio", False, "changed"),
+    ("end part ecec", "physio", False, "changed"),
+    ("end part physio", "physio", False, "end part physio"),
+    ("revoke row health", "physio", False, "revoke row health"),
+    ("revoke everything", "physio", False, "revoke everything"),
+    ("signed", "physio", False, "signed"),
+    ("revoke column ecec", "physio", True, "revoke column ecec"),
+    ("revoke column ecec", None, True, "revoke column ecec"),
+])
+def test_change_texts_name_no_other_agency(change: str, reader: str | None, full: bool,
+                                           read: str) -> None:
+    assert change_as_read(change, reader, full) == read
