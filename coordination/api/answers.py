@@ -114,8 +114,12 @@ class Receipt(Schema):
 
 
 class ConsentForm(Schema):
+    """A form version as the caller may read it (CONTRACT.md, "the form as an
+    agency reads it"): without the full view, `grants` holds only the
+    caller's own column and the signer, witness and interpreter are null."""
+
     version = fields.Integer(required=True)
-    signed_by = _str()
+    signed_by = _maybe_str(metadata={"description": "null without the full view"})
     signed_on = _str(metadata={"format": "date"})
     recorded_at = _str(metadata=TIME)
     method = _str()
@@ -129,11 +133,28 @@ class ConsentForm(Schema):
                          required=True, metadata={"description": "agency -> its fields"})
     receipt = fields.Nested(Receipt, metadata={
         "description": "only in the answer that issued it (the first form, or reissue_pin)"})
+    view = _str(metadata={"enum": ["full", "own_column"],
+                          "description": "whether the caller reads the whole form"})
+    involved = fields.List(fields.String(), metadata={
+        "description": "to the family only: the agencies that work with it"})
+    recorded_by = fields.String(allow_none=True, metadata={
+        "description": "to the family only: the agency that recorded the form it signed"})
 
 
 class ConsentVersion(ConsentForm):
     change = _str()
-    changed_by = _str()
+    changed_by = _maybe_str(metadata={
+        "description": "null when it would name another agency's staff"})
+
+
+class InvolvementEnded(Schema):
+    """An agency's part ended: its involvement closed and its column revoked."""
+
+    agency = _str()
+    involvement_closed = fields.Boolean(required=True)
+    form = fields.Nested(ConsentForm, required=True, allow_none=True,
+                         metadata={"description": "the new version; null when the family "
+                                   "has no form"})
 
 
 class AccessLogItem(Schema):
@@ -145,8 +166,16 @@ class AccessLogItem(Schema):
     what = _str()
     action = _str()
     refused = fields.Boolean(required=True)
+    fields_own = _strings(metadata={
+        "description": "fields whose shown entries the agency wrote itself"})
     fields_shown = _strings()
     fields_withheld = _strings()
+    times = fields.Integer(required=True, metadata={
+        "description": "how many such looks this line stands for (the family's view groups "
+                       "one person's routine looks on one day)"})
+    about_agency = fields.String(metadata={"description": "the agency referred to, or whose "
+                                           "part was ended"})
+    about_agency_name = fields.String()
     hidden_from_family = fields.Boolean(metadata={"description": "shown to staff only"})
 
 

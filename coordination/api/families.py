@@ -6,7 +6,13 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from coordination import erasure, services
 from coordination.api import actor, allow, body, db, load, runtime
-from coordination.api.answers import EntryWritten, FamilyRef, InvolvementOut, SharedRecord
+from coordination.api.answers import (
+    EntryWritten,
+    FamilyRef,
+    InvolvementEnded,
+    InvolvementOut,
+    SharedRecord,
+)
 from coordination.api.openapi import document
 from coordination.roles import Role
 from coordination.schemas import (
@@ -99,6 +105,9 @@ def register(bp: Blueprint) -> None:
         return jsonify(involvement)
 
     @bp.delete("/families/<id:family_id>/involvements/<id:agency_id>")
+    @document("End an agency's part: close its involvement and revoke its column in one "
+              "new version (the family; or a coordinator recording the family's wish)",
+              body=(EmptyIn, EndInvolvementIn), answer=InvolvementEnded, conflicts=True)
     @allow(Role.COORDINATOR, family=True)
     def end_involvement(family_id: str, agency_id: str) -> Response:
         rt = runtime()

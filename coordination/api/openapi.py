@@ -72,7 +72,7 @@ class Doc:
     """How one route is documented (see the module docstring)."""
 
     summary: str
-    body: type[Schema] | None = None
+    body: type[Schema] | tuple[type[Schema], ...] | None = None
     query: type[Schema] | None = None
     answer: type[Schema] | dict[str, Any] | None = None
     many: bool = False
@@ -84,7 +84,8 @@ class Doc:
     headers: tuple[str, ...] = ()
 
     def validates_with(self, schema: Schema) -> bool:
-        return type(schema) in (self.body, self.query)
+        bodies = self.body if isinstance(self.body, tuple) else (self.body,)
+        return type(schema) in (*bodies, self.query)
 
 
 def document(summary: str, **how: Any) -> Callable[[F], F]:
@@ -149,8 +150,11 @@ def _operation(doc: Doc, method: str, endpoint: str, path_parameters: list[dict[
     if doc.query:
         operation["parameters"].append({"in": "query", "schema": doc.query})
     if doc.body:
+        # A route whose body depends on the caller (the family or staff acting
+        # for it) takes exactly one of its schemas.
+        body: Any = {"oneOf": list(doc.body)} if isinstance(doc.body, tuple) else doc.body
         operation["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": doc.body}}}
+                                    "content": {"application/json": {"schema": body}}}
     elif method in BODY_METHODS:
         operation["requestBody"] = {"required": False, "content": {"application/json": {
             "schema": {"type": "object", "additionalProperties": False}}}}

@@ -167,7 +167,9 @@ STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", 
               "erase"]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry"]
-COORDINATOR_LAST = ["update_involvement"]
+COORDINATOR_LAST = ["update_involvement", "end_involvement"]
+# The family ends an agency's part after every staff run that needs that agency.
+FAMILY_LAST = ["end_involvement"]
 ADMIN = [*STAFF_READS, "erase"]
 
 
@@ -176,9 +178,11 @@ def test_every_operation_is_fuzzed(live: Live) -> None:
     assert status == 200
     documented = {operation["operationId"] for operations in doc["paths"].values()
                   for operation in operations.values()}
-    fuzzed = {*PRACTITIONER, *AUDITOR, *FAMILY, *COORDINATOR, *COORDINATOR_LAST, *ADMIN}
+    fuzzed = {*PRACTITIONER, *AUDITOR, *FAMILY, *COORDINATOR, *COORDINATOR_LAST, *FAMILY_LAST,
+              *ADMIN}
     assert documented == fuzzed
-    assert set(STAFF_ONLY) == documented - set(FAMILY)  # all the family may not use
+    # all the family may not use
+    assert set(STAFF_ONLY) == documented - set(FAMILY) - set(FAMILY_LAST)
 
 
 def test_an_answer_the_document_does_not_describe_fails_the_run(live: Live) -> None:
@@ -219,8 +223,14 @@ def test_coordinator(live: Live) -> None:
 
 
 def test_coordinator_ends_its_part(live: Live) -> None:
-    """Closing its own involvement may end the family's visibility: after the rest."""
+    """Closing its own involvement, or recording that the family ended its
+    part, may end the family's visibility: after the rest."""
     fuzz(live, live.tokens["coord1"], COORDINATOR_LAST, live.family)
+
+
+def test_family_ends_a_part(live: Live) -> None:
+    """The family ends physiotherapy's part: after every run that needs it."""
+    fuzz(live, live.tokens["family"], FAMILY_LAST, live.family, agency="physio")
 
 
 def test_admin_erasure_last(live: Live) -> None:
