@@ -43,6 +43,8 @@ class Action(StrEnum):
     AUDIT_CHECKPOINT = "audit.checkpoint"
     AUDIT_EXPORT = "audit.export"
     REQUEST_DENIED = "request.denied"
+    USER_DEACTIVATE = "user.deactivate"
+    TOKEN_REVOKE = "token.revoke"  # noqa: S105 - an action name, not a secret
 
 
 class Outcome(StrEnum):

@@ -53,6 +53,8 @@ ACTION_WORDS = {
     Action.AUDIT_CHECKPOINT: "signed a checkpoint of the log",
     Action.AUDIT_EXPORT: "exported the audit log",
     Action.REQUEST_DENIED: "was refused",
+    Action.USER_DEACTIVATE: "deactivated a staff member",
+    Action.TOKEN_REVOKE: "revoked a staff member's API tokens",
 }
 OUTCOMES = [(Outcome.OK.value, "ok (allowed)"), (Outcome.DENIED.value, "denied (refused)")]
 CSV_COLUMNS = ("seq", "time_utc", "action", "outcome", "notes", "actor", "role", "agency",

@@ -162,10 +162,10 @@ class TestReferral:
         api.sign(family, {"physio": ["health"]})
         assert api.post(path, "coord1", json={"agency": "physio"}).status_code == 409
         api.sign(family, {"physio": ["involvement"]})
-        made = api.post(path, "coord1", json={"agency": "physio", "contact_worker": "physio1"})
+        made = api.post(path, "coord1", json={"agency": "physio"})
         assert made.status_code == 201
         assert made.get_json() == {"agency": "physio", "status": "active",
-                                   "since": "2026-11-22", "contact_worker": "physio1"}
+                                   "since": "2026-11-22", "contact_worker": None}
         assert api.post(path, "coord1", json={"agency": "physio"}).status_code == 409
         with app.extensions["onestory"].sessions() as session:
             assert session.scalar(select(func.count()).select_from(Involvement)) == 2
