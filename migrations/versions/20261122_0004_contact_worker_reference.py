@@ -64,8 +64,9 @@ def _convert(sqlite: bool) -> None:
     converted, cleared = bind.execute(sa.text(
         "SELECT count(contact_worker_id), count(*) - count(contact_worker_id)"
         " FROM involvements WHERE contact_worker IS NOT NULL")).one()
-    print(f"0004: {converted} contact workers now refer to staff members; {cleared} named "
-          "no active staff member of their agency and are now none", flush=True)
+    if converted or cleared:
+        print(f"0004: {converted} contact workers now refer to staff members; {cleared} named "
+              "no active staff member of their agency and are now none", flush=True)
     # On SQLite the table is built anew (the old one dropped, its pages zeroed).
     with op.batch_alter_table('involvements', recreate='always' if sqlite else 'auto') \
             as batch_op:
