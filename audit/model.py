@@ -44,6 +44,8 @@ class Action(StrEnum):
     AUDIT_EXPORT = "audit.export"
     REQUEST_DENIED = "request.denied"
     INVOLVEMENT_END = "involvement.end"
+    USER_DEACTIVATE = "user.deactivate"
+    TOKEN_REVOKE = "token.revoke"  # noqa: S105 - an action name, not a secret
 
 
 class Outcome(StrEnum):

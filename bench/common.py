@@ -334,7 +334,7 @@ class Loader:
                 "agency_id": "health-centre",
                 "status": InvolvementStatus.ACTIVE.value,
                 "since": created.date(),
-                "contact_worker": "nurse1",
+                "contact_worker_id": self.staff_ids["nurse1"],
                 "created_at": created,
                 "updated_at": created,
             })

@@ -132,7 +132,7 @@ def plain_read(session: Session, vault: Vault, actor: Actor, family_id: str,
         "grid": sorted(grid),
         "involvements": [
             {"agency": i.agency_id, "status": i.status, "since": i.since.isoformat(),
-             "contact_worker": i.contact_worker}
+             "contact_worker": i.contact_worker.username if i.contact_worker else None}
             for i in involvements
         ],
     }

@@ -6,11 +6,12 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
@@ -20,7 +21,7 @@ from audit.services import Event
 from coordination.actors import Actor
 from coordination.db import is_write_conflict
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
-from coordination.model import Agency, ApiToken, Family, Staff
+from coordination.model import Agency, ApiToken, Family, Involvement, Staff, WebSession
 from coordination.roles import Role
 from coordination.services import iso_time
 
@@ -89,6 +90,92 @@ def add_staff(
     session.add(staff)
     session.commit()
     return staff
+
+
+def list_staff(session: Session, agency_id: str | None = None) -> list[Staff]:
+    """Staff members, by agency then username; only that agency's when given."""
+    query = select(Staff).order_by(Staff.agency_id, Staff.username)
+    if agency_id is not None:
+        if session.get(Agency, agency_id) is None:
+            raise NotFound(f"no agency '{agency_id}'")
+        query = query.where(Staff.agency_id == agency_id)
+    return list(session.scalars(query))
+
+
+def _staff_named(session: Session, username: str) -> Staff:
+    # Locked until the commit (PostgreSQL), so that nothing names this
+    # person contact worker, or signs them in, half-way through a change.
+    staff = session.scalars(select(Staff).where(Staff.username == username)
+                            .with_for_update()).first()
+    if staff is None:
+        raise NotFound(f"no user '{username}'")
+    return staff
+
+
+def _revoke_tokens(session: Session, staff: Staff, now: datetime) -> int:
+    result = session.execute(update(ApiToken).where(
+        ApiToken.staff_id == staff.id, ApiToken.revoked_at.is_(None)).values(revoked_at=now))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Deactivation:
+    sessions_ended: int
+    tokens_revoked: int
+    contact_worker_changes: int  # involvements handed over (or cleared)
+
+
+def deactivate_staff(session: Session, username: str, hand_over_to: str | None,
+                     now: datetime) -> Deactivation:
+    """Deactivate a staff member: their web sessions end and their API tokens
+    are revoked at once, and wherever they were contact worker a colleague
+    takes over (`hand_over_to`: an active staff member of the same agency)
+    or, without one, nobody is. All in one transaction, on the audit log.
+    Raises `NotFound` for an unknown user or colleague, `InvalidInput` for a
+    colleague who cannot take over."""
+    staff = _staff_named(session, username)
+    colleague = None
+    if hand_over_to is not None:
+        colleague = session.scalars(select(Staff).where(Staff.username == hand_over_to)
+                                    .with_for_update(read=True)).first()
+        if colleague is None:
+            raise NotFound(f"no user '{hand_over_to}' to hand over to")
+        if colleague.id == staff.id:
+            raise InvalidInput({"hand_over_to": ["another staff member"]},
+                               f"{username} cannot hand over to themselves")
+        if colleague.agency_id != staff.agency_id or not colleague.active:
+            raise InvalidInput({"hand_over_to": ["an active colleague in the same agency"]},
+                               f"{hand_over_to} is not an active colleague of {username} "
+                               f"in {staff.agency_id}")
+    staff.active = False
+    ended = session.execute(update(WebSession).where(
+        WebSession.staff_id == staff.id, WebSession.ended_at.is_(None)).values(ended_at=now))
+    revoked = _revoke_tokens(session, staff, now)
+    handed = session.execute(update(Involvement).where(
+        Involvement.contact_worker_id == staff.id).values(
+        contact_worker_id=colleague.id if colleague else None, updated_at=now))
+    done = Deactivation(sessions_ended=int(ended.rowcount),  # type: ignore[attr-defined]
+                        tokens_revoked=revoked,
+                        contact_worker_changes=int(handed.rowcount))  # type: ignore[attr-defined]
+    audit_log.record(session, Event(
+        action=Action.USER_DEACTIVATE, actor="cli", agency_id=staff.agency_id,
+        detail={"user": staff.username, "hand_over_to": hand_over_to,
+                "sessions_ended": done.sessions_ended, "tokens_revoked": done.tokens_revoked,
+                "contact_worker_changes": done.contact_worker_changes}), now)
+    session.commit()
+    return done
+
+
+def revoke_tokens(session: Session, username: str, now: datetime) -> int:
+    """Revoke every API token of a staff member, on the audit log; returns how
+    many were still valid to revoke."""
+    staff = _staff_named(session, username)
+    revoked = _revoke_tokens(session, staff, now)
+    audit_log.record(session, Event(
+        action=Action.TOKEN_REVOKE, actor="cli", agency_id=staff.agency_id,
+        detail={"user": staff.username, "revoked": revoked}), now)
+    session.commit()
+    return revoked
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

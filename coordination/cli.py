@@ -141,6 +141,41 @@ def user_add(state: CliState, username: str, agency_id: str, role: str,
     click.echo(f"user {username} added to {agency_id} as {role}")
 
 
+@user.command("deactivate")
+@click.argument("username")
+@click.option("--hand-over-to", "hand_over_to", metavar="USERNAME",
+              help="A colleague in the same agency who becomes contact worker wherever "
+                   "USERNAME was (without it, those families have none).")
+@pass_state
+def user_deactivate(state: CliState, username: str, hand_over_to: str | None) -> None:
+    """Deactivate a staff member: their sessions and API tokens end at once."""
+    rt = state.runtime()
+    _require_schema(rt)
+    done = _use_case(rt, lambda session: accounts.deactivate_staff(
+        session, username, hand_over_to, rt.now()))
+    handed = (f"{hand_over_to} is now contact worker" if hand_over_to
+              else "no contact worker is named now")
+    click.echo(f"user {username} deactivated: {done.sessions_ended} sessions ended, "
+               f"{done.tokens_revoked} API tokens revoked; {handed} for "
+               f"{done.contact_worker_changes} families")
+
+
+@user.command("list")
+@click.option("--agency", "agency_id", help="Only this agency's staff.")
+@pass_state
+def user_list(state: CliState, agency_id: str | None) -> None:
+    """One line per staff member: username, agency, role, active."""
+    rt = state.runtime()
+    _require_schema(rt)
+    with rt.sessions() as session:
+        rows = [(s.username, s.agency_id, str(s.role), "active" if s.active else "inactive")
+                for s in accounts.list_staff(session, agency_id)]
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    for row in rows:
+        click.echo("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=False))
+                   + "  " + row[3])
+
+
 @user.command("link")
 @click.argument("username")
 @click.option("--subject", help="The user's `sub` at the agency's OpenID Connect provider.")
@@ -174,6 +209,18 @@ def token_create(state: CliState, username: str, days: int | None) -> None:
     lifetime = timedelta(days=days) if days else rt.settings.staff_token_lifetime
     click.echo(_use_case(rt, lambda session: accounts.create_token(session, username, lifetime,
                                                                    rt.now())))
+
+
+@token.command("revoke")
+@click.argument("username")
+@pass_state
+def token_revoke(state: CliState, username: str) -> None:
+    """Revoke every API token of USERNAME."""
+    rt = state.runtime()
+    _require_schema(rt)
+    revoked = _use_case(rt, lambda session: accounts.revoke_tokens(session, username,
+                                                                   rt.now()))
+    click.echo(f"revoked {revoked} API tokens of {username}")
 
 
 @cli.command("seed-demo")

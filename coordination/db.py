@@ -81,6 +81,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
+            if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+                return  # asked for no transaction (a migration's VACUUM)
+            driver = conn.connection.dbapi_connection
+            if driver.isolation_level is not None:
+                # Set back after an AUTOCOMMIT block: the driver must never
+                # begin transactions on its own (see `_sqlite_pragmas`).
+                driver.isolation_level = None
             # Deferred: reads take no lock, so requests read side by side; a
             # transaction takes the database's write lock at its first write
             # (for a use case, its audit append). One whose reads have gone

@@ -26,7 +26,10 @@ def alembic_config(keystore: bool = False) -> Config:
 def upgrade(engine: Engine, revision: str = "head", *, keystore: bool = False) -> None:
     """Create or upgrade the data schema (or the key store's); idempotent."""
     config = alembic_config(keystore)
-    with engine.begin() as connection:
+    # Not begun here: Alembic runs each migration in a transaction of its own
+    # (see `run_environment`), which a migration may commit early to run
+    # what cannot run in one (SQLite's VACUUM, PostgreSQL's VACUUM FULL).
+    with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -48,9 +51,12 @@ def run_environment(context: Any, metadata: MetaData, default_url: Callable[[], 
         raise SystemExit("offline migrations are not supported; run `onestory init`")
 
     def run(connection: Connection) -> None:
+        # One transaction per migration: a migration's `autocommit_block()`
+        # commits only its own work before running outside a transaction.
         context.configure(connection=connection, target_metadata=metadata,
                           render_as_batch=connection.dialect.name == "sqlite",
-                          compare_type=True, version_table=version_table)
+                          compare_type=True, version_table=version_table,
+                          transaction_per_migration=True)
         with context.begin_transaction():
             context.run_migrations()
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -21,7 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime
 
@@ -41,7 +42,12 @@ class Agency(Base):
 
 class Staff(Base):
     __tablename__ = "staff"
-    __table_args__ = (UniqueConstraint("agency_id", "oidc_subject"),)
+    __table_args__ = (
+        UniqueConstraint("agency_id", "oidc_subject"),
+        # What an involvement's contact worker refers to: a staff member
+        # *of that agency* (see `Involvement`).
+        Index("uq_staff_agency_id_id", "agency_id", "id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -145,10 +151,18 @@ class Member(Base):
 
 
 class Involvement(Base):
-    """Family x agency: the list of these is the minimal shared record."""
+    """Family x agency: the list of these is the minimal shared record.
+
+    The contact worker is a reference to a staff member of the same agency
+    (the database holds it to that agency), never free text; deactivating
+    that person hands the role over or clears it.
+    """
 
     __tablename__ = "involvements"
-    __table_args__ = (UniqueConstraint("family_id", "agency_id"),)
+    __table_args__ = (
+        UniqueConstraint("family_id", "agency_id"),
+        ForeignKeyConstraint(["agency_id", "contact_worker_id"], ["staff.agency_id", "staff.id"]),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     family_id: Mapped[str] = mapped_column(
@@ -157,9 +171,12 @@ class Involvement(Base):
     agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
     status: Mapped[str] = mapped_column(String(16))
     since: Mapped[date] = mapped_column(Date)
-    contact_worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    contact_worker_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Loaded with the involvement (one statement), for its username.
+    contact_worker: Mapped[Staff | None] = relationship(
+        Staff, primaryjoin="Staff.id == foreign(Involvement.contact_worker_id)", lazy="joined")
 
 
 class Entry(Base):

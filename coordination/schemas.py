@@ -126,7 +126,9 @@ class EntryIn(StrictSchema):
 
 class ReferralIn(StrictSchema):
     agency = text(1, 64, required=True)
-    contact_worker = text(1, 200, allow_none=True)
+    # Only the referred agency names its contact worker: any name here is
+    # refused by `services.contact_worker_errors`.
+    contact_worker = text(1, 64, allow_none=True)
 
 
 class InvolvementPatch(StrictSchema):
@@ -134,7 +136,7 @@ class InvolvementPatch(StrictSchema):
         validate=validate.OneOf(["closed"], error="only 'closed' can be set here; "
                                 "re-involving an agency is a referral")
     )
-    contact_worker = text(1, 200, allow_none=True)
+    contact_worker = text(1, 64, allow_none=True)  # a username of the agency's staff
 
     @validates_schema
     def _something(self, data: dict[str, Any], **_kw: Any) -> None:
@@ -153,7 +155,10 @@ class ConsentIn(StrictSchema):
         validate=[LANGUAGE, _one_line, validate.Length(max=16)], allow_none=True
     )
     purpose = text(1, 500, required=True)
-    legal_basis = text(1, 64)
+    legal_basis = fields.String(validate=validate.OneOf(
+        ["consent"], error="a consent form's legal basis is 'consent'; the other bases "
+        "(contract, legal_obligation, vital_interest, public_task, legitimate_interest) "
+        "are duty grants, not a consent form"))
     valid_until = StrictDate(required=True)
     grants = fields.Dict(
         keys=fields.String(validate=validate.Length(min=1, max=64)),

@@ -281,7 +281,7 @@ def create_family(
             agency_id=actor.agency_id,
             status=InvolvementStatus.ACTIVE,
             since=now.date(),
-            contact_worker=actor.username,
+            contact_worker_id=actor.staff_id,
             created_at=now,
             updated_at=now,
         )
@@ -366,6 +366,7 @@ class SharedRecord:
     withheld: list[str]
     involved: bool = False  # whether the reader's agency may write entries here
     catalogue: list[FieldDef] = field(default_factory=list)  # the rows it was decided on
+    contact_worker: str | None = None  # the reader's own agency's, which it always knows
 
 
 def shared_record(
@@ -435,8 +436,11 @@ def shared_record(
     _audit(session, actor, Action.RECORD_READ, now, family_id=family_id,
            shown=sorted(fields), withheld=withheld, **extra)
     session.commit()  # the look is on record before anything is shown
+    own_worker = next((i.contact_worker for i in view.involvements if i.agency_id == agency),
+                      None)
     return SharedRecord(body, shown=sorted(fields), withheld=withheld,
-                        involved=view.involved(agency), catalogue=fields_catalogue)
+                        involved=view.involved(agency), catalogue=fields_catalogue,
+                        contact_worker=own_worker.username if own_worker else None)
 
 
 def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, str]:
@@ -469,7 +473,7 @@ def _involvement_out(inv: Involvement) -> dict[str, Any]:
         "agency": inv.agency_id,
         "status": inv.status,
         "since": inv.since.isoformat(),
-        "contact_worker": inv.contact_worker,
+        "contact_worker": inv.contact_worker.username if inv.contact_worker else None,
     }
 
 
@@ -545,6 +549,49 @@ def reference_errors(session: Session, agency_id: Any = None, field_id: Any = No
     return errors
 
 
+def _active_staff(session: Session, agency_id: str, username: str) -> Staff | None:
+    """The active staff member of that agency with that username, held (on
+    PostgreSQL) until the commit, so that a deactivation meanwhile waits
+    and then hands the role over."""
+    if "\x00" in username:  # raw input; no database compares it
+        return None
+    return session.scalars(
+        select(Staff).where(Staff.agency_id == agency_id, Staff.username == username,
+                            Staff.active).with_for_update(read=True)).first()
+
+
+def contact_worker_errors(session: Session, actor: Actor, agency_id: Any, username: Any
+                          ) -> dict[str, list[str]]:
+    """What is wrong with a contact worker named for `agency_id`'s involvement
+    (raw input; None means not given). Only that agency names its own: in
+    another agency's referral any name is refused; its own must be the
+    username of an active staff member of that agency."""
+    if not isinstance(username, str):
+        return {}
+    if agency_id != actor.agency_id:
+        return {"contact_worker": [f"only {agency_id} itself names its contact worker; "
+                                   "leave contact_worker out"]}
+    if _active_staff(session, agency_id, username) is None:
+        return {"contact_worker": [f"'{username}' is not an active staff member of "
+                                   f"{agency_id}"]}
+    return {}
+
+
+def _contact_worker(session: Session, actor: Actor, agency_id: str, username: str | None
+                    ) -> Staff | None:
+    errors = contact_worker_errors(session, actor, agency_id, username)
+    if errors:
+        raise InvalidInput(errors)
+    return None if username is None else _active_staff(session, agency_id, username)
+
+
+def colleagues(session: Session, actor: Actor) -> list[str]:
+    """Usernames of the active staff of the actor's agency: who may be named
+    its contact worker."""
+    return list(session.scalars(select(Staff.username).where(
+        Staff.agency_id == actor.agency_id, Staff.active).order_by(Staff.username)))
+
+
 def refer(
     session: Session,
     vault: Vault,
@@ -562,6 +609,7 @@ def refer(
     view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
     errors = reference_errors(session, agency_id)
+    errors.update(contact_worker_errors(session, actor, agency_id, contact_worker))
     if errors:
         raise InvalidInput(errors)
     # Consent first: whether another agency is involved is itself shared
@@ -576,7 +624,8 @@ def refer(
         session.add(existing)
     existing.status = InvolvementStatus.ACTIVE
     existing.since = now.date()
-    existing.contact_worker = contact_worker
+    # Whoever was its contact worker before, the agency names one anew.
+    existing.contact_worker = _contact_worker(session, actor, agency_id, contact_worker)
     existing.updated_at = now
     _audit(session, actor, Action.INVOLVEMENT_REFER, now, family_id=family_id, agency=agency_id)
     try:
@@ -596,21 +645,25 @@ def update_involvement(
     changes: dict[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
-    """Close (or name the contact worker of) the actor's own agency's involvement."""
+    """Close the actor's own agency's involvement, or name its contact worker
+    (an active staff member of that agency; None clears it)."""
     view = _visible(session, vault, actor, family_id, now, lock=True)
     if agency_id != actor.agency_id:
         raise NotPermitted("only that agency's coordinator may change its involvement")
+    worker = _contact_worker(session, actor, agency_id, changes.get("contact_worker"))
     inv = next((i for i in view.involvements if i.agency_id == agency_id), None)
     if inv is None:
         raise Conflict("your agency has no involvement with this family")
     if "status" in changes:
         inv.status = changes["status"]
     if "contact_worker" in changes:
-        inv.contact_worker = changes["contact_worker"]
+        inv.contact_worker = worker
     if session.is_modified(inv):
         inv.updated_at = now
-    _audit(session, actor, Action.INVOLVEMENT_UPDATE, now, family_id=family_id,
-           agency=agency_id, status=inv.status)
+    detail: dict[str, Any] = {"agency": agency_id, "status": inv.status}
+    if "contact_worker" in changes:
+        detail["contact_worker"] = worker.username if worker else None
+    _audit(session, actor, Action.INVOLVEMENT_UPDATE, now, family_id=family_id, **detail)
     session.commit()
     return _involvement_out(inv)
 

@@ -84,7 +84,9 @@ def register(bp: Blueprint) -> None:
         rt = runtime()
         data = load(ReferralIn(), body(), checks_first=lambda: services.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True),
-            also=lambda: services.reference_errors(db(), body().get("agency")))
+            also=lambda: {**services.reference_errors(db(), body().get("agency")),
+                          **services.contact_worker_errors(db(), actor(), body().get("agency"),
+                                                           body().get("contact_worker"))})
         involvement = services.refer(
             db(), rt.vault, actor(), family_id, data["agency"], data.get("contact_worker"),
             rt.now(),
@@ -98,7 +100,9 @@ def register(bp: Blueprint) -> None:
     def update_involvement(family_id: str, agency_id: str) -> Response:
         rt = runtime()
         data = load(InvolvementPatch(), body(), checks_first=lambda: services.check_access(
-            db(), rt.vault, actor(), family_id, rt.now(), own_agency=agency_id))
+            db(), rt.vault, actor(), family_id, rt.now(), own_agency=agency_id),
+            also=lambda: services.contact_worker_errors(db(), actor(), agency_id,
+                                                        body().get("contact_worker")))
         involvement = services.update_involvement(
             db(), rt.vault, actor(), family_id, agency_id, data, rt.now()
         )

@@ -54,6 +54,8 @@ ACTION_WORDS = {
     Action.AUDIT_EXPORT: "exported the audit log",
     Action.REQUEST_DENIED: "was refused",
     Action.INVOLVEMENT_END: "ended an agency's part in a family's record",
+    Action.USER_DEACTIVATE: "deactivated a staff member",
+    Action.TOKEN_REVOKE: "revoked a staff member's API tokens",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.

@@ -25,6 +25,7 @@ from coordination.schemas import (
     EndInvolvementIn,
     EntryIn,
     FamilyIn,
+    InvolvementPatch,
     ReferralIn,
     SearchArgs,
 )
@@ -35,8 +36,6 @@ CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 METHODS = [("paper", "On paper"), ("in_person", "In person, on a screen"),
            ("family_portal", "On the family page")]
 TOLD = [("in_person", "In person"), ("paper", "On paper")]
-LEGAL_BASES = [("consent", "Consent"), ("legal_obligation", "Legal obligation"),
-               ("vital_interest", "Vital interest"), ("public_task", "Public task")]
 
 
 def me() -> Actor:
@@ -118,9 +117,12 @@ def create_blueprint() -> Blueprint:
     def family(family_id: str) -> Any:
         rt = current()
         record = services.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
+        colleagues = ([(u, u) for u in services.colleagues(request_db(), me())]
+                      if me().role == Role.COORDINATOR and record.involved else [])
         return render_template("staff/record.html", record=record.body,
                                involved=record.involved, fields=record.catalogue,
                                names=_names(), entry_fields=_entry_fields(record.catalogue),
+                               contact_worker=record.contact_worker, colleagues=colleagues,
                                errors={}, form={})
 
     def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],
@@ -149,13 +151,13 @@ def create_blueprint() -> Blueprint:
     @bp.post("/families/<id:family_id>/referrals")
     @staff_page(Role.COORDINATOR)
     def refer(family_id: str) -> Any:
-        form = text_fields("agency", "contact_worker")
+        form = text_fields("agency")
         values, errors = parse(ReferralIn(), form)
         rt = current()
         if not errors:
             try:
                 services.refer(request_db(), rt.vault, me(), family_id, values["agency"],
-                               values.get("contact_worker"), rt.now())
+                               None, rt.now())
             except InvalidInput as exc:
                 errors = exc.errors
             except Conflict as exc:
@@ -167,6 +169,34 @@ def create_blueprint() -> Blueprint:
             return render_template("staff/referral.html", family_id=family_id, errors=errors,
                                    form=form, names=_names()), 422
         flash(f"Referred to {_names().get(values['agency'], values['agency'])}.", "success")
+        return redirect(url_for("staff.family", family_id=family_id))
+
+    @bp.post("/families/<id:family_id>/contact-worker")
+    @staff_page(Role.COORDINATOR)
+    def contact_worker(family_id: str) -> Any:
+        """Name (from the agency's active staff) or clear the own agency's
+        contact worker for this family."""
+        chosen = request.form.get("contact_worker", "").strip() or None
+        rt = current()
+        agency = str(me().agency_id)
+        values, errors = parse(InvolvementPatch(), {"contact_worker": chosen})
+        if not errors:
+            try:
+                services.update_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                            values, rt.now())
+            except InvalidInput as exc:
+                errors = exc.errors
+            except Conflict as exc:
+                errors = {"contact_worker": [str(exc)]}
+        if errors:
+            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                  own_agency=agency)
+            flash("The contact worker was not changed: "
+                  + "; ".join(m for ms in errors.values() for m in ms), "error")
+        elif chosen:
+            flash(f"{chosen} is now your agency's contact worker for this family.", "success")
+        else:
+            flash("Your agency has no contact worker for this family now.", "success")
         return redirect(url_for("staff.family", family_id=family_id))
 
     @bp.get("/families/<id:family_id>/consent")
@@ -187,8 +217,7 @@ def create_blueprint() -> Blueprint:
         return render_template(
             "staff/consent_form.html", family_id=family_id, errors=errors, form=form,
             ticked=ticked, blank=blank, agencies=services.agencies(request_db()),
-            fields=services.catalogue(request_db()), methods=METHODS, bases=LEGAL_BASES,
-            languages=LANGUAGES), status
+            fields=services.catalogue(request_db()), methods=METHODS, languages=LANGUAGES), status
 
     @bp.get("/families/<id:family_id>/consent/new")
     @staff_page(Role.COORDINATOR)
@@ -196,7 +225,7 @@ def create_blueprint() -> Blueprint:
         rt = current()
         today = rt.now().date()
         form: dict[str, Any] = {"signed_on": today.isoformat(), "method": "paper",
-                                "legal_basis": "consent", "witness": me().username,
+                                "witness": me().username,
                                 "valid_until": (today + timedelta(days=365)).isoformat(),
                                 "receipt_language": "en"}
         ticked: set[tuple[str, str]] = set()
@@ -219,7 +248,7 @@ def create_blueprint() -> Blueprint:
     def record_consent(family_id: str) -> Any:
         form: dict[str, Any] = text_fields(
             "signed_by", "signed_on", "method", "witness", "interpreter_language", "purpose",
-            "legal_basis", "valid_until", "receipt_language")
+            "valid_until", "receipt_language")
         ticked = set()
         grants: dict[str, list[str]] = {}
         for cell in request.form.getlist("cell"):

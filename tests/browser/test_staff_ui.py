@@ -140,3 +140,22 @@ def test_record_consent_grid_and_print_receipt(page: Page, base: str, api: Api) 
     expect(page.locator("header.top")).to_be_hidden()
     expect(page.locator("#receipt-pin")).to_be_visible()
     screenshot(page, "08-receipt-print")
+
+
+def test_contact_worker_is_picked_from_the_agencys_staff(page: Page, base: str,
+                                                          api: Api) -> None:
+    family_id = api.new_family(display_name="Aylin Demir")
+    api.sign(family_id, {"health-centre": ["involvement"]})
+    staff_sign_in(page, base, "coord1")
+    page.goto(f"{base}/staff/families/{family_id}")
+    picker = page.get_by_role("combobox", name="Contact worker")
+    assert picker.evaluate("e => e.tagName") == "SELECT"  # a list, not free text
+    assert picker.locator("option").all_inner_texts() == ["None", "coord1", "nurse1"]
+    axe_check(page)
+    picker.select_option("coord1")
+    page.get_by_role("button", name="Save the contact worker").click()
+    expect(page.get_by_text("coord1 is now your agency's contact worker")).to_be_visible()
+    screenshot(page, "09-contact-worker")
+    involved = api.get(f"/api/v1/families/{family_id}", "nurse1").get_json()["involvements"]
+    assert [i["contact_worker"] for i in involved] == ["coord1"]
+    assert script_errors(page) == []

@@ -506,7 +506,7 @@ def test_a_whole_case_leaves_no_value_in_the_log(
     api.get("/api/v1/families", "nurse1", query_string={"name": NAME})
     api.get(f"/api/v1/families/{case.id}", "physio1")
     api.post(f"/api/v1/families/{case.id}/involvements", "coord1",
-             json={"agency": "physio", "contact_worker": "physio1"})
+             json={"agency": "physio"})
     api.write(case.id, "health", NEW_NOTE, who="physio1")
     api.get(f"/api/v1/families/{case.id}/consent", token)
     api.get(f"/api/v1/families/{case.id}/consent/history", token)

@@ -94,7 +94,7 @@ def valid_body(route: str, world: World) -> dict[str, Any]:
                    "members": [{"name": "Sara", "relation": "mother",
                                 "birth_date": "1990-03-04"}]},
         "entry": {"field": "health", "value": "Growth on track."},
-        "refer": {"agency": "physio", "contact_worker": "physio1"},
+        "refer": {"agency": "physio"},
         "close": {"status": "closed"},
         "consent": consent_body({"health-centre": ["involvement", "health"]},
                                 interpreter_language="tr", witness="coord1"),
@@ -152,7 +152,7 @@ def snapshot(app: Flask) -> dict[str, Any]:
         state["involvement rows"] = sorted(
             tuple(row) for row in session.execute(select(
                 Involvement.family_id, Involvement.agency_id, Involvement.status,
-                Involvement.contact_worker, Involvement.since, Involvement.updated_at))
+                Involvement.contact_worker_id, Involvement.since, Involvement.updated_at))
         )
         state["receipt rows"] = sorted(
             tuple(row) for row in session.execute(select(
@@ -422,6 +422,9 @@ INVALID = [
     case("refer", {"contact_worker": 5}, "contact_worker", id="worker-number"),
     case("refer", {"contact_worker": ""}, "contact_worker", id="worker-empty"),
     case("refer", {"contact_worker": LONG}, "contact_worker", id="worker-201"),
+    # only the referred agency names its contact worker, even one of its own staff
+    case("refer", {"contact_worker": "physio1"}, "contact_worker", id="worker-of-that-agency"),
+    case("refer", {"contact_worker": "coord1"}, "contact_worker", id="worker-of-the-referrer"),
     case("refer", {"status": "active"}, "status", id="unknown-key-status"),
     case("refer", {"since": "2026-01-01"}, "since", id="unknown-key-since"),
     case("refer", {"immigration_status": "x"}, "immigration_status", id="immigration-status"),
@@ -438,6 +441,9 @@ INVALID = [
     case("close", {"contact_worker": 5}, "contact_worker", id="worker-number"),
     case("close", {"contact_worker": ""}, "contact_worker", id="worker-empty"),
     case("close", {"contact_worker": LONG}, "contact_worker", id="worker-201"),
+    case("close", {"contact_worker": "physio1"}, "contact_worker", id="worker-of-another-agency"),
+    case("close", {"contact_worker": "nobody"}, "contact_worker", id="worker-unknown"),
+    case("close", {"contact_worker": "Nurse1"}, "contact_worker", id="worker-wrong-case"),
     case("close", {"agency": "physio"}, "agency", id="unknown-key-agency"),
     case("close", {"since": "2026-01-01"}, "since", id="unknown-key-since"),
     case("close", {"residence_status": "x"}, "residence_status", id="residence-status"),
@@ -475,6 +481,10 @@ INVALID = [
     case("consent", {"legal_basis": ""}, "legal_basis", id="legal-basis-empty"),
     case("consent", {"legal_basis": "x" * 65}, "legal_basis", id="legal-basis-65"),
     case("consent", {"legal_basis": None}, "legal_basis", id="legal-basis-null"),
+    # a consent form's legal basis is consent; the other GDPR bases are duty grants
+    case("consent", {"legal_basis": "vital_interest"}, "legal_basis", id="legal-basis-vital"),
+    case("consent", {"legal_basis": "legal_obligation"}, "legal_basis", id="legal-basis-duty"),
+    case("consent", {"legal_basis": "Consent"}, "legal_basis", id="legal-basis-capital"),
     case("consent", {"valid_until": DROP}, "valid_until", id="valid-until-missing"),
     case("consent", {"valid_until": "2027-13-01"}, "valid_until", id="valid-until-month-13"),
     case("consent", {"valid_until": "22/11/2027"}, "valid_until", id="valid-until-dmy"),

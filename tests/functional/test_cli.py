@@ -6,11 +6,13 @@ Every failure is a single line on stderr, a non-zero exit, and never a traceback
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, text
@@ -355,6 +357,172 @@ def test_token_create_for_unknown_user_fails_in_one_line(
         assert session.scalars(select(ApiToken)).all() == []
 
 
+# --- user deactivate, user list, token revoke ---------------------------------------
+
+
+def _staff_and_case(capsys: pytest.CaptureFixture[str], engine: Engine) -> str:
+    """Two agencies; nurse1 is contact worker of two families, nurse2 of none."""
+    from coordination import services
+    from coordination.actors import Actor
+    from coordination.crypto import PlaintextVault
+    from coordination.roles import Role
+
+    add_agency(capsys, "health-centre")
+    add_agency(capsys, "physio")
+    for username, agency, role in [("nurse1", "health-centre", "practitioner"),
+                                   ("nurse2", "health-centre", "practitioner"),
+                                   ("coord1", "health-centre", "coordinator"),
+                                   ("physio1", "physio", "practitioner")]:
+        assert_ok(run(capsys, "user", "add", username, "--agency", agency, "--role", role))
+    with Session(engine) as session:
+        nurse = session.scalars(select(Staff).where(Staff.username == "nurse1")).one()
+        actor = Actor(username="nurse1", staff_id=nurse.id, agency_id="health-centre",
+                      role=Role.PRACTITIONER)
+        for name in ("A", "B"):
+            services.create_family(session, PlaintextVault(), actor, {"display_name": name},
+                                   datetime.now(UTC))
+        nurse.password_hash = accounts.password_hasher.hash("nurse1-password")
+        session.commit()
+    return "nurse1"
+
+
+def _contact_workers(engine: Engine) -> list[str | None]:
+    from coordination.model import Involvement
+
+    with Session(engine) as session:
+        names = [i.contact_worker.username if i.contact_worker else None
+                 for i in session.scalars(select(Involvement))]
+    return sorted(names, key=lambda name: name or "")
+
+
+def _signed_in_everywhere(engine: Engine, username: str) -> tuple[list[str], list[str]]:
+    from coordination import signin
+
+    with Session(engine) as session:
+        web = [signin.with_password(session, username, f"{username}-password", "10.0.0.1",
+                                    datetime.now(UTC)) for _ in range(2)]
+        api = [accounts.create_token(session, username, timedelta(days=9), datetime.now(UTC))
+               for _ in range(2)]
+    return web, api
+
+
+def _still_valid(engine: Engine, web: list[str], api: list[str]) -> list[str]:
+    from coordination import signin
+
+    valid = []
+    with Session(engine) as session:
+        for token, check in [*((t, signin.actor_for) for t in web),
+                             *((t, accounts.authenticate) for t in api)]:
+            try:
+                check(session, token, datetime.now(UTC))
+                valid.append(token)
+            except NotAuthenticated:
+                pass
+    return valid
+
+
+def _audit_rows(engine: Engine, action: str) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT * FROM audit_log WHERE action = :a ORDER BY seq"),
+                                 {"a": action}))
+
+
+def test_user_deactivate_ends_access_and_hands_over(
+        engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    _staff_and_case(capsys, engine)
+    web, api = _signed_in_everywhere(engine, "nurse1")
+    assert len(_still_valid(engine, web, api)) == 4
+    result = run(capsys, "user", "deactivate", "nurse1", "--hand-over-to", "nurse2")
+    assert_ok(result)
+    assert result.out == ("user nurse1 deactivated: 2 sessions ended, 2 API tokens revoked; "
+                          "nurse2 is now contact worker for 2 families\n")
+    assert _still_valid(engine, web, api) == []
+    with Session(engine) as session:
+        assert session.scalars(select(Staff.active).where(Staff.username == "nurse1")).one() \
+            is False
+        from coordination.model import WebSession
+
+        assert all(w.ended_at is not None for w in session.scalars(select(WebSession)))
+        assert all(t.revoked_at is not None for t in session.scalars(select(ApiToken)))
+    assert _contact_workers(engine) == ["nurse2", "nurse2"]
+    [entry] = _audit_rows(engine, "user.deactivate")
+    assert entry.actor == "cli" and entry.agency_id == "health-centre"
+    assert json.loads(entry.detail) == {"user": "nurse1", "hand_over_to": "nurse2",
+                                        "sessions_ended": 2, "tokens_revoked": 2,
+                                        "contact_worker_changes": 2}
+    # Deactivated, nurse1 can no longer be named, nor handed over to.
+    failed = run(capsys, "user", "deactivate", "nurse2", "--hand-over-to", "nurse1")
+    assert "nurse1" in assert_one_line_failure(failed, 1)
+    assert _contact_workers(engine) == ["nurse2", "nurse2"]
+
+
+def test_user_deactivate_without_a_colleague_clears(
+        engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    _staff_and_case(capsys, engine)
+    result = run(capsys, "user", "deactivate", "nurse1")
+    assert_ok(result)
+    assert "no contact worker is named now for 2 families" in result.out
+    assert _contact_workers(engine) == [None, None]
+    assert len(_audit_rows(engine, "user.deactivate")) == 1
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["ghost"], "ghost"),
+    (["nurse1", "--hand-over-to", "ghost"], "ghost"),
+    (["nurse1", "--hand-over-to", "physio1"], "physio1"),  # another agency
+    (["nurse1", "--hand-over-to", "nurse1"], "nurse1"),
+    (["nurse1", "--hand-over-to", "gone"], "gone"),  # deactivated colleague
+], ids=["unknown-user", "unknown-colleague", "other-agency", "self", "inactive-colleague"])
+def test_user_deactivate_refusals_change_nothing(
+        engine: Engine, capsys: pytest.CaptureFixture[str], args: list[str],
+        named: str) -> None:
+    _staff_and_case(capsys, engine)
+    assert_ok(run(capsys, "user", "add", "gone", "--agency", "health-centre",
+                  "--role", "practitioner"))
+    assert_ok(run(capsys, "user", "deactivate", "gone"))
+    web, api = _signed_in_everywhere(engine, "nurse1")
+    message = assert_one_line_failure(run(capsys, "user", "deactivate", *args), 1)
+    assert named in message
+    assert len(_still_valid(engine, web, api)) == 4
+    assert _contact_workers(engine) == ["nurse1", "nurse1"]
+    assert len(_audit_rows(engine, "user.deactivate")) == 1  # only gone's
+
+
+def test_user_list(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    _staff_and_case(capsys, engine)
+    assert_ok(run(capsys, "user", "deactivate", "nurse2"))
+    result = run(capsys, "user", "list")
+    assert_ok(result)
+    assert [line.split() for line in result.out.splitlines()] == [
+        ["coord1", "health-centre", "coordinator", "active"],
+        ["nurse1", "health-centre", "practitioner", "active"],
+        ["nurse2", "health-centre", "practitioner", "inactive"],
+        ["physio1", "physio", "practitioner", "active"],
+    ]
+    physio = run(capsys, "user", "list", "--agency", "physio")
+    assert [line.split() for line in physio.out.splitlines()] == [
+        ["physio1", "physio", "practitioner", "active"]]
+    assert "nowhere" in assert_one_line_failure(run(capsys, "user", "list", "--agency",
+                                                    "nowhere"), 1)
+
+
+def test_token_revoke(engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    _staff_and_case(capsys, engine)
+    web, api = _signed_in_everywhere(engine, "nurse1")
+    other = [run(capsys, "token", "create", "coord1").out.strip()]
+    result = run(capsys, "token", "revoke", "nurse1")
+    assert_ok(result)
+    assert result.out == "revoked 2 API tokens of nurse1\n"
+    assert _still_valid(engine, web, api) == web  # API tokens end; web sessions stay
+    assert _still_valid(engine, [], other) == other  # another user's token still works
+    [entry] = _audit_rows(engine, "token.revoke")
+    assert entry.actor == "cli" and json.loads(entry.detail) == {"user": "nurse1",
+                                                                  "revoked": 2}
+    assert_ok(run(capsys, "token", "revoke", "nurse1"))  # nothing left: says 0
+    assert "ghost" in assert_one_line_failure(run(capsys, "token", "revoke", "ghost"), 1)
+    assert len(_audit_rows(engine, "token.revoke")) == 2
+
+
 # --- seed-demo --------------------------------------------------------------------
 
 
@@ -409,6 +577,10 @@ def test_seed_demo_refuses_a_database_with_agencies(
     ["user", "add", "u", "--agency", "a"],
     ["token", "create"],
     ["token", "create", "u", "--days", "0"],
+    ["token", "revoke"],
+    ["user", "deactivate"],
+    ["user", "deactivate", "u", "--hand-over-to"],
+    ["user", "list", "extra"],
     ["serve", "--port", "notaport"],
     ["user", "add", "u", "--agency", "a", "--role", "r", "--bogus"],
 ])

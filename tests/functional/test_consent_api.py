@@ -182,17 +182,15 @@ class TestReferral:
         assert no_form.status_code == 409
         api.sign(family, {"physio": ["health"]})
         with nothing_stored(app):
-            refused = api.post(path, "coord1",
-                               json={"agency": "physio", "contact_worker": "physio1"})
+            refused = api.post(path, "coord1", json={"agency": "physio"})
         assert refused.status_code == 409
         api.sign(family, {"physio": ["involvement"]})
-        made = api.post(path, "coord1", json={"agency": "physio", "contact_worker": "physio1"})
+        made = api.post(path, "coord1", json={"agency": "physio"})
         assert made.status_code == 201
         assert made.get_json() == {"agency": "physio", "status": "active",
-                                   "since": "2026-11-22", "contact_worker": "physio1"}
+                                   "since": "2026-11-22", "contact_worker": None}
         with nothing_stored(app):
-            assert api.post(path, "coord1", json={"agency": "physio",
-                                                  "contact_worker": "x"}).status_code == 409
+            assert api.post(path, "coord1", json={"agency": "physio"}).status_code == 409
         with app.extensions["onestory"].sessions() as session:
             assert session.scalar(select(func.count()).select_from(Involvement)) == 2
 
