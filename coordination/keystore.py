@@ -192,11 +192,13 @@ class KeyStore:
                                literal(now, UTCDateTime()))
                         .where(state.c.id == 1, state.c.active_version == key.master_version)
                         .with_for_update(read=True))
+        # RETURNING, not the row count: for an INSERT ... SELECT the driver
+        # may report -1 whether or not a row was written.
         statement = insert(keys).from_select(
             ["family_id", "key_version", "master_version", "wrapped", "created_at"],
-            still_active)
+            still_active).returning(keys.c.family_id)
         with self.engine.begin() as conn:
-            stored = conn.execute(statement).rowcount
+            stored = conn.execute(statement).all()
         if not stored:
             raise NotActive(f"master key version {key.master_version} is no longer the "
                             "active one")
