@@ -61,3 +61,18 @@ def test_a_key_under_another_version_than_the_active_is_refused(keystore_url: st
         assert store.count_under() == {}
     finally:
         store.engine.dispose()
+
+
+def test_a_rewrap_to_a_version_no_longer_active_is_refused(keystore_url: str) -> None:
+    store = KeyStore.from_url(keystore_url)
+    try:
+        store.set_active(1, NOW)
+        old = WrappedKey("fam_a", 1, 1, b"o" * 60)
+        store.add(old, NOW)
+        store.set_active(3, NOW)  # another activation came after the one to 2
+        assert store.rewrap([(old, WrappedKey("fam_a", 1, 2, b"n" * 60))], NOW) == 0
+        assert store.get_many(["fam_a"]) == {"fam_a": old}
+        assert store.rewrap([(old, WrappedKey("fam_a", 1, 3, b"n" * 60))], NOW) == 1
+        assert store.count_under() == {3: 1}
+    finally:
+        store.engine.dispose()
