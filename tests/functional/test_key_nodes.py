@@ -304,3 +304,43 @@ def test_one_node_rotates_in_two_phases_or_at_once(
         assert f"{node_id(settings.instance)}: seen" in status.out
     finally:
         own.extensions["onestory"].dispose()
+
+
+# --- the heartbeat is cheap ------------------------------------------------------------
+
+
+def test_a_process_beats_once_per_interval_and_at_once_when_its_keyring_changes(
+        settings: Settings, api: Api, keyring_file: Path,
+        start_node: Callable[[str], Node]) -> None:
+    from sqlalchemy import event
+
+    node = start_node("quiet")
+    node.app.extensions["onestory"].heartbeat.interval = 60  # the production default
+    engine = node.app.extensions["onestory"].keystore.engine
+    beats: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "key_nodes" in statement:
+            beats.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        family = node.api.new_family("nurse1", display_name="Quiet Family")
+        for _ in range(10):
+            assert node.api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+        assert len(beats) == 1  # the first request's, none per request after it
+        keyring = Keyring.from_file(keyring_file)
+        keyring.add_version()
+        keyring.save()
+        node.copy_keyring_from(keyring_file)
+        node.ping()
+        node.ping()
+        assert len(beats) == 2  # the changed keyring is reported at once, once
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    store = keystore(settings)
+    try:
+        [report] = [n for n in store.nodes() if n.node_id == node.id]
+    finally:
+        store.engine.dispose()
+    assert report.versions == {1, 2} and report.active_version == 1
