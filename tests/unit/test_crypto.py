@@ -592,3 +592,13 @@ def test_heartbeats_record_versions_and_the_active_one(keystore: KeyStore) -> No
     assert [n.node_id for n in keystore.nodes(since=later)] == ["host-b:/srv/b"]
     keystore.beat("host-a:/srv/a", [1, 2], later)  # one row per node, updated
     assert {n.node_id: n.versions for n in keystore.nodes()}["host-a:/srv/a"] == {1, 2}
+
+
+@pytest.mark.parametrize("value", ["0", "61", "ten", "-5", "1.5"])
+def test_the_heartbeat_interval_is_checked(value: str) -> None:
+    from coordination.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="ONESTORY_NODE_HEARTBEAT_SECONDS"):
+        load_settings({"ONESTORY_NODE_HEARTBEAT_SECONDS": value})
+    assert load_settings({}).node_heartbeat_seconds == 60
+    assert load_settings({"ONESTORY_NODE_HEARTBEAT_SECONDS": "5"}).node_heartbeat_seconds == 5
