@@ -123,15 +123,17 @@ class Store:
         """Ciphers to seal these new families with, and the key-store rows they need.
 
         Encrypted: one fresh AES-256 data key per family, wrapped under the active
-        master key exactly as `EnvelopeVault.new_family` does, but stored in bulk."""
+        master version agreed in the key store exactly as `EnvelopeVault.new_family`
+        does, but stored in bulk."""
         if not isinstance(self.vault, EnvelopeVault):
             return self.vault.for_families(family_ids), []
         keyring = self.vault.keyring
+        active = self.vault.keystore.active_version(propose=keyring.active, now=now)
         ciphers: dict[str, FamilyCipher] = {}
         key_rows: list[dict[str, Any]] = []
         for fid in family_ids:
             data_key = AESGCM.generate_key(bit_length=256)
-            wrapped = wrap(keyring, fid, 1, data_key)
+            wrapped = wrap(keyring, fid, 1, data_key, active)
             key_rows.append({
                 "family_id": fid,
                 "key_version": wrapped.key_version,

@@ -336,6 +336,7 @@ def rotate(store: Store, now: datetime) -> Rotation:
     assert store.keystore is not None and store.keyring is not None
     keystore = TimedKeyStore(store.keystore.engine)
     version = store.keyring.add_version()
+    keystore.set_active(version, now)  # `keys activate`: for every node, through the key store
     gc.collect()
     report = rewrap_all(store.keyring, keystore, now, REWRAP_BATCH)
     assert report.rewrapped == store.key_rows, (report.rewrapped, store.key_rows)

@@ -46,6 +46,11 @@ def register_runtime(app: Flask, settings: Settings, clock: Callable[[], datetim
         raise
     app.extensions["onestory"] = runtime
 
+    @app.before_request
+    def _heartbeat() -> None:
+        # This node's keyring as the other nodes see it (coordination.nodes).
+        runtime.heartbeat.maybe(runtime.now())
+
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:
         session = g.pop("db", None)

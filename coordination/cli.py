@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from coordination import accounts, migrate
 from coordination.config import ConfigError, Settings, load_settings
-from coordination.crypto import KeyringError, VaultError
+from coordination.crypto import Keyring, KeyringError, VaultError
 from coordination.db import is_write_conflict, retry_on_conflict
 from coordination.errors import OneStoryError
+from coordination.keystore import NoActiveVersion, NodeReport
 from coordination.runtime import Runtime
 
 T = TypeVar("T")
@@ -267,6 +269,15 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
     # Fail now, not in a worker, when a key is missing.
     rt.vault  # noqa: B018
     rt.audit_key  # noqa: B018
+    # Seen by the other nodes at once; warned at once when the keyring lacks
+    # the version every node agreed on (requests that need it answer 503).
+    active = rt.heartbeat.beat(rt.now())
+    keyring = rt.settings.keyring()
+    if active not in keyring.keys:
+        from coordination.crypto import MasterKeyMissing
+
+        click.echo(f"onestory: warning: {MasterKeyMissing(active, keyring.where, True)}",
+                   err=True)
     state.close()  # workers open their own connections after the fork
     _gunicorn(host, port, workers)
 
@@ -362,72 +373,190 @@ def keys_init(keyring_file: Path, index_key_file: Path, audit_key_file: Path | N
                "back them up apart from the databases")
 
 
-@keys.command("rotate")
-@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
-@pass_state
-def keys_rotate(state: CliState, batch: int) -> None:
-    """Add a new master key version and re-wrap every data key under it."""
-    from coordination.crypto import rewrap_all
+RULES = ("a version is activated only when every node seen in the last 5 minutes holds "
+         "it, and retired only when no data key and no such node depends on it")
 
+
+def _ago(rt: Runtime, then: datetime) -> str:
+    return f"{max(0, int((rt.now() - then).total_seconds()))} s ago"
+
+
+def _other_nodes(rt: Runtime) -> list[NodeReport]:
+    """Nodes seen in the last minutes, but this one: its servers read the
+    same keyring file as this command (same host and instance folder)."""
+    from coordination.nodes import LIVE, node_id
+
+    me = node_id(rt.settings.instance)
+    return [n for n in rt.keystore.nodes(since=rt.now() - LIVE) if n.node_id != me]
+
+
+def _keys_tools(state: CliState) -> tuple[Runtime, Keyring]:
     rt = state.runtime()
     _require_schema(rt, keystore=True)
-    keyring = rt.settings.keyring()
-    version = keyring.add_version()
+    return rt, rt.settings.keyring()
+
+
+def _add_version(rt: Runtime, keyring: Keyring) -> int:
+    """A new version in the keyring file, numbered above any the key store
+    or a node knows of; not active."""
+    known = set(rt.keystore.count_under())
+    known |= {v for node in rt.keystore.nodes() for v in node.versions}
+    with suppress(NoActiveVersion):
+        known.add(rt.keystore.active_version())
+    version = keyring.add_version(above=max(known, default=0))
     keyring.save()
+    return version
+
+
+def _refuse_activation(rt: Runtime, keyring: Keyring, version: int) -> str | None:
+    """Why `version` may not become active now, or None."""
+    if version not in keyring.keys:
+        return (f"this node's keyring ({keyring.where}) has no master key version {version}: "
+                "run `onestory keys add` first, or copy the keyring file that has it here")
+    for node in _other_nodes(rt):
+        if version not in node.versions:
+            return (f"node {node.node_id} (seen {_ago(rt, node.seen_at)}) does not hold master "
+                    f"key version {version}: copy the keyring file to every node first ({RULES})")
+    return None
+
+
+def _activate_and_rewrap(rt: Runtime, keyring: Keyring, version: int, batch: int) -> str:
+    from coordination.crypto import rewrap_all
+
+    rt.keystore.set_active(version, rt.now())
+    if keyring.path is not None:
+        keyring.activate(version)
+        keyring.save()
     try:
         report = rewrap_all(keyring, rt.keystore, rt.now(), batch)
     except Exception as exc:
         raise click.ClickException(
-            f"master key version {version} is active, but re-wrapping stopped "
+            f"master key version {version} is active on every node, but re-wrapping stopped "
             f"({type(exc).__name__}); run `onestory keys rewrap` to finish") from None
-    click.echo(f"master key version {version} is active; re-wrapped {report.rewrapped} data "
-               f"keys in {report.seconds:.1f} s ({report.per_second:.0f} per second)")
+    return (f"master key version {version} is active on every node; re-wrapped "
+            f"{report.rewrapped} data keys in {report.seconds:.1f} s "
+            f"({report.per_second:.0f} per second)")
+
+
+@keys.command("add")
+@pass_state
+def keys_add(state: CliState) -> None:
+    """Add a new master key version to the keyring file, not active yet."""
+    rt, keyring = _keys_tools(state)
+    version = _add_version(rt, keyring)
+    click.echo(f"master key version {version} added to {keyring.where}, not active: copy "
+               "this file to every node (mode 0600), check with `onestory keys status` that "
+               f"every node holds it, then run `onestory keys activate {version}`")
+
+
+@keys.command("activate")
+@click.argument("version", type=click.IntRange(1))
+@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@pass_state
+def keys_activate(state: CliState, version: int, batch: int) -> None:
+    """Make VERSION the one every node wraps new data keys under, and re-wrap
+    every data key under it."""
+    rt, keyring = _keys_tools(state)
+    refusal = _refuse_activation(rt, keyring, version)
+    if refusal:
+        raise click.ClickException(refusal)
+    click.echo(_activate_and_rewrap(rt, keyring, version, batch))
+
+
+@keys.command("rotate")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@pass_state
+def keys_rotate(state: CliState, batch: int) -> None:
+    """On a single node: `keys add`, `keys activate` and the re-wrap at once."""
+    rt, keyring = _keys_tools(state)
+    version = _add_version(rt, keyring)
+    refusal = _refuse_activation(rt, keyring, version)
+    if refusal:
+        raise click.ClickException(
+            f"master key version {version} was added to {keyring.where} but not activated: "
+            f"{refusal}; then run `onestory keys activate {version}`")
+    click.echo(_activate_and_rewrap(rt, keyring, version, batch))
 
 
 @keys.command("rewrap")
 @click.option("--batch", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @pass_state
 def keys_rewrap(state: CliState, batch: int) -> None:
-    """Re-wrap data keys still under an older master key (finishes a rotation)."""
+    """Re-wrap data keys still under another master key than the active one
+    (finishes an activation)."""
     from coordination.crypto import rewrap_all
 
-    rt = state.runtime()
-    _require_schema(rt, keystore=True)
-    keyring = rt.settings.keyring()
+    rt, keyring = _keys_tools(state)
     report = rewrap_all(keyring, rt.keystore, rt.now(), batch)
     click.echo(f"re-wrapped {report.rewrapped} data keys under master key version "
-               f"{keyring.active} in {report.seconds:.1f} s")
+               f"{report.version} in {report.seconds:.1f} s")
 
 
 @keys.command("retire")
 @click.argument("version", type=int)
 @pass_state
 def keys_retire(state: CliState, version: int) -> None:
-    """Remove an old master key version once no data key uses it."""
-    rt = state.runtime()
-    _require_schema(rt, keystore=True)
-    keyring = rt.settings.keyring()
+    """Remove an old master key version from this node's keyring file once
+    no data key and no live node depends on it."""
+    from coordination.nodes import LIVE
+
+    rt, keyring = _keys_tools(state)
+    active = rt.keystore.active_version(propose=keyring.active, now=rt.now())
+    if version == active:
+        raise click.ClickException(f"version {version} is the active master key version: "
+                                   "activate another and re-wrap first")
+    if version not in keyring.keys:
+        raise click.ClickException(f"there is no master key version {version} in "
+                                   f"{keyring.where}")
     still = rt.keystore.count_under().get(version, 0)
     if still:
         raise click.ClickException(f"{still} data keys are still wrapped under version "
-                                   f"{version}: run `onestory keys rewrap` first")
-    keyring.retire(version)
+                                   f"{version}: run `onestory keys rewrap` first ({RULES})")
+    for node in _other_nodes(rt):
+        if active not in node.versions:
+            raise click.ClickException(
+                f"node {node.node_id} (seen {_ago(rt, node.seen_at)}) lacks the active "
+                f"version {active} and may still need version {version}: copy the keyring "
+                f"file to it first ({RULES})")
+        if node.active_version == version:
+            raise click.ClickException(
+                f"node {node.node_id} last reported version {version} as active "
+                f"({_ago(rt, node.seen_at)}): wait for its next heartbeat, at most a minute, "
+                f"or until it is {int(LIVE.total_seconds() // 60)} minutes silent ({RULES})")
+    keyring.retire(version, active)
     keyring.save()
-    click.echo(f"master key version {version} retired")
+    click.echo(f"master key version {version} retired from {keyring.where}; copy this file "
+               "to every node so that no copy of the old key stays behind")
 
 
 @keys.command("status")
 @pass_state
 def keys_status(state: CliState) -> None:
-    """Show the keyring's versions and how many data keys each wraps."""
-    rt = state.runtime()
-    _require_schema(rt, keystore=True)
-    keyring = rt.settings.keyring()
+    """The active version every node agreed on, how many data keys each
+    version wraps, and the nodes seen in the last minutes."""
+    rt, keyring = _keys_tools(state)
+    try:
+        active: int | None = rt.keystore.active_version()
+    except NoActiveVersion:
+        active = None
+    click.echo("active master key version (agreed by every node through the key store): "
+               + (str(active) if active is not None else "none yet"))
     counts = rt.keystore.count_under()
-    for version in sorted(set(keyring.keys) | set(counts)):
-        mark = " (active)" if version == keyring.active else ""
-        held = "" if version in keyring.keys else " MISSING FROM KEYRING"
+    versions = set(keyring.keys) | set(counts) | ({active} if active is not None else set())
+    for version in sorted(versions):
+        mark = " (active)" if version == active else ""
+        held = "" if version in keyring.keys else " MISSING FROM THIS NODE'S KEYRING"
         click.echo(f"version {version}{mark}: {counts.get(version, 0)} data keys{held}")
+    from coordination.nodes import LIVE
+
+    seen = rt.keystore.nodes(since=rt.now() - LIVE)
+    click.echo(f"nodes seen in the last {int(LIVE.total_seconds() // 60)} minutes: "
+               f"{len(seen)}")
+    for node in seen:
+        holds = ", ".join(str(v) for v in sorted(node.versions)) or "nothing"
+        lacking = "" if active is None or active in node.versions else " LACKS THE ACTIVE VERSION"
+        click.echo(f"  {node.node_id}: seen {_ago(rt, node.seen_at)}, holds {holds}; read "
+                   f"{node.active_version} as active{lacking}")
 
 
 @cli.group("audit")

@@ -54,6 +54,9 @@ class Settings:
     trusted_hosts: list[str] = field(default_factory=list)
     # The time zone families read times in on their page (an IANA name).
     timezone: str = "UTC"
+    # How often (at most) each server process records in the key store that
+    # its node is alive and which master key versions it holds.
+    node_heartbeat_seconds: int = 60
 
     @property
     def web_policy(self) -> Any:
@@ -201,6 +204,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except (ValueError, ZoneInfoNotFoundError):
         raise ConfigError(f"ONESTORY_TIMEZONE must be a time zone name such as "
                           f"Europe/Oslo, not {timezone!r}") from None
+    heartbeat = env_vars.get("ONESTORY_NODE_HEARTBEAT_SECONDS", "60")
+    if not heartbeat.isdigit() or not 1 <= int(heartbeat) <= 60:
+        raise ConfigError("ONESTORY_NODE_HEARTBEAT_SECONDS must be a whole number of "
+                          "seconds, 1 to 60")
     return Settings(
         env=env,
         instance=instance,
@@ -215,6 +222,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         session_idle=timedelta(minutes=int(idle)),
         trusted_proxies=int(proxies),
         timezone=timezone,
+        node_heartbeat_seconds=int(heartbeat),
         trusted_hosts=[h.strip() for h in env_vars.get("ONESTORY_TRUSTED_HOSTS", "").split(",")
                        if h.strip()],
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from coordination.keystore import KeyStore, WrappedKey
+from coordination.keystore import KeyStore, NotActive, WrappedKey
 
 PLAINTEXT_TAG = b"\x00"
 AESGCM_TAG = b"\x01"
@@ -57,6 +57,24 @@ class VaultError(Exception):
 
 class KeyringError(Exception):
     """The master keyring is missing or unusable; the message says how to fix it."""
+
+
+class MasterKeyMissing(VaultError):
+    """This node's keyring lacks a master key version it needs: to unwrap a
+    data key still under it, or (`active`) to wrap under the version every
+    node agreed on. The message names the version and says what to do."""
+
+    def __init__(self, version: int, where: str, active: bool = False) -> None:
+        self.version = version
+        self.active = active
+        if active:
+            message = (f"master key version {version} is the active version agreed in the "
+                       f"key store, but this node's keyring ({where}) does not hold it: copy "
+                       "the keyring file from the node where `onestory keys add` ran")
+        else:
+            message = (f"master key version {version} is not in this node's keyring "
+                       f"({where}): retired, or the keyring file was not copied here")
+        super().__init__(message)
 
 
 def normalise(text: str) -> str:
@@ -99,11 +117,16 @@ def new_keyring_document(version: int = 1) -> dict[str, Any]:
 
 
 class Keyring:
-    """Versioned master keys: one active (wraps new data keys), others kept
-    to unwrap keys not yet re-wrapped. Read from JSON
+    """Versioned master keys, read from JSON
     `{"active": 2, "keys": {"1": "<base64>", "2": "<base64>"}}` given in
     ONESTORY_KEYRING or in the file ONESTORY_KEYRING_FILE names; a file is
-    re-read when it changes, so running servers follow a rotation."""
+    re-read when it changes, so running servers follow a rotation.
+
+    Which version wraps new data keys is decided in the key store, for every
+    node at once (`KeyStore.active_version`), never by this file: `active`
+    here is only what this keyring proposes to a key store that names none
+    yet, and what `keys activate` last set on this node. The other versions
+    unwrap keys not yet re-wrapped."""
 
     def __init__(self, document: dict[str, Any], path: Path | None = None) -> None:
         self.path = path
@@ -157,14 +180,19 @@ class Keyring:
                 fresh = Keyring.from_file(self.path)
                 self.keys, self.active, self._stamp = fresh.keys, fresh.active, stamp
 
-    def key(self, version: int) -> bytes:
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else "ONESTORY_KEYRING"
+
+    def key(self, version: int, *, active: bool = False) -> bytes:
+        """The master key `version`; `active`: it is the agreed active one
+        (said so in the `MasterKeyMissing` raised when it is not held)."""
         if version not in self.keys:
             self.refresh()
         try:
             return self.keys[version]
         except KeyError:
-            raise VaultError(f"master key version {version} is not in the keyring "
-                             "(retired or missing)") from None
+            raise MasterKeyMissing(version, self.where, active) from None
 
     def document(self) -> dict[str, Any]:
         keys = {str(v): base64.b64encode(k).decode() for v, k in sorted(self.keys.items())}
@@ -178,18 +206,32 @@ class Keyring:
         write_secret_file(self.path, json.dumps(self.document(), indent=2) + "\n", replace=True)
         self._stamp = _stamp(self.path)
 
-    def add_version(self) -> int:
-        version = max(self.keys) + 1
+    def add_version(self, above: int = 0) -> int:
+        """Add a new master key, numbered above every version held and above
+        `above` (versions known elsewhere: the key store, other nodes), so
+        that a number never names two keys. It is not made active."""
+        version = max(max(self.keys), above) + 1
         self.keys[version] = secrets.token_bytes(32)
-        self.active = version
         return version
 
-    def retire(self, version: int) -> None:
-        if version == self.active:
-            raise KeyringError(f"version {version} is the active master key; rotate first")
+    def activate(self, version: int) -> None:
+        """Record in this keyring that `version` is active (see the class)."""
         if version not in self.keys:
-            raise KeyringError(f"there is no master key version {version}")
+            raise KeyringError(f"there is no master key version {version} in {self.where}")
+        self.active = version
+
+    def retire(self, version: int, active: int) -> None:
+        """Remove `version`; `active` is the agreed active version, never removed."""
+        if version == active:
+            raise KeyringError(f"version {version} is the active master key; activate "
+                               "another first")
+        if version not in self.keys:
+            raise KeyringError(f"there is no master key version {version} in {self.where}")
+        if active in self.keys:
+            self.active = active
         del self.keys[version]
+        if self.active not in self.keys:
+            self.active = max(self.keys)
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -240,10 +282,13 @@ def _wrap_aad(family_id: str, key_version: int, master_version: int) -> bytes:
 
 
 def wrap(keyring: Keyring, family_id: str, key_version: int, data_key: bytes,
-         master_version: int | None = None) -> WrappedKey:
-    version = keyring.active if master_version is None else master_version
+         master_version: int) -> WrappedKey:
+    """Wrap under `master_version`: the active one agreed in the key store
+    (`KeyStore.active_version`), which the caller read; raises
+    `MasterKeyMissing` when this keyring does not hold it."""
+    version = master_version
     nonce = secrets.token_bytes(NONCE_BYTES)
-    sealed = AESGCM(keyring.key(version)).encrypt(
+    sealed = AESGCM(keyring.key(version, active=True)).encrypt(
         nonce, data_key, _wrap_aad(family_id, key_version, version))
     return WrappedKey(family_id, key_version, version, nonce + sealed)
 
@@ -325,11 +370,20 @@ class EnvelopeVault:
         return {fid: _AesGcmCipher(self, fid, wrapped=found.get(fid)) for fid in family_ids}
 
     def new_family(self, family_id: str, now: datetime) -> FamilyCipher:
-        """Make and store a new family's data key (committed before any data)."""
+        """Make and store a new family's data key (committed before any data),
+        wrapped under the active master version agreed in the key store and
+        under no other; raises `MasterKeyMissing` when this node's keyring
+        lacks that version, and nothing is stored."""
         self.keyring.refresh()
         data_key = AESGCM.generate_key(bit_length=256)
-        self.keystore.add(wrap(self.keyring, family_id, 1, data_key), now)
-        return _AesGcmCipher(self, family_id, key=data_key, key_version=1)
+        for _attempt in range(3):
+            active = self.keystore.active_version(propose=self.keyring.active, now=now)
+            try:
+                self.keystore.add(wrap(self.keyring, family_id, 1, data_key, active), now)
+            except NotActive:
+                continue  # activated meanwhile: wrap again under the new version
+            return _AesGcmCipher(self, family_id, key=data_key, key_version=1)
+        raise VaultError("the active master key version kept changing; nothing was stored")
 
     def blind_index(self, purpose: str, value: str) -> str:
         message = f"{purpose}\x1f{normalise(value)}".encode()
@@ -379,6 +433,7 @@ class PlaintextVault:
 class RewrapReport:
     rewrapped: int
     seconds: float
+    version: int = 0  # the active master version the keys are now under
 
     @property
     def per_second(self) -> float:
@@ -387,28 +442,34 @@ class RewrapReport:
 
 def rewrap_all(keyring: Keyring, keystore: KeyStore, now: datetime, batch: int = 1000,
                on_batch: Any = None) -> RewrapReport:
-    """Re-wrap every data key not yet under the active master key, in
-    batches of one transaction each; the data itself is not touched.
+    """Re-wrap every data key not yet under the active master version agreed
+    in the key store, in batches of one transaction each; the data itself is
+    not touched. Raises `MasterKeyMissing` when this keyring lacks a version
+    it needs (the active one, or one a key is still under).
 
     Resumable: it only ever looks at keys still under another version, so an
     interrupted run is finished by running it again. Servers keep working
     throughout: a key is readable under its old master version until the
-    moment it is re-wrapped, and under the new one after it.
+    moment it is re-wrapped, and under the new one after it. The active
+    version is read again for every batch: a batch written after another
+    activation is refused by the key store and done again under the new one.
     """
     import time
 
     started = time.perf_counter()
     total = 0
+    active = 0
     while True:
-        old_keys = keystore.not_under(keyring.active, batch)
+        active = keystore.active_version(propose=keyring.active, now=now)
+        keyring.key(active, active=True)  # refuse before reading any key
+        old_keys = keystore.not_under(active, batch)
         if not old_keys:
             break
-        pairs = [(old, wrap(keyring, old.family_id, old.key_version, unwrap(keyring, old)))
+        pairs = [(old, wrap(keyring, old.family_id, old.key_version, unwrap(keyring, old),
+                            active))
                  for old in old_keys]
         done = keystore.rewrap(pairs, now)
         total += done
         if on_batch is not None:
             on_batch(total)
-        if done == 0:  # another rotation moved them all meanwhile
-            continue
-    return RewrapReport(total, time.perf_counter() - started)
+    return RewrapReport(total, time.perf_counter() - started, active)

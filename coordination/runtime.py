@@ -22,6 +22,7 @@ from coordination.config import Settings
 from coordination.crypto import EnvelopeVault, Vault
 from coordination.db import make_engine, make_session_factory
 from coordination.keystore import KeyStore
+from coordination.nodes import Heartbeat, node_id
 
 
 def utc_now() -> datetime:
@@ -42,6 +43,7 @@ class Runtime:
     _keystore: KeyStore | None = None
     _vault: Vault | None = None
     _audit_key: Ed25519PrivateKey | None = None
+    _heartbeat: Heartbeat | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Runtime:
@@ -65,6 +67,17 @@ class Runtime:
             self._vault = EnvelopeVault(self.settings.keyring(), self.keystore,
                                         self.settings.index_key())
         return self._vault
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """This process's heartbeat as an app node (`coordination.nodes`)."""
+        if self._heartbeat is None:
+            vault = self.vault
+            assert isinstance(vault, EnvelopeVault)
+            self._heartbeat = Heartbeat(self.keystore, vault.keyring,
+                                        node_id(self.settings.instance),
+                                        self.settings.node_heartbeat_seconds)
+        return self._heartbeat
 
     @property
     def audit_key(self) -> Ed25519PrivateKey:

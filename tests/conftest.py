@@ -103,7 +103,8 @@ def keystore_url(db_url: str, _schemas: dict[str, Any], request: pytest.FixtureR
         _schemas[backend] = (url, engine)
     url, engine = _schemas[backend]
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM data_keys"))
+        for table in ("data_keys", "master_key_state", "key_nodes"):
+            conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
     return url
 
 

@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from audit.services import AuditUnavailable
 from consent.errors import NoConsentForm
-from coordination.crypto import KeyringError, VaultError
+from coordination.crypto import KeyringError, MasterKeyMissing, VaultError
 from coordination.db import is_write_conflict
 from coordination.errors import (
     Conflict,
@@ -102,6 +102,12 @@ def _classify(exc: Exception
         return (503, "audit-unavailable", "Audit log unavailable",
                 "the act could not be recorded, so it was not done; no data is returned",
                 None, {})
+    if isinstance(exc, MasterKeyMissing):
+        # One line naming the version, for whoever copies the keyring file.
+        log.error("%s", exc)
+        return (503, "data-unavailable", "Data unavailable",
+                "this server does not hold a master key it needs; nothing was changed "
+                "and no data is returned", None, {})
     if isinstance(exc, VaultError | KeyringError):
         # Fail closed: say that stored data could not be opened, show none of it.
         log.error("stored data could not be opened: %s", type(exc).__name__)

@@ -88,3 +88,35 @@ def test_search_query_count_does_not_grow_with_matches(app: Flask, api: Api) -> 
         found = api.get("/api/v1/families", "nurse1", query_string={"name": "Same Name"})
     assert len(found.get_json()) == 16
     assert len(many) == len(few)
+
+
+def test_a_read_asks_the_key_store_once_and_never_for_the_active_version(
+        app: Flask, api: Api) -> None:
+    """The active master version is read only where a key is wrapped (a new
+    family, a re-wrap), and a node's heartbeat at most once a minute: a
+    shared-record read costs one key-store query, its data key's."""
+    family = api.new_family("nurse1", members=[{"name": "A", "relation": "child"}])
+    api.write(family, "health", "one")
+    api.sign(family, {"physio": ["health", "household"]})
+    keystore = app.extensions["onestory"].keystore.engine
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.strip().upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            statements.append(statement)
+
+    event.listen(keystore, "before_cursor_execute", count)
+    try:
+        for who in ("physio1", "nurse1"):
+            assert api.get(f"/api/v1/families/{family}", who).status_code == 200
+        reads = list(statements)
+        statements.clear()
+        api.new_family("nurse1")
+        wraps = list(statements)
+    finally:
+        event.remove(keystore, "before_cursor_execute", count)
+    assert len(reads) == 2 and all("data_keys" in s for s in reads), reads
+    assert not any("master_key_state" in s or "key_nodes" in s for s in reads), reads
+    # A new family: the active version read, then the key written only under it.
+    assert len(wraps) == 2 and "master_key_state" in wraps[0], wraps
+    assert "INSERT INTO data_keys" in wraps[1] and "master_key_state" in wraps[1], wraps

@@ -28,15 +28,16 @@ from coordination.db import Base, make_engine
 from coordination.keystore import KeyStore, WrappedKey
 from coordination.model import Family
 from tests.cli import assert_ok, assert_one_line_failure, run
-from tests.conftest import CLI_ENV, INDEX_KEY, Api, Clock
+from tests.conftest import CLI_ENV, INDEX_KEY, T0, Api, Clock
 
 # --- running the command line -------------------------------------------------------
 
 
 def status_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """`keys status`'s line per master version (it also names the nodes seen)."""
     result = run(capsys, "keys", "status")
     assert_ok(result)
-    return result.out.splitlines()
+    return [line for line in result.out.splitlines() if line.startswith("version ")]
 
 
 # --- arranging and observing ----------------------------------------------------------
@@ -202,10 +203,16 @@ def test_retire_refuses_while_keys_remain_under_that_version(
         capsys: pytest.CaptureFixture[str], keyring_file: Path) -> None:
     families = populate(api, 2)
     before = read_all(api, families)
-    # A rotation whose re-wrap never ran: version 2 is active, both keys under 1.
+    # An activation whose re-wrap never ran: version 2 is active, both keys under 1.
     keyring = Keyring.from_file(keyring_file)
     keyring.add_version()
+    keyring.activate(2)
     keyring.save()
+    store = KeyStore.from_url(settings.keystore_url)
+    try:
+        store.set_active(2, T0)
+    finally:
+        store.engine.dispose()
     document = keyring_file.read_text()
 
     message = assert_one_line_failure(run(capsys, "keys", "retire", "1"))

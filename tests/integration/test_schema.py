@@ -17,6 +17,7 @@ from consent.tables import ConsentFormRow
 from coordination import accounts, migrate
 from coordination.crypto import PlaintextVault
 from coordination.db import Base, make_engine, make_session_factory
+from coordination.keystore import KeyBase
 from coordination.model import FieldDef
 from tests.pg import create_database
 
@@ -48,6 +49,25 @@ def test_upgrade_head_builds_what_the_models_describe(fresh_url: str) -> None:
             rows = list(session.scalars(select(FieldDef.id).order_by(FieldDef.position)))
         assert rows == ["involvement", "contact", "household", "story", "health", "education",
                         "social", "protection"]
+    finally:
+        engine.dispose()
+
+
+def test_key_store_upgrade_head_builds_what_its_models_describe(fresh_url: str) -> None:
+    """The key store's own migrations (data keys, the active master version,
+    node heartbeats) match `coordination.keystore`'s models."""
+    engine = make_engine(fresh_url)
+    try:
+        assert not migrate.is_current(engine, keystore=True)
+        migrate.upgrade(engine, keystore=True)
+        migrate.upgrade(engine, keystore=True)  # idempotent
+        assert migrate.is_current(engine, keystore=True)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "version_table": "keystore_version"})
+            assert compare_metadata(context, KeyBase.metadata) == []
+        assert {"data_keys", "master_key_state", "key_nodes"} <= set(
+            inspect(engine).get_table_names())
     finally:
         engine.dispose()
 

@@ -28,6 +28,7 @@ from coordination.crypto import (
     FamilyCipher,
     Keyring,
     KeyringError,
+    MasterKeyMissing,
     PlaintextVault,
     VaultError,
     new_keyring_document,
@@ -38,7 +39,7 @@ from coordination.crypto import (
     write_secret_file,
 )
 from coordination.db import make_engine
-from coordination.keystore import KeyStore, WrappedKey
+from coordination.keystore import KeyStore, NoActiveVersion, NotActive, WrappedKey
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 INDEX_KEY = b"i" * 32
@@ -157,7 +158,7 @@ def test_the_family_is_bound_even_under_the_same_data_key(
     same data key cannot open another family's value."""
     blob = sealed(vault, "fam_a")
     data_key = unwrap(keyring, keystore.get_many(["fam_a"])["fam_a"])
-    keystore.add(wrap(keyring, "fam_b", 1, data_key), T0)
+    keystore.add(wrap(keyring, "fam_b", 1, data_key, 1), T0)
     with pytest.raises(VaultError):
         fresh(vault, "fam_b").open("entries", "value", "ent_1", blob)
 
@@ -218,7 +219,7 @@ def test_a_keyring_without_the_master_version_cannot_open(
             "entries", "value", "ent_1", blob)
     # The same through retire(): rotated without re-wrapping, then version 1 retired.
     keyring.add_version()
-    keyring.retire(1)
+    keyring.retire(1, active=2)
     with pytest.raises(VaultError):
         fresh(vault, "fam_a").open("entries", "value", "ent_1", blob)
 
@@ -266,15 +267,16 @@ def test_rotation_keeps_values_readable(vault: EnvelopeVault, keyring: Keyring,
                                         keystore: KeyStore) -> None:
     blobs = {f"fam_{i}": sealed(vault, f"fam_{i}", text=f"value {i}") for i in range(3)}
     assert keyring.add_version() == 2
+    keystore.set_active(2, T0)  # the key store, not the keyring, says which is active
     report = rewrap_all(keyring, keystore, T0, batch=2)
-    assert report.rewrapped == 3
+    assert report.rewrapped == 3 and report.version == 2
     assert keystore.count_under() == {2: 3}
-    keyring.retire(1)
+    keyring.retire(1, active=2)
     for family, blob in blobs.items():
         assert fresh(vault, family).open("entries", "value", "ent_1", blob) == \
             f"value {family[4:]}"
     with pytest.raises(KeyringError):
-        keyring.retire(2)  # the active version
+        keyring.retire(2, active=2)  # the active version
 
 
 # --- the blind index ------------------------------------------------------------------
@@ -456,16 +458,16 @@ def test_refresh_picks_up_a_changed_file(tmp_path: Path) -> None:
     server.refresh()  # unchanged: nothing happens
     assert server.active == 1
     operator = Keyring.from_file(path)
-    operator.add_version()
+    operator.add_version()  # `keys add`: a new version, not active
     operator.save()
     touch_later(path)
     server.refresh()
-    assert server.active == 2 and server.keys == operator.keys
-    operator.retire(1)
+    assert server.active == 1 and server.keys == operator.keys and set(server.keys) == {1, 2}
+    operator.retire(1, active=2)
     operator.save()
     touch_later(path)
     server.refresh()
-    assert set(server.keys) == {2}
+    assert set(server.keys) == {2} and server.active == 2
     path.unlink()  # a vanished file keeps the keys in memory
     server.refresh()
     assert set(server.keys) == {2}
@@ -482,3 +484,121 @@ def test_a_vault_follows_a_retirement_in_the_key_file(tmp_path: Path,
     touch_later(path)
     with pytest.raises(VaultError):
         fresh(vault, "fam_a").open("entries", "value", "ent_1", blob)
+
+
+# --- the active master version, agreed in the key store ---------------------------------
+
+
+def test_a_new_key_store_takes_the_first_proposal_and_keeps_it(keystore: KeyStore) -> None:
+    with pytest.raises(NoActiveVersion):
+        keystore.active_version()
+    assert keystore.active_version(propose=3, now=T0) == 3
+    # A later proposal (another node's keyring file) changes nothing.
+    assert keystore.active_version(propose=5, now=T0) == 3
+    keystore.set_active(4, T0)
+    assert keystore.active_version(propose=1, now=T0) == 4
+
+
+def test_new_keys_are_wrapped_under_the_agreed_version_not_the_keyrings(
+        keystore: KeyStore) -> None:
+    keystore.set_active(1, T0)
+    # This node's keyring was given version 2 and even names it active: no matter.
+    keyring = Keyring(new_keyring_document())
+    keyring.add_version()
+    keyring.activate(2)
+    vault = EnvelopeVault(keyring, keystore, INDEX_KEY)
+    blob = sealed(vault, "fam_a")
+    assert keystore.get_many(["fam_a"])["fam_a"].master_version == 1
+    assert fresh(vault, "fam_a").open("entries", "value", "ent_1", blob) == SECRET
+    keystore.set_active(2, T0)
+    vault.new_family("fam_b", T0)
+    assert keystore.get_many(["fam_b"])["fam_b"].master_version == 2
+
+
+def test_a_keyring_without_the_agreed_version_wraps_nothing(keystore: KeyStore) -> None:
+    keystore.set_active(3, T0)
+    keyring = Keyring(new_keyring_document())
+    keyring.add_version()  # holds 1 and 2, not 3
+    vault = EnvelopeVault(keyring, keystore, INDEX_KEY)
+    with pytest.raises(MasterKeyMissing) as refused:
+        vault.new_family("fam_a", T0)
+    assert refused.value.version == 3 and refused.value.active
+    assert "master key version 3" in str(refused.value)
+    assert "ONESTORY_KEYRING" in str(refused.value)
+    assert keystore.get_many(["fam_a"]) == {}
+    with pytest.raises(MasterKeyMissing, match="version 3"):
+        rewrap_all(keyring, keystore, T0)
+
+
+def test_the_key_store_stores_a_key_only_under_the_active_version(
+        vault: EnvelopeVault, keyring: Keyring, keystore: KeyStore) -> None:
+    vault.new_family("fam_a", T0)  # version 1 agreed
+    keyring.add_version()
+    data_key = unwrap(keyring, keystore.get_many(["fam_a"])["fam_a"])
+    with pytest.raises(NotActive):
+        keystore.add(wrap(keyring, "fam_b", 1, data_key, 2), T0)
+    assert keystore.get_many(["fam_b"]) == {}
+    # A re-wrap to a version activated and then replaced is refused too.
+    old = keystore.get_many(["fam_a"])["fam_a"]
+    assert keystore.rewrap([(old, wrap(keyring, "fam_a", 1, data_key, 2))], T0) == 0
+    assert keystore.get_many(["fam_a"])["fam_a"] == old
+
+
+def test_a_new_family_activated_meanwhile_is_wrapped_again_under_the_new_version(
+        keyring: Keyring, keystore: KeyStore) -> None:
+    keyring.add_version()
+    keystore.set_active(1, T0)
+
+    class ActivatedMeanwhile(KeyStore):
+        """`keys activate 2` lands between reading the version and writing the key."""
+
+        def __init__(self) -> None:
+            super().__init__(keystore.engine)
+            self.reads = 0
+
+        def active_version(self, propose: int | None = None,
+                           now: datetime | None = None) -> int:
+            self.reads += 1
+            found = super().active_version(propose, now)
+            if self.reads == 1:
+                keystore.set_active(2, T0)
+            return found
+
+    racing = ActivatedMeanwhile()
+    EnvelopeVault(keyring, racing, INDEX_KEY).new_family("fam_a", T0)
+    assert racing.reads == 2
+    assert keystore.get_many(["fam_a"])["fam_a"].master_version == 2
+
+
+def test_add_version_numbers_above_what_is_known_and_activates_nothing() -> None:
+    keyring = Keyring(new_keyring_document())
+    assert keyring.add_version() == 2
+    assert keyring.add_version(above=6) == 7
+    assert keyring.active == 1 and sorted(keyring.keys) == [1, 2, 7]
+    with pytest.raises(KeyringError):
+        keyring.activate(5)
+
+
+def test_heartbeats_record_versions_and_the_active_one(keystore: KeyStore) -> None:
+    later = datetime(2026, 11, 22, 10, 1, tzinfo=UTC)
+    assert keystore.beat("host-a:/srv/a", [1], T0, propose=1) == 1
+    keystore.set_active(2, T0)
+    assert keystore.beat("host-b:/srv/b", [2, 1], later) == 2
+    reports = keystore.nodes()
+    assert [(n.node_id, n.seen_at, n.versions, n.active_version) for n in reports] == [
+        ("host-b:/srv/b", later, frozenset({1, 2}), 2),
+        ("host-a:/srv/a", T0, frozenset({1}), 1),
+    ]
+    assert [n.node_id for n in keystore.nodes(since=later)] == ["host-b:/srv/b"]
+    keystore.beat("host-a:/srv/a", [1, 2], later)  # one row per node, updated
+    assert {n.node_id: n.versions for n in keystore.nodes()}["host-a:/srv/a"] == {1, 2}
+
+
+@pytest.mark.parametrize("value", ["0", "61", "ten", "-5", "1.5"])
+def test_the_heartbeat_interval_is_checked(value: str) -> None:
+    from coordination.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="ONESTORY_NODE_HEARTBEAT_SECONDS"):
+        load_settings({"ONESTORY_NODE_HEARTBEAT_SECONDS": value})
+    assert load_settings({}).node_heartbeat_seconds == 60
+    assert load_settings({"ONESTORY_NODE_HEARTBEAT_SECONDS": "5"}).node_heartbeat_seconds == 5
