@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -134,6 +135,17 @@ def is_write_conflict(exc: BaseException) -> bool:
     if isinstance(driver, sqlite3.Error):
         return (getattr(driver, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
     return getattr(driver, "sqlstate", None) in _PG_RETRY
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be used at all just now (not
+    reachable, the connection lost, no connection free in the pool, a file
+    that cannot be opened) rather than that a statement was wrong. Check
+    `is_write_conflict` first: SQLite's busy errors are operational errors too."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def retry_on_conflict(
