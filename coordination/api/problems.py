@@ -49,17 +49,23 @@ class BadBody(Exception):
     """The body is not JSON, or not a JSON object."""
 
 
-def problem(
-    status: int, slug: str, title: str, detail: str, errors: dict[str, list[str]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    body: dict[str, Any] = {
+def problem_body(status: int, slug: str, title: str, detail: str,
+                 errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The contract's problem+json object."""
+    return {
         "type": f"urn:onestory:problem:{slug}",
         "title": title,
         "status": status,
         "detail": detail,
         "errors": errors or {},
     }
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, errors: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = problem_body(status, slug, title, detail, errors)
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM)
     for key, value in (headers or {}).items():
         response.headers[key] = value
