@@ -50,21 +50,24 @@ def _cells_of(session: Session, form_ids: list[int]) -> dict[int, list[Cell]]:
 
 
 def current_form(session: Session, family_id: str) -> tuple[ConsentFormRow | None, Form | None]:
-    """The family's newest form version and its grid (two queries)."""
-    row = session.scalars(
-        select(ConsentFormRow)
+    """The family's newest form version and its grid, in one query that runs
+    the same whether or not the family has a form (or exists at all)."""
+    newest = (
+        select(ConsentFormRow.id)
         .where(ConsentFormRow.family_id == family_id)
         .order_by(ConsentFormRow.version.desc())
         .limit(1)
-    ).first()
-    if row is None:
-        return None, None
-    cells = session.execute(
-        select(ConsentCellRow.agency_id, ConsentCellRow.field_id).where(
-            ConsentCellRow.form_id == row.id
-        )
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(ConsentFormRow, ConsentCellRow.agency_id, ConsentCellRow.field_id)
+        .outerjoin(ConsentCellRow, ConsentCellRow.form_id == ConsentFormRow.id)
+        .where(ConsentFormRow.id == newest)
     ).all()
-    return row, _form(row, ((a, f) for a, f in cells))
+    if not rows:
+        return None, None
+    row = rows[0][0]
+    return row, _form(row, ((a, f) for _, a, f in rows if a is not None))
 
 
 def current_forms(session: Session, family_ids: Sequence[str]) -> dict[str, Form]:
