@@ -37,6 +37,7 @@ test: $(VENV)/.installed-test $(NODE_TOOLS)
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/shared_record.py
 	$(BIN)/python bench/audit_log.py
+	$(BIN)/python bench/not_found.py
 
 # The family page's message catalogues (coordination/translations, see README
 # "Translations"): extract the English strings, merge them into each language's

@@ -32,7 +32,10 @@ HASHED = ("seq", "at", "action", "outcome", "actor", "agency_id", "role", "famil
 
 
 def audit_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC text that sorts as time does: the year always has four digits
+    (strftime's %Y drops leading zeros before the year 1000 on Linux)."""
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical(values: Sequence[Any]) -> bytes:

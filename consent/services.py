@@ -50,21 +50,24 @@ def _cells_of(session: Session, form_ids: list[int]) -> dict[int, list[Cell]]:
 
 
 def current_form(session: Session, family_id: str) -> tuple[ConsentFormRow | None, Form | None]:
-    """The family's newest form version and its grid (two queries)."""
-    row = session.scalars(
-        select(ConsentFormRow)
+    """The family's newest form version and its grid, in one query that runs
+    the same whether or not the family has a form (or exists at all)."""
+    newest = (
+        select(ConsentFormRow.id)
         .where(ConsentFormRow.family_id == family_id)
         .order_by(ConsentFormRow.version.desc())
         .limit(1)
-    ).first()
-    if row is None:
-        return None, None
-    cells = session.execute(
-        select(ConsentCellRow.agency_id, ConsentCellRow.field_id).where(
-            ConsentCellRow.form_id == row.id
-        )
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(ConsentFormRow, ConsentCellRow.agency_id, ConsentCellRow.field_id)
+        .outerjoin(ConsentCellRow, ConsentCellRow.form_id == ConsentFormRow.id)
+        .where(ConsentFormRow.id == newest)
     ).all()
-    return row, _form(row, ((a, f) for a, f in cells))
+    if not rows:
+        return None, None
+    row = rows[0][0]
+    return row, _form(row, ((a, f) for _, a, f in rows if a is not None))
 
 
 def current_forms(session: Session, family_ids: Sequence[str]) -> dict[str, Form]:
@@ -224,12 +227,24 @@ class ReceiptCheck:
     family_id: str | None
     retry_after: int = 0  # seconds, when slowed down
     attempted: str | None = None  # the family whose code was tried (for the audit log)
+    known: bool = True  # False: no receipt has this code (nothing was counted)
 
 
 def _delay(failures: int) -> timedelta:
     # The exponent is capped before it is used: 2**n seconds overflows a
     # timedelta long before anyone stops guessing.
     return min(timedelta(seconds=2 ** min(failures - FREE_ATTEMPTS, 20)), MAX_DELAY)
+
+
+def slowed_until(failures: int, now: datetime) -> datetime | None:
+    """Until when a code is slowed down after `failures` wrong attempts in a
+    row (None: not yet). The one rule for real and unknown codes alike."""
+    return now + _delay(failures) if failures >= FREE_ATTEMPTS else None
+
+
+def seconds_until(moment: datetime, now: datetime) -> int:
+    """The Retry-After, in whole seconds, of a code slowed down until `moment`."""
+    return max(int((moment - now).total_seconds()) + 1, 1)
 
 
 def check_receipt(session: Session, code: str, pin: str, now: datetime) -> ReceiptCheck:
@@ -239,7 +254,8 @@ def check_receipt(session: Session, code: str, pin: str, now: datetime) -> Recei
     row's write lock), so parallel guesses cannot slip past the delay: each
     waits for the one before it and then finds the code slowed down.
     Returns the family id on success; `family_id=None` on a wrong code or
-    PIN; `retry_after > 0` while the code is slowed down after failures.
+    PIN; `retry_after > 0` while the code is slowed down after failures;
+    `known=False`, with nothing counted or checked, when no receipt has the code.
     """
     code_hash = _code_hash(code)
     claimed = session.execute(
@@ -254,21 +270,25 @@ def check_receipt(session: Session, code: str, pin: str, now: datetime) -> Recei
         .execution_options(populate_existing=True)
     ).first()
     if receipt is None:
-        # Spend the same effort as a real check, so timing does not tell
-        # whether a code exists.
-        _verify(_dummy_hash(), pin)
-        return ReceiptCheck(None)
+        # The caller counts (and slows down) unknown codes like real ones,
+        # then spends the same effort as a real check (`check_nothing`).
+        return ReceiptCheck(None, known=False)
     if not claimed.rowcount:  # type: ignore[attr-defined]
         assert receipt.not_before is not None
-        wait = max(int((receipt.not_before - now).total_seconds()) + 1, 1)
-        return ReceiptCheck(None, retry_after=wait, attempted=receipt.family_id)
+        return ReceiptCheck(None, retry_after=seconds_until(receipt.not_before, now),
+                            attempted=receipt.family_id)
     if _verify(receipt.pin_hash, pin):
         receipt.failed_attempts = 0
         receipt.not_before = None
         return ReceiptCheck(receipt.family_id)
-    if receipt.failed_attempts >= FREE_ATTEMPTS:
-        receipt.not_before = now + _delay(receipt.failed_attempts)
+    receipt.not_before = slowed_until(receipt.failed_attempts, now)
     return ReceiptCheck(None, attempted=receipt.family_id)
+
+
+def check_nothing(pin: str) -> None:
+    """Spend the effort of checking a PIN against a real receipt, so that
+    timing does not tell whether a code exists."""
+    _verify(_dummy_hash(), pin)
 
 
 def _verify(pin_hash: str, pin: str) -> bool:

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
@@ -21,7 +23,15 @@ from audit.services import Event
 from coordination.actors import Actor
 from coordination.db import is_write_conflict
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
-from coordination.model import Agency, ApiToken, Family, Involvement, Staff, WebSession
+from coordination.model import (
+    Agency,
+    ApiToken,
+    Family,
+    Involvement,
+    SignInThrottle,
+    Staff,
+    WebSession,
+)
 from coordination.roles import Role
 from coordination.services import iso_time
 
@@ -269,15 +279,55 @@ def authenticate(session: Session, token: str, now: datetime) -> Actor:
     )
 
 
+def throttle_key(kind: str, value: str) -> str:
+    """The stored key of a throttled thing (a username, an address, a code):
+    hashed, so that whatever was typed is not kept."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+
+
+def claim_throttle(session: Session, key_hash: str, now: datetime) -> SignInThrottle:
+    """The throttle row of a key, created if new and locked until commit, so
+    that parallel attempts on one key are counted one after the other (never
+    all checked against the same count)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(SignInThrottle).values(
+        key_hash=key_hash, failures=0, first_failure_at=now,
+    ).on_conflict_do_nothing(index_elements=["key_hash"]))
+    return session.scalars(
+        select(SignInThrottle).where(SignInThrottle.key_hash == key_hash).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _check_unknown_code(session: Session, code: str, pin: str,
+                        now: datetime) -> consent_store.ReceiptCheck:
+    """A code no receipt has is counted and slowed down exactly like a real
+    code with a wrong PIN (the same free tries, the same doubling waits, the
+    same argon2 work), so that the answers never tell a guesser which codes
+    exist. Its count is kept by the code's hash, never the code."""
+    row = claim_throttle(session, throttle_key("receipt", consent_store.normalise_code(code)),
+                         now)
+    if row.locked_until is not None and row.locked_until > now:
+        return consent_store.ReceiptCheck(
+            None, retry_after=consent_store.seconds_until(row.locked_until, now))
+    consent_store.check_nothing(pin)
+    row.failures += 1
+    row.locked_until = consent_store.slowed_until(row.failures, now)
+    return consent_store.ReceiptCheck(None)
+
+
 def open_family_session(
     session: Session, code: str, pin: str, lifetime: timedelta, now: datetime,
     request_id: str | None = None,
 ) -> dict[str, str]:
     """Exchange a receipt code and PIN for a short-lived family token.
 
-    Wrong attempts slow the code down (`Throttled`) without locking it.
+    Wrong attempts slow the code down (`Throttled`) without locking it; an
+    unknown code answers exactly as a real one with a wrong PIN.
     """
     check = consent_store.check_receipt(session, code, pin, now)
+    if not check.known:
+        check = _check_unknown_code(session, code, pin, now)
     if check.family_id is None:
         audit_log.record(session, Event(
             action=Action.LOGIN_FAILED, outcome=Outcome.DENIED, actor="family", role="family",

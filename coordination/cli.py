@@ -279,7 +279,7 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
         click.echo(f"onestory: warning: {MasterKeyMissing(active, keyring.where, True)}",
                    err=True)
     state.close()  # workers open their own connections after the fork
-    _gunicorn(host, port, workers)
+    _gunicorn(host, port, workers, rt.settings.max_body_bytes)
 
 
 @cli.command()
@@ -320,7 +320,7 @@ def demo(state: CliState, port: int) -> None:
 
     os.environ["ONESTORY_ENV"] = "development"
     state.close()  # workers open their own connections after the fork
-    _gunicorn("127.0.0.1", port, 1)
+    _gunicorn("127.0.0.1", port, 1, rt.settings.max_body_bytes)
 
 
 @cli.command()
@@ -619,24 +619,10 @@ def audit_checkpoint(state: CliState) -> None:
     click.echo(json.dumps(_use_case(rt, checkpoint), indent=2))
 
 
-def _gunicorn(host: str, port: int, workers: int) -> None:
-    from gunicorn.app.base import BaseApplication
+def _gunicorn(host: str, port: int, workers: int, max_body_bytes: int) -> None:
+    from coordination.serving import serve
 
-    from coordination.app import create_app
-
-    class OneStoryServer(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("threads", 4)
-            self.cfg.set("accesslog", "-")
-            # Query strings can carry names (search); log the path only.
-            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss')
-
-        def load(self) -> Any:
-            return create_app()
-
-    OneStoryServer().run()
+    serve(host, port, workers, max_body_bytes)
 
 
 def _safe_url(url: str) -> str:

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordination.crypto import Keyring, new_keyring_document, write_secret_file
+from coordination.db import private_folder
 
 
 class ConfigError(Exception):
@@ -153,7 +154,7 @@ def _generated_secret(path: Path) -> str:
     """Development only: a secret kept in the instance folder, mode 0600."""
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from coordination.db import private_folder
 from coordination.keystore import KeyStore, NotActive, WrappedKey
 
 PLAINTEXT_TAG = b"\x00"
@@ -243,7 +244,7 @@ def _stamp(path: Path) -> tuple[int, int, int]:
 def write_secret_file(path: Path, text: str, *, replace: bool = False) -> None:
     """Write `text` to `path` with mode 0600; when replacing, atomically
     through a fresh, exclusive temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     if not replace:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as handle:

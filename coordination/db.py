@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -61,10 +65,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+def private_folder(path: Path) -> None:
+    """Make `path` (and missing parents) as a folder only its owner may enter."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file of a SQLite URL, if missing, readable by its
+    owner only (and its folder with it): SQLite gives the -wal, -shm and
+    journal files the database file's mode, so they stay private too."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_folder(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Build an engine; SQLite gets foreign keys, WAL, synchronous=NORMAL and a
-    busy timeout, and deferred transactions (see `retry_on_conflict`)."""
+    busy timeout, and deferred transactions (see `retry_on_conflict`); its
+    file is created with mode 0600 in a 0700 folder."""
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = create_engine(
             url, connect_args={"timeout": BUSY_TIMEOUT}, hide_parameters=True, **kwargs
         )
@@ -118,6 +142,17 @@ def is_write_conflict(exc: BaseException) -> bool:
     if isinstance(driver, sqlite3.Error):
         return (getattr(driver, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
     return getattr(driver, "sqlstate", None) in _PG_RETRY
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be used at all just now (not
+    reachable, the connection lost, no connection free in the pool, a file
+    that cannot be opened) rather than that a statement was wrong. Check
+    `is_write_conflict` first: SQLite's busy errors are operational errors too."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def retry_on_conflict(

@@ -78,9 +78,9 @@ class WebSession(Base):
 
 
 class SignInThrottle(Base):
-    """Failed staff sign-ins per key (a username as typed, or a client
-    address): enough failures lock the key for a while. Keys are hashed, so
-    a password typed into the username field is not kept."""
+    """Failed sign-ins per key (a username as typed, a client address, or a
+    receipt code no receipt has): enough failures lock the key for a while.
+    Keys are hashed, so a password typed into the username field is not kept."""
 
     __tablename__ = "sign_in_throttle"
 

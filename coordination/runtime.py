@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import current_app, g, request
@@ -29,11 +28,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _sqlite_folder(url: str) -> None:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-
-
 @dataclass
 class Runtime:
     settings: Settings
@@ -47,7 +41,6 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Runtime:
-        _sqlite_folder(settings.database_url)
         engine = make_engine(settings.database_url)
         sessions = make_session_factory(engine)
         install_guards(sessions)
@@ -56,7 +49,6 @@ class Runtime:
     @property
     def keystore(self) -> KeyStore:
         if self._keystore is None:
-            _sqlite_folder(self.settings.keystore_url)
             self._keystore = KeyStore.from_url(self.settings.keystore_url)
         return self._keystore
 

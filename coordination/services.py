@@ -89,9 +89,11 @@ class FamilyView:
 
 
 def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
+    """The family as the visibility decision needs it, or None when it does
+    not exist. The same statements and the same work either way (no key is
+    read before a value is opened), so that the 404 for a family that does
+    not exist and the one for a family not visible take equally long."""
     family = session.get(Family, family_id)
-    if family is None:
-        return None
     involvements = list(
         session.scalars(
             select(Involvement)
@@ -100,7 +102,10 @@ def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
         )
     )
     row, form = consent_store.current_form(session, family_id)
-    return FamilyView(family, involvements, row, form, vault.for_family(family_id))
+    cipher = vault.for_family(family_id)
+    if family is None:
+        return None
+    return FamilyView(family, involvements, row, form, cipher)
 
 
 def _lock_family(session: Session, family_id: str) -> None:

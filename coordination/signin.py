@@ -10,21 +10,19 @@ alike to the person signing in (the audit entry keeps the reason).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
 from audit.model import Action, Outcome
 from audit.services import Event
 from coordination import accounts
+from coordination.accounts import claim_throttle, throttle_key
 from coordination.actors import Actor
 from coordination.errors import NotAuthenticated, Throttled
 from coordination.model import Agency, SignInThrottle, Staff, WebSession
@@ -40,10 +38,6 @@ class Policy:
     window: timedelta = timedelta(minutes=15)  # failures older than this are forgotten
     lockout: timedelta = timedelta(minutes=15)
     touch_every: timedelta = timedelta(minutes=1)  # how often last_seen_at is written
-
-
-def _key_hash(kind: str, value: str) -> str:
-    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
 _dummy: str | None = None
@@ -70,20 +64,6 @@ def _locked_for(rows: list[SignInThrottle], now: datetime) -> int:
     waits = [(row.locked_until - now).total_seconds() for row in rows
              if row.locked_until is not None and row.locked_until > now]
     return int(max(waits)) + 1 if waits else 0
-
-
-def _claim(session: Session, key_hash: str, now: datetime) -> SignInThrottle:
-    """The throttle row of a key, created if new and locked until commit, so
-    that parallel sign-ins for one username or address are counted one after
-    the other (never all checked against the same count)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(SignInThrottle).values(
-        key_hash=key_hash, failures=0, first_failure_at=now,
-    ).on_conflict_do_nothing(index_elements=["key_hash"]))
-    return session.scalars(
-        select(SignInThrottle).where(SignInThrottle.key_hash == key_hash).with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
 
 
 def _count_failure(row: SignInThrottle, limit: int, policy: Policy, now: datetime) -> None:
@@ -129,11 +109,11 @@ def with_password(session: Session, username: str, password: str, address: str,
     Raises `Throttled` while the username or the client address is locked
     out, and `NotAuthenticated` for any wrong credential.
     """
-    limits = {_key_hash("user", username.casefold()): policy.user_failures,
-              _key_hash("addr", address): policy.address_failures}
+    limits = {throttle_key("user", username.casefold()): policy.user_failures,
+              throttle_key("addr", address): policy.address_failures}
     # Locked in one global order (no deadlock between two sign-ins), and held
     # through the password check: the count each attempt sees is final.
-    rows = {key: _claim(session, key, now) for key in sorted(limits)}
+    rows = {key: claim_throttle(session, key, now) for key in sorted(limits)}
     staff = session.scalars(select(Staff).where(Staff.username == username)).first()
     wait = _locked_for(list(rows.values()), now)
     if wait:
@@ -149,7 +129,7 @@ def with_password(session: Session, username: str, password: str, address: str,
         _failed(session, staff, reason, "password", now, request_id)
         session.commit()  # the failure counts even though sign-in fails
         raise NotAuthenticated()
-    user_row = rows[_key_hash("user", username.casefold())]
+    user_row = rows[throttle_key("user", username.casefold())]
     user_row.failures, user_row.locked_until = 0, None
     if staff.password_hash and accounts.password_hasher.check_needs_rehash(staff.password_hash):
         staff.password_hash = accounts.password_hasher.hash(password)

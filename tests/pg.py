@@ -66,10 +66,18 @@ class Cluster:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                   "--auth=trust", "-E", "UTF8", "--locale=C")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server (again, after `halt`) on the same port and data."""
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                    "-c max_connections=200 -c fsync=off -c full_page_writes=off")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data, as an outage would."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         with contextlib.suppress(PgUnavailable):

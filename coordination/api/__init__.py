@@ -39,6 +39,10 @@ from coordination.schemas import flatten_errors
 F = TypeVar("F", bound=Callable[..., Any])
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 NO_TOKEN_ENDPOINTS = {"api.family_session", "api.openapi_document"}
+# No body the API takes is nested more than a few levels (a member inside the
+# members list; a column of the consent grid): anything deeper is refused
+# before code that walks values recursively ever sees it.
+MAX_DEPTH = 32
 # Where refused requests are put on record (the family's pages record their own).
 DENIAL_BLUEPRINTS = {"api", "staff", "auditor"}
 
@@ -108,7 +112,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether `data` nests lists and objects more than `limit` deep (walked
+    without recursion, so any depth is measured safely)."""
+    level: list[tuple[Any, int]] = [(data, 1)]
+    while level:
+        value, depth = level.pop()
+        children = (value.values() if isinstance(value, dict)
+                    else value if isinstance(value, list) else None)
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        level.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _parse_body(max_bytes: int) -> Any:
+    too_deep = f"the body is nested too deeply (more than {MAX_DEPTH} levels)"
     raw = request.get_data(cache=True)
     if len(raw) > max_bytes:
         from werkzeug.exceptions import RequestEntityTooLarge
@@ -116,9 +137,16 @@ def _parse_body(max_bytes: int) -> Any:
         raise RequestEntityTooLarge()
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise BadBody("the body is not valid JSON") from exc
+    except RecursionError as exc:
+        raise BadBody(too_deep) from exc
+    if _depth_over(data, MAX_DEPTH):
+        raise BadBody(too_deep)
+    try:
         # Escapes such as "\ud800" decode to strings no database can store.
         json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise BadBody("the body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise BadBody("the body must be a JSON object")

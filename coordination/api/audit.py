@@ -34,7 +34,10 @@ class _Moment(fields.Field):
                 moment = datetime.combine(datetime.fromisoformat(value).date(), time(),
                                           tzinfo=UTC)
             elif value.endswith("Z"):
-                moment = datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+                moment = datetime.fromisoformat(value[:-1])
+                if moment.tzinfo is not None:  # an offset before the Z: which time is meant?
+                    raise ValueError(value)
+                moment = moment.replace(tzinfo=UTC)
             else:
                 raise ValueError(value)
         except ValueError:

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from audit.services import AuditUnavailable
 from consent.errors import NoConsentForm
 from coordination.crypto import KeyringError, MasterKeyMissing, VaultError
-from coordination.db import is_write_conflict
+from coordination.db import is_unavailable, is_write_conflict
 from coordination.errors import (
     Conflict,
     FamilyNotFound,
@@ -29,6 +29,7 @@ log = logging.getLogger("onestory.api")
 
 PROBLEM = "application/problem+json"
 BUSY_RETRY_AFTER = 1  # seconds, when the database stayed busy
+UNAVAILABLE_RETRY_AFTER = 10  # seconds, when the database cannot be reached
 
 # exception -> (status, type slug, title)
 MAPPING: list[tuple[type[Exception], int, str, str]] = [
@@ -48,17 +49,23 @@ class BadBody(Exception):
     """The body is not JSON, or not a JSON object."""
 
 
-def problem(
-    status: int, slug: str, title: str, detail: str, errors: dict[str, list[str]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    body: dict[str, Any] = {
+def problem_body(status: int, slug: str, title: str, detail: str,
+                 errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The contract's problem+json object."""
+    return {
         "type": f"urn:onestory:problem:{slug}",
         "title": title,
         "status": status,
         "detail": detail,
         "errors": errors or {},
     }
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, errors: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = problem_body(status, slug, title, detail, errors)
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM)
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -95,6 +102,13 @@ def _classify(exc: Exception
         return (503, "busy", "Busy, try again",
                 "the service is busy with other changes; nothing was changed, "
                 "try again in a moment", None, {"Retry-After": str(BUSY_RETRY_AFTER)})
+    if is_unavailable(exc):
+        # Not the caller's fault and nothing to debug here: one line, no traceback.
+        log.error("the database cannot be used (%s) on %s %s", type(exc).__name__,
+                  request.method, request.path)
+        return (503, "unavailable", "Service unavailable",
+                "the database cannot be reached; nothing was changed, try again in a moment",
+                None, {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
     if isinstance(exc, IntegrityError) and "audit_log" in str(exc.statement or ""):
         exc = AuditUnavailable("the chain's head is behind its entries")
     if isinstance(exc, AuditUnavailable):

@@ -119,21 +119,35 @@ def _given(keys: tuple[str, ...]) -> dict[str, str]:
             if request.args.get(key, "").strip()}
 
 
-def _through(until: str) -> str:
+LAST_TO_DATE = date.max - timedelta(days=1)
+
+
+def _through(until: str) -> str | None:
     """The form's "to" date counts that whole day; the schema's `until` is
-    exclusive, so it gets the next day. Anything else goes to the schema as is."""
+    exclusive, so it gets the next day (None when there is no next day).
+    Anything else goes to the schema as is."""
     try:
         day = date.fromisoformat(until) if len(until) == 10 else None
     except ValueError:
         day = None
-    return (day + timedelta(days=1)).isoformat() if day else until
+    if day is None:
+        return until
+    return None if day > LAST_TO_DATE else (day + timedelta(days=1)).isoformat()
 
 
 def _parse(given: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
     data = dict(given)
+    too_late = False
     if "until" in data:
-        data["until"] = _through(data["until"])
+        through = _through(data["until"])
+        too_late = through is None
+        if through is None:
+            del data["until"]
+        else:
+            data["until"] = through
     values, errors = parse(AuditQuery(), data)
+    if too_late:
+        values, errors["until"] = {}, [f"a date no later than {LAST_TO_DATE.isoformat()}"]
     if errors.get("until") == ["must be after since"]:
         errors["until"] = ["must not be before the “from” date"]
     return values, errors

@@ -258,6 +258,56 @@ def test_json_the_parser_cannot_hold_is_refused_not_500(
             assert snapshot(api.client.application) == before
 
 
+def _nested(depth: int) -> list[tuple[str, bytes]]:
+    return [
+        ("lists", b'{"x": ' + b"[" * depth + b"]" * depth + b"}"),
+        ("objects", b'{"x": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"),
+        ("mixed", b'{"x": ' + b'[{"a": ' * (depth // 2) + b"1" + b"}]" * (depth // 2) + b"}"),
+    ]
+
+
+@pytest.mark.parametrize("depth", [40, 500, 700, 990])
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_deeply_nested_json_is_400_without_a_traceback(
+    api: Api, world: World, subtests: pytest.Subtests, caplog: pytest.LogCaptureFixture,
+    route: str, depth: int,
+) -> None:
+    """JSON nested deeper than any body OneStory takes is refused as a bad body
+    (400, before the token is even looked at), never a 500 with a RecursionError
+    logged at length."""
+    for name, raw in _nested(depth):
+        with subtests.test(msg=name):
+            caplog.clear()
+            before = snapshot(api.client.application)
+            for who in (DROP, None):  # with the route's caller, and with no token
+                body = assert_problem(send_route(api, world, route, raw, who=who), 400)
+                assert body["type"] == "urn:onestory:problem:bad-request"
+                assert "deep" in body["detail"]
+            assert snapshot(api.client.application) == before
+            assert not [r for r in caplog.records if r.exc_info or r.levelno >= 40], \
+                [r.getMessage()[:200] for r in caplog.records]
+
+
+def test_json_of_a_sane_depth_is_still_read(api: Api, world: World) -> None:
+    """The depth limit leaves room for every body the API takes (members'
+    lists of objects, the consent grid)."""
+    response = send_route(api, world, "create", encode(
+        {"display_name": "Deep Enough", "members": [{"name": "A", "relation": "child"}]}))
+    assert response.status_code == 201, response.get_json()
+
+
+def test_deeply_nested_json_on_web_forms_is_not_500(app: Flask, api: Api,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The web pages take forms, not JSON: a deep JSON body sent to them is
+    refused like any other post without a form token, never a 500."""
+    client = app.test_client()
+    for path in ("/family/", "/sign-in"):
+        for _name, raw in _nested(990):
+            response = client.post(path, data=raw, content_type="application/json")
+            assert response.status_code in (400, 422), (path, response.status_code)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= 40]
+
+
 # --- 413: over 64 KiB ----------------------------------------------------------------
 
 

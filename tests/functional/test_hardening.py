@@ -152,3 +152,70 @@ def test_a_new_pin_ends_open_family_sessions(api: Api) -> None:
     api.sign(family, {"physio": ["health"]}, reissue_pin=True)
     response: Any = api.get(f"/api/v1/families/{family}/consent", token)
     assert response.status_code == 401
+
+
+# --- a real and an unknown receipt code answer alike -------------------------------
+
+# Wrong PINs at these moments (seconds after the start): three free tries, a
+# slowed-down fourth, a try once the wait has passed (which doubles it), and
+# one long after.
+ATTEMPTS_AT = [0, 0, 0, 0, 2, 2, 4, 1000, 1000]
+
+
+def _unknown_code(real: str) -> str:
+    return "ZZZZ-ZZZZ" if real != "ZZZZ-ZZZZ" else "YYYY-YYYY"
+
+
+def _api_answers(api: Api, clock: Clock, code: str, pin: str) -> list[Any]:
+    start = clock.now
+    answers = []
+    for at in ATTEMPTS_AT:
+        clock.now = start + __import__("datetime").timedelta(seconds=at)
+        response = api.post("/api/v1/family/session", json={"receipt_code": code, "pin": pin})
+        answers.append((response.status_code, response.mimetype,
+                        response.headers.get("Retry-After"),
+                        response.headers.get("WWW-Authenticate"), response.get_json()))
+    clock.now = start
+    return answers
+
+
+def test_a_real_and_an_unknown_receipt_code_answer_alike_on_the_api(api: Api,
+                                                                    clock: Clock) -> None:
+    """A guesser learns nothing from the answers: an unknown code slows down
+    exactly like a real one (the same statuses, Retry-After and bodies)."""
+    _family, receipt = _receipt(api)
+    wrong = _wrong(receipt["pin"])
+    real = _api_answers(api, clock, receipt["code"], wrong)
+    unknown = _api_answers(api, clock, _unknown_code(receipt["code"]), wrong)
+    assert [a[0] for a in real] == [401, 401, 401, 429, 401, 429, 401, 401, 429]
+    assert unknown == real
+
+
+def _page_answers(app: Flask, clock: Clock, code: str, pin: str) -> list[Any]:
+    import re
+
+    from tests.web import csrf_token
+
+    start = clock.now
+    client = app.test_client()
+    answers = []
+    for at in ATTEMPTS_AT:
+        clock.now = start + __import__("datetime").timedelta(seconds=at)
+        token = csrf_token(client.get("/family/").get_data(as_text=True))
+        response = client.post("/family/", data={"receipt_code": code, "pin": pin,
+                                                 "csrf_token": token})
+        page = response.get_data(as_text=True).replace(code, "CODE")
+        page = re.sub(r'name="csrf_token" value="[^"]+"', "", page)
+        answers.append((response.status_code, response.headers.get("Retry-After"), page))
+    clock.now = start
+    return answers
+
+
+def test_a_real_and_an_unknown_receipt_code_answer_alike_on_the_family_page(
+        app: Flask, api: Api, clock: Clock) -> None:
+    _family, receipt = _receipt(api)
+    wrong = _wrong(receipt["pin"])
+    real = _page_answers(app, clock, receipt["code"], wrong)
+    unknown = _page_answers(app, clock, _unknown_code(receipt["code"]), wrong)
+    assert [a[0] for a in real] == [401, 401, 401, 429, 401, 429, 401, 401, 429]
+    assert unknown == real

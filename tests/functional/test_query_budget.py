@@ -120,3 +120,89 @@ def test_a_read_asks_the_key_store_once_and_never_for_the_active_version(
     # A new family: the active version read, then the key written only under it.
     assert len(wraps) == 2 and "master_key_state" in wraps[0], wraps
     assert "INSERT INTO data_keys" in wraps[1] and "master_key_state" in wraps[1], wraps
+
+
+# --- "absent" and "not visible" take the same path ----------------------------------
+
+ABSENT = "fam_00000000000000000000"
+
+
+@contextmanager
+def work_done(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Everything a request does with storage, in order: each statement on the
+    data database and on the key store, each cipher made, each key unwrapped."""
+    import coordination.crypto as crypto
+
+    done: list[str] = []
+    rt = app.extensions["onestory"]
+    vault = rt.vault
+
+    def data(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        done.append("data: " + statement)
+
+    def keys(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        done.append("keys: " + statement)
+
+    for_family, unwrap = vault.for_family, crypto.unwrap
+
+    def spy_for_family(family_id: str) -> Any:
+        done.append("cipher")
+        return for_family(family_id)
+
+    def spy_unwrap(*args: Any) -> Any:
+        done.append("unwrap")
+        return unwrap(*args)
+
+    monkeypatch.setattr(vault, "for_family", spy_for_family)
+    monkeypatch.setattr(crypto, "unwrap", spy_unwrap)
+    event.listen(rt.engine, "before_cursor_execute", data)
+    event.listen(rt.keystore.engine, "before_cursor_execute", keys)
+    try:
+        yield done
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", data)
+        event.remove(rt.keystore.engine, "before_cursor_execute", keys)
+        monkeypatch.undo()
+
+
+FAMILY_ROUTES = [
+    ("GET", "/api/v1/families/{id}", None),
+    ("GET", "/api/v1/families/{id}/consent", None),
+    ("GET", "/api/v1/families/{id}/consent/history", None),
+    ("GET", "/api/v1/families/{id}/access-log", None),
+    ("POST", "/api/v1/families/{id}/entries", {"field": "health", "value": "a note"}),
+    ("POST", "/api/v1/families/{id}/consent/revoke", {"agency": "physio"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), FAMILY_ROUTES)
+def test_an_invisible_family_takes_the_same_path_as_an_absent_one(
+        app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch, method: str, path: str,
+        body: Any) -> None:
+    """The 404 for a family that exists but is not visible and the one for a
+    family that does not exist run the same statements and the same key
+    work, so that neither the answer nor its timing tells them apart."""
+    with_form = api.new_family("nurse1", members=[{"name": "A", "relation": "child"}])
+    api.write(with_form, "health", "a note")
+    api.sign(with_form, {"physio": ["involvement", "health"]})  # nothing for ecec
+    without_form = api.new_family("nurse1")
+    # ecec coordinates for nothing here; its coordinator may use every route.
+    from coordination import accounts
+    from tests.conftest import T0
+
+    with app.extensions["onestory"].sessions() as session:
+        accounts.add_staff(session, "ececcoord", "ecec", "coordinator", None, T0)
+        api.tokens["ececcoord"] = accounts.create_token(
+            session, "ececcoord", __import__("datetime").timedelta(days=1), T0)
+
+    def walk(family_id: str) -> list[str]:
+        with work_done(app, monkeypatch) as done:
+            response = api.call(method, path.format(id=family_id), "ececcoord", json=body)
+        assert response.status_code == 404, response.get_json()
+        return done
+
+    absent = walk(ABSENT)
+    walk(ABSENT)  # the first request of a kind may warm caches: compare warm ones
+    absent = walk(ABSENT)
+    assert walk(with_form) == absent
+    assert walk(without_form) == absent

@@ -53,3 +53,43 @@ def test_control_characters_in_next(app: Flask, web: Api, target: str) -> None:
         return
     assert response.status_code == 302  # type: ignore[attr-defined]
     assert response.headers["Location"] == "/staff/"  # type: ignore[attr-defined]
+
+
+# Date bounds at the ends of the calendar: the "to" date counts its whole day,
+# and the day after 9999-12-31 does not exist.
+EDGE_DATES = [
+    ("until=9999-12-31", 422, 200),
+    ("since=0001-01-01&until=9999-12-31", 422, 200),
+    ("since=9999-12-31", 200, 200),
+    ("since=0001-01-01", 200, 200),
+    ("until=0001-01-01", 200, 200),
+    ("until=9999-12-31T23:59:59Z", 200, 200),
+    ("since=0001-01-01T00:00:00Z", 200, 200),
+    ("since=2026-01-01T00:00:00+14:00Z", 422, 422),  # a UTC time ends in Z, with no offset
+]
+
+
+@pytest.mark.parametrize(("query", "page", "api_status"), EDGE_DATES)
+def test_audit_dates_at_the_ends_of_the_calendar(app: Flask, web: Api, query: str, page: int,
+                                                 api_status: int) -> None:
+    client = signed_in(app, "auditor1")
+    quoted = query.replace("+", "%2B")
+    shown = client.get(f"/audit/?{quoted}")
+    assert shown.status_code == page, shown.get_data(as_text=True)[-500:]
+    assert client.get(f"/audit/export.csv?{quoted}").status_code == page
+    if page == 422 and "until=9999-12-31" in query:
+        assert "9999-12-30" in shown.get_data(as_text=True)  # says what it takes
+    answer = web.get(f"/api/v1/audit?{quoted}", "auditor1")
+    assert answer.status_code == api_status, answer.get_json()
+
+
+@pytest.mark.parametrize("since", ["0001-01-01", "0999-06-01", "0999-06-01T00:00:00Z"])
+def test_audit_since_an_early_year_finds_every_entry(app: Flask, web: Api, since: str) -> None:
+    """Years before 1000 are compared as four digits, like the entries' own times."""
+    everything = web.get("/api/v1/audit?limit=500", "auditor1").get_json()["items"]
+    assert everything
+    found = web.get(f"/api/v1/audit?limit=500&since={since}", "auditor1").get_json()["items"]
+    assert {i["seq"] for i in found} >= {i["seq"] for i in everything}
+    client = signed_in(app, "auditor1")
+    export = client.get(f"/audit/export.csv?since={since}").get_data(as_text=True)
+    assert len(export.splitlines()) > len(everything)

@@ -1,0 +1,148 @@
+"""With PostgreSQL down, OneStory says so: the API answers 503
+`urn:onestory:problem:unavailable` with Retry-After, pages a plain 503 page,
+no traceback in the log — and it serves again once the database is back.
+
+Runs on a PostgreSQL cluster of its own (tests.pg.Cluster), stopped and
+started here without disturbing the cluster the other tests share.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from coordination import accounts, migrate
+from coordination.app import create_app
+from coordination.config import Settings
+from coordination.db import make_engine
+from tests.conftest import AGENCIES, AUDIT_KEY, IN_CI, INDEX_KEY, STAFF, Api, Clock
+from tests.pg import Cluster, PgUnavailable, create_database
+from tests.web import csrf_token, set_passwords, signed_in
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    own = None
+    try:
+        own = Cluster()
+        own.start()
+    except PgUnavailable as exc:
+        if own is not None:
+            own.stop()
+        message = f"PostgreSQL is not available ({exc})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield own
+    own.stop()
+
+
+@pytest.fixture
+def down_app(cluster: Cluster, keyring_file: Path, tmp_path: Path,
+             clock: Clock) -> Iterator[Flask]:
+    """An application on the cluster (data and key store both there)."""
+    urls = []
+    for keystore in (False, True):
+        url = create_database(cluster.admin_url)
+        engine = make_engine(url)
+        migrate.upgrade(engine, keystore=keystore)
+        engine.dispose()
+        urls.append(url)
+    settings = Settings(env="production", instance=tmp_path, database_url=urls[0],
+                        keystore_url=urls[1], keyring_file=keyring_file,
+                        index_key_text=INDEX_KEY, audit_key_text=AUDIT_KEY,
+                        secret_key="test-secret-key")
+    app = create_app(settings, clock=clock)
+    try:
+        yield app
+    finally:
+        if not _running(cluster):
+            cluster.resume()
+        app.extensions["onestory"].dispose()
+
+
+def _running(cluster: Cluster) -> bool:
+    return (cluster.data / "postmaster.pid").exists()
+
+
+def _api(app: Flask, clock: Clock) -> Api:
+    tokens = {}
+    with app.extensions["onestory"].sessions() as session:
+        for slug, name, kind, minimal in AGENCIES:
+            accounts.add_agency(session, slug, name, kind, minimal, clock())
+        for username, agency, role in STAFF:
+            accounts.add_staff(session, username, agency, role, None, clock())
+            tokens[username] = accounts.create_token(session, username,
+                                                     __import__("datetime").timedelta(days=1),
+                                                     clock())
+    return Api(app.test_client(), tokens)
+
+
+def assert_unavailable(response: object) -> None:
+    assert response.status_code == 503, response.get_data(as_text=True)[:300]  # type: ignore[attr-defined]
+    assert int(response.headers["Retry-After"]) > 0  # type: ignore[attr-defined]
+
+
+def test_api_answers_503_unavailable_while_the_database_is_down(
+    down_app: Flask, cluster: Cluster, clock: Clock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = _api(down_app, clock)
+    family = api.new_family("nurse1")
+    assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+
+    cluster.halt()
+    caplog.clear()
+    for response in (
+        api.get(f"/api/v1/families/{family}", "nurse1"),
+        api.get("/api/v1/agencies", "nurse1"),
+        api.post("/api/v1/families", "nurse1", json={"display_name": "Another"}),
+        api.post("/api/v1/family/session", json={"receipt_code": "AAAA-BBBB", "pin": "123456"}),
+        api.get("/api/v1/audit", "auditor1"),
+    ):
+        assert_unavailable(response)
+        assert response.mimetype == PROBLEM
+        body = json.loads(response.get_data(as_text=True))
+        assert body["type"] == "urn:onestory:problem:unavailable"
+        assert body["status"] == 503
+        assert body["errors"] == {}
+        assert {"type", "title", "status", "detail", "errors"} <= set(body)
+    # One line per request saying what failed, never a traceback.
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert any("database" in r.getMessage() for r in caplog.records)
+
+    cluster.resume()
+    assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+
+
+def test_pages_answer_a_plain_503_while_the_database_is_down(
+    down_app: Flask, cluster: Cluster, clock: Clock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = _api(down_app, clock)
+    set_passwords(down_app)
+    family = api.new_family("nurse1")
+    staff = signed_in(down_app, "nurse1")
+    assert staff.get(f"/staff/families/{family}").status_code == 200
+    visitor = down_app.test_client()
+    token = csrf_token(visitor.get("/family/").get_data(as_text=True))
+
+    cluster.halt()
+    caplog.clear()
+    for response in (
+        staff.get(f"/staff/families/{family}"),
+        staff.get("/staff/"),
+        visitor.post("/family/", data={"receipt_code": "AAAA-BBBB", "pin": "123456",
+                                       "csrf_token": token}),
+    ):
+        assert_unavailable(response)
+        assert response.mimetype == "text/html"
+        assert "try again" in response.get_data(as_text=True).lower()
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+    cluster.resume()
+    assert staff.get(f"/staff/families/{family}").status_code == 200
