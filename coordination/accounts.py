@@ -37,6 +37,9 @@ from coordination.services import iso_time
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# How history and the audit log name the family itself (`Actor.label`): no
+# staff member may pass for it.
+RESERVED_USERNAMES = frozenset({"family"})
 password_hasher = PasswordHasher()
 
 
@@ -76,6 +79,9 @@ def add_staff(
     if not USERNAME.match(username):
         raise InvalidInput({"username": ["letters, digits, '.', '_' and '-', at most 64"]},
                            f"invalid username {username!r}")
+    if username.casefold() in RESERVED_USERNAMES:
+        raise InvalidInput({"username": [f"'{username}' is reserved: it names the family"]},
+                           f"the username {username!r} is reserved: it names the family")
     try:
         role_value = Role(role)
     except ValueError:

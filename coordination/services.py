@@ -1179,7 +1179,7 @@ def access_log(
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
     rows = [r for r in audit_log.family_entries(session, family_id, list(FAMILY_LOG_ACTIONS))
-            if r.actor != "family" and not _refused_for_state(r)]
+            if r.role != "family" and not _refused_for_state(r)]
     if not actor.is_family and not (
             view.form is not None and _form_view(session, actor, family_id, view.form, now).full):
         rows = [r for r in rows if r.agency_id == actor.agency_id]

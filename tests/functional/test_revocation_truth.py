@@ -6,6 +6,7 @@ family's words."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,10 @@ from sqlalchemy import func, select, text
 
 from audit.model import HiddenFromFamily
 from consent.tables import ConsentFormRow
-from coordination.model import Involvement
+from coordination import accounts
+from coordination.errors import InvalidInput
+from coordination.model import Involvement, Staff
+from coordination.roles import Role
 from tests.conftest import Api, Clock
 
 # The Norway family's form: the health centre records it; physiotherapy may
@@ -421,3 +425,37 @@ def test_an_expired_form_no_longer_shows_an_agency_everything(api: Api, clock: C
     assert {row["agency"] for row in log} == {"physio"}
     # The health centre recorded the form: it still reads all of it.
     assert api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()["view"] == "full"
+
+
+# --- found by attacking issue 9 from outside -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["family", "Family", "FAMILY"])
+def test_no_staff_member_may_be_named_family(app: Flask, clock: Clock, name: str) -> None:
+    """History and the family's "who looked" name the family `family`: a
+    staff member of that name would pass for the family (its looks left out
+    of what the family is shown, its forms read as the family's own)."""
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        accounts.add_agency(session, "physio", "Physiotherapy", "health", False, clock())
+        with pytest.raises(InvalidInput) as refused:
+            accounts.add_staff(session, name, "physio", "practitioner", None, clock())
+        assert "username" in refused.value.errors
+    assert count(app, Staff) == 0
+
+
+def test_who_looked_tells_the_family_a_staff_member_named_family(
+        app: Flask, api: Api, case: tuple[str, str], clock: Clock) -> None:
+    """A database from before the name was reserved: the family still reads
+    that person's looks (staff are told apart from the family by role)."""
+    family, token = case
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        session.add(Staff(username="family", agency_id="physio", role=Role.PRACTITIONER,
+                          password_hash=None, active=True, created_at=clock()))
+        session.commit()
+        staff_token = accounts.create_token(session, "family", timedelta(days=1), clock())
+    assert api.get(f"/api/v1/families/{family}", staff_token).status_code == 200
+    log = api.get(f"/api/v1/families/{family}/access-log", token).get_json()
+    assert log[0]["action"] == "record.read" and log[0]["role"] == "practitioner"
+    assert log[0]["agency"] == "physio"
