@@ -1088,6 +1088,10 @@ FAMILY_LOG_ACTIONS = {
     Action.INVOLVEMENT_UPDATE: "changed its involvement",
     Action.INVOLVEMENT_END: "recorded that the family ended a service's part",
 }
+# A refused request that would have changed something (any method but a
+# read) is no refused look.
+TRIED_TO_CHANGE = "tried to change something and was refused"
+READS = frozenset({"GET", "HEAD"})
 # Looks that, repeated by one person on one day, the family reads as one line
 # (refused looks too, as a line of their own).
 ROUTINE_LOOKS = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
@@ -1123,7 +1127,9 @@ def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
         "agency": r.agency_id,
         "agency_name": names.get(r.agency_id or "", r.agency_id),
         "role": r.role,
-        "what": FAMILY_LOG_ACTIONS[Action(r.action)],
+        "what": (TRIED_TO_CHANGE if r.action == Action.REQUEST_DENIED
+                 and detail.get("method", "GET") not in READS
+                 else FAMILY_LOG_ACTIONS[Action(r.action)]),
         "action": r.action,
         "refused": r.outcome != "ok",
         # Fields shown only because the agency wrote those entries itself.
@@ -1153,7 +1159,7 @@ def _grouped(rows: list[AuditEntry], items: list[dict[str, Any]], tz: str
             out.append(item)
             continue
         day = datetime.fromisoformat(r.at[:19]).replace(tzinfo=UTC).astimezone(zone).date()
-        key = (r.actor, r.agency_id, r.role, r.action, item["refused"], day,
+        key = (r.actor, r.agency_id, r.role, r.action, item["what"], item["refused"], day,
                tuple(item["fields_own"]),
                tuple(item["fields_shown"]), tuple(item["fields_withheld"]))
         if key in first:

@@ -77,6 +77,8 @@ REFERRED = lazy_gettext("%(who)s sent your family to %(agency)s.")
 DID_TIMES = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
                        Action.ACCESS_LOG_READ})
 REFUSED = lazy_gettext("%(who)s tried to look and was refused.")
+# A refused request that would have changed something, not a look.
+REFUSED_CHANGE = lazy_gettext("%(who)s tried to change something and was refused.")
 ROLES = {
     "practitioner": lazy_gettext("practitioner"),
     "coordinator": lazy_gettext("coordinator"),
@@ -214,12 +216,18 @@ def _log_sentence(row: dict[str, Any], labels: dict[str, str],
     refused = row["refused"] or row["action"] == Action.REQUEST_DENIED
     at = datetime.fromisoformat(row["at"])
     about = isolate(row.get("about_agency_name") or gettext("another service"))
-    if refused and row.get("times", 1) > 1:
+    change = row.get("what") == services.TRIED_TO_CHANGE
+    if refused and row.get("times", 1) > 1 and change:
+        first = ngettext(
+            "%(who)s tried to change something %(num)d time on %(day)s and was refused.",
+            "%(who)s tried to change something %(num)d times on %(day)s and was refused.",
+            row["times"], who=who, day=format_date(at, DAY.get(locale(), "d MMMM")))
+    elif refused and row.get("times", 1) > 1:
         first = ngettext("%(who)s tried to look %(num)d time on %(day)s and was refused.",
                          "%(who)s tried to look %(num)d times on %(day)s and was refused.",
                          row["times"], who=who, day=format_date(at, DAY.get(locale(), "d MMMM")))
     elif refused:
-        first = str(REFUSED) % {"who": who}
+        first = str(REFUSED_CHANGE if change else REFUSED) % {"who": who}
     elif row.get("times", 1) > 1 and row["action"] in DID_TIMES:
         day = format_date(at, DAY.get(locale(), "d MMMM"))
         first = _times(row["action"], row["times"], who, day)

@@ -680,3 +680,33 @@ def test_who_looked_reads_true(app: Flask, api: Api, clock: Clock) -> None:
     client.get("/family/access-log?lang=tr")
     turkish = _text(client.get("/family/access-log"))
     assert "Physiotherapy (uzman) 22 Kasım günü kaydınıza 4 kez baktı." in turkish, turkish
+
+
+def test_a_refused_change_does_not_read_as_a_look(app: Flask, api: Api, clock: Clock) -> None:
+    """A role refused a write (a practitioner recording a form, writing a
+    referral) tried to change something, not to look: the family reads
+    which, in each language, and the two are never one line."""
+    family, receipt = _case(api)
+    assert api.put(f"/api/v1/families/{family}/consent", "physio1",
+                   json={}).status_code == 403
+    assert api.post(f"/api/v1/families/{family}/involvements", "physio1",
+                    json={"agency": "ecec"}).status_code == 403
+    clock.advance(minutes=5)
+    assert api.get(f"/api/v1/families/{family}/consent/history",
+                   "physio1").status_code == 403
+    token = api.post("/api/v1/family/session", json={"receipt_code": receipt["code"],
+                                                     "pin": receipt["pin"]}).get_json()["token"]
+    log = api.get(f"/api/v1/families/{family}/access-log", token).get_json()
+    refused = [(row["what"], row["times"]) for row in log if row["refused"]]
+    assert refused == [("tried to look and was refused", 1),
+                       ("tried to change something and was refused", 2)]
+    client = _signed_in(app, receipt)
+    text = _text(client.get("/family/access-log"))
+    assert ("22 November 2026, 10:05: Physiotherapy (practitioner) tried to look and was "
+            "refused.") in text
+    assert ("Physiotherapy (practitioner) tried to change something 2 times on 22 November "
+            "and was refused.") in text
+    for lang in ("nb", "tr", "ar"):
+        client.get(f"/family/access-log?lang={lang}")
+        translated = _text(client.get("/family/access-log"))
+        assert "tried to change" not in translated and "tried to look" not in translated
