@@ -267,7 +267,9 @@ def _still(agency: str, form: dict[str, Any] | None) -> list[str]:
     catalogue = services.catalogue(request_db())
     labels = {f.id: f.label for f in catalogue}
     order = {f.id: i for i, f in enumerate(catalogue)}
-    kept = sorted(form["grants"].get(agency, []), key=lambda f: (order.get(f, len(order)), f))
+    # Past its last day the form shares nothing: no cell is still seen.
+    kept = sorted(form["grants"].get(agency, []) if form["in_force"] else [],
+                  key=lambda f: (order.get(f, len(order)), f))
     involved = agency in form.get("involved", [])
     out = []
     if kept:

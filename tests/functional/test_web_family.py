@@ -710,3 +710,22 @@ def test_a_refused_change_does_not_read_as_a_look(app: Flask, api: Api, clock: C
         client.get(f"/family/access-log?lang={lang}")
         translated = _text(client.get("/family/access-log"))
         assert "tried to change" not in translated and "tried to look" not in translated
+
+
+def test_after_the_form_ended_a_revocation_promises_nothing_that_is_not_so(
+        app: Flask, api: Api, clock: Clock) -> None:
+    """Once the form is past its last day no cell is shared: the message
+    after stopping one must not say the agency can still see the others."""
+    family, receipt = _case(api)
+    clock.advance(days=366)
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
+    client = _signed_in(app, receipt)
+    response = _post(client, "/family/consent/revoke?agency=physio&field=health",
+                     "/family/consent/revoke",
+                     {"agency": "physio", "field": "health", "confirmed": "1"})
+    assert response.status_code == 302
+    text = _text(client.get("/family/consent"))
+    assert "Physiotherapy can no longer see health notes." in text
+    assert "can still see" not in text and "still sees what it wrote" not in text
+    # And it is so: physiotherapy does not find the family.
+    assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
