@@ -1218,13 +1218,20 @@ def hide_from_family(
 ) -> dict[str, Any]:
     """Leave one entry out of what the family is shown of its log, because
     showing it would put a child at risk. Only the hiding coordinator's own
-    agency's entries may be hidden (else `NotPermitted`, nothing marked).
+    agency's entries may be hidden (else `NotPermitted`, nothing marked; to
+    an agency without the full view of the form, another agency's entry is
+    one that does not exist: `InvalidInput`).
     The chained entry is untouched and auditors still see it; the marking is
     itself an audited act."""
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
     target = session.get(AuditEntry, seq) if 0 < seq <= MAX_SEQ else None
-    if target is None or target.family_id != family_id:
+    # Without the full view an agency sees only its own agency's entries:
+    # another's answers as one that does not exist.
+    if target is None or target.family_id != family_id or (
+            target.agency_id != actor.agency_id and not (
+                view.form is not None
+                and _form_view(session, actor, family_id, view.form, now).full)):
         raise InvalidInput({"seq": [f"no entry {seq} in this family's log"]})
     if target.agency_id != actor.agency_id:
         raise NotPermitted("you may hide only your own agency's entries from the family")

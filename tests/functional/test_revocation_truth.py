@@ -459,3 +459,23 @@ def test_who_looked_tells_the_family_a_staff_member_named_family(
     log = api.get(f"/api/v1/families/{family}/access-log", token).get_json()
     assert log[0]["action"] == "record.read" and log[0]["role"] == "practitioner"
     assert log[0]["agency"] == "physio"
+
+
+def test_hiding_another_agencys_look_tells_a_reader_of_its_own_column_nothing(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    """Without the full view an agency sees only its own looks: asking to
+    hide another agency's entry answers as for an entry that does not exist
+    (a 403 would tell it that someone else acted on the family, and when)."""
+    family, token = case
+    api.post(f"/api/v1/families/{family}/consent/revoke", token, json={"agency": "physio"})
+    api.get(f"/api/v1/families/{family}", "cps1")
+    cps_look = audit_rows(app, "record.read")[-1]
+    assert cps_look.agency_id == "cps"
+    other = api.post(f"/api/v1/families/{family}/access-log/{cps_look.seq}/hide",
+                     "physiocoord", json={})
+    absent = api.post(f"/api/v1/families/{family}/access-log/{cps_look.seq + 1000}/hide",
+                      "physiocoord", json={})
+    assert other.status_code == absent.status_code == 422
+    assert (other.get_json()["errors"]["seq"][0].replace(str(cps_look.seq), "N")
+            == absent.get_json()["errors"]["seq"][0].replace(str(cps_look.seq + 1000), "N"))
+    assert count(app, HiddenFromFamily) == 0
