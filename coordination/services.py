@@ -609,10 +609,19 @@ def refer(
     """Refer the family to another agency, which becomes involved.
 
     Needs the family's current form to grant that agency `involvement`
-    (else `Conflict`: the family has not agreed that it may know of it).
+    (else `Conflict`: the family has not agreed that it may know of it),
+    and the referrer's agency the full view of that form (else
+    `NotPermitted`: the answer would tell it what other columns hold).
     """
     view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
+    # Its answer (made, not agreed, already involved) would tell a reader of
+    # its own column what the others' columns hold: without the full view of
+    # the form, no referral. (With no form every referral is a 409 alike.)
+    if agency_id != actor.agency_id and view.form is not None and not _form_view(
+            session, actor, family_id, view.form, now).full:
+        raise NotPermitted("your agency may not see the family's whole consent form, so "
+                           "it may not refer the family; a coordinator who sees it can")
     errors = reference_errors(session, agency_id)
     errors.update(contact_worker_errors(session, actor, agency_id, contact_worker))
     if errors:

@@ -112,6 +112,16 @@ def test_referral_reveals_no_involvement_the_family_did_not_agree_to(api: Api) -
                         json={"agency": "cps"})
     never = api.post(f"/api/v1/families/{family}/involvements", "physiocoord",
                      json={"agency": "ecec"})
+    # Physiotherapy sees its own column only: it may not refer at all, and
+    # the two answers are the same.
+    assert involved.status_code == never.status_code == 403
+    assert involved.get_json()["detail"] == never.get_json()["detail"]
+    # An agency that sees the whole form is told only that the family has
+    # not agreed, alike for both.
+    involved = api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                        json={"agency": "cps"})
+    never = api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                     json={"agency": "ecec"})
     assert involved.status_code == never.status_code == 409
     assert involved.get_json()["detail"].replace("cps", "X") == \
         never.get_json()["detail"].replace("ecec", "X")

@@ -479,3 +479,22 @@ def test_hiding_another_agencys_look_tells_a_reader_of_its_own_column_nothing(
     assert (other.get_json()["errors"]["seq"][0].replace(str(cps_look.seq), "N")
             == absent.get_json()["errors"]["seq"][0].replace(str(cps_look.seq + 1000), "N"))
     assert count(app, HiddenFromFamily) == 0
+
+
+@pytest.mark.parametrize("to", ["ecec", "cps", "health-centre"])
+def test_an_agency_that_may_not_see_who_takes_part_cannot_probe_it_by_referring(
+        app: Flask, api: Api, case: tuple[str, str], to: str) -> None:
+    """After the family stops sharing with physiotherapy, physiotherapy
+    still works with it, but may not learn who else does: a referral's
+    answer (201, 409 not agreed, 409 already involved) would tell it each
+    agency's involvement cell and part. Every agency alike is refused, and
+    nothing is stored."""
+    family, token = case
+    api.post(f"/api/v1/families/{family}/consent/revoke", token, json={"agency": "physio"})
+    before = count(app, Involvement)
+    answer = api.post(f"/api/v1/families/{family}/involvements", "physiocoord",
+                      json={"agency": to})
+    assert answer.status_code == 403
+    names_nobody_else(answer.get_json())
+    assert to not in json.dumps(answer.get_json())
+    assert count(app, Involvement) == before
