@@ -230,6 +230,10 @@ def create_blueprint() -> Blueprint:
     def _tag(response: Response) -> Response:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
+        if request.endpoint != "api.openapi_document":
+            # Answers hold tokens, PINs and personal data (refusals name
+            # ids): never kept by a browser or a proxy.
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     catalogue.register(bp)

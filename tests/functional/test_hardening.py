@@ -229,3 +229,21 @@ def test_a_real_and_an_unknown_receipt_code_answer_alike_on_the_family_page(
     unknown = _page_answers(app, clock, _unknown_code(receipt["code"]), wrong)
     assert [a[0] for a in real] == [401, 401, 401, 429, 401, 429, 401, 401, 429]
     assert unknown == real
+
+
+def test_api_answers_holding_personal_data_are_never_stored(api: Api) -> None:
+    """The family's token, the receipt's PIN, the record and the form are
+    answers no browser or proxy may keep (refusals too: they name ids)."""
+    family = api.new_family("nurse1")
+    signed = api.put(f"/api/v1/families/{family}/consent", "coord1",
+                     json=consent_body({"physio": ["health"]}))
+    assert "receipt" in signed.get_json()
+    session = api.post("/api/v1/family/session", json={
+        "receipt_code": signed.get_json()["receipt"]["code"],
+        "pin": signed.get_json()["receipt"]["pin"]})
+    answers = [signed, session, api.get(f"/api/v1/families/{family}", "nurse1"),
+               api.get(f"/api/v1/families/{family}/consent", "coord1"),
+               api.get(f"/api/v1/families/{family}", "ecec1")]
+    assert [a.status_code for a in answers] == [201, 201, 200, 200, 404]
+    for answer in answers:
+        assert answer.headers.get("Cache-Control") == "no-store"
