@@ -1222,6 +1222,15 @@ def sees_whole_form(session: Session, vault: Vault, actor: Actor, family_id: str
         view.form is not None and _form_view(session, actor, family_id, view.form, now).full)
 
 
+def may_refer(session: Session, vault: Vault, actor: Actor, family_id: str,
+              now: datetime) -> bool:
+    """Whether `refer` would let the actor's agency ask at all: the full view
+    of the current form, or no form yet (every referral then is a 409
+    alike). No content is read, so nothing is audited."""
+    view = _visible(session, vault, actor, family_id, now)
+    return view.form is None or _form_view(session, actor, family_id, view.form, now).full
+
+
 def hide_from_family(
     session: Session, vault: Vault, actor: Actor, family_id: str, seq: int, now: datetime
 ) -> dict[str, Any]:

@@ -123,6 +123,8 @@ def create_blueprint() -> Blueprint:
                                involved=record.involved, fields=record.catalogue,
                                names=_names(), entry_fields=_entry_fields(record.catalogue),
                                contact_worker=record.contact_worker, colleagues=colleagues,
+                               may_refer=services.may_refer(request_db(), rt.vault, me(),
+                                                            family_id, rt.now()),
                                errors={}, form={})
 
     def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],

@@ -504,3 +504,24 @@ def test_ending_a_part_needs_the_csrf_token_and_a_coordinator(app: Flask, referr
     assert signed_in(app, "nurse1").get(path).status_code == 403
     assert count(app, ConsentFormRow) == 2
     assert web.get(f"/api/v1/families/{referred}", "physio1").status_code == 200
+
+
+def test_without_the_full_view_a_coordinator_is_not_offered_a_referral(
+        app: Flask, referred: str, web: Api) -> None:
+    """Physiotherapy reads its own column only: a referral's answer would
+    tell it what the other columns hold, so the record page offers none and
+    one sent anyway is refused, nothing stored."""
+    client = signed_in(app, "physiocoord")
+    record = page(client.get(f"/staff/families/{referred}"))
+    assert "Refer to another agency" not in record
+    assert f"/staff/families/{referred}/referrals" not in record
+    before = count(app, ConsentFormRow)
+    html = page(client.get(f"/staff/families/{referred}/consent"))
+    with nothing_stored(app):
+        response = client.post(f"/staff/families/{referred}/referrals",
+                               data={"agency": "ecec", "csrf_token": csrf_token(html)})
+    assert response.status_code == 403
+    assert count(app, ConsentFormRow) == before
+    # The recorder, who sees the whole form, still may.
+    assert "Refer to another agency" in page(
+        signed_in(app, "coord1").get(f"/staff/families/{referred}"))
