@@ -280,6 +280,10 @@ def test_user_add_unknown_role_or_agency_fails_in_one_line(
     bad_name = run(capsys, "user", "add", "has space", "--agency", "health-centre",
                    "--role", "practitioner")
     assert_one_line_failure(bad_name)
+    # History and the log name the family `family`: no staff member may.
+    reserved = run(capsys, "user", "add", "Family", "--agency", "health-centre",
+                   "--role", "coordinator")
+    assert "reserved" in assert_one_line_failure(reserved)
     with Session(engine) as session:
         assert session.scalars(select(Staff)).all() == []
 
