@@ -429,8 +429,21 @@ def test_pages_show_an_agency_without_the_full_view_only_its_own(
     for other in NOT_FOR_PHYSIO:
         assert other not in main, (route, other)
     assert set(re.findall(r'<th scope="col">([^<]*)</th>', main)) <= {
-        "Information", "When (UTC)", "Who", "What", "Fields", "Family sees it"}
+        "Information", "When (UTC)", "Who", "What", "Fields", "Family sees it",
+        "Physiotherapy"}
     assert own in main
+
+
+def test_an_agency_without_the_full_view_sees_its_own_column_even_when_empty(
+        app: Flask, referred: str) -> None:
+    """The family revoked physiotherapy's whole column: its grid still has
+    that one column, every row of it unticked, and no other."""
+    client = signed_in(app, "physiocoord")
+    main = _main(page(client.get(f"/staff/families/{referred}/consent")))
+    grid = main.split('<table class="grid">', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<th scope="col">([^<]*)</th>', grid) == ["Information", "Physiotherapy"]
+    assert 'class="yes"' not in grid
+    assert grid.count('class="no"') == len(re.findall(r'<th scope="row">', grid)) > 0
 
 
 def test_the_full_view_shows_everyone(app: Flask, referred: str) -> None:
