@@ -6,7 +6,7 @@ with the same 2 000 families (one sealed with `EnvelopeVault`, its key store in
 a database of its own, as the product runs; one with `PlaintextVault`), each
 read as `physio1` with a fresh session per read, interleaved in rounds:
 
-* audited: `coordination.services.shared_record` as it is: it reads, then
+* audited: `coordination.casework.record.shared_record` as it is: it reads, then
   `audit.services.record` appends the entry (head row locked, hash chained,
   head updated) and the service commits;
 * floor: the same call with `audit.services.record` swapped for one Core
@@ -76,7 +76,8 @@ import audit.services as audit_log
 from audit.chain import GENESIS, HASHED, audit_time, detail_text, entry_hash
 from audit.model import Action, AuditEntry, AuditHead, Outcome
 from audit.services import Event
-from coordination import migrate, services
+from coordination import migrate
+from coordination.casework.record import SharedRecord, shared_record
 from coordination.db import make_engine
 
 RATIO_TARGET = 1.5  # audited / floor, per-read median
@@ -177,7 +178,7 @@ class ReadResult:
 
 
 def read_once(store: Store, record: Callable[..., Any], family_id: str, now: datetime
-              ) -> tuple[float, services.SharedRecord]:
+              ) -> tuple[float, SharedRecord]:
     """One shared-record read with a fresh session and `record` as the audit
     append; returns microseconds and the record."""
     actor = dataclasses.replace(store.actor, request_id=uuid.uuid4().hex)  # as the API does
@@ -186,7 +187,7 @@ def read_once(store: Store, record: Callable[..., Any], family_id: str, now: dat
     try:
         started = time.perf_counter_ns()
         with store.sessions() as session:
-            shared = services.shared_record(session, store.vault, actor, family_id, now)
+            shared = shared_record(session, store.vault, actor, family_id, now)
         return (time.perf_counter_ns() - started) / 1_000, shared
     finally:
         audit_log.record = original
@@ -524,7 +525,7 @@ def postgres_run(families: int, reads: int, entries: int, pin: bool, profile: bo
 
 def report(runs: list[BackendRun], reads: int) -> None:
     print()
-    print(f"(1) what the audit costs a read: services.shared_record with its audit entry "
+    print(f"(1) what the audit costs a read: shared_record with its audit entry "
           f"(audited) vs the same call with audit.services.record swapped for one Core INSERT "
           f"of the same row into a plain table (floor); {reads:,} reads of each kind, fresh "
           f"session per read; microseconds per read")

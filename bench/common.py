@@ -237,7 +237,7 @@ class Loader:
     generate_seconds: float = 0.0
 
     def hex_id(self, prefix: str) -> str:
-        # Same shape as services.new_id (random, so index inserts are random too).
+        # Same shape as casework.common.new_id (random, so index inserts are random too).
         return f"{prefix}_{self.rng.getrandbits(80):020x}"
 
     def grow_to(self, total: int) -> float:
@@ -360,7 +360,7 @@ class Loader:
                 "family_id": fid,
                 "version": 1,
                 # A form version's free text is bound to (family, version), as
-                # `services._write_sealed` seals it.
+                # `casework.form_versions._write_sealed` seals it.
                 "signed_by": seal("consent_forms", "signed_by", "v1", name),
                 "signed_on": signed.date(),
                 "recorded_at": signed,

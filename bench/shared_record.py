@@ -8,14 +8,14 @@ keyring). SQLite files in a temporary folder, or databases on a throwaway
 PostgreSQL cluster with --postgres. At a small and at a large size it times,
 each read with a fresh session,
 
-* consented: `coordination.services.shared_record` on the plaintext store, for
+* consented: `coordination.casework.record.shared_record` on the plaintext store, for
   an agency that holds cells on the family's joint consent form
   (physiotherapy: involvement and health granted, not involved, not the
   author),
 * plain: the same rows read with SQLAlchemy on the plaintext store (family,
   involvements, current form and its cells, entries with their author's
   username, the field catalogue), every value opened, no consent logic,
-* encrypted: `services.shared_record` as in consented, on the encrypted store,
+* encrypted: `shared_record` as in consented, on the encrypted store,
 * encrypted plain: the plain read on the encrypted store (so that each store
   is read twice per family, and neither profits more from warm pages),
 
@@ -61,8 +61,10 @@ from sqlalchemy.orm import Session
 
 from consent.services import install_guards
 from consent.tables import ConsentCellRow, ConsentFormRow
-from coordination import crypto, services
+from coordination import crypto
 from coordination.actors import Actor
+from coordination.casework.common import iso_time
+from coordination.casework.record import shared_record
 from coordination.crypto import Keyring, Vault, rewrap_all
 from coordination.keystore import KeyStore, WrappedKey
 from coordination.model import Entry, Family, FieldDef, Involvement, Staff
@@ -79,7 +81,7 @@ REWRAP_BATCH = 1_000  # data keys per re-wrap transaction (the CLI's default)
 
 def consented_read(session: Session, vault: Vault, actor: Actor, family_id: str,
                    now: datetime) -> dict[str, Any]:
-    return services.shared_record(session, vault, actor, family_id, now).body
+    return shared_record(session, vault, actor, family_id, now).body
 
 
 def plain_read(session: Session, vault: Vault, actor: Actor, family_id: str,
@@ -122,7 +124,7 @@ def plain_read(session: Session, vault: Vault, actor: Actor, family_id: str,
             "id": entry.id,
             "agency": entry.agency_id,
             "author": author,
-            "written_at": services.iso_time(entry.written_at),
+            "written_at": iso_time(entry.written_at),
             "value": cipher.open("entries", "value", entry.id, entry.value),
         })
     return {
@@ -492,8 +494,8 @@ def report(backend: str, results: list[Result], reads: int) -> None:
               f"{t.update_seconds:>8.2f} {t.other_seconds:>8.2f}")
 
     print()
-    print("(consented = services.shared_record, plaintext store; plain = the same rows, no "
-          "consent logic; encrypted = services.shared_record, EnvelopeVault store (the plain "
+    print("(consented = shared_record, plaintext store; plain = the same rows, no "
+          "consent logic; encrypted = shared_record, EnvelopeVault store (the plain "
           "read runs there too, so each store is read twice per family); load s = "
           "sealing and inserting that store; queries = statements per read: consented/plain "
           "in (a), data+key store in (b); unwraps = data keys unwrapped per read; select s = "

@@ -1,7 +1,7 @@
 """Reading and writing consent form versions and receipts.
 
 These functions take a session and plain values and never commit: the
-calling use case (in `coordination.services`) owns the transaction. Values
+calling use case (in `coordination.casework`) owns the transaction. Values
 that identify a person (the guardian's name) arrive sealed by the caller's
 cipher; this package never sees an encryption key.
 """

@@ -21,6 +21,7 @@ import consent.services as consent_store
 from audit.model import Action, Outcome
 from audit.services import Event
 from coordination.actors import Actor
+from coordination.casework.common import iso_time
 from coordination.db import is_write_conflict
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
 from coordination.model import (
@@ -33,7 +34,6 @@ from coordination.model import (
     WebSession,
 )
 from coordination.roles import Role
-from coordination.services import iso_time
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coordination import accounts, services
+from coordination import accounts
+from coordination.casework import consent_forms, entries, families
 from coordination.crypto import Vault
 from coordination.errors import Conflict
 from coordination.model import Agency
@@ -74,7 +75,7 @@ def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
 
     nurse, coord, ngo = as_user("nurse1"), as_user("coord1"), as_user("ngo1")
     # Norway: the family asks the family centre for help.
-    norway = services.create_family(session, vault, nurse, {
+    norway = families.create_family(session, vault, nurse, {
         "display_name": "Aylin Demir",
         "birth_date": date(2024, 3, 14),
         "address": "Storgata 12, 0155 Oslo",
@@ -85,11 +86,11 @@ def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
         ],
     }, now)
     fid = norway["id"]
-    services.write_entry(session, vault, nurse, fid, "health",
-                         "Emir: growth on track; late to sit unaided, physiotherapy advised.", now)
-    services.write_entry(session, vault, nurse, fid, "contact",
-                         "Mother's mobile: +47 400 00 000 (Turkish preferred).", now)
-    form = services.record_consent(session, vault, coord, fid, {
+    entries.write_entry(session, vault, nurse, fid, "health",
+                        "Emir: growth on track; late to sit unaided, physiotherapy advised.", now)
+    entries.write_entry(session, vault, nurse, fid, "contact",
+                        "Mother's mobile: +47 400 00 000 (Turkish preferred).", now)
+    form = consent_forms.record_consent(session, vault, coord, fid, {
         "signed_by": "Aylin Demir",
         "signed_on": now.date(),
         "method": "paper",
@@ -107,12 +108,12 @@ def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
     out.families["norway"] = fid
     out.receipt = form["receipt"]
     # Belgium: the NGO knows a first name and a relative's phone number.
-    belgium = services.create_family(session, vault, ngo, {
+    belgium = families.create_family(session, vault, ngo, {
         "display_name": "Mira", "languages": ["bg"],
     }, now)
-    services.write_entry(session, vault, ngo, belgium["id"], "contact",
-                         "Aunt's phone: +32 470 00 00 00", now)
-    services.write_entry(session, vault, ngo, belgium["id"], "story",
-                         "Baby of 4 months; asked us to book a health-centre appointment.", now)
+    entries.write_entry(session, vault, ngo, belgium["id"], "contact",
+                        "Aunt's phone: +32 470 00 00 00", now)
+    entries.write_entry(session, vault, ngo, belgium["id"], "story",
+                        "Baby of 4 months; asked us to book a health-centre appointment.", now)
     out.families["belgium"] = belgium["id"]
     return out

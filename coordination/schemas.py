@@ -127,7 +127,7 @@ class EntryIn(StrictSchema):
 class ReferralIn(StrictSchema):
     agency = text(1, 64, required=True)
     # Only the referred agency names its contact worker: any name here is
-    # refused by `services.contact_worker_errors`.
+    # refused by `casework.involvements.contact_worker_errors`.
     contact_worker = text(1, 64, allow_none=True)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from coordination import services
 from coordination.api import allow, db
 from coordination.api.answers import AgencyOut, FieldOut
 from coordination.api.openapi import document
+from coordination.casework import common
 from coordination.roles import Role
 
 STAFF = tuple(Role)
@@ -20,7 +20,7 @@ def register(bp: Blueprint) -> None:
     def agencies() -> Response:
         return jsonify([
             {"id": a.id, "name": a.name, "kind": a.kind, "minimal_data": a.minimal_data}
-            for a in services.agencies(db())
+            for a in common.agencies(db())
         ])
 
     @bp.get("/fields")
@@ -29,5 +29,5 @@ def register(bp: Blueprint) -> None:
     def fields() -> Response:
         return jsonify([
             {"id": f.id, "label": f.label, "description": f.description}
-            for f in services.catalogue(db())
+            for f in common.catalogue(db())
         ])

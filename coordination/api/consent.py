@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
-from coordination import accounts, services
+from coordination import accounts
 from coordination.api import actor, allow, body, db, load, runtime
 from coordination.api.answers import (
     AccessLogItem,
@@ -15,6 +15,8 @@ from coordination.api.answers import (
     HiddenOut,
 )
 from coordination.api.openapi import document
+from coordination.casework import access_log as who_looked
+from coordination.casework import common, consent_forms
 from coordination.roles import Role
 from coordination.schemas import ConsentIn, EmptyIn, FamilySessionIn, RevokeIn
 
@@ -27,7 +29,7 @@ def register(bp: Blueprint) -> None:
     @allow(*CASEWORK, family=True)
     def get_consent(family_id: str) -> Response:
         rt = runtime()
-        return jsonify(services.get_consent(db(), rt.vault, actor(), family_id, rt.now()))
+        return jsonify(consent_forms.get_consent(db(), rt.vault, actor(), family_id, rt.now()))
 
     @bp.put("/families/<id:family_id>/consent")
     @document("Record a newly signed form as a whole new version", body=ConsentIn,
@@ -35,10 +37,10 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR)
     def put_consent(family_id: str) -> tuple[Response, int]:
         rt = runtime()
-        data = load(ConsentIn(), body(), checks_first=lambda: services.check_access(
+        data = load(ConsentIn(), body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True),
-            also=lambda: services.consent_errors(db(), body(), rt.now()))
-        form = services.record_consent(db(), rt.vault, actor(), family_id, data, rt.now())
+            also=lambda: consent_forms.consent_errors(db(), body(), rt.now()))
+        form = consent_forms.record_consent(db(), rt.vault, actor(), family_id, data, rt.now())
         return jsonify(form), 201
 
     @bp.post("/families/<id:family_id>/consent/revoke")
@@ -47,11 +49,11 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR, family=True)
     def revoke(family_id: str) -> Response:
         rt = runtime()
-        data = load(RevokeIn(), body(), checks_first=lambda: services.check_access(
+        data = load(RevokeIn(), body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True),
-            also=lambda: services.reference_errors(db(), body().get("agency"),
-                                                   body().get("field")))
-        form = services.revoke_consent(
+            also=lambda: common.reference_errors(db(), body().get("agency"),
+                                                 body().get("field")))
+        form = consent_forms.revoke_consent(
             db(), rt.vault, actor(), family_id, data.get("agency"), data.get("field"), rt.now()
         )
         return jsonify(form)
@@ -61,7 +63,7 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR, family=True)
     def history(family_id: str) -> Response:
         rt = runtime()
-        return jsonify(services.consent_history(db(), rt.vault, actor(), family_id, rt.now()))
+        return jsonify(consent_forms.consent_history(db(), rt.vault, actor(), family_id, rt.now()))
 
     @bp.get("/families/<id:family_id>/access-log")
     @document("Who looked at what and when, newest first", answer=AccessLogItem,
@@ -69,8 +71,8 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR, family=True)
     def access_log(family_id: str) -> Response:
         rt = runtime()
-        return jsonify(services.access_log(db(), rt.vault, actor(), family_id, rt.now(),
-                                           tz=rt.settings.timezone))
+        return jsonify(who_looked.access_log(db(), rt.vault, actor(), family_id, rt.now(),
+                                             tz=rt.settings.timezone))
 
     @bp.post("/families/<id:family_id>/access-log/<int:seq>/hide")
     @document("Hide an entry of the access log from the family", body=EmptyIn,
@@ -78,10 +80,10 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR)
     def hide(family_id: str, seq: int) -> tuple[Response, int]:
         rt = runtime()
-        load(EmptyIn(), body(), checks_first=lambda: services.check_access(
+        load(EmptyIn(), body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True))
-        return jsonify(services.hide_from_family(db(), rt.vault, actor(), family_id, seq,
-                                                 rt.now())), 201
+        return jsonify(who_looked.hide_from_family(db(), rt.vault, actor(), family_id, seq,
+                                                   rt.now())), 201
 
     @bp.post("/family/session")
     @document("The family opens a short session with its receipt code and PIN",

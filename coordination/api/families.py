@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from coordination import erasure, services
+from coordination import erasure
 from coordination.api import actor, allow, body, db, load, runtime
 from coordination.api.answers import (
     EntryWritten,
@@ -14,6 +14,7 @@ from coordination.api.answers import (
     SharedRecord,
 )
 from coordination.api.openapi import document
+from coordination.casework import common, entries, families, involvements, record
 from coordination.roles import Role
 from coordination.schemas import (
     EmptyIn,
@@ -37,8 +38,8 @@ def register(bp: Blueprint) -> None:
     def create_family() -> tuple[Response, int, dict[str, str]]:
         rt = runtime()
         data = load(FamilyIn(), body(),
-                    also=lambda: services.family_errors(actor(), body(), rt.now()))
-        created = services.create_family(db(), rt.vault, actor(), data, rt.now())
+                    also=lambda: families.family_errors(actor(), body(), rt.now()))
+        created = families.create_family(db(), rt.vault, actor(), data, rt.now())
         location = url_for("api.family", family_id=created["id"])
         return jsonify(created), 201, {"Location": location}
 
@@ -49,7 +50,7 @@ def register(bp: Blueprint) -> None:
     def search() -> Response:
         args = load(SearchArgs(), request.args.to_dict())
         rt = runtime()
-        found = services.search_families(
+        found = families.search_families(
             db(), rt.vault, actor(), args["name"], args.get("birth_date"), rt.now()
         )
         return jsonify(found)
@@ -60,18 +61,18 @@ def register(bp: Blueprint) -> None:
     @allow(*CASEWORK)
     def family(family_id: str) -> Response:
         rt = runtime()
-        record = services.shared_record(db(), rt.vault, actor(), family_id, rt.now())
-        return jsonify(record.body)
+        shared = record.shared_record(db(), rt.vault, actor(), family_id, rt.now())
+        return jsonify(shared.body)
 
     @bp.post("/families/<id:family_id>/entries")
     @document("Write an entry", body=EntryIn, answer=EntryWritten, status=201)
     @allow(*CASEWORK)
     def write_entry(family_id: str) -> tuple[Response, int]:
         rt = runtime()
-        data = load(EntryIn(), body(), checks_first=lambda: services.check_access(
+        data = load(EntryIn(), body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True),
-            also=lambda: services.entry_errors(db(), actor(), body().get("field")))
-        entry = services.write_entry(
+            also=lambda: entries.entry_errors(db(), actor(), body().get("field")))
+        entry = entries.write_entry(
             db(), rt.vault, actor(), family_id, data["field"], data["value"], rt.now()
         )
         return jsonify(entry), 201
@@ -82,12 +83,12 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR)
     def refer(family_id: str) -> tuple[Response, int]:
         rt = runtime()
-        data = load(ReferralIn(), body(), checks_first=lambda: services.check_access(
+        data = load(ReferralIn(), body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True),
-            also=lambda: {**services.reference_errors(db(), body().get("agency")),
-                          **services.contact_worker_errors(db(), actor(), body().get("agency"),
-                                                           body().get("contact_worker"))})
-        involvement = services.refer(
+            also=lambda: {**common.reference_errors(db(), body().get("agency")),
+                          **involvements.contact_worker_errors(db(), actor(), body().get("agency"),
+                                                               body().get("contact_worker"))})
+        involvement = involvements.refer(
             db(), rt.vault, actor(), family_id, data["agency"], data.get("contact_worker"),
             rt.now(),
         )
@@ -99,11 +100,11 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR)
     def update_involvement(family_id: str, agency_id: str) -> Response:
         rt = runtime()
-        data = load(InvolvementPatch(), body(), checks_first=lambda: services.check_access(
+        data = load(InvolvementPatch(), body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), own_agency=agency_id),
-            also=lambda: services.contact_worker_errors(db(), actor(), agency_id,
-                                                        body().get("contact_worker")))
-        involvement = services.update_involvement(
+            also=lambda: involvements.contact_worker_errors(db(), actor(), agency_id,
+                                                            body().get("contact_worker")))
+        involvement = involvements.update_involvement(
             db(), rt.vault, actor(), family_id, agency_id, data, rt.now()
         )
         return jsonify(involvement)
@@ -119,11 +120,11 @@ def register(bp: Blueprint) -> None:
         # The family acts itself (an empty body); a coordinator records the
         # family's wish and says who expressed it and how.
         schema = EmptyIn() if who.is_family else EndInvolvementIn()
-        data = load(schema, body(), checks_first=lambda: services.check_end_involvement(
+        data = load(schema, body(), checks_first=lambda: involvements.check_end_involvement(
             db(), rt.vault, who, family_id, agency_id, rt.now()),
-            also=lambda: services.reference_errors(db(), agency_id))
-        ended = services.end_involvement(db(), rt.vault, who, family_id, agency_id,
-                                         None if who.is_family else data, rt.now())
+            also=lambda: common.reference_errors(db(), agency_id))
+        ended = involvements.end_involvement(db(), rt.vault, who, family_id, agency_id,
+                                             None if who.is_family else data, rt.now())
         return jsonify(ended)
 
     @bp.delete("/families/<id:family_id>")

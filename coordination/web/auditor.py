@@ -21,9 +21,10 @@ from flask import Blueprint, Response, g, render_template, request, url_for
 from audit.model import Action, Outcome
 from audit.review import Rules
 from audit.services import Filters
-from coordination import auditing, services
+from coordination import auditing
 from coordination.actors import Actor
 from coordination.api.audit import AuditQuery
+from coordination.casework import common
 from coordination.roles import Role
 from coordination.runtime import current, request_db
 from coordination.web import parse, staff_page
@@ -210,7 +211,7 @@ def _log_page(given: dict[str, str], errors: dict[str, list[str]],
     newest = url_for("auditor.log", **kept) if "cursor" in given else None
     return render_template(
         "auditor/log.html", errors=errors, args=given, page=page, filtered=bool(filters),
-        agencies=[(a.id, f"{a.name} ({a.id})") for a in services.agencies(request_db())],
+        agencies=[(a.id, f"{a.name} ({a.id})") for a in common.agencies(request_db())],
         actions=[(a.value, f"{a.value} — {ACTION_WORDS.get(a, a.value)}") for a in Action],
         outcomes=OUTCOMES, rules=Rules(), export_cap=auditing.EXPORT_CAP,
         older_url=older, newest_url=newest,

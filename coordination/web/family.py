@@ -31,8 +31,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from audit.model import Action
 from consent.errors import NoConsentForm
-from coordination import accounts, services
+from coordination import accounts
 from coordination.actors import Actor
+from coordination.casework import access_log as who_looked
+from coordination.casework import common, consent_forms, involvements
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, Throttled
 from coordination.runtime import current, request_db
 from coordination.schemas import FamilySessionIn, RevokeIn
@@ -51,7 +53,7 @@ DATE = {"nb": "d. MMMM y"}
 DAY = {"nb": "d. MMMM"}
 DATE_TIME = {"nb": "d. MMMM y 'kl.' HH:mm", "ar": "d MMMM y\u060c HH:mm"}
 
-# What a service did, as the family is told it (services.FAMILY_LOG_ACTIONS
+# What a service did, as the family is told it (access_log.FAMILY_LOG_ACTIONS
 # holds the staff's English words; these are the family's, translated).
 DID = {
     # Translators: %(who)s is a service and the worker's role, such as
@@ -148,18 +150,18 @@ def lang_url(code: str) -> str:
 
 
 def _names() -> dict[str, str]:
-    return {a.id: a.name for a in services.agencies(request_db())}
+    return {a.id: a.name for a in common.agencies(request_db())}
 
 
 def _labels() -> dict[str, str]:
-    return {f.id: f.label for f in services.catalogue(request_db())}
+    return {f.id: f.label for f in common.catalogue(request_db())}
 
 
 def _columns(form: dict[str, Any]) -> list[dict[str, Any]]:
     """One entry per service that takes part: that may see something, or
     that works with the family (it sees what it wrote itself), its fields in
     form order."""
-    names, catalogue = _names(), services.catalogue(request_db())
+    names, catalogue = _names(), common.catalogue(request_db())
     labels = {f.id: f.label for f in catalogue}
     order = {f.id: i for i, f in enumerate(catalogue)}
     involved = set(form.get("involved", []))
@@ -216,7 +218,7 @@ def _log_sentence(row: dict[str, Any], labels: dict[str, str],
     refused = row["refused"] or row["action"] == Action.REQUEST_DENIED
     at = datetime.fromisoformat(row["at"])
     about = isolate(row.get("about_agency_name") or gettext("another service"))
-    change = row.get("what") == services.TRIED_TO_CHANGE
+    change = row.get("what") == who_looked.TRIED_TO_CHANGE
     if refused and row.get("times", 1) > 1 and change:
         first = ngettext(
             "%(who)s tried to change something %(num)d time on %(day)s and was refused.",
@@ -264,7 +266,7 @@ def _still(agency: str, form: dict[str, Any] | None) -> list[str]:
     if form is None:
         return []
     name = isolate(_names().get(agency, agency))
-    catalogue = services.catalogue(request_db())
+    catalogue = common.catalogue(request_db())
     labels = {f.id: f.label for f in catalogue}
     order = {f.id: i for i, f in enumerate(catalogue)}
     # Past its last day the form shares nothing: no cell is still seen.
@@ -452,8 +454,8 @@ def create_blueprint() -> Blueprint:
     def consent(actor: Actor) -> Any:
         rt = current()
         try:
-            form = services.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
-                                        rt.now())
+            form = consent_forms.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
+                                             rt.now())
         except NoConsentForm:
             return render_template("family/consent.html", form=None, columns=[])
         valid_until = written_date(date.fromisoformat(form["valid_until"]))
@@ -463,8 +465,8 @@ def create_blueprint() -> Blueprint:
     def _current(actor: Actor) -> dict[str, Any] | None:
         rt = current()
         try:
-            return services.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
-                                        rt.now())
+            return consent_forms.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
+                                             rt.now())
         except NoConsentForm:
             return None
 
@@ -474,8 +476,8 @@ def create_blueprint() -> Blueprint:
         raw: dict[str, Any] = {k: request.values[k] for k in ("agency", "field")
                                if request.values.get(k)}
         values, errors = parse(RevokeIn(), raw)
-        if errors or services.reference_errors(request_db(), raw.get("agency"),
-                                               raw.get("field")):
+        if errors or common.reference_errors(request_db(), raw.get("agency"),
+                                             raw.get("field")):
             return _invalid_choice()
         agency, field_id = values.get("agency"), values.get("field")
         rt = current()
@@ -487,8 +489,8 @@ def create_blueprint() -> Blueprint:
                                    words=_revoke_words(agency, field_id, form),
                                    shares=_shares(form, agency, field_id))
         try:
-            after = services.revoke_consent(request_db(), rt.vault, actor,
-                                            str(actor.family_id), agency, field_id, rt.now())
+            after = consent_forms.revoke_consent(request_db(), rt.vault, actor,
+                                                 str(actor.family_id), agency, field_id, rt.now())
         except InvalidInput:
             return _invalid_choice()
         except Conflict:
@@ -503,7 +505,7 @@ def create_blueprint() -> Blueprint:
     def end_part(actor: Actor) -> Any:
         agency = request.values.get("agency", "")
         values, errors = parse(RevokeIn(), {"agency": agency})
-        if errors or not agency or services.reference_errors(request_db(), agency):
+        if errors or not agency or common.reference_errors(request_db(), agency):
             return _invalid_choice()
         agency = values["agency"]
         if request.method == "POST" and request.form.get("confirmed") != "1":
@@ -513,8 +515,8 @@ def create_blueprint() -> Blueprint:
                                    has_part=_has_part(_current(actor), agency))
         rt = current()
         try:
-            services.end_involvement(request_db(), rt.vault, actor, str(actor.family_id),
-                                     agency, None, rt.now())
+            involvements.end_involvement(request_db(), rt.vault, actor, str(actor.family_id),
+                                         agency, None, rt.now())
         except InvalidInput:
             return _invalid_choice()
         except Conflict:
@@ -528,9 +530,9 @@ def create_blueprint() -> Blueprint:
     @family_page
     def access_log(actor: Actor) -> Any:
         rt = current()
-        rows = services.access_log(request_db(), rt.vault, actor, str(actor.family_id),
-                                   rt.now(), tz=rt.settings.timezone)
-        catalogue = services.catalogue(request_db())
+        rows = who_looked.access_log(request_db(), rt.vault, actor, str(actor.family_id),
+                                     rt.now(), tz=rt.settings.timezone)
+        catalogue = common.catalogue(request_db())
         labels = {f.id: f.label for f in catalogue}
         order = {f.id: i for i, f in enumerate(catalogue)}
         return render_template("family/access_log.html",

@@ -13,9 +13,10 @@ from flask_babel import force_locale, format_date
 from werkzeug.wrappers import Response as BaseResponse
 
 from consent.errors import NoConsentForm
-from coordination import services
 from coordination.actors import Actor
 from coordination.api import record_denial
+from coordination.casework import access_log as who_looked
+from coordination.casework import common, consent_forms, entries, families, involvements, record
 from coordination.errors import Conflict, InvalidInput
 from coordination.model import FieldDef
 from coordination.roles import Role
@@ -44,11 +45,11 @@ def me() -> Actor:
 
 
 def _names() -> dict[str, str]:
-    return {a.id: a.name for a in services.agencies(request_db())}
+    return {a.id: a.name for a in common.agencies(request_db())}
 
 
 def _labels() -> dict[str, str]:
-    return {f.id: f.label for f in services.catalogue(request_db())}
+    return {f.id: f.label for f in common.catalogue(request_db())}
 
 
 FORM_KEYS = "consent_form_keys"
@@ -63,9 +64,9 @@ def _new_form_key() -> str:
 
 def _entry_fields(catalogue: list[FieldDef] | None = None) -> list[tuple[str, str]]:
     """The fields this actor may write under (a minimal-data agency: two)."""
-    return [(f.id, f.label) for f in catalogue or services.catalogue(request_db())
-            if f.id != services.INVOLVEMENT
-            and (not me().minimal_data or f.id in services.MINIMAL_ENTRY_FIELDS)]
+    return [(f.id, f.label) for f in catalogue or common.catalogue(request_db())
+            if f.id != common.INVOLVEMENT
+            and (not me().minimal_data or f.id in entries.MINIMAL_ENTRY_FIELDS)]
 
 
 def _split_list(value: str) -> list[str]:
@@ -88,7 +89,7 @@ def create_blueprint() -> Blueprint:
             return render_template("staff/search.html", errors=errors, args=args,
                                    results=None), 422
         rt = current()
-        results = services.search_families(request_db(), rt.vault, me(), values["name"],
+        results = families.search_families(request_db(), rt.vault, me(), values["name"],
                                            values.get("birth_date"), rt.now())
         return render_template("staff/search.html", errors={}, args=args, results=results)
 
@@ -104,11 +105,11 @@ def create_blueprint() -> Blueprint:
             data["languages"] = _split_list(data["languages"])
         rt = current()
         values, errors = parse(FamilyIn(), data)
-        for key, messages in services.family_errors(me(), data, rt.now()).items():
+        for key, messages in families.family_errors(me(), data, rt.now()).items():
             errors.setdefault(key, []).extend(messages)
         if errors:
             return render_template("staff/new_family.html", errors=errors, form=form), 422
-        created = services.create_family(request_db(), rt.vault, me(), values, rt.now())
+        created = families.create_family(request_db(), rt.vault, me(), values, rt.now())
         flash(f"Recorded {created['display_name']}.", "success")
         return redirect(url_for("staff.family", family_id=created["id"]))
 
@@ -116,15 +117,15 @@ def create_blueprint() -> Blueprint:
     @staff_page(*CASEWORK)
     def family(family_id: str) -> Any:
         rt = current()
-        record = services.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
-        colleagues = ([(u, u) for u in services.colleagues(request_db(), me())]
-                      if me().role == Role.COORDINATOR and record.involved else [])
-        return render_template("staff/record.html", record=record.body,
-                               involved=record.involved, fields=record.catalogue,
-                               names=_names(), entry_fields=_entry_fields(record.catalogue),
-                               contact_worker=record.contact_worker, colleagues=colleagues,
-                               may_refer=services.may_refer(request_db(), rt.vault, me(),
-                                                            family_id, rt.now()),
+        shared = record.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
+        colleagues = ([(u, u) for u in involvements.colleagues(request_db(), me())]
+                      if me().role == Role.COORDINATOR and shared.involved else [])
+        return render_template("staff/record.html", record=shared.body,
+                               involved=shared.involved, fields=shared.catalogue,
+                               names=_names(), entry_fields=_entry_fields(shared.catalogue),
+                               contact_worker=shared.contact_worker, colleagues=colleagues,
+                               may_refer=consent_forms.may_refer(request_db(), rt.vault, me(),
+                                                                 family_id, rt.now()),
                                errors={}, form={})
 
     def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],
@@ -139,12 +140,12 @@ def create_blueprint() -> Blueprint:
         values, errors = parse(EntryIn(), form)
         rt = current()
         if errors:
-            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
-                                  involved=True)
+            common.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                involved=True)
             return _entry_page(family_id, errors, form, 422)
         try:
-            services.write_entry(request_db(), rt.vault, me(), family_id, values["field"],
-                                 values["value"], rt.now())
+            entries.write_entry(request_db(), rt.vault, me(), family_id, values["field"],
+                                values["value"], rt.now())
         except InvalidInput as exc:
             return _entry_page(family_id, exc.errors, form, 422)
         flash("The entry is saved.", "success")
@@ -158,16 +159,16 @@ def create_blueprint() -> Blueprint:
         rt = current()
         if not errors:
             try:
-                services.refer(request_db(), rt.vault, me(), family_id, values["agency"],
-                               None, rt.now())
+                involvements.refer(request_db(), rt.vault, me(), family_id, values["agency"],
+                                   None, rt.now())
             except InvalidInput as exc:
                 errors = exc.errors
             except Conflict as exc:
                 record_denial(exc)
                 errors = {"agency": [str(exc)]}
         if errors:
-            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
-                                  involved=True)
+            common.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                involved=True)
             return render_template("staff/referral.html", family_id=family_id, errors=errors,
                                    form=form, names=_names()), 422
         flash(f"Referred to {_names().get(values['agency'], values['agency'])}.", "success")
@@ -184,15 +185,15 @@ def create_blueprint() -> Blueprint:
         values, errors = parse(InvolvementPatch(), {"contact_worker": chosen})
         if not errors:
             try:
-                services.update_involvement(request_db(), rt.vault, me(), family_id, agency,
-                                            values, rt.now())
+                involvements.update_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                                values, rt.now())
             except InvalidInput as exc:
                 errors = exc.errors
             except Conflict as exc:
                 errors = {"contact_worker": [str(exc)]}
         if errors:
-            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
-                                  own_agency=agency)
+            common.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                own_agency=agency)
             flash("The contact worker was not changed: "
                   + "; ".join(m for ms in errors.values() for m in ms), "error")
         elif chosen:
@@ -206,11 +207,11 @@ def create_blueprint() -> Blueprint:
     def consent(family_id: str) -> Any:
         rt = current()
         try:
-            form = services.get_consent(request_db(), rt.vault, me(), family_id, rt.now())
+            form = consent_forms.get_consent(request_db(), rt.vault, me(), family_id, rt.now())
         except NoConsentForm:
             form = None
         return render_template("staff/consent.html", family_id=family_id, form=form,
-                               names=_names(), fields=services.catalogue(request_db()))
+                               names=_names(), fields=common.catalogue(request_db()))
 
     def _grid_page(family_id: str, errors: dict[str, list[str]], form: dict[str, Any],
                    ticked: set[tuple[str, str]], status: int = 200, *,
@@ -218,8 +219,8 @@ def create_blueprint() -> Blueprint:
         form.setdefault("once", _new_form_key())
         return render_template(
             "staff/consent_form.html", family_id=family_id, errors=errors, form=form,
-            ticked=ticked, blank=blank, agencies=services.agencies(request_db()),
-            fields=services.catalogue(request_db()), methods=METHODS, languages=LANGUAGES), status
+            ticked=ticked, blank=blank, agencies=common.agencies(request_db()),
+            fields=common.catalogue(request_db()), methods=METHODS, languages=LANGUAGES), status
 
     @bp.get("/families/<id:family_id>/consent/new")
     @staff_page(Role.COORDINATOR)
@@ -232,7 +233,7 @@ def create_blueprint() -> Blueprint:
                                 "receipt_language": "en"}
         ticked: set[tuple[str, str]] = set()
         try:
-            current_form = services.get_consent(request_db(), rt.vault, me(), family_id,
+            current_form = consent_forms.get_consent(request_db(), rt.vault, me(), family_id,
                                                  rt.now())
         except NoConsentForm:
             current_form = None
@@ -272,18 +273,18 @@ def create_blueprint() -> Blueprint:
         values, errors = parse(ConsentIn(), data)
         if lang not in LANGUAGES:
             errors["receipt_language"] = ["choose one of the listed languages"]
-        for key, messages in services.consent_errors(request_db(), data, rt.now()).items():
+        for key, messages in consent_forms.consent_errors(request_db(), data, rt.now()).items():
             errors.setdefault(key, []).extend(m for m in messages
                                               if m not in errors.get(key, []))
         form["receipt_language"] = lang
         form["once"] = once  # kept, so the corrected form can still be sent once
         if errors:
-            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
-                                  involved=True)
+            common.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                involved=True)
             return _grid_page(family_id, errors, form, ticked, 422)
         try:
-            recorded = services.record_consent(request_db(), rt.vault, me(), family_id,
-                                               values, rt.now())
+            recorded = consent_forms.record_consent(request_db(), rt.vault, me(), family_id,
+                                                    values, rt.now())
         except InvalidInput as exc:
             return _grid_page(family_id, exc.errors, form, ticked, 422)
         except Conflict as exc:
@@ -319,13 +320,13 @@ def create_blueprint() -> Blueprint:
         field_id = request.values.get("field") or None
         rt = current()
         if request.method == "GET" or not request.form.get("confirmed"):
-            services.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
-                                  involved=True)
+            common.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
+                                involved=True)
             return render_template("staff/revoke.html", family_id=family_id, agency=agency,
                                    field=field_id, names=_names(), labels=_labels())
         try:
-            form = services.revoke_consent(request_db(), rt.vault, me(), family_id, agency,
-                                           field_id, rt.now())
+            form = consent_forms.revoke_consent(request_db(), rt.vault, me(), family_id, agency,
+                                                field_id, rt.now())
         except (InvalidInput, Conflict) as exc:
             if isinstance(exc, Conflict):
                 record_denial(exc)
@@ -341,17 +342,17 @@ def create_blueprint() -> Blueprint:
     def end_part(family_id: str, agency: str) -> Any:
         """Record the family's wish that an agency's part ends."""
         rt = current()
-        services.check_end_involvement(request_db(), rt.vault, me(), family_id, agency,
-                                       rt.now())
+        involvements.check_end_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                           rt.now())
         form = text_fields("signed_by", "method")
         errors: dict[str, list[str]] = {}
         if request.method == "POST":
             values, errors = parse(EndInvolvementIn(), form)
-            errors.update(services.reference_errors(request_db(), agency))
+            errors.update(common.reference_errors(request_db(), agency))
             if not errors:
                 try:
-                    services.end_involvement(request_db(), rt.vault, me(), family_id, agency,
-                                             values, rt.now())
+                    involvements.end_involvement(request_db(), rt.vault, me(), family_id, agency,
+                                                 values, rt.now())
                 except Conflict as exc:
                     flash(str(exc), "error")
                     return redirect(url_for("staff.consent", family_id=family_id))
@@ -368,7 +369,7 @@ def create_blueprint() -> Blueprint:
     @staff_page(Role.COORDINATOR)
     def history(family_id: str) -> Any:
         rt = current()
-        versions = services.consent_history(request_db(), rt.vault, me(), family_id, rt.now())
+        versions = consent_forms.consent_history(request_db(), rt.vault, me(), family_id, rt.now())
         return render_template("staff/history.html", family_id=family_id,
                                versions=list(reversed(versions)), names=_names(),
                                labels=_labels())
@@ -377,9 +378,9 @@ def create_blueprint() -> Blueprint:
     @staff_page(Role.COORDINATOR)
     def access_log(family_id: str) -> Any:
         rt = current()
-        rows = services.access_log(request_db(), rt.vault, me(), family_id, rt.now())
-        own_only = not services.sees_whole_form(request_db(), rt.vault, me(), family_id,
-                                                rt.now())
+        rows = who_looked.access_log(request_db(), rt.vault, me(), family_id, rt.now())
+        own_only = not consent_forms.sees_whole_form(request_db(), rt.vault, me(), family_id,
+                                                     rt.now())
         return render_template("staff/access_log.html", family_id=family_id, rows=rows,
                                own_only=own_only)
 
@@ -388,7 +389,7 @@ def create_blueprint() -> Blueprint:
     def hide(family_id: str, seq: int) -> BaseResponse:
         rt = current()
         try:
-            services.hide_from_family(request_db(), rt.vault, me(), family_id, seq, rt.now())
+            who_looked.hide_from_family(request_db(), rt.vault, me(), family_id, seq, rt.now())
         except InvalidInput as exc:
             flash("; ".join(m for ms in exc.errors.values() for m in ms), "error")
         else:

@@ -366,8 +366,8 @@ def test_token_create_for_unknown_user_fails_in_one_line(
 
 def _staff_and_case(capsys: pytest.CaptureFixture[str], engine: Engine) -> str:
     """Two agencies; nurse1 is contact worker of two families, nurse2 of none."""
-    from coordination import services
     from coordination.actors import Actor
+    from coordination.casework import families
     from coordination.crypto import PlaintextVault
     from coordination.roles import Role
 
@@ -383,7 +383,7 @@ def _staff_and_case(capsys: pytest.CaptureFixture[str], engine: Engine) -> str:
         actor = Actor(username="nurse1", staff_id=nurse.id, agency_id="health-centre",
                       role=Role.PRACTITIONER)
         for name in ("A", "B"):
-            services.create_family(session, PlaintextVault(), actor, {"display_name": name},
+            families.create_family(session, PlaintextVault(), actor, {"display_name": name},
                                    datetime.now(UTC))
         nurse.password_hash = accounts.password_hasher.hash("nurse1-password")
         session.commit()

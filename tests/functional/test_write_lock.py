@@ -29,7 +29,8 @@ import audit.services as audit_log
 from audit.model import Action
 from audit.services import Event
 from consent.tables import ConsentReceipt
-from coordination import accounts, services
+from coordination import accounts
+from coordination.casework import consent_forms
 from coordination.db import make_engine, make_session_factory
 from coordination.model import Entry, Involvement
 from coordination.runtime import Runtime
@@ -282,8 +283,8 @@ def test_a_referral_runs_again_on_the_grid_a_revocation_left(app: Flask, api: Ap
         fired.set()
         with rt.sessions() as session:
             coordinator = accounts.authenticate(session, api.tokens["coord1"], rt.now())
-            services.revoke_consent(session, rt.vault, coordinator, family, "physio", None,
-                                    rt.now())
+            consent_forms.revoke_consent(session, rt.vault, coordinator, family, "physio", None,
+                                         rt.now())
 
     with watching(rt.engine, lambda: request.ident, before=revoke) as seen:
         response = request.start().join(30)

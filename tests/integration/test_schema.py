@@ -80,8 +80,8 @@ def _form_meta() -> consent_store.FormMeta:
 
 
 def _family(db_url: str) -> str:
-    from coordination import services
     from coordination.actors import Actor
+    from coordination.casework import families
     from coordination.roles import Role
 
     engine = make_engine(db_url)
@@ -91,7 +91,7 @@ def _family(db_url: str) -> str:
         staff = accounts.add_staff(session, "n1", "hc", "practitioner", None, NOW)
         actor = Actor(username="n1", staff_id=staff.id, agency_id="hc",
                       role=Role.PRACTITIONER)
-        family_id = services.create_family(session, PlaintextVault(), actor,
+        family_id = families.create_family(session, PlaintextVault(), actor,
                                            {"display_name": "F"}, NOW)["id"]
     engine.dispose()
     return family_id

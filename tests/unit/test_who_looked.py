@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from audit.model import AuditEntry
-from coordination.services import _grouped, _log_item
+from coordination.casework.access_log import _grouped, _log_item
 
 NAMES = {"physio": "Physiotherapy"}
 

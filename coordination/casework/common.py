@@ -1,0 +1,214 @@
+"""What every use case of casework needs: the family as one request sees it
+(`FamilyView`), the visibility and entitlement checks, the audit append,
+ids and times, the catalogue and agencies.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+import audit.services as audit_log
+import consent.services as consent_store
+from audit.model import Action
+from audit.services import Event
+from consent import model as consent
+from consent.model import Form
+from consent.tables import ConsentCellRow, ConsentFormRow
+from coordination.actors import Actor
+from coordination.crypto import FamilyCipher, Vault
+from coordination.errors import FamilyNotFound, NotPermitted
+from coordination.model import Agency, Family, FieldDef, Involvement
+from coordination.roles import InvolvementStatus
+
+INVOLVEMENT = "involvement"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def iso_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the family as one request sees it --------------------------------------
+
+
+@dataclass
+class FamilyView:
+    """A family with its involvements and current form, loaded once per request."""
+
+    family: Family
+    involvements: list[Involvement]
+    form_row: ConsentFormRow | None
+    form: Form | None
+    cipher: FamilyCipher = field(repr=False)
+
+    def involved(self, agency: str | None) -> bool:
+        return any(
+            i.agency_id == agency and i.status == InvolvementStatus.ACTIVE
+            for i in self.involvements
+        )
+
+
+def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
+    """The family as the visibility decision needs it, or None when it does
+    not exist. The same statements and the same work either way (no key is
+    read before a value is opened), so that the 404 for a family that does
+    not exist and the one for a family not visible take equally long."""
+    family = session.get(Family, family_id)
+    involvements = list(
+        session.scalars(
+            select(Involvement)
+            .where(Involvement.family_id == family_id)
+            .order_by(Involvement.since, Involvement.id)
+        )
+    )
+    row, form = consent_store.current_form(session, family_id)
+    cipher = vault.for_family(family_id)
+    if family is None:
+        return None
+    return FamilyView(family, involvements, row, form, cipher)
+
+
+def _lock_family(session: Session, family_id: str) -> None:
+    """Serialise acts that depend on the family's consent (referral,
+    revocation, new form, entries), so that none acts on a grid already
+    revoked."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Each waits for the one before it to commit, then reads what it left.
+        session.execute(select(Family.id).where(Family.id == family_id).with_for_update())
+    # SQLite needs no lock here, and taking its write lock now would hold the
+    # whole database for the rest of the use case. A transaction there may
+    # write only if nothing was committed since its reads began; otherwise
+    # its first write (at the latest the audit append) is refused and the use
+    # case runs again on what the other left (`coordination.db.retry_on_conflict`).
+
+
+def _visible(
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime,
+    *, lock: bool = False,
+) -> FamilyView:
+    """The family if the actor may know it exists; otherwise `FamilyNotFound`.
+    With `lock`, consent-dependent writes to the family are serialised."""
+    if lock:
+        _lock_family(session, family_id)
+    view = _load(session, vault, family_id)
+    if view is None:
+        raise FamilyNotFound("absent")
+    if actor.is_family:
+        if actor.family_id != family_id:
+            raise FamilyNotFound("not_visible", family_id)
+        return view
+    agency = str(actor.agency_id)
+    if not actor.does_casework:
+        raise FamilyNotFound("not_visible", family_id)
+    if not consent.is_visible(view.form, agency, view.involved(agency), now):
+        expired = view.form is not None and not view.form.in_force(now) and any(
+            a == agency for a, _ in view.form.cells)
+        raise FamilyNotFound("expired" if expired else "not_visible", family_id)
+    return view
+
+
+def _audit(session: Session, actor: Actor, action: Action, now: datetime, *,
+           family_id: str | None = None, reason: str | None = None,
+           shown: Sequence[str] | None = None, withheld: Sequence[str] | None = None,
+           **detail: Any) -> None:
+    """Append the act to the audit log in this transaction (the caller commits)."""
+    audit_log.record(session, Event(
+        action=action, actor=actor.label, agency_id=actor.agency_id, role=actor.role_name,
+        family_id=family_id, reason=reason, shown=shown, withheld=withheld, detail=detail,
+        request_id=actor.request_id), now)
+
+
+def _involved(view: FamilyView, actor: Actor) -> None:
+    if actor.is_family:
+        return
+    if not view.involved(actor.agency_id):
+        raise NotPermitted("your agency is not involved with this family")
+
+
+def check_access(
+    session: Session,
+    vault: Vault,
+    actor: Actor,
+    family_id: str,
+    now: datetime,
+    *,
+    involved: bool = False,
+    own_agency: str | None = None,
+) -> None:
+    """Raise what the visibility and entitlement checks of a family route
+    would raise, without doing anything. Lets the boundary answer 404/403
+    before 422 when a body is invalid."""
+    view = _visible(session, vault, actor, family_id, now)
+    if involved:
+        _involved(view, actor)
+    if own_agency is not None and own_agency != actor.agency_id:
+        raise NotPermitted("only that agency's coordinator may change its involvement")
+
+
+# --- catalogue ----------------------------------------------------------------
+
+
+def catalogue(session: Session) -> list[FieldDef]:
+    return list(session.scalars(select(FieldDef).order_by(FieldDef.position, FieldDef.id)))
+
+
+def agencies(session: Session) -> list[Agency]:
+    return list(session.scalars(select(Agency).order_by(Agency.id)))
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
+    """`consent.model.is_visible` as SQL, for queries over many families:
+    an active involvement, or a cell of the current form in force.
+    (tests/functional/test_shared_record.py holds the two to the same answers.)"""
+    newest = (
+        select(func.max(ConsentFormRow.version))
+        .where(ConsentFormRow.family_id == Family.id)
+        .correlate(Family)
+        .scalar_subquery()
+    )
+    involved = exists().where(
+        Involvement.family_id == Family.id,
+        Involvement.agency_id == agency,
+        Involvement.status == InvolvementStatus.ACTIVE,
+    )
+    granted = exists().where(
+        ConsentFormRow.family_id == Family.id,
+        ConsentFormRow.version == newest,
+        ConsentFormRow.valid_until >= now.astimezone(UTC).date(),
+        ConsentCellRow.form_id == ConsentFormRow.id,
+        ConsentCellRow.agency_id == agency,
+    )
+    return or_(involved, granted)
+
+
+def reference_errors(session: Session, agency_id: Any = None, field_id: Any = None
+                     ) -> dict[str, list[str]]:
+    """Name unknown agency and field ids (raw input; None means not given)."""
+    errors: dict[str, list[str]] = {}
+    # Compared in Python: raw input may hold what a database cannot (NUL).
+    if isinstance(agency_id, str) and agency_id not in set(session.scalars(select(Agency.id))):
+        errors["agency"] = [f"unknown agency '{agency_id}'"]
+    if isinstance(field_id, str) and field_id not in {f.id for f in catalogue(session)}:
+        errors["field"] = [f"unknown field '{field_id}'"]
+    return errors

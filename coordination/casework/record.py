@@ -1,0 +1,131 @@
+"""The shared record as one agency may see it: `shared_record`."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audit.model import Action
+from consent import model as consent
+from coordination.actors import Actor
+from coordination.casework.common import INVOLVEMENT, _audit, _visible, catalogue, iso_time
+from coordination.casework.involvements import _involvement_out
+from coordination.crypto import FamilyCipher, Vault
+from coordination.model import Entry, FieldDef, Member, Staff
+
+
+@dataclass
+class SharedRecord:
+    """The shared record as one agency may see it, and what was withheld."""
+
+    body: dict[str, Any]
+    shown: list[str]
+    withheld: list[str]
+    involved: bool = False  # whether the reader's agency may write entries here
+    catalogue: list[FieldDef] = field(default_factory=list)  # the rows it was decided on
+    contact_worker: str | None = None  # the reader's own agency's, which it always knows
+
+
+def shared_record(
+    session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime
+) -> SharedRecord:
+    """The family's shared record for the actor's agency.
+
+    Every catalogue field is either in `fields` (granted, or only the
+    agency's own entries: then also in `partial`) or in `withheld`. Values of
+    withheld entries are never opened.
+    """
+    view = _visible(session, vault, actor, family_id, now)
+    agency = str(actor.agency_id)
+    form, family, cipher = view.form, view.family, view.cipher
+    rows = session.execute(
+        select(Entry, Staff.username)
+        .join(Staff, Staff.id == Entry.author_id)
+        .where(Entry.family_id == family_id)
+        .order_by(Entry.written_at, Entry.id)
+    ).all()
+    by_field: dict[str, list[tuple[Entry, str]]] = defaultdict(list)
+    for entry, author in rows:
+        by_field[entry.field_id].append((entry, author))
+
+    fields: dict[str, list[dict[str, str]]] = {}
+    partial: list[str] = []
+    withheld: list[str] = []
+    granted: set[str] = set()
+    fields_catalogue = catalogue(session)
+    for field_def in fields_catalogue:
+        fid = field_def.id
+        if consent.decide(form, agency, fid, now):
+            granted.add(fid)
+            fields[fid] = [_entry_out(cipher, e, a) for e, a in by_field[fid]]
+            continue
+        own = [(e, a) for e, a in by_field[fid]
+               if consent.may_see_entry(form, agency, fid, e.agency_id, now)]
+        if own:
+            fields[fid] = [_entry_out(cipher, e, a) for e, a in own]
+            partial.append(fid)
+        else:
+            withheld.append(fid)
+
+    body: dict[str, Any] = {
+        "id": family.id,
+        "display_name": cipher.open("families", "display_name", family.id, family.display_name),
+    }
+    authored = family.recorded_by_agency == agency
+    if "household" in granted or authored:
+        if family.birth_date is not None:
+            body["birth_date"] = cipher.open("families", "birth_date", family.id, family.birth_date)
+        if family.languages is not None:
+            body["languages"] = json.loads(
+                cipher.open("families", "languages", family.id, family.languages)
+            )
+        body["members"] = _members(session, cipher, family.id)
+    if ("contact" in granted or authored) and family.address is not None:
+        body["address"] = cipher.open("families", "address", family.id, family.address)
+    if authored and family.national_id is not None:
+        body["national_id"] = cipher.open("families", "national_id", family.id, family.national_id)
+    body["fields"] = fields
+    body["partial"] = partial
+    body["withheld"] = withheld
+    if INVOLVEMENT in granted:
+        body["involvements"] = [_involvement_out(i) for i in view.involvements]
+    extra: dict[str, Any] = {"partial": partial} if partial else {}
+    _audit(session, actor, Action.RECORD_READ, now, family_id=family_id,
+           shown=sorted(fields), withheld=withheld, **extra)
+    session.commit()  # the look is on record before anything is shown
+    own_worker = next((i.contact_worker for i in view.involvements if i.agency_id == agency),
+                      None)
+    return SharedRecord(body, shown=sorted(fields), withheld=withheld,
+                        involved=view.involved(agency), catalogue=fields_catalogue,
+                        contact_worker=own_worker.username if own_worker else None)
+
+
+def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, str]:
+    return {
+        "id": entry.id,
+        "agency": entry.agency_id,
+        "author": author,
+        "written_at": iso_time(entry.written_at),
+        "value": cipher.open("entries", "value", entry.id, entry.value),
+    }
+
+
+def _members(session: Session, cipher: FamilyCipher, family_id: str) -> list[dict[str, str]]:
+    out = []
+    for m in session.scalars(
+        select(Member).where(Member.family_id == family_id).order_by(Member.position)
+    ):
+        item = {
+            "name": cipher.open("family_members", "name", m.id, m.name),
+            "relation": cipher.open("family_members", "relation", m.id, m.relation),
+        }
+        if m.birth_date is not None:
+            item["birth_date"] = cipher.open("family_members", "birth_date", m.id, m.birth_date)
+        out.append(item)
+    return out
