@@ -46,6 +46,12 @@ class Action(StrEnum):
     INVOLVEMENT_END = "involvement.end"
     USER_DEACTIVATE = "user.deactivate"
     TOKEN_REVOKE = "token.revoke"  # noqa: S105 - an action name, not a secret
+    REFERRAL_CREATE = "referral.create"
+    REFERRAL_LIST = "referral.list"
+    REFERRAL_READ = "referral.read"
+    REFERRAL_ACCEPT = "referral.accept"
+    REFERRAL_DECLINE = "referral.decline"
+    REFERRAL_WITHDRAW = "referral.withdraw"
 
 
 class Outcome(StrEnum):

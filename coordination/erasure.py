@@ -24,7 +24,16 @@ from audit.services import Event
 from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput
 from coordination.keystore import KeyStore
-from coordination.model import ApiToken, Entry, Erasure, Family, Involvement, Member
+from coordination.model import (
+    ApiToken,
+    Entry,
+    Erasure,
+    Family,
+    Involvement,
+    Member,
+    Referral,
+    ReferralEvent,
+)
 
 
 def erase_family(
@@ -58,7 +67,10 @@ def erase_family(
 
     form_ids = select(ConsentFormRow.id).where(ConsentFormRow.family_id == family_id)
     session.execute(delete(ConsentCellRow).where(ConsentCellRow.form_id.in_(form_ids)))
-    for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement):
+    session.execute(delete(ReferralEvent).where(ReferralEvent.referral_id.in_(
+        select(Referral.id).where(Referral.family_id == family_id))))
+    for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement,
+                  Referral):
         session.execute(delete(table).where(table.family_id == family_id))
     session.execute(delete(Family).where(Family.id == family_id))
     erasure.completed_at = now

@@ -209,3 +209,46 @@ class Erasure(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     key_destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Referral(Base):
+    """One agency asking another to work with a family (CONTRACT.md,
+    "Referrals"). The reason is sealed under the family's key; states,
+    dates, agency ids and the asked catalogue rows are not."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        Index("ix_referrals_from_created", "from_agency", "created_at"),
+        Index("ix_referrals_to_created", "to_agency", "created_at"),
+        Index("ix_referrals_family", "family_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
+    from_agency: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    to_agency: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    state: Mapped[str] = mapped_column(String(32))
+    urgency: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    respond_by: Mapped[date] = mapped_column(Date)
+    interpreter_language: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    accompany: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The asked catalogue rows, comma-joined (always including `involvement`).
+    fields: Mapped[str] = mapped_column(Text)
+    reason: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReferralEvent(Base):
+    """One state a referral entered: when, by whom (a label), for which
+    agency, and why (sealed under the family's key, when said)."""
+
+    __tablename__ = "referral_events"
+
+    referral_id: Mapped[str] = mapped_column(
+        ForeignKey("referrals.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(32))
+    by: Mapped[str] = mapped_column(String(64))
+    agency_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

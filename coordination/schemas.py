@@ -131,6 +131,52 @@ class ReferralIn(StrictSchema):
     contact_worker = text(1, 64, allow_none=True)
 
 
+class ReferralAskIn(StrictSchema):
+    """A referral to another agency (CONTRACT.md, "Referrals"). Which agency
+    and which catalogue rows are known, and the answer-by day, are checked
+    against stored data and the clock by `casework.referrals.referral_errors`."""
+
+    to = text(1, 64, required=True)
+    reason = text(1, 2000, required=True)
+    # `fields` in the body; named otherwise here, where `fields` is marshmallow's.
+    asked = fields.List(text(1, 64), required=True, validate=validate.Length(max=64),
+                        data_key="fields")
+    urgency = fields.String(validate=validate.OneOf(["routine", "soon", "urgent"]))
+    interpreter_language = fields.String(
+        validate=[LANGUAGE, _one_line, validate.Length(max=16)], allow_none=True
+    )
+    accompany = StrictBoolean()
+    respond_by = StrictDate(allow_none=True)
+
+    @validates_schema
+    def _reason_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "reason" in data and not data["reason"].strip():
+            raise ValidationError({"reason": ["must not be blank"]})
+
+
+class ReferralListArgs(Schema):
+    class Meta:
+        unknown = RAISE
+
+    state = fields.String(validate=validate.OneOf(
+        ["awaiting_family", "sent", "declined_by_family", "declined", "accepted", "booked",
+         "attended", "missed", "closed", "withdrawn"]))
+    direction = fields.String(validate=validate.OneOf(["in", "out"]))
+
+
+class ReferralAcceptIn(StrictSchema):
+    contact_worker = text(1, 64, allow_none=True)  # a username of the agency's own staff
+
+
+class ReferralReasonIn(StrictSchema):
+    reason = text(1, 2000, required=True)
+
+    @validates_schema
+    def _reason_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "reason" in data and not data["reason"].strip():
+            raise ValidationError({"reason": ["must not be blank"]})
+
+
 class InvolvementPatch(StrictSchema):
     status = fields.String(
         validate=validate.OneOf(["closed"], error="only 'closed' can be set here; "

@@ -205,7 +205,7 @@ class IdConverter(BaseConverter):
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.api import audit, catalogue, consent, families, openapi
+    from coordination.api import audit, catalogue, consent, families, openapi, referrals
 
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -240,5 +240,6 @@ def create_blueprint() -> Blueprint:
     families.register(bp)
     consent.register(bp)
     audit.register(bp)
+    referrals.register(bp)
     openapi.register(bp)
     return bp

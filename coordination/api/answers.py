@@ -219,3 +219,38 @@ class AuditVerification(Schema):
     head = _str()
     first_bad = fields.Integer(required=True, allow_none=True)
     problem = _maybe_str()
+
+
+REFERRAL_STATES = ["awaiting_family", "sent", "declined_by_family", "declined", "accepted",
+                   "booked", "attended", "missed", "closed", "withdrawn"]
+
+
+class ReferralOut(Schema):
+    """A referral (CONTRACT.md, "Referrals"); `appointments` stays empty until
+    appointments are booked through the API."""
+
+    id = _str()
+    family_id = _str()
+    from_ = _str(data_key="from")
+    to = _str()
+    state = _str(metadata={"enum": REFERRAL_STATES})
+    urgency = _str(metadata={"enum": ["routine", "soon", "urgent"]})
+    created_at = _str(metadata=TIME)
+    respond_by = _str(metadata={"format": "date"})
+    reason = _str()
+    fields_ = _strings(data_key="fields")
+    interpreter_language = _maybe_str()
+    accompany = fields.Boolean(required=True)
+    appointments = fields.List(fields.Dict(), required=True)
+
+
+class ReferralStep(Schema):
+    state = _str(metadata={"enum": REFERRAL_STATES})
+    at = _str(metadata=TIME)
+    by = _str(metadata={"description": "a username, or 'family'"})
+    agency = _maybe_str()
+    note = _maybe_str(metadata={"description": "why (a decline's or withdrawal's reason)"})
+
+
+class ReferralDetail(ReferralOut):
+    history = fields.List(fields.Nested(ReferralStep), required=True)

@@ -19,7 +19,14 @@ from consent.errors import NotAgreedToKnow
 from consent.model import Form
 from consent.tables import ConsentFormRow
 from coordination.actors import Actor
-from coordination.casework.common import INVOLVEMENT, _audit, _involved, _visible, reference_errors
+from coordination.casework.common import (
+    INVOLVEMENT,
+    FamilyView,
+    _audit,
+    _involved,
+    _visible,
+    reference_errors,
+)
 from coordination.casework.form_versions import (
     _family_extras,
     _form_out,
@@ -85,6 +92,35 @@ def colleagues(session: Session, actor: Actor) -> list[str]:
         Staff.agency_id == actor.agency_id, Staff.active).order_by(Staff.username)))
 
 
+def sees_whole_form(session: Session, view: FamilyView, actor: Actor, now: datetime) -> None:
+    """`NotPermitted` unless the actor's agency sees the family's whole
+    current form (or there is none): an answer about referring (made, not
+    agreed, already involved) would tell a reader of its own column what the
+    others' columns hold. (With no form every referral is a 409 alike.)"""
+    if view.form is not None and not _form_view(
+            session, actor, view.family.id, view.form, now).full:
+        raise NotPermitted("your agency may not see the family's whole consent form, so "
+                           "it may not refer the family; a coordinator who sees it can")
+
+
+def involve(session: Session, view: FamilyView, actor: Actor, agency_id: str,
+            contact_worker: str | None, now: datetime) -> Involvement:
+    """Make `agency_id` actively involved with the family from today, with
+    the contact worker it names (its own active staff; else `InvalidInput`).
+    The caller has checked consent, audits and commits."""
+    existing = next((i for i in view.involvements if i.agency_id == agency_id), None)
+    if existing is None:
+        existing = Involvement(family_id=view.family.id, agency_id=agency_id, created_at=now)
+        session.add(existing)
+        view.involvements.append(existing)
+    existing.status = InvolvementStatus.ACTIVE
+    existing.since = now.date()
+    # Whoever was its contact worker before, the agency names one anew.
+    existing.contact_worker = _contact_worker(session, actor, agency_id, contact_worker)
+    existing.updated_at = now
+    return existing
+
+
 def refer(
     session: Session,
     vault: Vault,
@@ -103,13 +139,8 @@ def refer(
     """
     view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
-    # Its answer (made, not agreed, already involved) would tell a reader of
-    # its own column what the others' columns hold: without the full view of
-    # the form, no referral. (With no form every referral is a 409 alike.)
-    if agency_id != actor.agency_id and view.form is not None and not _form_view(
-            session, actor, family_id, view.form, now).full:
-        raise NotPermitted("your agency may not see the family's whole consent form, so "
-                           "it may not refer the family; a coordinator who sees it can")
+    if agency_id != actor.agency_id:
+        sees_whole_form(session, view, actor, now)
     errors = reference_errors(session, agency_id)
     errors.update(contact_worker_errors(session, actor, agency_id, contact_worker))
     if errors:
@@ -120,15 +151,7 @@ def refer(
         raise Conflict(str(NotAgreedToKnow(agency_id)), reason="not_agreed")
     if view.involved(agency_id):
         raise Conflict(f"agency '{agency_id}' is already involved with this family")
-    existing = next((i for i in view.involvements if i.agency_id == agency_id), None)
-    if existing is None:
-        existing = Involvement(family_id=family_id, agency_id=agency_id, created_at=now)
-        session.add(existing)
-    existing.status = InvolvementStatus.ACTIVE
-    existing.since = now.date()
-    # Whoever was its contact worker before, the agency names one anew.
-    existing.contact_worker = _contact_worker(session, actor, agency_id, contact_worker)
-    existing.updated_at = now
+    existing = involve(session, view, actor, agency_id, contact_worker, now)
     _audit(session, actor, Action.INVOLVEMENT_REFER, now, family_id=family_id, agency=agency_id)
     try:
         session.commit()

@@ -1,0 +1,93 @@
+"""Referrals: one agency asks another to work with a family, the other answers."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from coordination.api import actor, allow, body, db, load, runtime
+from coordination.api.answers import ReferralDetail, ReferralOut
+from coordination.api.openapi import document
+from coordination.casework import referrals
+from coordination.casework.referral_states import Act
+from coordination.roles import Role
+from coordination.schemas import (
+    ReferralAcceptIn,
+    ReferralAskIn,
+    ReferralListArgs,
+    ReferralReasonIn,
+)
+
+CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
+
+
+def register(bp: Blueprint) -> None:
+    @bp.post("/families/<id:family_id>/referrals")
+    @document("Refer the family to another agency, asking which rows it may see; `sent` "
+              "when the form already allows them, else `awaiting_family`",
+              body=ReferralAskIn, answer=ReferralDetail, status=201, headers=("Location",))
+    @allow(*CASEWORK)
+    def create_referral(family_id: str) -> tuple[Response, int, dict[str, str]]:
+        rt = runtime()
+        data = load(ReferralAskIn(), body(), checks_first=lambda: referrals.check_create(
+            db(), rt.vault, actor(), family_id, rt.now()),
+            also=lambda: referrals.referral_errors(db(), actor(), body(), rt.now()))
+        created = referrals.create_referral(db(), rt.vault, actor(), family_id, data,
+                                            rt.now())
+        location = url_for("api.referral", referral_id=created["id"])
+        return jsonify(created), 201, {"Location": location}
+
+    @bp.get("/referrals")
+    @document("Referrals to (`in`) or from (`out`) the caller's agency, newest first",
+              query=ReferralListArgs, answer=ReferralOut, many=True)
+    @allow(*CASEWORK)
+    def referral_list() -> Response:
+        args = load(ReferralListArgs(), request.args.to_dict())
+        rt = runtime()
+        return jsonify(referrals.list_referrals(db(), rt.vault, actor(), args.get("state"),
+                                                args.get("direction"), rt.now()))
+
+    @bp.get("/families/<id:family_id>/referrals")
+    @document("The family's referrals the caller may know of, newest first",
+              answer=ReferralOut, many=True)
+    @allow(*CASEWORK, family=True)
+    def family_referrals(family_id: str) -> Response:
+        rt = runtime()
+        return jsonify(referrals.family_referrals(db(), rt.vault, actor(), family_id,
+                                                  rt.now()))
+
+    @bp.get("/referrals/<id:referral_id>")
+    @document("One referral with its history of states (who, when, why)",
+              answer=ReferralDetail)
+    @allow(*CASEWORK, family=True)
+    def referral(referral_id: str) -> Response:
+        rt = runtime()
+        return jsonify(referrals.get_referral(db(), rt.vault, actor(), referral_id, rt.now()))
+
+    @bp.post("/referrals/<id:referral_id>/accept")
+    @document("Accept a referral to the caller's agency, which becomes involved",
+              body=ReferralAcceptIn, answer=ReferralDetail, conflicts=True)
+    @allow(Role.COORDINATOR)
+    def accept_referral(referral_id: str) -> Response:
+        return _act(referral_id, Act.ACCEPT, ReferralAcceptIn())
+
+    @bp.post("/referrals/<id:referral_id>/decline")
+    @document("Decline a referral to the caller's agency, saying why",
+              body=ReferralReasonIn, answer=ReferralDetail, conflicts=True)
+    @allow(Role.COORDINATOR)
+    def decline_referral(referral_id: str) -> Response:
+        return _act(referral_id, Act.DECLINE, ReferralReasonIn())
+
+    @bp.post("/referrals/<id:referral_id>/withdraw")
+    @document("Withdraw a referral the caller's agency made, saying why",
+              body=ReferralReasonIn, answer=ReferralDetail, conflicts=True)
+    @allow(Role.COORDINATOR)
+    def withdraw_referral(referral_id: str) -> Response:
+        return _act(referral_id, Act.WITHDRAW, ReferralReasonIn())
+
+
+def _act(referral_id: str, act: Act, schema: ReferralAcceptIn | ReferralReasonIn) -> Response:
+    rt = runtime()
+    data = load(schema, body(), checks_first=lambda: referrals.check_act(
+        db(), rt.vault, actor(), referral_id, act, rt.now()))
+    return jsonify(referrals.act_on_referral(db(), rt.vault, actor(), referral_id, act, data,
+                                             rt.now()))

@@ -1,0 +1,281 @@
+"""Referrals (CONTRACT.md, "Referrals: asked, answered, booked, attended"):
+one agency asks another to work with a family, the receiving agency answers.
+
+The moves and who makes them are `casework.referral_states`; here they are
+stored. A reason or note is sealed under the family's key like an entry;
+states, dates, agency ids and the asked catalogue rows are not. A referral
+the caller may not see answers exactly like an absent one (404).
+Not yet here: the family's agree/refuse, appointments, closing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from audit.model import Action
+from consent import model as consent
+from coordination.actors import Actor
+from coordination.casework import referral_states as rules
+from coordination.casework.common import (
+    INVOLVEMENT,
+    FamilyView,
+    _as_date,
+    _audit,
+    _involved,
+    _visible,
+    _visible_to,
+    catalogue,
+    iso_time,
+    new_id,
+)
+from coordination.casework.involvements import contact_worker_errors, involve, sees_whole_form
+from coordination.crypto import FamilyCipher, Vault
+from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
+from coordination.model import Agency, Family, Referral, ReferralEvent
+from coordination.roles import Role
+
+RECEIVER_HIDDEN = tuple(s.value for s in rules.State if not rules.receiver_sees(s))
+
+
+def referral_errors(session: Session, actor: Actor, data: dict[str, Any], now: datetime
+                    ) -> dict[str, list[str]]:
+    """What is wrong with a referral beyond its shape (works on raw input):
+    an unknown agency or the caller's own, unknown catalogue rows, an
+    answer-by day in the past."""
+    errors: dict[str, list[str]] = {}
+    to = data.get("to")
+    if isinstance(to, str):
+        if to == actor.agency_id:
+            errors["to"] = ["refer to another agency than your own"]
+        elif to not in set(session.scalars(select(Agency.id))):
+            errors["to"] = [f"unknown agency '{to}'"]
+    asked = data.get("fields")
+    if isinstance(asked, list):
+        known = {f.id for f in catalogue(session)}
+        unknown = [f"unknown field '{f}'" for f in asked if isinstance(f, str) and f not in known]
+        if unknown:
+            errors["fields"] = unknown
+    respond_by = _as_date(data.get("respond_by"))
+    if respond_by is not None and respond_by < now.date():
+        errors["respond_by"] = ["must not be in the past"]
+    return errors
+
+
+def check_create(session: Session, vault: Vault, actor: Actor, family_id: str,
+                 now: datetime) -> None:
+    """The checks of `create_referral` that come before 422, without acting."""
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    sees_whole_form(session, view, actor, now)
+
+
+def create_referral(session: Session, vault: Vault, actor: Actor, family_id: str,
+                    data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Refer the family to another agency, asking it may see `asked` rows
+    (and always `involvement`).
+
+    The caller's agency must be involved and see the family's whole current
+    form (as for `involvements.refer`; else `NotPermitted`). The referral is
+    `sent` when the form in force already grants the receiving agency every
+    asked row, else `awaiting_family` (the family is asked first). Nothing
+    about the receiving agency's involvement changes until it accepts."""
+    view = _visible(session, vault, actor, family_id, now, lock=True)
+    _involved(view, actor)
+    sees_whole_form(session, view, actor, now)
+    raw = {**data, "fields": data["asked"]}
+    errors = referral_errors(session, actor, raw, now)
+    if errors:
+        raise InvalidInput(errors)
+    wanted = set(data["asked"]) | {INVOLVEMENT}
+    asked = [f.id for f in catalogue(session) if f.id in wanted]
+    to = data["to"]
+    granted = all(consent.decide(view.form, to, f, now) for f in asked)
+    state = rules.State.SENT if granted else rules.State.AWAITING_FAMILY
+    urgency = rules.Urgency(data.get("urgency") or rules.Urgency.ROUTINE)
+    ref_id = new_id("ref")
+    ref = Referral(
+        id=ref_id, family_id=family_id, from_agency=actor.agency_id, to_agency=to,
+        state=state.value, urgency=urgency.value, created_at=now,
+        respond_by=rules.respond_by(now.date(), urgency, data.get("respond_by")),
+        interpreter_language=data.get("interpreter_language"),
+        accompany=bool(data.get("accompany", False)), fields=",".join(asked),
+        reason=view.cipher.seal("referrals", "reason", ref_id, data["reason"]),
+    )
+    session.add(ref)
+    session.flush()
+    event = _event(view.cipher, ref, actor, 1, None, now)
+    session.add(event)
+    _audit(session, actor, Action.REFERRAL_CREATE, now, family_id=family_id,
+           referral=ref_id, to=to, state=state.value)
+    session.commit()
+    return _out(ref, data["reason"], view.cipher, [event])
+
+
+def _event(cipher: FamilyCipher, ref: Referral, actor: Actor, seq: int, note: str | None,
+           now: datetime) -> ReferralEvent:
+    return ReferralEvent(
+        referral_id=ref.id, seq=seq, at=now, state=ref.state, by=actor.label,
+        agency_id=actor.agency_id,
+        note=None if note is None else cipher.seal("referral_events", "note",
+                                                   f"{ref.id}/{seq}", note))
+
+
+def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
+         events: list[ReferralEvent] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": ref.id,
+        "family_id": ref.family_id,
+        "from": ref.from_agency,
+        "to": ref.to_agency,
+        "state": ref.state,
+        "urgency": ref.urgency,
+        "created_at": iso_time(ref.created_at),
+        "respond_by": ref.respond_by.isoformat(),
+        "reason": reason,
+        "fields": ref.fields.split(",") if ref.fields else [],
+        "interpreter_language": ref.interpreter_language,
+        "accompany": ref.accompany,
+        "appointments": [],
+    }
+    if events is not None and cipher is not None:
+        out["history"] = [{
+            "state": e.state, "at": iso_time(e.at), "by": e.by, "agency": e.agency_id,
+            "note": None if e.note is None else cipher.open(
+                "referral_events", "note", f"{ref.id}/{e.seq}", e.note),
+        } for e in events]
+    return out
+
+
+def _reason(cipher: FamilyCipher, ref: Referral) -> str:
+    return cipher.open("referrals", "reason", ref.id, ref.reason)
+
+
+def _sees(actor: Actor, ref: Referral) -> bool:
+    """Whether the actor (its agency's staff, or the family) may know of the
+    referral; the family's visibility is checked besides."""
+    if actor.is_family:
+        return actor.family_id == ref.family_id
+    if ref.from_agency == actor.agency_id:
+        return True
+    return ref.to_agency == actor.agency_id and rules.receiver_sees(rules.State(ref.state))
+
+
+def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | None,
+                   direction: str | None, now: datetime) -> list[dict[str, Any]]:
+    """The referrals from (`out`) or to (`in`) the caller's agency, or both,
+    newest first: to it only from `sent` on, and only of families visible to
+    it now. Reasons are opened with one key unwrap per family."""
+    agency = str(actor.agency_id)
+    outgoing = Referral.from_agency == agency
+    incoming = (Referral.to_agency == agency) & Referral.state.not_in(RECEIVER_HIDDEN)
+    which = {"out": outgoing, "in": incoming}.get(direction or "", or_(outgoing, incoming))
+    query = (select(Referral).join(Family, Family.id == Referral.family_id)
+             .where(which, _visible_to(agency, now))
+             .order_by(Referral.created_at.desc(), Referral.id.desc()))
+    if state is not None:
+        query = query.where(Referral.state == state)
+    refs = list(session.scalars(query))
+    ciphers = vault.for_families(sorted({r.family_id for r in refs}))
+    out = [_out(r, _reason(ciphers[r.family_id], r)) for r in refs]
+    _audit(session, actor, Action.REFERRAL_LIST, now, direction=direction, state=state,
+           count=len(out))
+    session.commit()
+    return out
+
+
+def family_referrals(session: Session, vault: Vault, actor: Actor, family_id: str,
+                     now: datetime) -> list[dict[str, Any]]:
+    """The family's referrals the caller may know of, newest first."""
+    view = _visible(session, vault, actor, family_id, now)
+    refs = [r for r in session.scalars(
+        select(Referral).where(Referral.family_id == family_id)
+        .order_by(Referral.created_at.desc(), Referral.id.desc())) if _sees(actor, r)]
+    out = [_out(r, _reason(view.cipher, r)) for r in refs]
+    _audit(session, actor, Action.REFERRAL_LIST, now, family_id=family_id, count=len(out))
+    session.commit()
+    return out
+
+
+def _find(session: Session, vault: Vault, actor: Actor, referral_id: str, now: datetime,
+          *, lock: bool = False) -> tuple[Referral, FamilyView]:
+    """The referral and its family if the caller may know of it; otherwise
+    `FamilyNotFound`, as for an absent one."""
+    family_id = session.scalar(select(Referral.family_id).where(Referral.id == referral_id))
+    if family_id is None:
+        raise FamilyNotFound("absent")
+    view = _visible(session, vault, actor, family_id, now, lock=lock)
+    ref = session.get(Referral, referral_id, populate_existing=lock)
+    if ref is None or not _sees(actor, ref):
+        raise FamilyNotFound("not_visible", family_id)
+    return ref, view
+
+
+def _history(session: Session, ref: Referral) -> list[ReferralEvent]:
+    return list(session.scalars(select(ReferralEvent).where(
+        ReferralEvent.referral_id == ref.id).order_by(ReferralEvent.seq)))
+
+
+def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
+                 now: datetime) -> dict[str, Any]:
+    """One referral with its history of states (who, when, why)."""
+    ref, view = _find(session, vault, actor, referral_id, now)
+    out = _out(ref, _reason(view.cipher, ref), view.cipher, _history(session, ref))
+    _audit(session, actor, Action.REFERRAL_READ, now, family_id=ref.family_id,
+           referral=ref.id)
+    session.commit()
+    return out
+
+
+ACTIONS = {rules.Act.ACCEPT: Action.REFERRAL_ACCEPT, rules.Act.DECLINE: Action.REFERRAL_DECLINE,
+           rules.Act.WITHDRAW: Action.REFERRAL_WITHDRAW}
+
+
+def check_act(session: Session, vault: Vault, actor: Actor, referral_id: str, act: rules.Act,
+              now: datetime) -> None:
+    """The checks of `act_on_referral` that come before 422, without acting."""
+    ref, _ = _find(session, vault, actor, referral_id, now)
+    _may_act(actor, ref, act)
+
+
+def _may_act(actor: Actor, ref: Referral, act: rules.Act) -> None:
+    party = rules.WHO[act]
+    agency = ref.to_agency if party == rules.Party.RECEIVER else ref.from_agency
+    if actor.is_family or actor.agency_id != agency or actor.role != Role.COORDINATOR:
+        whose = "receiving" if party == rules.Party.RECEIVER else "referring"
+        raise NotPermitted(f"only a coordinator of the {whose} agency may do this")
+
+
+def act_on_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
+                    act: rules.Act, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Accept (the receiving agency becomes involved, naming its contact
+    worker), decline or withdraw (with a reason the other side reads).
+    A move the diagram does not have is a `Conflict`, storing nothing."""
+    ref, view = _find(session, vault, actor, referral_id, now, lock=True)
+    _may_act(actor, ref, act)
+    try:
+        moved = rules.next_state(rules.State(ref.state), act)
+    except rules.IllegalTransition as exc:
+        raise Conflict(str(exc)) from None
+    detail: dict[str, Any] = {}
+    if act == rules.Act.ACCEPT:
+        worker = data.get("contact_worker")
+        errors = contact_worker_errors(session, actor, ref.to_agency, worker)
+        if errors:
+            raise InvalidInput(errors)
+        if not consent.decide(view.form, ref.to_agency, INVOLVEMENT, now):
+            raise Conflict("the family's current form no longer lets your agency know of "
+                           "it; it cannot be accepted now", reason="not_agreed")
+        involve(session, view, actor, ref.to_agency, worker, now)
+        detail["contact_worker"] = worker
+    ref.state = moved.value
+    seq = (session.scalar(select(func.max(ReferralEvent.seq)).where(
+        ReferralEvent.referral_id == ref.id)) or 0) + 1
+    session.add(_event(view.cipher, ref, actor, seq, data.get("reason"), now))
+    _audit(session, actor, ACTIONS[act], now, family_id=ref.family_id, referral=ref.id,
+           state=moved.value, **detail)
+    session.commit()
+    return _out(ref, _reason(view.cipher, ref), view.cipher, _history(session, ref))

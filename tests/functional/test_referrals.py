@@ -1,0 +1,225 @@
+"""Referrals, first API step (CONTRACT.md, "Referrals: asked, answered,
+booked, attended"): asking, who sees what from when, accepting, declining,
+withdrawing, refused moves, sealed reasons, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+
+from coordination.model import Involvement, Referral, ReferralEvent
+from coordination.roles import InvolvementStatus
+from tests.conftest import Api
+from tests.functional.test_revocation_truth import audit_rows, count, family_token
+
+# Physiotherapy may know of the family and see health notes; child
+# protection sees protection notes only (not even that the family is involved
+# with anyone); the kindergarten is named nowhere.
+GRID = {
+    "health-centre": ["involvement", "contact", "health", "protection", "education"],
+    "physio": ["involvement", "health"],
+    "cps": ["protection"],
+}
+REASON = "Walks late for her age; please assess gross motor skills."
+
+
+@pytest.fixture
+def case(api: Api) -> tuple[str, str]:
+    """The family, its form signed, and the family's session token."""
+    family = api.new_family("nurse1", display_name="Aylin Demir", birth_date="2024-03-14")
+    receipt = api.sign(family, GRID)["receipt"]
+    return family, family_token(api, receipt)
+
+
+def ask(api: Api, family: str, who: str = "nurse1", **body: Any) -> Any:
+    body.setdefault("to", "physio")
+    body.setdefault("reason", REASON)
+    body.setdefault("fields", ["health"])
+    return api.post(f"/api/v1/families/{family}/referrals", who, json=body)
+
+
+def listed(api: Api, who: str, query: str = "") -> list[str]:
+    response = api.get(f"/api/v1/referrals{query}", who)
+    assert response.status_code == 200, response.get_json()
+    return [r["id"] for r in response.get_json()]
+
+
+def test_a_referral_the_form_already_allows_is_sent(api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    made = ask(api, family, urgency="soon", interpreter_language="tr", accompany=True)
+    assert made.status_code == 201, made.get_json()
+    ref = made.get_json()
+    assert made.headers["Location"].endswith(f"/api/v1/referrals/{ref['id']}")
+    assert ref["id"].startswith("ref_") and ref["state"] == "sent"
+    assert ref["from"] == "health-centre" and ref["to"] == "physio"
+    assert ref["fields"] == ["involvement", "health"]  # involvement always asked
+    assert ref["respond_by"] == "2026-11-25" and ref["urgency"] == "soon"  # 3 days
+    assert ref["reason"] == REASON and ref["appointments"] == []
+    assert [(h["state"], h["by"]) for h in ref["history"]] == [("sent", "nurse1")]
+    # The receiving agency sees it, and so does the family.
+    assert listed(api, "physiocoord", "?direction=in") == [ref["id"]]
+    assert listed(api, "physiocoord", "?direction=out") == []
+    assert listed(api, "nurse1", "?direction=out&state=sent") == [ref["id"]]
+    _, token = case
+    mine = api.get(f"/api/v1/families/{family}/referrals", token)
+    assert [r["id"] for r in mine.get_json()] == [ref["id"]]
+
+
+def test_a_referral_asking_more_than_the_form_allows_awaits_the_family(
+        api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    made = ask(api, family, fields=["health", "contact"], respond_by="2026-12-01")
+    assert made.status_code == 201, made.get_json()
+    ref = made.get_json()
+    assert ref["state"] == "awaiting_family" and ref["respond_by"] == "2026-12-01"
+    # Not yet for the receiving agency: not listed, not readable (404 as absent).
+    assert listed(api, "physiocoord") == []
+    assert api.get(f"/api/v1/referrals/{ref['id']}", "physiocoord").status_code == 404
+    theirs = api.get(f"/api/v1/families/{family}/referrals", "physio1")
+    assert theirs.status_code == 200 and theirs.get_json() == []
+    # The referrer and the family see it.
+    assert listed(api, "coord1") == [ref["id"]]
+    assert api.get(f"/api/v1/referrals/{ref['id']}", token).get_json()["reason"] == REASON
+    # A referral to an agency the form names nowhere: awaiting the family too.
+    assert ask(api, family, to="ecec", fields=[]).get_json()["state"] == "awaiting_family"
+
+
+def test_visibility_a_third_agency_and_a_revoked_family(
+        api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = ask(api, family).get_json()["id"]
+    # Child protection sees the family (a protection cell) but not the referral.
+    assert api.get(f"/api/v1/referrals/{ref}", "cps1").status_code == 404
+    assert api.get("/api/v1/referrals/ref_0000", "cps1").status_code == 404
+    assert listed(api, "cps1") == []
+    assert api.get(f"/api/v1/families/{family}/referrals", "cps1").get_json() == []
+    # The family revokes physiotherapy's column: the family is no longer
+    # visible to it, nor is the referral.
+    assert api.post(f"/api/v1/families/{family}/consent/revoke", token,
+                    json={"agency": "physio"}).status_code == 200
+    assert listed(api, "physiocoord") == []
+    assert api.get(f"/api/v1/referrals/{ref}", "physiocoord").status_code == 404
+    assert listed(api, "nurse1") == [ref]
+
+
+def test_accepting_involves_the_receiving_agency(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = ask(api, family).get_json()["id"]
+    assert api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord",
+                    json={"contact_worker": "nurse1"}).status_code == 422
+    assert count(app, Involvement, Involvement.agency_id == "physio") == 0
+    accepted = api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord",
+                        json={"contact_worker": "physio1"})
+    assert accepted.status_code == 200, accepted.get_json()
+    body = accepted.get_json()
+    assert body["state"] == "accepted"
+    assert [h["state"] for h in body["history"]] == ["sent", "accepted"]
+    assert count(app, Involvement, Involvement.agency_id == "physio",
+                 Involvement.status == InvolvementStatus.ACTIVE) == 1
+    record = api.get(f"/api/v1/families/{family}", "physio1").get_json()
+    assert {"agency": "physio", "status": "active", "since": "2026-11-22",
+            "contact_worker": "physio1"} in record["involvements"]
+    [row] = audit_rows(app, "referral.accept")
+    assert row.actor == "physiocoord" and row.family_id == family and ref in row.detail
+
+
+def test_decline_and_withdraw_reasons_are_read_by_the_other_side(
+        api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    declined_ref = ask(api, family).get_json()["id"]
+    declined = api.post(f"/api/v1/referrals/{declined_ref}/decline", "physiocoord",
+                        json={"reason": "No capacity before March; try the hospital."})
+    assert declined.status_code == 200 and declined.get_json()["state"] == "declined"
+    seen = api.get(f"/api/v1/referrals/{declined_ref}", "coord1").get_json()
+    assert seen["history"][-1] == {
+        "state": "declined", "at": "2026-11-22T10:00:00Z", "by": "physiocoord",
+        "agency": "physio", "note": "No capacity before March; try the hospital."}
+    withdrawn_ref = ask(api, family).get_json()["id"]
+    withdrawn = api.post(f"/api/v1/referrals/{withdrawn_ref}/withdraw", "coord1",
+                         json={"reason": "The family moved away."})
+    assert withdrawn.status_code == 200 and withdrawn.get_json()["state"] == "withdrawn"
+    seen = api.get(f"/api/v1/referrals/{withdrawn_ref}", "physiocoord").get_json()
+    assert seen["history"][-1]["note"] == "The family moved away."
+
+
+def test_moves_not_in_the_diagram_are_409_and_store_nothing(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = ask(api, family).get_json()["id"]
+    assert api.post(f"/api/v1/referrals/{ref}/decline", "physiocoord",
+                    json={"reason": "No."}).status_code == 200
+    before = count(app, ReferralEvent)
+    for act, who, body in (("accept", "physiocoord", {}),
+                           ("decline", "physiocoord", {"reason": "Again."}),
+                           ("withdraw", "coord1", {"reason": "Too late."})):
+        refused = api.post(f"/api/v1/referrals/{ref}/{act}", who, json=body)
+        assert refused.status_code == 409, (act, refused.get_json())
+        assert "declined" in refused.get_json()["detail"]
+    assert count(app, ReferralEvent) == before
+    assert count(app, Involvement, Involvement.agency_id == "physio") == 0
+    assert audit_rows(app, "referral.accept") == []
+    # Awaiting the family, the receiving agency cannot answer (it may not know of it).
+    waiting = ask(api, family, fields=["contact"]).get_json()["id"]
+    assert api.post(f"/api/v1/referrals/{waiting}/accept", "physiocoord",
+                    json={}).status_code == 404
+    assert api.get(f"/api/v1/referrals/{waiting}", "coord1").get_json()["state"] == \
+        "awaiting_family"
+
+
+def test_wrong_role_or_side_is_403(api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = ask(api, family).get_json()["id"]
+    assert ask(api, family, who="auditor1").status_code == 403
+    assert ask(api, family, who=token).status_code == 403
+    assert api.get("/api/v1/referrals", "auditor1").status_code == 403
+    # A practitioner may not answer; the referrer may not accept its own.
+    assert api.post(f"/api/v1/referrals/{ref}/accept", "physio1", json={}).status_code == 403
+    assert api.post(f"/api/v1/referrals/{ref}/accept", "coord1", json={}).status_code == 403
+    assert api.post(f"/api/v1/referrals/{ref}/withdraw", "physiocoord",
+                    json={"reason": "Not mine."}).status_code == 403
+    # An agency not involved may not refer (the family is visible to physio).
+    assert ask(api, family, who="physio1", to="cps").status_code == 403
+
+
+def test_bad_referrals_are_422_naming_each_and_store_nothing(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    bad = ask(api, family, to="health-centre", fields=["health", "shoe_size"],
+              respond_by="2026-11-01", reason="")
+    assert bad.status_code == 422
+    errors = bad.get_json()["errors"]
+    assert set(errors) == {"to", "fields", "respond_by", "reason"}, errors
+    assert errors["fields"] == ["unknown field 'shoe_size'"]
+    assert ask(api, family, to="nowhere").get_json()["errors"]["to"] == [
+        "unknown agency 'nowhere'"]
+    assert ask(api, family, urgency="asap").status_code == 422
+    assert count(app, Referral) == 0
+
+
+def test_reasons_are_sealed_and_every_act_audited(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = ask(api, family).get_json()["id"]
+    api.post(f"/api/v1/referrals/{ref}/decline", "physiocoord",
+             json={"reason": "Unmistakable decline words."})
+    with app.extensions["onestory"].engine.connect() as conn:
+        reasons = [bytes(r[0]) for r in conn.execute(text("SELECT reason FROM referrals"))]
+        notes = [bytes(r[0]) for r in conn.execute(
+            text("SELECT note FROM referral_events WHERE note IS NOT NULL"))]
+    assert len(reasons) == 1 and len(notes) == 1
+    for blob in reasons + notes:
+        assert b"gross motor" not in blob and b"Unmistakable" not in blob
+    with app.extensions["onestory"].sessions() as session:
+        assert session.scalar(select(Referral.state)) == "declined"
+    listed(api, "physiocoord")
+    api.get(f"/api/v1/referrals/{ref}", "coord1")
+    [created] = audit_rows(app, "referral.create")
+    assert created.actor == "nurse1" and created.family_id == family
+    assert ref in created.detail and "gross motor" not in created.detail
+    assert [r.actor for r in audit_rows(app, "referral.decline")] == ["physiocoord"]
+    assert [r.actor for r in audit_rows(app, "referral.list")] == ["physiocoord"]
+    assert [r.actor for r in audit_rows(app, "referral.read")] == ["coord1"]
