@@ -223,3 +223,15 @@ def test_reasons_are_sealed_and_every_act_audited(
     assert [r.actor for r in audit_rows(app, "referral.decline")] == ["physiocoord"]
     assert [r.actor for r in audit_rows(app, "referral.list")] == ["physiocoord"]
     assert [r.actor for r in audit_rows(app, "referral.read")] == ["coord1"]
+
+
+def test_erasing_the_family_takes_its_referrals(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = ask(api, family).get_json()["id"]
+    api.post(f"/api/v1/referrals/{ref}/decline", "physiocoord", json={"reason": "No room."})
+    erased = api.call("DELETE", f"/api/v1/families/{family}", "admin1",
+                      json={"reason": "the family asked"})
+    assert erased.status_code == 204
+    assert count(app, Referral) == 0 and count(app, ReferralEvent) == 0
+    assert api.get(f"/api/v1/referrals/{ref}", "coord1").status_code == 404
