@@ -235,3 +235,34 @@ def test_erasing_the_family_takes_its_referrals(
     assert erased.status_code == 204
     assert count(app, Referral) == 0 and count(app, ReferralEvent) == 0
     assert api.get(f"/api/v1/referrals/{ref}", "coord1").status_code == 404
+
+
+def test_an_agency_not_seeing_the_whole_form_may_not_refer(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    """As for `POST .../involvements`: its answer would tell what other
+    columns hold."""
+    family, _ = case
+    assert api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                    json={"agency": "physio"}).status_code == 201
+    assert api.post(f"/api/v1/families/{family}/consent/revoke", "coord1",
+                    json={"agency": "physio", "field": "involvement"}).status_code == 200
+    refused = ask(api, family, who="physio1", to="cps")
+    assert refused.status_code == 403, refused.get_json()
+    assert "whole consent form" in refused.get_json()["detail"]
+    assert count(app, Referral) == 0
+    # The default answer-by day follows the urgency.
+    made = ask(api, family, urgency="urgent").get_json()
+    assert made["respond_by"] == "2026-11-23"
+    assert ask(api, family).get_json()["respond_by"] == "2026-12-02"
+
+
+def test_accepting_after_the_family_took_back_involvement_is_409(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = ask(api, family).get_json()["id"]
+    assert api.post(f"/api/v1/families/{family}/consent/revoke", "coord1",
+                    json={"agency": "physio", "field": "involvement"}).status_code == 200
+    refused = api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord", json={})
+    assert refused.status_code == 409, refused.get_json()
+    assert count(app, Involvement, Involvement.agency_id == "physio") == 0
+    assert api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()["state"] == "sent"
