@@ -181,8 +181,10 @@ def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | No
     refs = list(session.scalars(query))
     ciphers = vault.for_families(sorted({r.family_id for r in refs}))
     out = [_out(r, _reason(ciphers[r.family_id], r)) for r in refs]
+    # Reasons of several families were read: which ones goes on record (as
+    # search records what it found), so an auditor can follow each family.
     _audit(session, actor, Action.REFERRAL_LIST, now, direction=direction, state=state,
-           count=len(out))
+           count=len(out), families=sorted({r.family_id for r in refs}))
     session.commit()
     return out
 

@@ -4,6 +4,7 @@ withdrawing, refused moves, sealed reasons, audit."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -221,7 +222,9 @@ def test_reasons_are_sealed_and_every_act_audited(
     assert created.actor == "nurse1" and created.family_id == family
     assert ref in created.detail and "gross motor" not in created.detail
     assert [r.actor for r in audit_rows(app, "referral.decline")] == ["physiocoord"]
-    assert [r.actor for r in audit_rows(app, "referral.list")] == ["physiocoord"]
+    [agency_list] = audit_rows(app, "referral.list")
+    assert agency_list.actor == "physiocoord"
+    assert json.loads(agency_list.detail)["families"] == [family]  # whose reasons were read
     assert [r.actor for r in audit_rows(app, "referral.read")] == ["coord1"]
 
 
