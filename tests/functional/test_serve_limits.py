@@ -116,7 +116,11 @@ def test_the_request_after_a_413_on_the_same_connection_is_answered(
             response.read()
     finally:
         conn.close()
-    assert answered, "no 413 was ever read"
+    if not chunked:
+        assert answered, "no 413 was ever read"
+    # A chunked body is refused while the client is still sending it: on a busy
+    # machine every round may end in a broken pipe before the 413 can be read
+    # (seen in CI); what must hold is that the next request is always answered.
 
 
 def test_a_413_says_the_connection_closes(served: Served) -> None:
