@@ -52,6 +52,8 @@ class Action(StrEnum):
     REFERRAL_ACCEPT = "referral.accept"
     REFERRAL_DECLINE = "referral.decline"
     REFERRAL_WITHDRAW = "referral.withdraw"
+    APPOINTMENT_BOOK = "appointment.book"
+    APPOINTMENT_OUTCOME = "appointment.outcome"
 
 
 class Outcome(StrEnum):

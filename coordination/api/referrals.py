@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from coordination.api import actor, allow, body, db, load, runtime
-from coordination.api.answers import ReferralDetail, ReferralOut
+from coordination.api.answers import AppointmentOut, ReferralDetail, ReferralOut
 from coordination.api.openapi import document
 from coordination.casework import referrals
 from coordination.casework.referral_states import Act
 from coordination.roles import Role
 from coordination.schemas import (
+    AppointmentIn,
+    AppointmentOutcomeIn,
     ReferralAcceptIn,
     ReferralAskIn,
     ReferralListArgs,
@@ -83,6 +85,30 @@ def register(bp: Blueprint) -> None:
     @allow(Role.COORDINATOR)
     def withdraw_referral(referral_id: str) -> Response:
         return _act(referral_id, Act.WITHDRAW, ReferralReasonIn())
+
+    @bp.post("/referrals/<id:referral_id>/appointments")
+    @document("Book an appointment for a referral to the caller's agency (accepted, or "
+              "its last appointment missed); the referral becomes `booked`",
+              body=AppointmentIn, answer=AppointmentOut, status=201, conflicts=True)
+    @allow(*CASEWORK)
+    def book_appointment(referral_id: str) -> tuple[Response, int]:
+        rt = runtime()
+        data = load(AppointmentIn(), body(), checks_first=lambda: referrals.check_book(
+            db(), rt.vault, actor(), referral_id, rt.now()))
+        return jsonify(referrals.book_appointment(db(), rt.vault, actor(), referral_id, data,
+                                                  rt.now())), 201
+
+    @bp.patch("/referrals/<id:referral_id>/appointments/<id:appointment_id>")
+    @document("Record what became of an appointment, once: `attended`, `missed`, or "
+              "`cancelled` (the referral is `accepted` again)",
+              body=AppointmentOutcomeIn, answer=AppointmentOut, conflicts=True)
+    @allow(*CASEWORK)
+    def appointment_outcome(referral_id: str, appointment_id: str) -> Response:
+        rt = runtime()
+        data = load(AppointmentOutcomeIn(), body(), checks_first=lambda: referrals.check_outcome(
+            db(), rt.vault, actor(), referral_id, appointment_id, rt.now()))
+        return jsonify(referrals.set_outcome(db(), rt.vault, actor(), referral_id,
+                                             appointment_id, data, rt.now()))
 
 
 def _act(referral_id: str, act: Act, schema: ReferralAcceptIn | ReferralReasonIn) -> Response:

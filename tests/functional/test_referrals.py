@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
-from coordination.model import Involvement, Referral, ReferralEvent
+from coordination.model import Appointment, Involvement, Referral, ReferralEvent
 from coordination.roles import InvolvementStatus
 from tests.conftest import Api
 from tests.functional.test_revocation_truth import audit_rows, count, family_token
@@ -269,3 +269,133 @@ def test_accepting_after_the_family_took_back_involvement_is_409(
     assert refused.status_code == 409, refused.get_json()
     assert count(app, Involvement, Involvement.agency_id == "physio") == 0
     assert api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()["state"] == "sent"
+
+
+def accepted(api: Api, family: str) -> str:
+    ref = ask(api, family).get_json()["id"]
+    assert api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord",
+                    json={"contact_worker": "physio1"}).status_code == 200
+    return str(ref)
+
+
+def book(api: Api, ref: str, who: str = "physio1", **body: Any) -> Any:
+    body.setdefault("at", "2026-11-26T09:30:00+01:00")
+    body.setdefault("place", "Physio unit, room 4, Storgata 12")
+    return api.post(f"/api/v1/referrals/{ref}/appointments", who, json=body)
+
+
+def outcome(api: Api, ref: str, apt: str, who: str = "physio1", **body: Any) -> Any:
+    return api.call("PATCH", f"/api/v1/referrals/{ref}/appointments/{apt}", who, json=body)
+
+
+def state(api: Api, ref: str) -> str:
+    return str(api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()["state"])
+
+
+def test_booking_an_appointment_and_what_became_of_it(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = accepted(api, family)
+    made = book(api, ref, interpreter_language="tr", accompanied_by="Health visitor")
+    assert made.status_code == 201, made.get_json()
+    apt = made.get_json()
+    assert apt["id"].startswith("apt_") and apt["referral_id"] == ref
+    assert apt["at"] == "2026-11-26T08:30:00Z"  # read as UTC
+    assert apt["place"] == "Physio unit, room 4, Storgata 12"
+    assert apt["accompanied_by"] == "Health visitor" and apt["interpreter_language"] == "tr"
+    assert apt["outcome"] is None and apt["note"] is None
+    # Booked: the referrer, the family and both lists show the appointment.
+    seen = api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()
+    assert seen["state"] == "booked" and seen["appointments"] == [apt]
+    assert [h["state"] for h in seen["history"]] == ["sent", "accepted", "booked"]
+    [mine] = api.get(f"/api/v1/families/{family}/referrals", token).get_json()
+    assert mine["appointments"] == [apt]
+    [theirs] = api.get("/api/v1/referrals?direction=in", "physiocoord").get_json()
+    assert theirs["appointments"] == [apt]
+    # Booked twice is a 409 and stores nothing.
+    assert book(api, ref).status_code == 409
+    # Missed: booked again; the second attended.
+    missed = outcome(api, ref, apt["id"], outcome="missed", note="Nobody came; phoned.")
+    assert missed.status_code == 200, missed.get_json()
+    assert missed.get_json()["outcome"] == "missed"
+    assert missed.get_json()["note"] == "Nobody came; phoned."
+    assert state(api, ref) == "missed"
+    again = book(api, ref, "physiocoord", at="2026-12-03T09:00:00Z").get_json()
+    assert state(api, ref) == "booked"
+    assert outcome(api, ref, again["id"], outcome="attended").status_code == 200
+    assert state(api, ref) == "attended"
+    # An outcome is set once.
+    twice = outcome(api, ref, again["id"], outcome="missed")
+    assert twice.status_code == 409 and "already marked attended" in twice.get_json()["detail"]
+    assert outcome(api, ref, apt["id"], outcome="attended").status_code == 409
+    listed_apts = api.get(f"/api/v1/referrals/{ref}", token).get_json()["appointments"]
+    assert [(a["id"], a["outcome"]) for a in listed_apts] == [
+        (apt["id"], "missed"), (again["id"], "attended")]
+    assert [r.actor for r in audit_rows(app, "appointment.book")] == ["physio1", "physiocoord"]
+    assert [json.loads(r.detail)["outcome"] for r in audit_rows(
+        app, "appointment.outcome")] == ["missed", "attended"]
+
+
+def test_a_cancelled_appointment_takes_the_referral_back_to_accepted(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = accepted(api, family)
+    apt = book(api, ref).get_json()["id"]
+    cancelled = outcome(api, ref, apt, outcome="cancelled", note="The therapist is unwell.")
+    assert cancelled.status_code == 200 and state(api, ref) == "accepted"
+    assert book(api, ref).status_code == 201 and state(api, ref) == "booked"
+    with app.extensions["onestory"].engine.connect() as conn:
+        blobs = [bytes(b) for row in conn.execute(text(
+            "SELECT place, accompanied_by, note FROM appointments")) for b in row
+            if b is not None]
+    assert len(blobs) == 3
+    for blob in blobs:
+        assert b"Storgata" not in blob and b"therapist" not in blob
+
+
+def test_appointments_only_by_the_receiving_agency_and_only_when_accepted(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = ask(api, family).get_json()["id"]
+    # Sent, not yet accepted: no booking.
+    refused = book(api, ref)
+    assert refused.status_code == 409 and "sent" in refused.get_json()["detail"]
+    api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord", json={})
+    # The referrer, the family, an auditor, a third agency may not book.
+    assert book(api, ref, "nurse1").status_code == 403
+    assert book(api, ref, token).status_code == 403
+    assert book(api, ref, "auditor1").status_code == 403
+    assert book(api, ref, "cps1").status_code == 404
+    assert book(api, "ref_0000").status_code == 404
+    assert count(app, Appointment) == 0
+    apt = book(api, ref).get_json()["id"]
+    assert outcome(api, ref, apt, "nurse1", outcome="attended").status_code == 403
+    assert outcome(api, ref, "apt_0000", outcome="attended").status_code == 404
+    other = ask(api, family).get_json()["id"]
+    assert outcome(api, other, apt, outcome="attended").status_code == 404
+    # Withdrawn with an appointment open: its outcome can no longer be set.
+    assert api.post(f"/api/v1/referrals/{ref}/withdraw", "coord1",
+                    json={"reason": "The family moved."}).status_code == 200
+    assert outcome(api, ref, apt, outcome="attended").status_code == 409
+    assert audit_rows(app, "appointment.outcome") == []
+
+
+def test_bad_appointments_are_422_naming_each_and_store_nothing(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = accepted(api, family)
+    bad = book(api, ref, at="2026-11-26T09:30:00", place=" ", interpreter_language="Turkish",
+               colour="red")
+    assert bad.status_code == 422
+    assert set(bad.get_json()["errors"]) == {"at", "place", "interpreter_language", "colour"}
+    assert book(api, ref, at="next tuesday").status_code == 422
+    assert book(api, ref, at=20261126).status_code == 422
+    assert count(app, Appointment) == 0 and state(api, ref) == "accepted"
+    apt = book(api, ref).get_json()["id"]
+    assert outcome(api, ref, apt, outcome="done").status_code == 422
+    assert outcome(api, ref, apt).status_code == 422
+    assert state(api, ref) == "booked"
+    # The erased family's appointments go with it.
+    assert api.call("DELETE", f"/api/v1/families/{family}", "admin1",
+                    json={"reason": "the family asked"}).status_code == 204
+    assert count(app, Appointment) == 0
