@@ -52,6 +52,7 @@ class Action(StrEnum):
     REFERRAL_ACCEPT = "referral.accept"
     REFERRAL_DECLINE = "referral.decline"
     REFERRAL_WITHDRAW = "referral.withdraw"
+    REFERRAL_CLOSE = "referral.close"
     APPOINTMENT_BOOK = "appointment.book"
     APPOINTMENT_OUTCOME = "appointment.outcome"
 

@@ -215,6 +215,13 @@ class AppointmentOutcomeIn(StrictSchema):
     note = text(1, 2000, allow_none=True)
 
 
+class ReferralCloseIn(StrictSchema):
+    """Closing a referral after its appointments: what came of it, for the referrer."""
+
+    outcome_note = fields.String(required=True,
+                                 validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
 class InvolvementPatch(StrictSchema):
     status = fields.String(
         validate=validate.OneOf(["closed"], error="only 'closed' can be set here; "

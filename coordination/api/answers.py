@@ -263,7 +263,8 @@ class ReferralStep(Schema):
     at = _str(metadata=TIME)
     by = _str(metadata={"description": "a username, or 'family'"})
     agency = _maybe_str()
-    note = _maybe_str(metadata={"description": "why (a decline's or withdrawal's reason)"})
+    note = _maybe_str(metadata={"description": "why (a decline's or withdrawal's reason, "
+                                              "or the outcome note of closing)"})
 
 
 class ReferralDetail(ReferralOut):

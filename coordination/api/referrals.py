@@ -15,6 +15,7 @@ from coordination.schemas import (
     AppointmentOutcomeIn,
     ReferralAcceptIn,
     ReferralAskIn,
+    ReferralCloseIn,
     ReferralListArgs,
     ReferralReasonIn,
 )
@@ -86,6 +87,14 @@ def register(bp: Blueprint) -> None:
     def withdraw_referral(referral_id: str) -> Response:
         return _act(referral_id, Act.WITHDRAW, ReferralReasonIn())
 
+    @bp.post("/referrals/<id:referral_id>/close")
+    @document("Close a referral to the caller's agency after an appointment attended or "
+              "missed, with a note on the outcome the referrer reads",
+              body=ReferralCloseIn, answer=ReferralDetail, conflicts=True)
+    @allow(*CASEWORK)
+    def close_referral(referral_id: str) -> Response:
+        return _act(referral_id, Act.CLOSE, ReferralCloseIn())
+
     @bp.post("/referrals/<id:referral_id>/appointments")
     @document("Book an appointment for a referral to the caller's agency (accepted, or "
               "its last appointment missed); the referral becomes `booked`",
@@ -111,7 +120,8 @@ def register(bp: Blueprint) -> None:
                                              appointment_id, data, rt.now()))
 
 
-def _act(referral_id: str, act: Act, schema: ReferralAcceptIn | ReferralReasonIn) -> Response:
+def _act(referral_id: str, act: Act,
+         schema: ReferralAcceptIn | ReferralReasonIn | ReferralCloseIn) -> Response:
     rt = runtime()
     data = load(schema, body(), checks_first=lambda: referrals.check_act(
         db(), rt.vault, actor(), referral_id, act, rt.now()))

@@ -6,8 +6,9 @@ stored. A reason or note is sealed under the family's key like an entry;
 states, dates, agency ids and the asked catalogue rows are not. A referral
 the caller may not see answers exactly like an absent one (404).
 The receiving agency books appointments (place, who accompanies the family
-and the outcome's note sealed too) and records what became of each, once.
-Not yet here: the family's agree/refuse, closing.
+and the outcome's note sealed too), records what became of each, once, and
+closes the referral with a note the referrer reads. Not yet here: the
+family's agree/refuse.
 """
 
 from __future__ import annotations
@@ -274,7 +275,7 @@ def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
 
 
 ACTIONS = {rules.Act.ACCEPT: Action.REFERRAL_ACCEPT, rules.Act.DECLINE: Action.REFERRAL_DECLINE,
-           rules.Act.WITHDRAW: Action.REFERRAL_WITHDRAW}
+           rules.Act.WITHDRAW: Action.REFERRAL_WITHDRAW, rules.Act.CLOSE: Action.REFERRAL_CLOSE}
 
 
 def check_act(session: Session, vault: Vault, actor: Actor, referral_id: str, act: rules.Act,
@@ -303,7 +304,9 @@ def _may_act(actor: Actor, ref: Referral, act: rules.Act) -> None:
 def act_on_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
                     act: rules.Act, data: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Accept (the receiving agency becomes involved, naming its contact
-    worker), decline or withdraw (with a reason the other side reads).
+    worker), decline or withdraw (with a reason the other side reads), or
+    close after an appointment attended or missed (with an outcome note the
+    referrer reads in the history; staff of the receiving agency).
     A move the diagram does not have is a `Conflict`, storing nothing."""
     ref, view = _find(session, vault, actor, referral_id, now, lock=True)
     _may_act(actor, ref, act)
@@ -319,7 +322,8 @@ def act_on_referral(session: Session, vault: Vault, actor: Actor, referral_id: s
                            "it; it cannot be accepted now", reason="not_agreed")
         involve(session, view, actor, ref.to_agency, worker, now)
         detail["contact_worker"] = worker
-    _record(session, view.cipher, ref, actor, moved, data.get("reason"), now)
+    note = data.get("outcome_note") if act == rules.Act.CLOSE else data.get("reason")
+    _record(session, view.cipher, ref, actor, moved, note, now)
     _audit(session, actor, ACTIONS[act], now, family_id=ref.family_id, referral=ref.id,
            state=moved.value, **detail)
     session.commit()

@@ -399,3 +399,58 @@ def test_bad_appointments_are_422_naming_each_and_store_nothing(
     assert api.call("DELETE", f"/api/v1/families/{family}", "admin1",
                     json={"reason": "the family asked"}).status_code == 204
     assert count(app, Appointment) == 0
+
+
+def close(api: Api, ref: str, who: str = "physio1", **body: Any) -> Any:
+    body.setdefault("outcome_note", "Assessed; weekly sessions until March, then review.")
+    return api.post(f"/api/v1/referrals/{ref}/close", who, json=body)
+
+
+def test_closing_after_an_attended_appointment_the_referrer_reads_the_note(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = accepted(api, family)
+    # Accepted, booked: not yet (409), storing nothing.
+    assert close(api, ref).status_code == 409
+    apt = book(api, ref).get_json()["id"]
+    refused = close(api, ref)
+    assert refused.status_code == 409 and "booked" in refused.get_json()["detail"]
+    outcome(api, ref, apt, outcome="attended")
+    # Only the receiving agency closes it.
+    assert close(api, ref, "nurse1").status_code == 403
+    assert close(api, ref, "coord1").status_code == 403
+    assert close(api, ref, token).status_code == 403
+    assert close(api, ref, "cps1").status_code == 404
+    assert close(api, ref, outcome_note="   ").status_code == 422
+    assert close(api, ref, outcome_note="Done.", extra=1).status_code == 422
+    assert audit_rows(app, "referral.close") == []
+    closed = close(api, ref)
+    assert closed.status_code == 200, closed.get_json()
+    assert closed.get_json()["state"] == "closed"
+    seen = api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()
+    assert seen["history"][-1] == {
+        "state": "closed", "at": "2026-11-22T10:00:00Z", "by": "physio1", "agency": "physio",
+        "note": "Assessed; weekly sessions until March, then review."}
+    # Closed is an end: nothing more, not even withdrawing or a second close.
+    assert close(api, ref, "physiocoord").status_code == 409
+    assert api.post(f"/api/v1/referrals/{ref}/withdraw", "coord1",
+                    json={"reason": "Late."}).status_code == 409
+    assert book(api, ref).status_code == 409
+    [row] = audit_rows(app, "referral.close")
+    assert row.actor == "physio1" and row.family_id == family and ref in row.detail
+    assert "weekly" not in row.detail
+    with app.extensions["onestory"].engine.connect() as conn:
+        notes = [bytes(r[0]) for r in conn.execute(
+            text("SELECT note FROM referral_events WHERE note IS NOT NULL"))]
+    assert len(notes) == 1 and b"weekly" not in notes[0]
+
+
+def test_closing_after_a_missed_appointment(api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = accepted(api, family)
+    apt = book(api, ref).get_json()["id"]
+    outcome(api, ref, apt, outcome="missed")
+    closed = close(api, ref, "physiocoord", outcome_note="Three calls unanswered; closed.")
+    assert closed.status_code == 200 and closed.get_json()["state"] == "closed"
+    assert [h["state"] for h in closed.get_json()["history"]] == [
+        "sent", "accepted", "booked", "missed", "closed"]

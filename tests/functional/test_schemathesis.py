@@ -158,7 +158,7 @@ def fuzz(live: Live, token: str, operations: list[str], family: str,
 # when valid input can still be refused.
 STAFF_READS = ["agencies", "fields"]
 REFERRALS = ["create_referral", "referral_list", "family_referrals", "referral"]
-APPOINTMENTS = ["book_appointment", "appointment_outcome"]
+APPOINTMENTS = ["book_appointment", "appointment_outcome", "close_referral"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
                 "get_consent", *REFERRALS, *APPOINTMENTS]
 AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
