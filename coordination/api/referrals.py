@@ -13,6 +13,7 @@ from coordination.roles import Role
 from coordination.schemas import (
     AppointmentIn,
     AppointmentOutcomeIn,
+    EmptyIn,
     ReferralAcceptIn,
     ReferralAskIn,
     ReferralCloseIn,
@@ -87,6 +88,21 @@ def register(bp: Blueprint) -> None:
     def withdraw_referral(referral_id: str) -> Response:
         return _act(referral_id, Act.WITHDRAW, ReferralReasonIn())
 
+    @bp.post("/families/<id:family_id>/referrals/<id:referral_id>/agree")
+    @document("The family agrees to a referral awaiting it: a new form version grants the "
+              "receiving agency exactly the asked rows, and the referral is `sent`",
+              body=EmptyIn, answer=ReferralDetail, conflicts=True)
+    @allow(family=True)
+    def agree_referral(family_id: str, referral_id: str) -> Response:
+        return _answer(family_id, referral_id, agree=True)
+
+    @bp.post("/families/<id:family_id>/referrals/<id:referral_id>/refuse")
+    @document("The family refuses a referral awaiting it (`declined_by_family`)",
+              body=EmptyIn, answer=ReferralDetail, conflicts=True)
+    @allow(family=True)
+    def refuse_referral(family_id: str, referral_id: str) -> Response:
+        return _answer(family_id, referral_id, agree=False)
+
     @bp.post("/referrals/<id:referral_id>/close")
     @document("Close a referral to the caller's agency after an appointment attended or "
               "missed, with a note on the outcome the referrer reads",
@@ -127,3 +143,11 @@ def _act(referral_id: str, act: Act,
         db(), rt.vault, actor(), referral_id, act, rt.now()))
     return jsonify(referrals.act_on_referral(db(), rt.vault, actor(), referral_id, act, data,
                                              rt.now()))
+
+
+def _answer(family_id: str, referral_id: str, *, agree: bool) -> Response:
+    rt = runtime()
+    load(EmptyIn(), body(), checks_first=lambda: referrals.check_family_answer(
+        db(), rt.vault, actor(), family_id, referral_id, rt.now()))
+    return jsonify(referrals.family_answer(db(), rt.vault, actor(), family_id, referral_id,
+                                           agree, rt.now()))

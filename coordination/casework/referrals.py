@@ -7,8 +7,10 @@ states, dates, agency ids and the asked catalogue rows are not. A referral
 the caller may not see answers exactly like an absent one (404).
 The receiving agency books appointments (place, who accompanies the family
 and the outcome's note sealed too), records what became of each, once, and
-closes the referral with a note the referrer reads. Not yet here: the
-family's agree/refuse.
+closes the referral with a note the referrer reads. The family agrees to a
+referral awaiting it (a new form version grants the receiving agency exactly
+the asked rows) or refuses it. Not yet here: a coordinator recording the
+family's answer given in person.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+import consent.services as consent_store
 from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
@@ -35,6 +39,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
+from coordination.casework.form_versions import _write_sealed
 from coordination.casework.involvements import contact_worker_errors, involve, sees_whole_form
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
@@ -419,3 +424,63 @@ def set_outcome(session: Session, vault: Vault, actor: Actor, referral_id: str,
            referral=ref.id, appointment=apt.id, outcome=act.value)
     session.commit()
     return _appointment_out(view.cipher, apt)
+
+
+def check_family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
+                        referral_id: str, now: datetime) -> None:
+    """The checks of `family_answer` that come before 422, without acting."""
+    _family_referral(session, vault, actor, family_id, referral_id, now)
+
+
+def _family_referral(session: Session, vault: Vault, actor: Actor, family_id: str,
+                     referral_id: str, now: datetime, *, lock: bool = False
+                     ) -> tuple[Referral, FamilyView]:
+    if not actor.is_family:
+        raise NotPermitted("only the family answers a referral awaiting it")
+    ref, view = _find(session, vault, actor, referral_id, now, lock=lock)
+    if ref.family_id != family_id:
+        raise FamilyNotFound("absent")
+    return ref, view
+
+
+def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
+                  referral_id: str, agree: bool, now: datetime) -> dict[str, Any]:
+    """The family agrees to a referral awaiting it, or refuses it (only from
+    `awaiting_family`, else a `Conflict`).
+
+    Agreeing writes a new version of the form in force, same signer,
+    purpose and validity, adding exactly the asked cells for the receiving
+    agency (none when they are granted already); the referral is `sent`.
+    With no form in force it is a `Conflict`, storing nothing. Refusing
+    makes it `declined_by_family`; the receiving agency never learns of it."""
+    ref, view = _family_referral(session, vault, actor, family_id, referral_id, now, lock=True)
+    act = rules.Act.FAMILY_AGREES if agree else rules.Act.FAMILY_REFUSES
+    moved = _move(ref, act)
+    version: int | None = None
+    if agree:
+        form, row = view.form, view.form_row
+        if form is None or row is None or not form.in_force(now):
+            raise Conflict("no consent form is in force for this family; one must be "
+                           "signed before agreeing to a referral", reason="no_form")
+        asked = ref.fields.split(",") if ref.fields else []
+        added = frozenset((ref.to_agency, f) for f in asked) - form.cells
+        if added:
+            old_id = f"v{row.version}"
+            signed_by = view.cipher.open("consent_forms", "signed_by", old_id, row.signed_by)
+            purpose = view.cipher.open("consent_forms", "purpose", old_id, row.purpose)
+            try:
+                written, _ = _write_sealed(
+                    session, view, consent_store.FormMeta.of(row), signed_by, purpose,
+                    row.version + 1, form.cells | added,
+                    change=consent.describe_grant(ref.to_agency, sorted(f for _, f in added)),
+                    changed_by=actor.label, now=now)
+            except IntegrityError as exc:
+                session.rollback()
+                raise Conflict("the consent form changed meanwhile; reload it and try "
+                               "again") from exc
+            version = written.version
+    _record(session, view.cipher, ref, actor, moved, None, now)
+    _audit(session, actor, Action.REFERRAL_AGREE if agree else Action.REFERRAL_REFUSE, now,
+           family_id=ref.family_id, referral=ref.id, state=moved.value, version=version)
+    session.commit()
+    return _detail(session, view.cipher, ref)

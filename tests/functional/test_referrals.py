@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
+from consent.tables import ConsentFormRow
 from coordination.model import Appointment, Involvement, Referral, ReferralEvent
 from coordination.roles import InvolvementStatus
 from tests.conftest import Api
@@ -454,3 +455,71 @@ def test_closing_after_a_missed_appointment(api: Api, case: tuple[str, str]) -> 
     assert closed.status_code == 200 and closed.get_json()["state"] == "closed"
     assert [h["state"] for h in closed.get_json()["history"]] == [
         "sent", "accepted", "booked", "missed", "closed"]
+
+
+def answer(api: Api, family: str, ref: str, token: str, how: str, body: Any = None) -> Any:
+    return api.post(f"/api/v1/families/{family}/referrals/{ref}/{how}", token,
+                    json={} if body is None else body)
+
+
+def test_the_family_agrees_and_the_form_grants_exactly_the_asked_cells(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    before = api.get(f"/api/v1/families/{family}/consent", token).get_json()
+    ref = ask(api, family, fields=["health", "contact"]).get_json()["id"]
+    # Staff may not answer for the family; a bad body is a 422 changing nothing.
+    assert answer(api, family, ref, "coord1", "agree").status_code == 403
+    assert answer(api, family, ref, "physiocoord", "agree").status_code == 403
+    assert answer(api, family, ref, token, "agree", {"yes": True}).status_code == 422
+    assert answer(api, family, "ref_0000", token, "agree").status_code == 404
+    assert state(api, ref) == "awaiting_family"
+    agreed = answer(api, family, ref, token, "agree")
+    assert agreed.status_code == 200, agreed.get_json()
+    assert agreed.get_json()["state"] == "sent"
+    assert [h["state"] for h in agreed.get_json()["history"]] == ["awaiting_family", "sent"]
+    after = api.get(f"/api/v1/families/{family}/consent", token).get_json()
+    assert after["version"] == before["version"] + 1
+    assert after["signed_by"] == before["signed_by"]
+    assert after["valid_until"] == before["valid_until"]
+    added = {(a, f) for a, fs in after["grants"].items() for f in fs} - {
+        (a, f) for a, fs in before["grants"].items() for f in fs}
+    assert added == {("physio", "contact")}  # involvement and health were granted already
+    # The receiving agency now sees it and may accept; answering twice is a 409.
+    assert listed(api, "physiocoord", "?direction=in") == [ref]
+    assert answer(api, family, ref, token, "agree").status_code == 409
+    assert answer(api, family, ref, token, "refuse").status_code == 409
+    [row] = audit_rows(app, "referral.agree")
+    assert row.actor == "family" and ref in row.detail
+
+
+def test_the_family_refuses_and_the_receiving_agency_never_learns_of_it(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    version = api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"]
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()["id"]
+    refused = answer(api, family, ref, token, "refuse")
+    assert refused.status_code == 200 and refused.get_json()["state"] == "declined_by_family"
+    assert api.get(f"/api/v1/families/{family}/consent", token).get_json()[
+        "version"] == version
+    assert api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()[
+        "state"] == "declined_by_family"
+    assert answer(api, family, ref, token, "agree").status_code == 409
+    # A referral already sent is not the family's to answer.
+    sent = ask(api, family).get_json()["id"]
+    assert answer(api, family, sent, token, "refuse").status_code == 409
+    assert [r.actor for r in audit_rows(app, "referral.refuse")] == ["family"]
+
+
+def test_agreeing_with_no_form_in_force_is_409(app: Flask, api: Api, clock: Any) -> None:
+    family = api.new_family("nurse1", display_name="Deniz Kaya", birth_date="2023-05-02")
+    receipt = api.sign(family, GRID, valid_until="2026-11-24")["receipt"]
+    ref = ask(api, family, fields=["contact"]).get_json()["id"]
+    clock.advance(days=3)  # the form ended on 2026-11-24
+    token = family_token(api, receipt)
+    refused = answer(api, family, ref, token, "agree")
+    assert refused.status_code == 409, refused.get_json()
+    assert "no consent form is in force" in refused.get_json()["detail"]
+    assert state(api, ref) == "awaiting_family"
+    assert audit_rows(app, "referral.agree") == []
+    with app.extensions["onestory"].sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ConsentFormRow)) == 1

@@ -163,7 +163,8 @@ PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry"
                 "get_consent", *REFERRALS, *APPOINTMENTS]
 AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
-          "openapi_document", "family_referrals", "referral"]
+          "openapi_document", "family_referrals", "referral", "agree_referral",
+          "refuse_referral"]
 STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", "refer",
               "update_involvement", "put_consent", "hide", "audit_entries", "audit_verify",
               "erase", "create_referral", "referral_list", "accept_referral",
