@@ -52,6 +52,11 @@ class Action(StrEnum):
     REFERRAL_ACCEPT = "referral.accept"
     REFERRAL_DECLINE = "referral.decline"
     REFERRAL_WITHDRAW = "referral.withdraw"
+    REFERRAL_CLOSE = "referral.close"
+    REFERRAL_AGREE = "referral.agree"
+    REFERRAL_REFUSE = "referral.refuse"
+    APPOINTMENT_BOOK = "appointment.book"
+    APPOINTMENT_OUTCOME = "appointment.outcome"
 
 
 class Outcome(StrEnum):

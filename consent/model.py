@@ -160,7 +160,7 @@ def named_agency(change: str) -> str | None:
     """The agency a version's change text names, if any (see
     `describe_revocation` and `describe_ending`, which write them)."""
     words = change.split()
-    if change.startswith("revoke cell ") and len(words) == 3:
+    if change.startswith(("revoke cell ", "grant cells ")) and len(words) == 3:
         return words[2].split("/", 1)[0]
     if change.startswith(("revoke column ", "end part ")) and len(words) == 3:
         return words[2]
@@ -174,6 +174,12 @@ def change_as_read(change: str, reader: str | None, full: bool) -> str:
     if full or named is None or named == reader:
         return change
     return "changed"
+
+
+def describe_grant(agency: str, fields: list[str]) -> str:
+    """The change text of a version adding `agency`'s cells for `fields`
+    (a referral the family agreed to)."""
+    return "grant cells " + ",".join(f"{agency}/{f}" for f in fields)
 
 
 def describe_ending(agency: str) -> str:

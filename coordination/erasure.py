@@ -26,6 +26,7 @@ from coordination.errors import Conflict, FamilyNotFound, InvalidInput
 from coordination.keystore import KeyStore
 from coordination.model import (
     ApiToken,
+    Appointment,
     Entry,
     Erasure,
     Family,
@@ -67,8 +68,9 @@ def erase_family(
 
     form_ids = select(ConsentFormRow.id).where(ConsentFormRow.family_id == family_id)
     session.execute(delete(ConsentCellRow).where(ConsentCellRow.form_id.in_(form_ids)))
-    session.execute(delete(ReferralEvent).where(ReferralEvent.referral_id.in_(
-        select(Referral.id).where(Referral.family_id == family_id))))
+    referral_ids = select(Referral.id).where(Referral.family_id == family_id)
+    session.execute(delete(ReferralEvent).where(ReferralEvent.referral_id.in_(referral_ids)))
+    session.execute(delete(Appointment).where(Appointment.referral_id.in_(referral_ids)))
     for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement,
                   Referral):
         session.execute(delete(table).where(table.family_id == family_id))

@@ -252,3 +252,23 @@ class ReferralEvent(Base):
     by: Mapped[str] = mapped_column(String(64))
     agency_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class Appointment(Base):
+    """An appointment the receiving agency booked for a referral (CONTRACT.md,
+    "Referrals"). The place, who accompanies the family and the note on its
+    outcome are sealed under the family's key; the time, the interpreter's
+    language and the outcome are not. The outcome is set once."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (Index("ix_appointments_referral", "referral_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    place: Mapped[bytes] = mapped_column(LargeBinary)
+    interpreter_language: Mapped[str | None] = mapped_column(String(35), nullable=True)
+    accompanied_by: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -7,6 +7,7 @@ string, "yes" is not a boolean.
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 from marshmallow import (
@@ -175,6 +176,50 @@ class ReferralReasonIn(StrictSchema):
     def _reason_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
         if "reason" in data and not data["reason"].strip():
             raise ValidationError({"reason": ["must not be blank"]})
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+class StrictDateTime(fields.AwareDateTime):
+    """An ISO 8601 moment with its offset (`Z` or `+hh:mm`), read as UTC."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(format="iso", **kw)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        return moment.astimezone(UTC)
+
+
+class AppointmentIn(StrictSchema):
+    """An appointment the receiving agency books for a referral."""
+
+    at = StrictDateTime(required=True)
+    place = fields.String(required=True, validate=[validate.Length(min=1, max=500), _not_blank])
+    interpreter_language = fields.String(
+        validate=[LANGUAGE, _one_line, validate.Length(max=16)], allow_none=True
+    )
+    accompanied_by = text(1, 200, allow_none=True)
+
+
+class AppointmentOutcomeIn(StrictSchema):
+    """What became of an appointment: set once."""
+
+    outcome = fields.String(required=True,
+                            validate=validate.OneOf(["attended", "missed", "cancelled"]))
+    note = text(1, 2000, allow_none=True)
+
+
+class ReferralCloseIn(StrictSchema):
+    """Closing a referral after its appointments: what came of it, for the referrer."""
+
+    outcome_note = fields.String(required=True,
+                                 validate=[validate.Length(min=1, max=2000), _not_blank])
 
 
 class InvolvementPatch(StrictSchema):

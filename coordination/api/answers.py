@@ -225,9 +225,23 @@ REFERRAL_STATES = ["awaiting_family", "sent", "declined_by_family", "declined", 
                    "booked", "attended", "missed", "closed", "withdrawn"]
 
 
+class AppointmentOut(Schema):
+    """An appointment booked for a referral; `outcome` and `note` are null
+    until what became of it is recorded."""
+
+    id = _str()
+    referral_id = _str()
+    at = _str(metadata=TIME)
+    place = _str()
+    interpreter_language = _maybe_str()
+    accompanied_by = _maybe_str()
+    outcome = _maybe_str(metadata={"enum": ["attended", "missed", "cancelled", None]})
+    note = _maybe_str()
+    created_at = _str(metadata=TIME)
+
+
 class ReferralOut(Schema):
-    """A referral (CONTRACT.md, "Referrals"); `appointments` stays empty until
-    appointments are booked through the API."""
+    """A referral (CONTRACT.md, "Referrals") with its appointments, earliest first."""
 
     id = _str()
     family_id = _str()
@@ -241,7 +255,7 @@ class ReferralOut(Schema):
     fields_ = _strings(data_key="fields")
     interpreter_language = _maybe_str()
     accompany = fields.Boolean(required=True)
-    appointments = fields.List(fields.Dict(), required=True)
+    appointments = fields.List(fields.Nested(AppointmentOut), required=True)
 
 
 class ReferralStep(Schema):
@@ -249,7 +263,8 @@ class ReferralStep(Schema):
     at = _str(metadata=TIME)
     by = _str(metadata={"description": "a username, or 'family'"})
     agency = _maybe_str()
-    note = _maybe_str(metadata={"description": "why (a decline's or withdrawal's reason)"})
+    note = _maybe_str(metadata={"description": "why (a decline's or withdrawal's reason, "
+                                              "or the outcome note of closing)"})
 
 
 class ReferralDetail(ReferralOut):

@@ -5,14 +5,18 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from coordination.api import actor, allow, body, db, load, runtime
-from coordination.api.answers import ReferralDetail, ReferralOut
+from coordination.api.answers import AppointmentOut, ReferralDetail, ReferralOut
 from coordination.api.openapi import document
 from coordination.casework import referrals
 from coordination.casework.referral_states import Act
 from coordination.roles import Role
 from coordination.schemas import (
+    AppointmentIn,
+    AppointmentOutcomeIn,
+    EmptyIn,
     ReferralAcceptIn,
     ReferralAskIn,
+    ReferralCloseIn,
     ReferralListArgs,
     ReferralReasonIn,
 )
@@ -84,10 +88,66 @@ def register(bp: Blueprint) -> None:
     def withdraw_referral(referral_id: str) -> Response:
         return _act(referral_id, Act.WITHDRAW, ReferralReasonIn())
 
+    @bp.post("/families/<id:family_id>/referrals/<id:referral_id>/agree")
+    @document("The family agrees to a referral awaiting it: a new form version grants the "
+              "receiving agency exactly the asked rows, and the referral is `sent`",
+              body=EmptyIn, answer=ReferralDetail, conflicts=True)
+    @allow(family=True)
+    def agree_referral(family_id: str, referral_id: str) -> Response:
+        return _answer(family_id, referral_id, agree=True)
 
-def _act(referral_id: str, act: Act, schema: ReferralAcceptIn | ReferralReasonIn) -> Response:
+    @bp.post("/families/<id:family_id>/referrals/<id:referral_id>/refuse")
+    @document("The family refuses a referral awaiting it (`declined_by_family`)",
+              body=EmptyIn, answer=ReferralDetail, conflicts=True)
+    @allow(family=True)
+    def refuse_referral(family_id: str, referral_id: str) -> Response:
+        return _answer(family_id, referral_id, agree=False)
+
+    @bp.post("/referrals/<id:referral_id>/close")
+    @document("Close a referral to the caller's agency after an appointment attended or "
+              "missed, with a note on the outcome the referrer reads",
+              body=ReferralCloseIn, answer=ReferralDetail, conflicts=True)
+    @allow(*CASEWORK)
+    def close_referral(referral_id: str) -> Response:
+        return _act(referral_id, Act.CLOSE, ReferralCloseIn())
+
+    @bp.post("/referrals/<id:referral_id>/appointments")
+    @document("Book an appointment for a referral to the caller's agency (accepted, or "
+              "its last appointment missed); the referral becomes `booked`",
+              body=AppointmentIn, answer=AppointmentOut, status=201, conflicts=True)
+    @allow(*CASEWORK)
+    def book_appointment(referral_id: str) -> tuple[Response, int]:
+        rt = runtime()
+        data = load(AppointmentIn(), body(), checks_first=lambda: referrals.check_book(
+            db(), rt.vault, actor(), referral_id, rt.now()))
+        return jsonify(referrals.book_appointment(db(), rt.vault, actor(), referral_id, data,
+                                                  rt.now())), 201
+
+    @bp.patch("/referrals/<id:referral_id>/appointments/<id:appointment_id>")
+    @document("Record what became of an appointment, once: `attended`, `missed`, or "
+              "`cancelled` (the referral is `accepted` again)",
+              body=AppointmentOutcomeIn, answer=AppointmentOut, conflicts=True)
+    @allow(*CASEWORK)
+    def appointment_outcome(referral_id: str, appointment_id: str) -> Response:
+        rt = runtime()
+        data = load(AppointmentOutcomeIn(), body(), checks_first=lambda: referrals.check_outcome(
+            db(), rt.vault, actor(), referral_id, appointment_id, rt.now()))
+        return jsonify(referrals.set_outcome(db(), rt.vault, actor(), referral_id,
+                                             appointment_id, data, rt.now()))
+
+
+def _act(referral_id: str, act: Act,
+         schema: ReferralAcceptIn | ReferralReasonIn | ReferralCloseIn) -> Response:
     rt = runtime()
     data = load(schema, body(), checks_first=lambda: referrals.check_act(
         db(), rt.vault, actor(), referral_id, act, rt.now()))
     return jsonify(referrals.act_on_referral(db(), rt.vault, actor(), referral_id, act, data,
                                              rt.now()))
+
+
+def _answer(family_id: str, referral_id: str, *, agree: bool) -> Response:
+    rt = runtime()
+    load(EmptyIn(), body(), checks_first=lambda: referrals.check_family_answer(
+        db(), rt.vault, actor(), family_id, referral_id, rt.now()))
+    return jsonify(referrals.family_answer(db(), rt.vault, actor(), family_id, referral_id,
+                                           agree, rt.now()))

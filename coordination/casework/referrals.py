@@ -5,7 +5,12 @@ The moves and who makes them are `casework.referral_states`; here they are
 stored. A reason or note is sealed under the family's key like an entry;
 states, dates, agency ids and the asked catalogue rows are not. A referral
 the caller may not see answers exactly like an absent one (404).
-Not yet here: the family's agree/refuse, appointments, closing.
+The receiving agency books appointments (place, who accompanies the family
+and the outcome's note sealed too), records what became of each, once, and
+closes the referral with a note the referrer reads. The family agrees to a
+referral awaiting it (a new form version grants the receiving agency exactly
+the asked rows) or refuses it. Not yet here: a coordinator recording the
+family's answer given in person.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+import consent.services as consent_store
 from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
@@ -32,10 +39,11 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
+from coordination.casework.form_versions import _write_sealed
 from coordination.casework.involvements import contact_worker_errors, involve, sees_whole_form
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
-from coordination.model import Agency, Family, Referral, ReferralEvent
+from coordination.model import Agency, Appointment, Family, Referral, ReferralEvent
 from coordination.roles import Role
 
 RECEIVER_HIDDEN = tuple(s.value for s in rules.State if not rules.receiver_sees(s))
@@ -125,7 +133,8 @@ def _event(cipher: FamilyCipher, ref: Referral, actor: Actor, seq: int, note: st
 
 
 def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
-         events: list[ReferralEvent] | None = None) -> dict[str, Any]:
+         events: list[ReferralEvent] | None = None,
+         appointments: list[Appointment] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": ref.id,
         "family_id": ref.family_id,
@@ -139,7 +148,8 @@ def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
         "fields": ref.fields.split(",") if ref.fields else [],
         "interpreter_language": ref.interpreter_language,
         "accompany": ref.accompany,
-        "appointments": [],
+        "appointments": ([] if cipher is None else
+                         [_appointment_out(cipher, a) for a in appointments or []]),
     }
     if events is not None and cipher is not None:
         out["history"] = [{
@@ -148,6 +158,34 @@ def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
                 "referral_events", "note", f"{ref.id}/{e.seq}", e.note),
         } for e in events]
     return out
+
+
+def _appointment_out(cipher: FamilyCipher, apt: Appointment) -> dict[str, Any]:
+    def opened(column: str, sealed: bytes | None) -> str | None:
+        return None if sealed is None else cipher.open("appointments", column, apt.id, sealed)
+
+    return {
+        "id": apt.id,
+        "referral_id": apt.referral_id,
+        "at": iso_time(apt.at),
+        "place": opened("place", apt.place),
+        "interpreter_language": apt.interpreter_language,
+        "accompanied_by": opened("accompanied_by", apt.accompanied_by),
+        "outcome": apt.outcome,
+        "note": opened("note", apt.note),
+        "created_at": iso_time(apt.created_at),
+    }
+
+
+def _appointments(session: Session, refs: list[Referral]) -> dict[str, list[Appointment]]:
+    """The referrals' appointments by referral id, earliest first (one query)."""
+    found: dict[str, list[Appointment]] = {r.id: [] for r in refs}
+    if refs:
+        for apt in session.scalars(select(Appointment).where(
+                Appointment.referral_id.in_(list(found)))
+                .order_by(Appointment.at, Appointment.created_at, Appointment.id)):
+            found[apt.referral_id].append(apt)
+    return found
 
 
 def _reason(cipher: FamilyCipher, ref: Referral) -> str:
@@ -180,7 +218,9 @@ def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | No
         query = query.where(Referral.state == state)
     refs = list(session.scalars(query))
     ciphers = vault.for_families(sorted({r.family_id for r in refs}))
-    out = [_out(r, _reason(ciphers[r.family_id], r)) for r in refs]
+    apts = _appointments(session, refs)
+    out = [_out(r, _reason(ciphers[r.family_id], r), ciphers[r.family_id],
+                appointments=apts[r.id]) for r in refs]
     # Reasons of several families were read: which ones goes on record (as
     # search records what it found), so an auditor can follow each family.
     _audit(session, actor, Action.REFERRAL_LIST, now, direction=direction, state=state,
@@ -196,7 +236,9 @@ def family_referrals(session: Session, vault: Vault, actor: Actor, family_id: st
     refs = [r for r in session.scalars(
         select(Referral).where(Referral.family_id == family_id)
         .order_by(Referral.created_at.desc(), Referral.id.desc())) if _sees(actor, r)]
-    out = [_out(r, _reason(view.cipher, r)) for r in refs]
+    apts = _appointments(session, refs)
+    out = [_out(r, _reason(view.cipher, r), view.cipher, appointments=apts[r.id])
+           for r in refs]
     _audit(session, actor, Action.REFERRAL_LIST, now, family_id=family_id, count=len(out))
     session.commit()
     return out
@@ -221,11 +263,16 @@ def _history(session: Session, ref: Referral) -> list[ReferralEvent]:
         ReferralEvent.referral_id == ref.id).order_by(ReferralEvent.seq)))
 
 
+def _detail(session: Session, cipher: FamilyCipher, ref: Referral) -> dict[str, Any]:
+    return _out(ref, _reason(cipher, ref), cipher, _history(session, ref),
+                _appointments(session, [ref])[ref.id])
+
+
 def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
                  now: datetime) -> dict[str, Any]:
     """One referral with its history of states (who, when, why)."""
     ref, view = _find(session, vault, actor, referral_id, now)
-    out = _out(ref, _reason(view.cipher, ref), view.cipher, _history(session, ref))
+    out = _detail(session, view.cipher, ref)
     _audit(session, actor, Action.REFERRAL_READ, now, family_id=ref.family_id,
            referral=ref.id)
     session.commit()
@@ -233,7 +280,7 @@ def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
 
 
 ACTIONS = {rules.Act.ACCEPT: Action.REFERRAL_ACCEPT, rules.Act.DECLINE: Action.REFERRAL_DECLINE,
-           rules.Act.WITHDRAW: Action.REFERRAL_WITHDRAW}
+           rules.Act.WITHDRAW: Action.REFERRAL_WITHDRAW, rules.Act.CLOSE: Action.REFERRAL_CLOSE}
 
 
 def check_act(session: Session, vault: Vault, actor: Actor, referral_id: str, act: rules.Act,
@@ -243,25 +290,32 @@ def check_act(session: Session, vault: Vault, actor: Actor, referral_id: str, ac
     _may_act(actor, ref, act)
 
 
+# Acts the receiving agency's practitioners make too (the others are a coordinator's).
+BY_PRACTITIONERS = frozenset({rules.Act.BOOK, rules.Act.ATTENDED, rules.Act.MISSED,
+                              rules.Act.CANCEL_APPOINTMENT, rules.Act.CLOSE})
+
+
 def _may_act(actor: Actor, ref: Referral, act: rules.Act) -> None:
     party = rules.WHO[act]
     agency = ref.to_agency if party == rules.Party.RECEIVER else ref.from_agency
-    if actor.is_family or actor.agency_id != agency or actor.role != Role.COORDINATOR:
+    roles = {Role.COORDINATOR, Role.PRACTITIONER} if act in BY_PRACTITIONERS else {
+        Role.COORDINATOR}
+    if actor.is_family or actor.agency_id != agency or actor.role not in roles:
         whose = "receiving" if party == rules.Party.RECEIVER else "referring"
-        raise NotPermitted(f"only a coordinator of the {whose} agency may do this")
+        who = "staff" if act in BY_PRACTITIONERS else "a coordinator"
+        raise NotPermitted(f"only {who} of the {whose} agency may do this")
 
 
 def act_on_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
                     act: rules.Act, data: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Accept (the receiving agency becomes involved, naming its contact
-    worker), decline or withdraw (with a reason the other side reads).
+    worker), decline or withdraw (with a reason the other side reads), or
+    close after an appointment attended or missed (with an outcome note the
+    referrer reads in the history; staff of the receiving agency).
     A move the diagram does not have is a `Conflict`, storing nothing."""
     ref, view = _find(session, vault, actor, referral_id, now, lock=True)
     _may_act(actor, ref, act)
-    try:
-        moved = rules.next_state(rules.State(ref.state), act)
-    except rules.IllegalTransition as exc:
-        raise Conflict(str(exc)) from None
+    moved = _move(ref, act)
     detail: dict[str, Any] = {}
     if act == rules.Act.ACCEPT:
         worker = data.get("contact_worker")
@@ -273,11 +327,160 @@ def act_on_referral(session: Session, vault: Vault, actor: Actor, referral_id: s
                            "it; it cannot be accepted now", reason="not_agreed")
         involve(session, view, actor, ref.to_agency, worker, now)
         detail["contact_worker"] = worker
-    ref.state = moved.value
-    seq = (session.scalar(select(func.max(ReferralEvent.seq)).where(
-        ReferralEvent.referral_id == ref.id)) or 0) + 1
-    session.add(_event(view.cipher, ref, actor, seq, data.get("reason"), now))
+    note = data.get("outcome_note") if act == rules.Act.CLOSE else data.get("reason")
+    _record(session, view.cipher, ref, actor, moved, note, now)
     _audit(session, actor, ACTIONS[act], now, family_id=ref.family_id, referral=ref.id,
            state=moved.value, **detail)
     session.commit()
-    return _out(ref, _reason(view.cipher, ref), view.cipher, _history(session, ref))
+    return _detail(session, view.cipher, ref)
+
+
+def _move(ref: Referral, act: rules.Act) -> rules.State:
+    try:
+        return rules.next_state(rules.State(ref.state), act)
+    except rules.IllegalTransition as exc:
+        raise Conflict(str(exc)) from None
+
+
+def _record(session: Session, cipher: FamilyCipher, ref: Referral, actor: Actor,
+            moved: rules.State, note: str | None, now: datetime) -> None:
+    """Move the referral and add the state to its history."""
+    ref.state = moved.value
+    seq = (session.scalar(select(func.max(ReferralEvent.seq)).where(
+        ReferralEvent.referral_id == ref.id)) or 0) + 1
+    session.add(_event(cipher, ref, actor, seq, note, now))
+
+
+def check_book(session: Session, vault: Vault, actor: Actor, referral_id: str,
+               now: datetime) -> None:
+    """The checks of `book_appointment` that come before 422, without acting."""
+    ref, _ = _find(session, vault, actor, referral_id, now)
+    _may_act(actor, ref, rules.Act.BOOK)
+
+
+def book_appointment(session: Session, vault: Vault, actor: Actor, referral_id: str,
+                     data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Book an appointment for an accepted referral (or one whose last
+    appointment was missed): the referral becomes `booked`. Staff of the
+    receiving agency only (`NotPermitted`); from any other state a
+    `Conflict`, storing nothing. The place and who accompanies the family are
+    sealed under the family's key."""
+    ref, view = _find(session, vault, actor, referral_id, now, lock=True)
+    _may_act(actor, ref, rules.Act.BOOK)
+    moved = _move(ref, rules.Act.BOOK)
+    apt_id = new_id("apt")
+    cipher = view.cipher
+    accompanied = data.get("accompanied_by")
+    apt = Appointment(
+        id=apt_id, referral_id=ref.id, at=data["at"],
+        place=cipher.seal("appointments", "place", apt_id, data["place"]),
+        interpreter_language=data.get("interpreter_language"),
+        accompanied_by=None if accompanied is None else cipher.seal(
+            "appointments", "accompanied_by", apt_id, accompanied),
+        created_at=now,
+    )
+    session.add(apt)
+    _record(session, cipher, ref, actor, moved, None, now)
+    _audit(session, actor, Action.APPOINTMENT_BOOK, now, family_id=ref.family_id,
+           referral=ref.id, appointment=apt_id, at=iso_time(apt.at))
+    session.commit()
+    return _appointment_out(cipher, apt)
+
+
+def _find_appointment(session: Session, vault: Vault, actor: Actor, referral_id: str,
+                      appointment_id: str, now: datetime, *, lock: bool = False
+                      ) -> tuple[Referral, FamilyView, Appointment]:
+    ref, view = _find(session, vault, actor, referral_id, now, lock=lock)
+    apt = session.get(Appointment, appointment_id, populate_existing=lock)
+    if apt is None or apt.referral_id != ref.id:
+        raise FamilyNotFound("absent")
+    return ref, view, apt
+
+
+def check_outcome(session: Session, vault: Vault, actor: Actor, referral_id: str,
+                  appointment_id: str, now: datetime) -> None:
+    """The checks of `set_outcome` that come before 422, without acting."""
+    ref, _, _ = _find_appointment(session, vault, actor, referral_id, appointment_id, now)
+    _may_act(actor, ref, rules.Act.ATTENDED)
+
+
+def set_outcome(session: Session, vault: Vault, actor: Actor, referral_id: str,
+                appointment_id: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Record what became of an appointment, once (a second time is a
+    `Conflict`): `attended` and `missed` move a booked referral on,
+    `cancelled` takes it back to `accepted`. The note is sealed."""
+    ref, view, apt = _find_appointment(session, vault, actor, referral_id, appointment_id,
+                                       now, lock=True)
+    act = rules.Act(data["outcome"])
+    _may_act(actor, ref, act)
+    if apt.outcome is not None:
+        raise Conflict(f"this appointment is already marked {apt.outcome}")
+    moved = _move(ref, act)
+    note = data.get("note")
+    apt.outcome = act.value
+    apt.note = None if note is None else view.cipher.seal("appointments", "note", apt.id, note)
+    _record(session, view.cipher, ref, actor, moved, None, now)
+    _audit(session, actor, Action.APPOINTMENT_OUTCOME, now, family_id=ref.family_id,
+           referral=ref.id, appointment=apt.id, outcome=act.value)
+    session.commit()
+    return _appointment_out(view.cipher, apt)
+
+
+def check_family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
+                        referral_id: str, now: datetime) -> None:
+    """The checks of `family_answer` that come before 422, without acting."""
+    _family_referral(session, vault, actor, family_id, referral_id, now)
+
+
+def _family_referral(session: Session, vault: Vault, actor: Actor, family_id: str,
+                     referral_id: str, now: datetime, *, lock: bool = False
+                     ) -> tuple[Referral, FamilyView]:
+    if not actor.is_family:
+        raise NotPermitted("only the family answers a referral awaiting it")
+    ref, view = _find(session, vault, actor, referral_id, now, lock=lock)
+    if ref.family_id != family_id:
+        raise FamilyNotFound("absent")
+    return ref, view
+
+
+def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
+                  referral_id: str, agree: bool, now: datetime) -> dict[str, Any]:
+    """The family agrees to a referral awaiting it, or refuses it (only from
+    `awaiting_family`, else a `Conflict`).
+
+    Agreeing writes a new version of the form in force, same signer,
+    purpose and validity, adding exactly the asked cells for the receiving
+    agency (none when they are granted already); the referral is `sent`.
+    With no form in force it is a `Conflict`, storing nothing. Refusing
+    makes it `declined_by_family`; the receiving agency never learns of it."""
+    ref, view = _family_referral(session, vault, actor, family_id, referral_id, now, lock=True)
+    act = rules.Act.FAMILY_AGREES if agree else rules.Act.FAMILY_REFUSES
+    moved = _move(ref, act)
+    version: int | None = None
+    if agree:
+        form, row = view.form, view.form_row
+        if form is None or row is None or not form.in_force(now):
+            raise Conflict("no consent form is in force for this family; one must be "
+                           "signed before agreeing to a referral", reason="no_form")
+        asked = ref.fields.split(",") if ref.fields else []
+        added = frozenset((ref.to_agency, f) for f in asked) - form.cells
+        if added:
+            old_id = f"v{row.version}"
+            signed_by = view.cipher.open("consent_forms", "signed_by", old_id, row.signed_by)
+            purpose = view.cipher.open("consent_forms", "purpose", old_id, row.purpose)
+            try:
+                written, _ = _write_sealed(
+                    session, view, consent_store.FormMeta.of(row), signed_by, purpose,
+                    row.version + 1, form.cells | added,
+                    change=consent.describe_grant(ref.to_agency, sorted(f for _, f in added)),
+                    changed_by=actor.label, now=now)
+            except IntegrityError as exc:
+                session.rollback()
+                raise Conflict("the consent form changed meanwhile; reload it and try "
+                               "again") from exc
+            version = written.version
+    _record(session, view.cipher, ref, actor, moved, None, now)
+    _audit(session, actor, Action.REFERRAL_AGREE if agree else Action.REFERRAL_REFUSE, now,
+           family_id=ref.family_id, referral=ref.id, state=moved.value, version=version)
+    session.commit()
+    return _detail(session, view.cipher, ref)

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
-from coordination.model import Involvement, Referral, ReferralEvent
+from consent.tables import ConsentFormRow
+from coordination.model import Appointment, Involvement, Referral, ReferralEvent
 from coordination.roles import InvolvementStatus
 from tests.conftest import Api
 from tests.functional.test_revocation_truth import audit_rows, count, family_token
@@ -269,3 +270,256 @@ def test_accepting_after_the_family_took_back_involvement_is_409(
     assert refused.status_code == 409, refused.get_json()
     assert count(app, Involvement, Involvement.agency_id == "physio") == 0
     assert api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()["state"] == "sent"
+
+
+def accepted(api: Api, family: str) -> str:
+    ref = ask(api, family).get_json()["id"]
+    assert api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord",
+                    json={"contact_worker": "physio1"}).status_code == 200
+    return str(ref)
+
+
+def book(api: Api, ref: str, who: str = "physio1", **body: Any) -> Any:
+    body.setdefault("at", "2026-11-26T09:30:00+01:00")
+    body.setdefault("place", "Physio unit, room 4, Storgata 12")
+    return api.post(f"/api/v1/referrals/{ref}/appointments", who, json=body)
+
+
+def outcome(api: Api, ref: str, apt: str, who: str = "physio1", **body: Any) -> Any:
+    return api.call("PATCH", f"/api/v1/referrals/{ref}/appointments/{apt}", who, json=body)
+
+
+def state(api: Api, ref: str) -> str:
+    return str(api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()["state"])
+
+
+def test_booking_an_appointment_and_what_became_of_it(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = accepted(api, family)
+    made = book(api, ref, interpreter_language="tr", accompanied_by="Health visitor")
+    assert made.status_code == 201, made.get_json()
+    apt = made.get_json()
+    assert apt["id"].startswith("apt_") and apt["referral_id"] == ref
+    assert apt["at"] == "2026-11-26T08:30:00Z"  # read as UTC
+    assert apt["place"] == "Physio unit, room 4, Storgata 12"
+    assert apt["accompanied_by"] == "Health visitor" and apt["interpreter_language"] == "tr"
+    assert apt["outcome"] is None and apt["note"] is None
+    # Booked: the referrer, the family and both lists show the appointment.
+    seen = api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()
+    assert seen["state"] == "booked" and seen["appointments"] == [apt]
+    assert [h["state"] for h in seen["history"]] == ["sent", "accepted", "booked"]
+    [mine] = api.get(f"/api/v1/families/{family}/referrals", token).get_json()
+    assert mine["appointments"] == [apt]
+    [theirs] = api.get("/api/v1/referrals?direction=in", "physiocoord").get_json()
+    assert theirs["appointments"] == [apt]
+    # Booked twice is a 409 and stores nothing.
+    assert book(api, ref).status_code == 409
+    # Missed: booked again; the second attended.
+    missed = outcome(api, ref, apt["id"], outcome="missed", note="Nobody came; phoned.")
+    assert missed.status_code == 200, missed.get_json()
+    assert missed.get_json()["outcome"] == "missed"
+    assert missed.get_json()["note"] == "Nobody came; phoned."
+    assert state(api, ref) == "missed"
+    again = book(api, ref, "physiocoord", at="2026-12-03T09:00:00Z").get_json()
+    assert state(api, ref) == "booked"
+    assert outcome(api, ref, again["id"], outcome="attended").status_code == 200
+    assert state(api, ref) == "attended"
+    # An outcome is set once.
+    twice = outcome(api, ref, again["id"], outcome="missed")
+    assert twice.status_code == 409 and "already marked attended" in twice.get_json()["detail"]
+    assert outcome(api, ref, apt["id"], outcome="attended").status_code == 409
+    listed_apts = api.get(f"/api/v1/referrals/{ref}", token).get_json()["appointments"]
+    assert [(a["id"], a["outcome"]) for a in listed_apts] == [
+        (apt["id"], "missed"), (again["id"], "attended")]
+    assert [r.actor for r in audit_rows(app, "appointment.book")] == ["physio1", "physiocoord"]
+    assert [json.loads(r.detail)["outcome"] for r in audit_rows(
+        app, "appointment.outcome")] == ["missed", "attended"]
+
+
+def test_a_cancelled_appointment_takes_the_referral_back_to_accepted(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = accepted(api, family)
+    apt = book(api, ref).get_json()["id"]
+    cancelled = outcome(api, ref, apt, outcome="cancelled", note="The therapist is unwell.")
+    assert cancelled.status_code == 200 and state(api, ref) == "accepted"
+    assert book(api, ref).status_code == 201 and state(api, ref) == "booked"
+    with app.extensions["onestory"].engine.connect() as conn:
+        blobs = [bytes(b) for row in conn.execute(text(
+            "SELECT place, accompanied_by, note FROM appointments")) for b in row
+            if b is not None]
+    assert len(blobs) == 3
+    for blob in blobs:
+        assert b"Storgata" not in blob and b"therapist" not in blob
+
+
+def test_appointments_only_by_the_receiving_agency_and_only_when_accepted(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = ask(api, family).get_json()["id"]
+    # Sent, not yet accepted: no booking.
+    refused = book(api, ref)
+    assert refused.status_code == 409 and "sent" in refused.get_json()["detail"]
+    api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord", json={})
+    # The referrer, the family, an auditor, a third agency may not book.
+    assert book(api, ref, "nurse1").status_code == 403
+    assert book(api, ref, token).status_code == 403
+    assert book(api, ref, "auditor1").status_code == 403
+    assert book(api, ref, "cps1").status_code == 404
+    assert book(api, "ref_0000").status_code == 404
+    assert count(app, Appointment) == 0
+    apt = book(api, ref).get_json()["id"]
+    assert outcome(api, ref, apt, "nurse1", outcome="attended").status_code == 403
+    assert outcome(api, ref, "apt_0000", outcome="attended").status_code == 404
+    other = ask(api, family).get_json()["id"]
+    assert outcome(api, other, apt, outcome="attended").status_code == 404
+    # Withdrawn with an appointment open: its outcome can no longer be set.
+    assert api.post(f"/api/v1/referrals/{ref}/withdraw", "coord1",
+                    json={"reason": "The family moved."}).status_code == 200
+    assert outcome(api, ref, apt, outcome="attended").status_code == 409
+    assert audit_rows(app, "appointment.outcome") == []
+
+
+def test_bad_appointments_are_422_naming_each_and_store_nothing(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = accepted(api, family)
+    bad = book(api, ref, at="2026-11-26T09:30:00", place=" ", interpreter_language="Turkish",
+               colour="red")
+    assert bad.status_code == 422
+    assert set(bad.get_json()["errors"]) == {"at", "place", "interpreter_language", "colour"}
+    assert book(api, ref, at="next tuesday").status_code == 422
+    assert book(api, ref, at=20261126).status_code == 422
+    assert count(app, Appointment) == 0 and state(api, ref) == "accepted"
+    apt = book(api, ref).get_json()["id"]
+    assert outcome(api, ref, apt, outcome="done").status_code == 422
+    assert outcome(api, ref, apt).status_code == 422
+    assert state(api, ref) == "booked"
+    # The erased family's appointments go with it.
+    assert api.call("DELETE", f"/api/v1/families/{family}", "admin1",
+                    json={"reason": "the family asked"}).status_code == 204
+    assert count(app, Appointment) == 0
+
+
+def close(api: Api, ref: str, who: str = "physio1", **body: Any) -> Any:
+    body.setdefault("outcome_note", "Assessed; weekly sessions until March, then review.")
+    return api.post(f"/api/v1/referrals/{ref}/close", who, json=body)
+
+
+def test_closing_after_an_attended_appointment_the_referrer_reads_the_note(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    ref = accepted(api, family)
+    # Accepted, booked: not yet (409), storing nothing.
+    assert close(api, ref).status_code == 409
+    apt = book(api, ref).get_json()["id"]
+    refused = close(api, ref)
+    assert refused.status_code == 409 and "booked" in refused.get_json()["detail"]
+    outcome(api, ref, apt, outcome="attended")
+    # Only the receiving agency closes it.
+    assert close(api, ref, "nurse1").status_code == 403
+    assert close(api, ref, "coord1").status_code == 403
+    assert close(api, ref, token).status_code == 403
+    assert close(api, ref, "cps1").status_code == 404
+    assert close(api, ref, outcome_note="   ").status_code == 422
+    assert close(api, ref, outcome_note="Done.", extra=1).status_code == 422
+    assert audit_rows(app, "referral.close") == []
+    closed = close(api, ref)
+    assert closed.status_code == 200, closed.get_json()
+    assert closed.get_json()["state"] == "closed"
+    seen = api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()
+    assert seen["history"][-1] == {
+        "state": "closed", "at": "2026-11-22T10:00:00Z", "by": "physio1", "agency": "physio",
+        "note": "Assessed; weekly sessions until March, then review."}
+    # Closed is an end: nothing more, not even withdrawing or a second close.
+    assert close(api, ref, "physiocoord").status_code == 409
+    assert api.post(f"/api/v1/referrals/{ref}/withdraw", "coord1",
+                    json={"reason": "Late."}).status_code == 409
+    assert book(api, ref).status_code == 409
+    [row] = audit_rows(app, "referral.close")
+    assert row.actor == "physio1" and row.family_id == family and ref in row.detail
+    assert "weekly" not in row.detail
+    with app.extensions["onestory"].engine.connect() as conn:
+        notes = [bytes(r[0]) for r in conn.execute(
+            text("SELECT note FROM referral_events WHERE note IS NOT NULL"))]
+    assert len(notes) == 1 and b"weekly" not in notes[0]
+
+
+def test_closing_after_a_missed_appointment(api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = accepted(api, family)
+    apt = book(api, ref).get_json()["id"]
+    outcome(api, ref, apt, outcome="missed")
+    closed = close(api, ref, "physiocoord", outcome_note="Three calls unanswered; closed.")
+    assert closed.status_code == 200 and closed.get_json()["state"] == "closed"
+    assert [h["state"] for h in closed.get_json()["history"]] == [
+        "sent", "accepted", "booked", "missed", "closed"]
+
+
+def answer(api: Api, family: str, ref: str, token: str, how: str, body: Any = None) -> Any:
+    return api.post(f"/api/v1/families/{family}/referrals/{ref}/{how}", token,
+                    json={} if body is None else body)
+
+
+def test_the_family_agrees_and_the_form_grants_exactly_the_asked_cells(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    before = api.get(f"/api/v1/families/{family}/consent", token).get_json()
+    ref = ask(api, family, fields=["health", "contact"]).get_json()["id"]
+    # Staff may not answer for the family; a bad body is a 422 changing nothing.
+    assert answer(api, family, ref, "coord1", "agree").status_code == 403
+    assert answer(api, family, ref, "physiocoord", "agree").status_code == 403
+    assert answer(api, family, ref, token, "agree", {"yes": True}).status_code == 422
+    assert answer(api, family, "ref_0000", token, "agree").status_code == 404
+    assert state(api, ref) == "awaiting_family"
+    agreed = answer(api, family, ref, token, "agree")
+    assert agreed.status_code == 200, agreed.get_json()
+    assert agreed.get_json()["state"] == "sent"
+    assert [h["state"] for h in agreed.get_json()["history"]] == ["awaiting_family", "sent"]
+    after = api.get(f"/api/v1/families/{family}/consent", token).get_json()
+    assert after["version"] == before["version"] + 1
+    assert after["signed_by"] == before["signed_by"]
+    assert after["valid_until"] == before["valid_until"]
+    added = {(a, f) for a, fs in after["grants"].items() for f in fs} - {
+        (a, f) for a, fs in before["grants"].items() for f in fs}
+    assert added == {("physio", "contact")}  # involvement and health were granted already
+    # The receiving agency now sees it and may accept; answering twice is a 409.
+    assert listed(api, "physiocoord", "?direction=in") == [ref]
+    assert answer(api, family, ref, token, "agree").status_code == 409
+    assert answer(api, family, ref, token, "refuse").status_code == 409
+    [row] = audit_rows(app, "referral.agree")
+    assert row.actor == "family" and ref in row.detail
+
+
+def test_the_family_refuses_and_the_receiving_agency_never_learns_of_it(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, token = case
+    version = api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"]
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()["id"]
+    refused = answer(api, family, ref, token, "refuse")
+    assert refused.status_code == 200 and refused.get_json()["state"] == "declined_by_family"
+    assert api.get(f"/api/v1/families/{family}/consent", token).get_json()[
+        "version"] == version
+    assert api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()[
+        "state"] == "declined_by_family"
+    assert answer(api, family, ref, token, "agree").status_code == 409
+    # A referral already sent is not the family's to answer.
+    sent = ask(api, family).get_json()["id"]
+    assert answer(api, family, sent, token, "refuse").status_code == 409
+    assert [r.actor for r in audit_rows(app, "referral.refuse")] == ["family"]
+
+
+def test_agreeing_with_no_form_in_force_is_409(app: Flask, api: Api, clock: Any) -> None:
+    family = api.new_family("nurse1", display_name="Deniz Kaya", birth_date="2023-05-02")
+    receipt = api.sign(family, GRID, valid_until="2026-11-24")["receipt"]
+    ref = ask(api, family, fields=["contact"]).get_json()["id"]
+    clock.advance(days=3)  # the form ended on 2026-11-24
+    token = family_token(api, receipt)
+    refused = answer(api, family, ref, token, "agree")
+    assert refused.status_code == 409, refused.get_json()
+    assert "no consent form is in force" in refused.get_json()["detail"]
+    assert state(api, ref) == "awaiting_family"
+    assert audit_rows(app, "referral.agree") == []
+    with app.extensions["onestory"].sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ConsentFormRow)) == 1

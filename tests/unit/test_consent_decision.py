@@ -13,6 +13,7 @@ from consent.model import (
     cells_from_grants,
     change_as_read,
     decide,
+    describe_grant,
     describe_revocation,
     holds_any_cell,
     is_visible,
@@ -212,6 +213,8 @@ def test_an_expired_version_no_longer_grants_the_full_view() -> None:
     ("signed", "physio", False, "signed"),
     ("revoke column ecec", "physio", True, "revoke column ecec"),
     ("revoke column ecec", None, True, "revoke column ecec"),
+    (describe_grant("ecec", ["education", "involvement"]), "physio", False, "changed"),
+    ("grant cells physio/contact", "physio", False, "grant cells physio/contact"),
 ])
 def test_change_texts_name_no_other_agency(change: str, reader: str | None, full: bool,
                                            read: str) -> None:
