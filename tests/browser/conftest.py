@@ -171,3 +171,19 @@ def oidc_provider(node_path: str) -> Iterator[Callable[..., OidcProvider]]:
     yield start
     for provider in started:
         provider.stop()
+
+
+@pytest.fixture
+def people(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """A new browser profile per person (no shared cookies)."""
+    contexts: list[BrowserContext] = []
+
+    def person(**options: object) -> Page:
+        ctx = browser.new_context(locale="en-GB", **options)  # type: ignore[arg-type]
+        ctx.set_default_timeout(10_000)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield person
+    for ctx in contexts:
+        ctx.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, got_request_exception
-from playwright.sync_api import ConsoleMessage, Page
+from playwright.sync_api import ConsoleMessage, Page, expect
 from werkzeug.serving import BaseWSGIServer, make_server
 
 HERE = Path(__file__).parent
@@ -268,3 +268,15 @@ def start_provider(node: str, redirect_uris: list[str], *, client_id: str = "one
                              f"\n{provider.log()}")
     provider.issuer = issuer[0]
     return provider
+
+
+def staff_sign_in(page: Page, base: str, username: str) -> None:
+    """Sign a demo staff member in with the password tests.web set, and wait
+    until the page says so."""
+    from tests.web import password_of
+
+    page.goto(f"{base}/sign-in")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password_of(username))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()

@@ -10,9 +10,9 @@ from typing import Any
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import artefacts_dir, axe_check, screenshot
+from tests.browser.helpers import artefacts_dir, axe_check, screenshot, staff_sign_in
 from tests.conftest import Api
-from tests.web import password_of, set_passwords
+from tests.web import set_passwords
 
 WIDTH = 1280
 COLUMNS = ["#", "Time (UTC)", "Action", "Outcome", "Who", "Role", "Agency", "Family id",
@@ -50,13 +50,6 @@ def arrange(api: Api) -> str:
     return family
 
 
-def sign_in(page: Page, base: str, username: str) -> None:
-    page.goto(f"{base}/sign-in")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password_of(username))
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
 
 def test_the_log_fits_1280_px_with_every_column(page: Page, app: Flask, api: Api,
                                                 live_server: Callable[..., str]) -> None:
@@ -64,7 +57,7 @@ def test_the_log_fits_1280_px_with_every_column(page: Page, app: Flask, api: Api
     family = arrange(api)
     base = live_server()
     assert page.viewport_size == {"width": WIDTH, "height": 900}
-    sign_in(page, base, "auditor1")
+    staff_sign_in(page, base, "auditor1")
     page.goto(f"{base}/audit/?limit=100")
     table = page.locator("table.log-table")
     expect(table).to_be_visible()

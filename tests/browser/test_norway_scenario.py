@@ -9,39 +9,14 @@ screenshot."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from flask import Flask
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import axe_check, screenshot
+from tests.browser.helpers import axe_check, screenshot, staff_sign_in
 from tests.conftest import Api
-from tests.web import password_of, set_passwords
-
-
-@pytest.fixture
-def people(browser: Browser) -> Iterator[Callable[..., Page]]:
-    """A new browser profile per person (no shared cookies)."""
-    contexts: list[BrowserContext] = []
-
-    def person(**options: object) -> Page:
-        ctx = browser.new_context(locale="en-GB", **options)  # type: ignore[arg-type]
-        ctx.set_default_timeout(10_000)
-        contexts.append(ctx)
-        return ctx.new_page()
-
-    yield person
-    for ctx in contexts:
-        ctx.close()
-
-
-def sign_in(page: Page, base: str, username: str) -> None:
-    page.goto(f"{base}/sign-in")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password_of(username))
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+from tests.web import set_passwords
 
 
 def test_norway_scenario(app: Flask, api: Api, live_server: Callable[..., str],
@@ -54,7 +29,7 @@ def test_norway_scenario(app: Flask, api: Api, live_server: Callable[..., str],
 
     # 1. The coordinator records the signed joint form.
     coordinator = people()
-    sign_in(coordinator, base, "coord1")
+    staff_sign_in(coordinator, base, "coord1")
     coordinator.goto(f"{base}/staff/families/{family_id}/consent/new")
     grants = {"Health centre": ["Involvement", "Contact details", "Health"],
               "Physiotherapy": ["Involvement", "Health"],
@@ -77,7 +52,7 @@ def test_norway_scenario(app: Flask, api: Api, live_server: Callable[..., str],
 
     # 2. The physiotherapist sees the health notes, not the contact details.
     physio = people()
-    sign_in(physio, base, "physio1")
+    staff_sign_in(physio, base, "physio1")
     physio.get_by_label("Name").fill("Aylin Demir")
     physio.get_by_label("Birth date").fill("2024-03-14")
     physio.get_by_role("button", name="Search").click()
@@ -140,7 +115,7 @@ def test_norway_scenario(app: Flask, api: Api, live_server: Callable[..., str],
 
     # 5. The auditor sees both looks and verifies the log.
     auditor = people()
-    sign_in(auditor, base, "auditor1")
+    staff_sign_in(auditor, base, "auditor1")
     auditor.get_by_label("Family id").fill(family_id)
     auditor.get_by_label("User").fill("physio1")
     auditor.get_by_role("button", name="Show entries").click()

@@ -8,15 +8,14 @@ changed page is kept as a screenshot (the family in Turkish and Arabic at
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from flask import Flask
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import axe_check, screenshot
+from tests.browser.helpers import axe_check, screenshot, staff_sign_in
 from tests.conftest import Api
-from tests.web import password_of, set_passwords
+from tests.web import set_passwords
 
 GRID = {
     "health-centre": ["involvement", "contact", "health"],
@@ -29,27 +28,6 @@ OTHERS = ("Health centre", "health-centre", "Kindergarten", "ecec", "cps", "Ayli
           "Growth on track", "coord1", "nurse1")
 
 
-@pytest.fixture
-def people(browser: Browser) -> Iterator[Callable[..., Page]]:
-    contexts: list[BrowserContext] = []
-
-    def person(**options: object) -> Page:
-        ctx = browser.new_context(locale="en-GB", **options)  # type: ignore[arg-type]
-        ctx.set_default_timeout(10_000)
-        contexts.append(ctx)
-        return ctx.new_page()
-
-    yield person
-    for ctx in contexts:
-        ctx.close()
-
-
-def staff_sign_in(page: Page, base: str, username: str) -> None:
-    page.goto(f"{base}/sign-in")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password_of(username))
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 def main_text(page: Page) -> str:
