@@ -57,6 +57,10 @@ class Action(StrEnum):
     REFERRAL_REFUSE = "referral.refuse"
     APPOINTMENT_BOOK = "appointment.book"
     APPOINTMENT_OUTCOME = "appointment.outcome"
+    ACCESS_REQUEST_CREATE = "access_request.create"
+    ACCESS_REQUEST_LIST = "access_request.list"
+    ACCESS_REQUEST_APPROVE = "access_request.approve"
+    ACCESS_REQUEST_DECLINE = "access_request.decline"
 
 
 class Outcome(StrEnum):

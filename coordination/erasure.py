@@ -25,6 +25,7 @@ from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput
 from coordination.keystore import KeyStore
 from coordination.model import (
+    AccessRequest,
     ApiToken,
     Appointment,
     Entry,
@@ -72,7 +73,7 @@ def erase_family(
     session.execute(delete(ReferralEvent).where(ReferralEvent.referral_id.in_(referral_ids)))
     session.execute(delete(Appointment).where(Appointment.referral_id.in_(referral_ids)))
     for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement,
-                  Referral):
+                  Referral, AccessRequest):
         session.execute(delete(table).where(table.family_id == family_id))
     session.execute(delete(Family).where(Family.id == family_id))
     erasure.completed_at = now

@@ -272,3 +272,34 @@ class Appointment(Base):
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AccessRequest(Base):
+    """An agency asking the family to see cells it cannot (CONTRACT.md,
+    "Access requests"). The reason, and the name of whoever gave an answer
+    in person, are sealed under the family's key; states, times, agency ids
+    and the asked catalogue rows are not. `state` is `pending`, `approved` or
+    `declined`: a lapse is read from the clock, never stored."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (
+        Index("ix_access_requests_family_created", "family_id", "created_at"),
+        Index("ix_access_requests_agency_answered", "agency_id", "answered_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    asked_by: Mapped[str] = mapped_column(String(64))
+    # The asked catalogue rows, comma-joined, in catalogue order.
+    fields: Mapped[str] = mapped_column(Text)
+    reason: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # 'family', or the username of the coordinator who recorded an answer given in person.
+    answered_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    answer_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    answer_signed_by: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The form version an approval wrote (None when nothing was left to add).
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -279,6 +279,29 @@ class EndInvolvementIn(StrictSchema):
             raise ValidationError({"signed_by": ["must not be blank"]})
 
 
+class AccessRequestIn(StrictSchema):
+    """An agency asking the family to see catalogue rows it cannot (CONTRACT.md,
+    "Access requests"). Which rows are known is checked against stored data
+    by `casework.access_requests.request_errors`."""
+
+    # `fields` in the body; named otherwise here, where `fields` is marshmallow's.
+    asked = fields.List(text(1, 64), required=True, validate=validate.Length(min=1, max=64),
+                        data_key="fields")
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
+class AccessAnswerIn(StrictSchema):
+    """A coordinator recording the family's answer to an access request,
+    given in person: who answered and how."""
+
+    signed_by = fields.String(required=True, validate=[validate.Length(min=1, max=200),
+                                                       _not_blank])
+    method = fields.String(
+        required=True,
+        validate=validate.OneOf(["paper", "in_person"],
+                                error="'paper' or 'in_person': how the family told you"))
+
+
 class EmptyIn(StrictSchema):
     """A body that must be an empty object."""
 

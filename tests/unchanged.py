@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 # Everything a consent or referral route could store about a family.
 CASE_TABLES = ("families", "family_members", "involvements", "entries", "consent_forms",
-               "consent_cells", "consent_receipts", "api_tokens")
+               "consent_cells", "consent_receipts", "api_tokens", "access_requests")
 
 
 def _case_state(app: Flask) -> dict[str, list[tuple[Any, ...]]]:

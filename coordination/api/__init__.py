@@ -205,7 +205,15 @@ class IdConverter(BaseConverter):
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.api import audit, catalogue, consent, families, openapi, referrals
+    from coordination.api import (
+        access_requests,
+        audit,
+        catalogue,
+        consent,
+        families,
+        openapi,
+        referrals,
+    )
 
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -241,5 +249,6 @@ def create_blueprint() -> Blueprint:
     consent.register(bp)
     audit.register(bp)
     referrals.register(bp)
+    access_requests.register(bp)
     openapi.register(bp)
     return bp

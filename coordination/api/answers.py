@@ -269,3 +269,25 @@ class ReferralStep(Schema):
 
 class ReferralDetail(ReferralOut):
     history = fields.List(fields.Nested(ReferralStep), required=True)
+
+
+class AccessRequestOut(Schema):
+    """An access request (CONTRACT.md, "Access requests"). `state` is
+    `lapsed` once `lapses_at` has passed unanswered."""
+
+    id = _str()
+    family_id = _str()
+    agency = _str(metadata={"description": "the asking agency"})
+    asked_by = _str(metadata={"description": "the username of whoever asked"})
+    fields_ = _strings(data_key="fields")
+    reason = _str()
+    state = _str(metadata={"enum": ["pending", "approved", "declined", "lapsed"]})
+    created_at = _str(metadata=TIME)
+    lapses_at = _str(metadata=TIME)
+    answered_at = _maybe_str(metadata=TIME)
+    answered_by = _maybe_str(metadata={
+        "description": "'family', or the coordinator who recorded an answer given in person "
+                       "(null to a reader without the full view of the form)"})
+    method = _maybe_str(metadata={"enum": ["family_portal", "paper", "in_person", None]})
+    version = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "the form version an approval wrote; null when none was needed"})
