@@ -394,7 +394,10 @@ def _invalid_choice() -> Any:
 
 
 def create_blueprint() -> Blueprint:
+    from coordination.web import family_requests
+
     bp = Blueprint("family", __name__, url_prefix="/family")
+    family_requests.register(bp)
 
     @bp.context_processor
     def _family_page_globals() -> dict[str, Any]:
@@ -457,10 +460,12 @@ def create_blueprint() -> Blueprint:
             form = consent_forms.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
                                              rt.now())
         except NoConsentForm:
-            return render_template("family/consent.html", form=None, columns=[])
+            return render_template("family/consent.html", form=None, columns=[],
+                                   access_requests=family_requests.pending(actor))
         valid_until = written_date(date.fromisoformat(form["valid_until"]))
         return render_template("family/consent.html", form=form, columns=_columns(form),
-                               valid_until=valid_until)
+                               valid_until=valid_until,
+                               access_requests=family_requests.pending(actor))
 
     def _current(actor: Actor) -> dict[str, Any] | None:
         rt = current()

@@ -76,6 +76,10 @@ def _split_list(value: str) -> list[str]:
 def create_blueprint() -> Blueprint:
     bp = Blueprint("staff", __name__, url_prefix="/staff")
 
+    from coordination.web import staff_requests
+
+    staff_requests.register(bp)
+
     @bp.get("/")
     @staff_page(*CASEWORK, Role.ADMIN)
     def home() -> Any:
