@@ -159,19 +159,22 @@ def fuzz(live: Live, token: str, operations: list[str], family: str,
 STAFF_READS = ["agencies", "fields"]
 REFERRALS = ["create_referral", "referral_list", "family_referrals", "referral"]
 APPOINTMENTS = ["book_appointment", "appointment_outcome", "close_referral"]
+ACCESS_REQUESTS = ["create_access_request", "access_requests_list"]
+ACCESS_ANSWERS = ["approve_access_request", "decline_access_request"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
-                "get_consent", *REFERRALS, *APPOINTMENTS]
+                "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS]
 AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
           "openapi_document", "family_referrals", "referral", "agree_referral",
-          "refuse_referral"]
+          "refuse_referral", "access_requests_list", *ACCESS_ANSWERS]
 STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", "refer",
               "update_involvement", "put_consent", "hide", "audit_entries", "audit_verify",
               "erase", "create_referral", "referral_list", "accept_referral",
-              "decline_referral", "withdraw_referral", *APPOINTMENTS]
+              "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request"]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
-               "decline_referral", "withdraw_referral", *APPOINTMENTS]
+               "decline_referral", "withdraw_referral", *APPOINTMENTS, *ACCESS_REQUESTS,
+               *ACCESS_ANSWERS]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]
