@@ -68,6 +68,16 @@ def check_create(session: Session, vault: Vault, actor: Actor, family_id: str,
     _asker(actor)
 
 
+def askable(session: Session, vault: Vault, actor: Actor, family_id: str,
+            now: datetime) -> list[str]:
+    """The catalogue rows the actor's agency could ask for: those the form in
+    force does not grant it, in catalogue order. (No content is read, so
+    nothing is audited; the family must be visible.)"""
+    view = _visible(session, vault, actor, family_id, now)
+    return [f.id for f in catalogue(session)
+            if not consent.decide(view.form, str(actor.agency_id), f.id, now)]
+
+
 def _fields(req: AccessRequest) -> list[str]:
     return req.fields.split(",") if req.fields else []
 

@@ -60,9 +60,13 @@ def register(bp: Blueprint) -> None:
         mine = None if errors else access_requests.list_requests(
             request_db(), rt.vault, me(), family_id, rt.now())
         others = None if errors else _may_record(family_id)
+        open_rows = set(access_requests.askable(request_db(), rt.vault, me(), family_id,
+                                                rt.now()))
         return render_template("staff/access_requests.html", family_id=family_id, mine=mine,
                                others=others, names=_names(),
-                               labels=_labels(), fields=common.catalogue(request_db()),
+                               labels=_labels(),
+                               fields=[f for f in common.catalogue(request_db())
+                                       if f.id in open_rows],
                                errors=errors, form=form), status
 
     @bp.get("/families/<id:family_id>/access-requests")

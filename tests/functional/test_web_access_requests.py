@@ -195,8 +195,12 @@ def test_staff_ask_from_the_record_page(
     [mine] = listed(web, family, "cps1")
     assert mine["fields"] == ["household", "health"] and mine["state"] == "pending"
     assert mine["reason"] == "Bruises seen at school."
-    page = _text(client.get(f"/staff/families/{family}/access-requests"))
-    assert "Bruises seen at school." in page and "pending" in page
+    html = client.get(f"/staff/families/{family}/access-requests").get_data(as_text=True)
+    page = " ".join(html.split())
+    assert "Bruises seen at school." in page and "pending (lapses 2026-12-22)" in page
+    # Its form offers only what the agency cannot see.
+    assert 'name="field" value="contact"' in html
+    assert 'name="field" value="protection"' not in html
 
 
 def test_staff_asking_badly_or_twice_stores_nothing(
