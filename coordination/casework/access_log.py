@@ -33,7 +33,13 @@ FAMILY_LOG_ACTIONS = {
     Action.INVOLVEMENT_REFER: "referred the family to a service",
     Action.INVOLVEMENT_UPDATE: "changed its involvement",
     Action.INVOLVEMENT_END: "recorded that the family ended a service's part",
+    # Only answers given in person: the family's own acts are not looks.
+    Action.ACCESS_REQUEST_APPROVE: "recorded that the family said yes to a service's request",
+    Action.ACCESS_REQUEST_DECLINE: "recorded that the family said no to a service's request",
 }
+# Entries that name the agency they are about (`about_agency`).
+ABOUT_AGENCY = frozenset({Action.INVOLVEMENT_REFER, Action.INVOLVEMENT_END,
+                          Action.ACCESS_REQUEST_APPROVE, Action.ACCESS_REQUEST_DECLINE})
 # A refused request that would have changed something (any method but a
 # read) is no refused look.
 TRIED_TO_CHANGE = "tried to change something and was refused"
@@ -85,7 +91,7 @@ def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
         "times": 1,
     }
     about = detail.get("agency")
-    if r.action in {Action.INVOLVEMENT_REFER, Action.INVOLVEMENT_END} and isinstance(about, str):
+    if r.action in ABOUT_AGENCY and isinstance(about, str):
         item["about_agency"] = about
         item["about_agency_name"] = names.get(about, about)
     return item

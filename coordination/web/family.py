@@ -72,6 +72,11 @@ DID = {
     # Translators: %(agency)s is the service whose part ended.
     Action.INVOLVEMENT_END: lazy_gettext("%(who)s wrote down that you ended the part of "
                                          "%(agency)s."),
+    # Translators: %(agency)s is the service that asked to see more.
+    Action.ACCESS_REQUEST_APPROVE: lazy_gettext("%(who)s wrote down that you said yes to "
+                                                "%(agency)s asking to see more."),
+    Action.ACCESS_REQUEST_DECLINE: lazy_gettext("%(who)s wrote down that you said no to "
+                                                "%(agency)s asking to see more."),
 }
 # A referral names the service the family was sent to.
 REFERRED = lazy_gettext("%(who)s sent your family to %(agency)s.")

@@ -232,7 +232,7 @@ def test_staff_asking_badly_or_twice_stores_nothing(
 
 def test_another_agencys_coordinator_records_an_answer_given_in_person(
         app: Flask, web: Api, case: tuple[str, dict[str, str], str]) -> None:
-    family, _receipt, req = case
+    family, receipt, req = case
     client = signed_in(app, "coord1")
     page = _text(client.get(f"/staff/families/{family}/access-requests"))
     assert "Other agencies' requests waiting for the family" in page
@@ -253,6 +253,10 @@ def test_another_agencys_coordinator_records_an_answer_given_in_person(
     assert form["witness"] == "coord1" and form["method"] == "in_person"
     assert form["signed_by"] == "Elif Demir"
     assert listed(web, family, "physio1")[0]["answered_by"] == "coord1"
+    # The family is told, among who looked and what they did.
+    said = _text(_signed_in(app, receipt).get("/family/access-log?lang=en"))
+    assert ("Health centre (coordinator) wrote down that you said yes to Physiotherapy "
+            "asking to see more.") in said
 
 
 def test_the_asking_agencys_coordinator_may_not_record_the_answer(
