@@ -57,6 +57,7 @@ class Action(StrEnum):
     REFERRAL_REFUSE = "referral.refuse"
     APPOINTMENT_BOOK = "appointment.book"
     APPOINTMENT_OUTCOME = "appointment.outcome"
+    WORKLIST_READ = "worklist.read"
 
 
 class Outcome(StrEnum):

@@ -205,7 +205,7 @@ class IdConverter(BaseConverter):
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.api import audit, catalogue, consent, families, openapi, referrals
+    from coordination.api import audit, catalogue, consent, families, openapi, referrals, worklist
 
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -241,5 +241,6 @@ def create_blueprint() -> Blueprint:
     consent.register(bp)
     audit.register(bp)
     referrals.register(bp)
+    worklist.register(bp)
     openapi.register(bp)
     return bp

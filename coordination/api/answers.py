@@ -269,3 +269,31 @@ class ReferralStep(Schema):
 
 class ReferralDetail(ReferralOut):
     history = fields.List(fields.Nested(ReferralStep), required=True)
+
+
+WORKLIST_KINDS = ["referral.to_answer", "referral.overdue", "appointment.upcoming",
+                  "appointment.missed", "consent.renew", "involvement.ended"]
+
+
+class WorklistItem(Schema):
+    """One thing the caller's agency has to act on (CONTRACT.md, "Worklist")."""
+
+    kind = _str(metadata={"enum": WORKLIST_KINDS})
+    family_id = _str()
+    due = _str(metadata={"format": "date",
+                         "description": "the day it is due, or the day it happened"})
+    ref = _str(metadata={"description": "what it is about: a referral id (`referral.*`), an "
+                                        "appointment id (`appointment.*`), the form version "
+                                        "as `v<N>` (`consent.renew`, `involvement.ended`)"})
+    at = _maybe_str(metadata={**TIME, "description": "the moment, when there is one "
+                                                     "(an appointment, an ending)"})
+    referral_id = _maybe_str()
+    agency = _maybe_str(metadata={"description": "the other agency of a referral"})
+    direction = _maybe_str(metadata={"enum": ["in", "out", None],
+                                     "description": "`in`: a referral to the caller's "
+                                                    "agency; `out`: one it made"})
+    display_name = _maybe_str(metadata={
+        "description": "null for `involvement.ended`: the family no longer exists for the "
+                       "agency"})
+    href = _maybe_str(metadata={"description": "the staff page where to act; null for "
+                                               "`involvement.ended`"})

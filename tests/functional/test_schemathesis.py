@@ -160,7 +160,7 @@ STAFF_READS = ["agencies", "fields"]
 REFERRALS = ["create_referral", "referral_list", "family_referrals", "referral"]
 APPOINTMENTS = ["book_appointment", "appointment_outcome", "close_referral"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
-                "get_consent", *REFERRALS, *APPOINTMENTS]
+                "get_consent", *REFERRALS, *APPOINTMENTS, "worklist_items"]
 AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
           "openapi_document", "family_referrals", "referral", "agree_referral",
@@ -168,10 +168,10 @@ FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
 STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", "refer",
               "update_involvement", "put_consent", "hide", "audit_entries", "audit_verify",
               "erase", "create_referral", "referral_list", "accept_referral",
-              "decline_referral", "withdraw_referral", *APPOINTMENTS]
+              "decline_referral", "withdraw_referral", *APPOINTMENTS, "worklist_items"]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
-               "decline_referral", "withdraw_referral", *APPOINTMENTS]
+               "decline_referral", "withdraw_referral", *APPOINTMENTS, "worklist_items"]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]
