@@ -37,9 +37,11 @@ def test_the_wheel_holds_the_data_and_installs_without_warnings(tmp_path: Path) 
     for warning in ("absent from the `packages` configuration", "BuildBackendWarning",
                     "SetuptoolsDeprecationWarning"):
         assert warning not in said, said
+    # --ignore-installed: into the prefix only, leaving the running
+    # environment's own install of onestory alone.
     editable = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-v", "--prefix",
-         str(tmp_path / "prefix"), "-e", str(source)],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-v",
+         "--prefix", str(tmp_path / "prefix"), "-e", str(source)],
         capture_output=True, text=True, timeout=600)
     assert editable.returncode == 0, editable.stderr
     said = editable.stdout + editable.stderr
