@@ -254,3 +254,26 @@ def test_no_token(app: Flask, api: Api, token: str | None) -> None:
     response = api.get("/api/v1/worklist", token)
     assert response.status_code == 401
     assert audit_rows(app, "worklist.read") == []
+
+
+def _statements(app: Flask, api: Api, who: str) -> int:
+    from tests.functional.test_query_budget import counting
+
+    with counting(app) as statements:
+        assert api.get("/api/v1/worklist", who).status_code == 200
+    return len(statements)
+
+
+def test_the_query_count_does_not_grow_with_the_items(app: Flask, api: Api) -> None:
+    """One query per source and one for the names, however many items (no N+1)."""
+    one = api.new_family("nurse1", display_name="One")
+    api.sign(one, GRID, valid_until="2026-12-01")
+    ask(api, one)
+    few = _statements(app, api, "physio1")
+    for n in range(6):
+        family = api.new_family("nurse1", display_name=f"Family {n}")
+        api.sign(family, GRID, valid_until="2026-12-01")
+        book(api, accepted(api, family), "2026-11-24T09:00:00Z")
+        ask(api, family)
+    assert len(items(api, "physio1")) == 1 + 6 * 3
+    assert _statements(app, api, "physio1") == few
