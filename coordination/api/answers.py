@@ -284,7 +284,8 @@ class WorklistItem(Schema):
                          "description": "the day it is due, or the day it happened"})
     ref = _str(metadata={"description": "what it is about: a referral id (`referral.*`), an "
                                         "appointment id (`appointment.*`), the form version "
-                                        "as `v<N>` (`consent.renew`, `involvement.ended`)"})
+                                        "as `v<N>` (`consent.renew`), the caller's own "
+                                        "agency (`involvement.ended`)"})
     at = _maybe_str(metadata={**TIME, "description": "the moment, when there is one "
                                                      "(an appointment, an ending)"})
     referral_id = _maybe_str()

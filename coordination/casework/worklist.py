@@ -184,22 +184,24 @@ def endings(ctx: Context) -> Iterable[Item]:
     not visible to it again since. An ending is the form version it wrote
     (`consent.model.describe_ending`): a family with no form at all has only
     its recording agency involved, which can only have ended its own part.
-    Only the family id, the version's number and the time are given."""
+    Only the family id and the time are given."""
     # An alias: the visibility rule reads the family's forms on its own.
     ending = aliased(ConsentFormRow)
     rows = ctx.session.execute(
-        select(ending.family_id, ending.version, ending.recorded_at)
+        select(ending.family_id, ending.recorded_at)
         .join(Family, Family.id == ending.family_id)
         .where(ending.change == consent.describe_ending(ctx.agency),
                ending.recorded_at >= ctx.now - ENDED_SHOWN_FOR,
                ~_visible_to(ctx.agency, ctx.now))
         .order_by(ending.recorded_at.desc()))
     seen: set[str] = set()
-    for family_id, version, recorded_at in rows:
+    for family_id, recorded_at in rows:
         if family_id in seen:
             continue
         seen.add(family_id)
-        yield Item("involvement.ended", family_id, recorded_at.date(), f"v{version}",
+        # The ref is the agency itself: the version's number would tell how
+        # often the form changed, which is no longer the agency's to know.
+        yield Item("involvement.ended", family_id, recorded_at.date(), ctx.agency,
                    at=recorded_at)
 
 

@@ -175,7 +175,7 @@ def test_a_family_ends_an_agencys_part(app: Flask, api: Api, clock: Clock,
     # no more than that (no name, no link, nothing else about the family).
     [item] = items(api, "physiocoord")
     assert item == {"kind": "involvement.ended", "family_id": family, "due": "2026-11-22",
-                    "ref": "v2", "at": "2026-11-22T10:05:00Z", "referral_id": None,
+                    "ref": "physio", "at": "2026-11-22T10:05:00Z", "referral_id": None,
                     "agency": None, "direction": None, "display_name": None, "href": None}
     assert api.get(f"/api/v1/families/{family}", "physio1").status_code == 404
     # The other agencies are not told of it as theirs.
@@ -190,7 +190,7 @@ def test_an_ending_is_no_item_once_the_family_is_visible_again(
     accepted(api, family)
     assert api.call("DELETE", f"/api/v1/families/{family}/involvements/physio", token,
                     json={}).status_code == 200
-    assert kinds(api, "physio1") == [("involvement.ended", "v2")]
+    assert kinds(api, "physio1") == [("involvement.ended", "physio")]
     api.sign(family, GRID)  # the family signs physiotherapy in again
     assert items(api, "physio1") == []
 
