@@ -86,3 +86,12 @@ def test_a_new_kind_is_one_source() -> None:
 ])
 def test_each_kind_in_one_sentence(item: Item, expected: str) -> None:
     assert sentence(item, NAMES, NOW.date()) == expected
+
+
+def test_times_keep_four_digit_years() -> None:
+    # An appointment may be booked at any date-time RFC 3339 allows; its
+    # answer must still be one (the demo's referrals let the fuzzer book them).
+    from coordination.casework.common import iso_time
+
+    assert iso_time(datetime(252, 6, 12, 7, 36, 34, 5, tzinfo=UTC)) == "0252-06-12T07:36:34Z"
+    assert iso_time(NOW) == "2026-11-22T10:00:00Z"
