@@ -61,6 +61,7 @@ class Action(StrEnum):
     ACCESS_REQUEST_LIST = "access_request.list"
     ACCESS_REQUEST_APPROVE = "access_request.approve"
     ACCESS_REQUEST_DECLINE = "access_request.decline"
+    WORKLIST_READ = "worklist.read"
 
 
 class Outcome(StrEnum):

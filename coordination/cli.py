@@ -312,15 +312,20 @@ def demo(state: CliState, port: int) -> None:
 
     tokens = {username: day_token(username) for username, *_ in data.logins}
     _print_demo(data, tokens)
-    click.echo(f"Serving OneStory on http://127.0.0.1:{port}  (Ctrl-C stops)")
-    click.echo(f"  staff sign in at  http://127.0.0.1:{port}/sign-in")
-    click.echo(f"  families sign in at http://127.0.0.1:{port}/family/ with the receipt above")
+    base = f"http://127.0.0.1:{port}"
+    click.echo(f"\nServing OneStory on {base}  (Ctrl-C stops)")
+    click.echo(f"  Open {base}/sign-in and sign in as coord1 / {demo_data.demo_password('coord1')}"
+               " (health centre)")
+    click.echo(f"  or ngocoord1 / {demo_data.demo_password('ngocoord1')} (the NGO): each lands "
+               "on its agency's worklist.")
+    click.echo("  Every demo user signs in the same way: the password is <username>-demo.")
+    click.echo(f"  Families sign in at {base}/family/ with the Norway receipt code and PIN above.")
     sys.stdout.flush()
     import os
 
     os.environ["ONESTORY_ENV"] = "development"
     state.close()  # workers open their own connections after the fork
-    _gunicorn("127.0.0.1", port, 1, rt.settings.max_body_bytes)
+    _gunicorn("127.0.0.1", port, 1, rt.settings.max_body_bytes, quiet_start=True)
 
 
 @cli.command()
@@ -619,10 +624,11 @@ def audit_checkpoint(state: CliState) -> None:
     click.echo(json.dumps(_use_case(rt, checkpoint), indent=2))
 
 
-def _gunicorn(host: str, port: int, workers: int, max_body_bytes: int) -> None:
+def _gunicorn(host: str, port: int, workers: int, max_body_bytes: int, *,
+              quiet_start: bool = False) -> None:
     from coordination.serving import serve
 
-    serve(host, port, workers, max_body_bytes)
+    serve(host, port, workers, max_body_bytes, quiet_start=quiet_start)
 
 
 def _safe_url(url: str) -> str:

@@ -99,8 +99,11 @@ def close_when_body_may_stay_unread(max_body_bytes: int) -> Any:
     return pre_request
 
 
-def serve(host: str, port: int, workers: int, max_body_bytes: int) -> None:
-    """Run gunicorn with the OneStory application until it is stopped."""
+def serve(host: str, port: int, workers: int, max_body_bytes: int, *,
+          quiet_start: bool = False) -> None:
+    """Run gunicorn with the OneStory application until it is stopped.
+    `quiet_start`: no start-up lines (the demo ends its output with what to
+    open); warnings, errors and the access log still come."""
     from coordination.app import create_app
 
     class OneStoryServer(BaseApplication):
@@ -116,6 +119,8 @@ def serve(host: str, port: int, workers: int, max_body_bytes: int) -> None:
             self.cfg.set("accesslog", "-")
             # Query strings can carry names (search); log the path only.
             self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss')
+            if quiet_start:
+                self.cfg.set("loglevel", "warning")
 
         def load(self) -> Any:
             return create_app()

@@ -213,6 +213,7 @@ def create_blueprint() -> Blueprint:
         families,
         openapi,
         referrals,
+        worklist,
     )
 
     bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -250,5 +251,6 @@ def create_blueprint() -> Blueprint:
     audit.register(bp)
     referrals.register(bp)
     access_requests.register(bp)
+    worklist.register(bp)
     openapi.register(bp)
     return bp

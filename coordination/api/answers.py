@@ -291,3 +291,32 @@ class AccessRequestOut(Schema):
     method = _maybe_str(metadata={"enum": ["family_portal", "paper", "in_person", None]})
     version = fields.Integer(required=True, allow_none=True, metadata={
         "description": "the form version an approval wrote; null when none was needed"})
+WORKLIST_KINDS = ["referral.to_answer", "referral.overdue", "appointment.upcoming",
+                  "appointment.missed", "access_request.answered", "consent.renew",
+                  "involvement.ended"]
+
+
+class WorklistItem(Schema):
+    """One thing the caller's agency has to act on (CONTRACT.md, "Worklist")."""
+
+    kind = _str(metadata={"enum": WORKLIST_KINDS})
+    family_id = _str()
+    due = _str(metadata={"format": "date",
+                         "description": "the day it is due, or the day it happened"})
+    ref = _str(metadata={"description": "what it is about: a referral id (`referral.*`), an "
+                                        "appointment id (`appointment.*`), an access request id "
+                                        "(`access_request.answered`), the form version "
+                                        "as `v<N>` (`consent.renew`), the caller's own "
+                                        "agency (`involvement.ended`)"})
+    at = _maybe_str(metadata={**TIME, "description": "the moment, when there is one "
+                                                     "(an appointment, an ending)"})
+    referral_id = _maybe_str()
+    agency = _maybe_str(metadata={"description": "the other agency of a referral"})
+    direction = _maybe_str(metadata={"enum": ["in", "out", None],
+                                     "description": "`in`: a referral to the caller's "
+                                                    "agency; `out`: one it made"})
+    display_name = _maybe_str(metadata={
+        "description": "null for `involvement.ended`: the family no longer exists for the "
+                       "agency"})
+    href = _maybe_str(metadata={"description": "the staff page where to act; null for "
+                                               "`involvement.ended`"})

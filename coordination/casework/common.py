@@ -35,7 +35,8 @@ def new_id(prefix: str) -> str:
 
 
 def iso_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: a year before 1000 keeps its four digits.
+    return moment.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 # --- the family as one request sees it --------------------------------------

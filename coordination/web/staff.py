@@ -30,7 +30,7 @@ from coordination.schemas import (
     ReferralIn,
     SearchArgs,
 )
-from coordination.web import LANGUAGES, RTL, parse, staff_page, text_fields
+from coordination.web import LANGUAGES, RTL, parse, staff_page, text_fields, worklist
 from coordination.web.words import can_see
 
 CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
@@ -87,7 +87,7 @@ def create_blueprint() -> Blueprint:
             return render_template("staff/admin.html")
         args = {k: v for k, v in request.args.items() if v.strip()}
         if not args:
-            return render_template("staff/search.html", errors={}, args={}, results=None)
+            return worklist.home_page(me())
         values, errors = parse(SearchArgs(), args)
         if errors:
             return render_template("staff/search.html", errors=errors, args=args,

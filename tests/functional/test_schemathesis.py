@@ -162,7 +162,7 @@ APPOINTMENTS = ["book_appointment", "appointment_outcome", "close_referral"]
 ACCESS_REQUESTS = ["create_access_request", "access_requests_list"]
 ACCESS_ANSWERS = ["approve_access_request", "decline_access_request"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
-                "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS]
+                "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items"]
 AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
           "openapi_document", "family_referrals", "referral", "agree_referral",
@@ -170,11 +170,12 @@ FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
 STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", "refer",
               "update_involvement", "put_consent", "hide", "audit_entries", "audit_verify",
               "erase", "create_referral", "referral_list", "accept_referral",
-              "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request"]
+              "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request",
+              "worklist_items"]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
                "decline_referral", "withdraw_referral", *APPOINTMENTS, *ACCESS_REQUESTS,
-               *ACCESS_ANSWERS]
+               *ACCESS_ANSWERS, "worklist_items"]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]

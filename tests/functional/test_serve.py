@@ -287,6 +287,11 @@ def test_demo_serves_with_printed_logins(tmp_path: Path) -> None:
         assert re.search(r"code \S+, PIN \d+", "".join(lines))
 
         wait_healthy(base, proc, output.text)
+        # The output ends with what to open and how to sign in: gunicorn's
+        # start-up lines do not follow it.
+        assert f"Open {base}/sign-in and sign in as coord1 / coord1-demo" in output.text()
+        assert "Starting gunicorn" not in output.text()
+        assert "Booting worker" not in output.text()
 
         # nurse1 (health centre, a practitioner) created the Norway family.
         assert logins["nurse1"]["role"] == "practitioner"
