@@ -341,6 +341,44 @@ def erase(state: CliState, family_id: str, reason: str) -> None:
 
 
 @cli.group()
+def search() -> None:
+    """The search index."""
+
+
+@search.command("reindex")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Families indexed per transaction.")
+@pass_state
+def search_reindex(state: CliState, batch: int) -> None:
+    """Index every family not yet in the search index under this index key:
+    after upgrading to a version whose search changed, after restoring a
+    backup, after changing the index key. Resumable: each batch is committed
+    with its families marked done, so an interrupted run is finished by
+    running it again; a run with nothing left changes nothing."""
+    from coordination.casework import search_index
+
+    rt = state.runtime()
+    _require_schema(rt, keystore=True)
+    with rt.sessions() as session:
+        total = search_index.left_to_index(session, rt.vault)
+        click.echo(f"search reindex: {total} families to index", err=True)
+        done = 0
+        while True:
+            try:
+                ids = retry_on_conflict(session, lambda: search_index.reindex_batch(
+                    session, rt.vault, rt.now(), batch))
+            except VaultError as exc:
+                raise click.ClickException(
+                    f"search reindex stopped after {done} of {total} families: {exc}; "
+                    "what was indexed is kept, run it again to go on") from None
+            if not ids:
+                break
+            done += len(ids)
+            click.echo(f"search reindex: {done} of {total} families indexed", err=True)
+    click.echo(f"search index is current: {done} families indexed now")
+
+
+@cli.group()
 def keys() -> None:
     """Manage the master keyring and the data keys it wraps."""
 
