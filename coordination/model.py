@@ -127,7 +127,8 @@ class Family(Base):
     display_name: Mapped[bytes] = mapped_column(LargeBinary)
     # Keyed search indexes over normalised values (see coordination.crypto).
     name_index: Mapped[str] = mapped_column(String(128), index=True)
-    birth_date_index: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    birth_date_index: Mapped[str | None] = mapped_column(String(128), nullable=True,
+                                                         index=True)
     birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     address: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     national_id: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, delete, distinct, func, insert, or_, select
+from sqlalchemy import ColumnElement, delete, distinct, func, insert, select, union
 from sqlalchemy.orm import Session
 
 from coordination.crypto import Vault
@@ -147,12 +147,15 @@ def matching(vault: Vault, name: str | None, birth_date: date | None
         one_name = (select(SearchTerm.family_id).where(SearchTerm.term.in_(asked))
                     .group_by(SearchTerm.family_id, SearchTerm.owner)
                     .having(func.count(distinct(SearchTerm.term)) == len(asked)))
-        conditions.append(or_(Family.id.in_(one_name),
-                              Family.name_index == vault.blind_index("name", name)))
+        whole = select(Family.id).where(Family.name_index == vault.blind_index("name", name))
+        conditions.append(Family.id.in_(union(one_name, whole)))
     if birth_date is not None:
         term = vault.blind_index(BIRTH_DATE, birth_date.isoformat())
         born = select(SearchTerm.family_id).where(SearchTerm.term == term)
-        conditions.append(or_(Family.id.in_(born), Family.birth_date_index == term))
+        own = select(Family.id).where(Family.birth_date_index == term)
+        conditions.append(Family.id.in_(union(born, own)))
+    # Each a set of ids made through an index (terms, `name_index`), which
+    # the families are then looked up by: no scan of the families.
     return conditions
 
 

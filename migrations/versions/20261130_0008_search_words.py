@@ -32,6 +32,11 @@ def upgrade() -> None:
     with op.batch_alter_table('search_terms', schema=None) as batch_op:
         batch_op.create_index('ix_search_terms_term', ['term', 'family_id', 'owner'], unique=False)
 
+    # A birth date alone is now a search: families not yet reindexed are
+    # found by their own birth date through this.
+    with op.batch_alter_table('families', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_families_birth_date_index'), ['birth_date_index'], unique=False)
+
     op.create_table('search_indexed',
     sa.Column('family_id', sa.String(length=40), nullable=False),
     sa.Column('scheme', sa.String(length=64), nullable=False),
@@ -43,6 +48,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('search_indexed')
+    with op.batch_alter_table('families', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_families_birth_date_index'))
     with op.batch_alter_table('search_terms', schema=None) as batch_op:
         batch_op.drop_index('ix_search_terms_term')
     op.drop_table('search_terms')
