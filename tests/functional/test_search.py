@@ -225,10 +225,16 @@ def test_the_api_names_possible_duplicates_and_refuses_them_when_asked(
         "display_name": "Emir Demir", "birth_date": "2021-02-17", "refuse_duplicate": True})
     assert member.status_code == 409 and people["demir"] in member.get_json()["detail"]
 
-    # Not asked: recorded as before, the answer names the match.
+    # Not asked: recorded as before, the answer names the match, and so does the log.
+    seq = last_seq(app)
     created = api.post("/api/v1/families", "nurse1", json=same)
     assert created.status_code == 201
     assert created.get_json()["possible_duplicates"] == [people["demir"]]
+    (logged_create,) = audit_rows(app, seq)
+    assert logged_create.action == "family.create"
+    assert logged_create.family_id == created.get_json()["id"]
+    assert people["demir"] in logged_create.detail and "refuse_duplicate" not in str(
+        logged_create)
     assert family_count(app) == before + 1
     # Another birth date, or none: no match, recorded even when refusing.
     for body in ({"display_name": "Aylin Demir", "birth_date": "2024-03-15"},

@@ -79,3 +79,24 @@ def test_folding_is_stable() -> None:
         once = fold(text)
         assert fold(once) == once
         assert name_words(" ".join(name_words(text))) == name_words(text)
+
+
+def test_the_terms_of_a_family_are_keyed_per_word_and_per_date() -> None:
+    """One term per distinct word of each name and per birth date, with
+    whose it is; the same word in two names is a term of each; nothing but
+    keyed digests."""
+    from coordination.casework.search_index import BIRTH_DATE, WORD, Person, terms
+    from coordination.crypto import EnvelopeVault, Keyring, new_keyring_document
+
+    # The index key alone: making terms reads no data key.
+    vault = EnvelopeVault(Keyring(new_keyring_document()), None, b"k" * 32)  # type: ignore[arg-type]
+    found = terms(vault, [Person("fam_1", "Aylin DEMİR-Demir", "2024-03-14"),
+                          Person("mem_1", "Emir Demir", "2021-02-17"),
+                          Person("mem_2", "Ayşe", None)])
+    word, date = (lambda w: vault.blind_index(WORD, w)), (lambda d: vault.blind_index(
+        BIRTH_DATE, d))
+    assert found == {("fam_1", word("aylin")), ("fam_1", word("demir")),
+                     ("fam_1", date("2024-03-14")), ("mem_1", word("emir")),
+                     ("mem_1", word("demir")), ("mem_1", date("2021-02-17")),
+                     ("mem_2", word("ayse"))}
+    assert all(len(term) == 64 and "demir" not in term for _, term in found)
