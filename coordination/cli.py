@@ -72,6 +72,19 @@ def init(state: CliState) -> None:
     migrate.upgrade(rt.keystore.engine, keystore=True)
     click.echo(f"schema is current ({_safe_url(rt.settings.database_url)}); "
                f"key store is current ({_safe_url(rt.settings.keystore_url)})")
+    from coordination.casework import search_index
+
+    try:
+        with rt.sessions() as session:
+            # Keys are read only when there are families to index.
+            left = (search_index.left_to_index(session, rt.vault)
+                    if search_index.any_family(session) else 0)
+    except (ConfigError, KeyringError):
+        left = 0  # the schema needs no key; without the index key this cannot be told
+    if left:
+        # After an upgrade to 0008, a restore or a new index key (see README).
+        click.echo(f"{left} families are not yet in the search index under this index key: "
+                   "run `onestory search reindex`")
 
 
 @cli.group()

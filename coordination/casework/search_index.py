@@ -93,6 +93,10 @@ def _left(vault: Vault) -> ColumnElement[bool]:
     return Family.id.not_in(current) & Family.id.not_in(erasing)
 
 
+def any_family(session: Session) -> bool:
+    return session.scalar(select(Family.id).limit(1)) is not None
+
+
 def left_to_index(session: Session, vault: Vault) -> int:
     """How many families `reindex_batch` has still to index."""
     return session.scalar(select(func.count()).select_from(Family).where(_left(vault))) or 0

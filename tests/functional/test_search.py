@@ -379,6 +379,11 @@ def test_reindex_indexes_what_is_left_resumes_after_an_interruption_and_is_idemp
     assert api_found(api, "nurse1", {"name": "aylin demir"}) == [people["demir"]]
     assert api_found(api, "nurse1", {"birth_date": "2024-03-14"}) == [people["demir"]]
     assert api_found(api, "nurse1", {"birth_date": "2021-02-17"}) == []
+    # `onestory init` (run at every upgrade) says what is left to do.
+    init = run(capsys, "init")
+    assert_ok(init)
+    assert init.out.splitlines()[-1] == ("4 families are not yet in the search index under "
+                                         "this index key: run `onestory search reindex`")
 
     # A run stopped after its first batch (a data key that does not open).
     real = search_index.reindex_batch
@@ -419,6 +424,7 @@ def test_reindex_indexes_what_is_left_resumes_after_an_interruption_and_is_idemp
     assert again.err.splitlines() == ["search reindex: 0 families to index"]
     assert again.out.strip() == "search index is current: 0 families indexed now"
     assert terms_and_marks(app)[0] == indexed[0]
+    assert len(run(capsys, "init").out.splitlines()) == 1  # nothing left to say
 
 
 def test_a_new_index_key_makes_every_family_due_again(
