@@ -58,7 +58,8 @@ def family_errors(actor: Actor, data: dict[str, Any], now: datetime) -> dict[str
 
 
 def create_family(
-    session: Session, vault: Vault, actor: Actor, data: dict[str, Any], now: datetime
+    session: Session, vault: Vault, actor: Actor, data: dict[str, Any], now: datetime,
+    *, confirmed: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Record a new family; the actor's agency becomes involved, and the
     family is in the search index at once. The answer names, as
@@ -67,7 +68,8 @@ def create_family(
 
     Raises `MinimalDataViolation` (nothing stored) when a minimal-data agency
     sends anything beyond a display name and languages, and, when
-    `data["refuse_duplicate"]` is true and there are such families,
+    `data["refuse_duplicate"]` is true and there are such families beyond
+    those `confirmed` (ids the caller was shown and recorded anyway),
     `PossibleDuplicate` (nothing stored; the look is audited as a search).
     """
     errors = family_errors(actor, data, now)
@@ -77,7 +79,7 @@ def create_family(
         raise kind(errors)
     duplicates = possible_duplicates(session, vault, actor, data["display_name"],
                                      data.get("birth_date"), now)
-    if duplicates and data.get("refuse_duplicate"):
+    if data.get("refuse_duplicate") and {m["id"] for m in duplicates} - confirmed:
         _audit(session, actor, Action.FAMILY_SEARCH, now, shown=["birth_date"],
                found=[m["id"] for m in duplicates], purpose="duplicate_check")
         session.commit()

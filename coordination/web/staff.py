@@ -110,10 +110,13 @@ def create_blueprint() -> Blueprint:
         if errors:
             return render_template("staff/new_family.html", errors=errors, form=form), 422
         # Warned first: recording a family the agency can already see is
-        # confirmed on a second submission ("record anyway").
-        values["refuse_duplicate"] = request.form.get("record_anyway") != "1"
+        # confirmed on a second submission ("record anyway"), for the very
+        # families shown then: a changed name that meets another warns again.
+        values["refuse_duplicate"] = True
+        confirmed = frozenset(request.form.get("record_anyway", "").split())
         try:
-            created = families.create_family(request_db(), rt.vault, me(), values, rt.now())
+            created = families.create_family(request_db(), rt.vault, me(), values, rt.now(),
+                                             confirmed=confirmed)
         except families.PossibleDuplicate as warned:
             return render_template("staff/new_family.html", errors={}, form=form,
                                    matches=warned.matches)

@@ -190,6 +190,11 @@ def test_a_bad_search_on_the_page_is_a_form_error(app: Flask, api: Api, query: s
 # --- recording a family the agency can already see --------------------------------------
 
 
+def page_of(response: Any) -> str:
+    html: str = response.get_data(as_text=True)
+    return html
+
+
 def family_count(app: Flask) -> int:
     with app.extensions["onestory"].sessions() as session:
         return int(session.scalar(select(func.count()).select_from(Family)) or 0)
@@ -264,6 +269,7 @@ def test_the_new_family_form_warns_first_and_records_anyway_when_confirmed(
     client = signed_in(app, "nurse1")
     form = {"display_name": "Aylin DEMİR", "birth_date": "2024-03-14", "languages": "tr"}
     token = csrf_token(client.get("/staff/families/new").get_data(as_text=True))
+    elsewhere = api.new_family("nurse1", display_name="Emir Kaya", birth_date="2021-02-17")
     before = family_count(app)
     warned = client.post("/staff/families/new", data={**form, "csrf_token": token})
     assert warned.status_code == 200
@@ -271,13 +277,22 @@ def test_the_new_family_form_warns_first_and_records_anyway_when_confirmed(
     assert 'id="possible-duplicate"' in html and "already see a family" in html
     assert f'href="/staff/families/{people["demir"]}"' in html
     assert people["cps"] not in html  # not visible to the health centre
-    assert 'name="record_anyway" value="1"' in html and "Record a new family anyway" in html
+    assert f'name="record_anyway" value="{people["demir"]}"' in html
+    assert "Record a new family anyway" in html
     # What was typed is kept, and nothing was recorded.
     assert 'value="Aylin DEMİR"' in html and 'value="2024-03-14"' in html
     assert family_count(app) == before
 
+    # Confirming for one family does not pass another: changed to the
+    # child's name and birth date, it meets another family and warns again ...
+    again = client.post("/staff/families/new", data={
+        "display_name": "Emir", "birth_date": "2021-02-17",
+        "record_anyway": people["demir"], "csrf_token": csrf_token(html)})
+    assert again.status_code == 200 and 'id="possible-duplicate"' in page_of(again)
+    assert elsewhere in page_of(again) and family_count(app) == before
+    # ... while the confirmed families are recorded anyway.
     confirmed = client.post("/staff/families/new", data={
-        **form, "record_anyway": "1", "csrf_token": csrf_token(html)})
+        **form, "record_anyway": people["demir"], "csrf_token": csrf_token(html)})
     assert confirmed.status_code == 302
     assert family_count(app) == before + 1
     new_id = confirmed.headers["Location"].rsplit("/", 1)[1]
