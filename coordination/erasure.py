@@ -22,6 +22,7 @@ import audit.services as audit_log
 from audit.model import Action
 from audit.services import Event
 from consent.tables import ConsentCellRow, ConsentFormRow, ConsentReceipt
+from coordination.casework import search_index
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput
 from coordination.keystore import KeyStore
 from coordination.model import (
@@ -56,6 +57,7 @@ def erase_family(
         # is interrupted before its rows go.
         session.execute(update(Family).where(Family.id == family_id)
                         .values(name_index="", birth_date_index=None))
+        search_index.forget(session, family_id)
         audit_log.record(session, Event(action=Action.FAMILY_ERASE, actor=by, role="admin",
                                         agency_id=agency_id, family_id=family_id,
                                         reason="requested", request_id=request_id), now)
@@ -72,6 +74,7 @@ def erase_family(
     referral_ids = select(Referral.id).where(Referral.family_id == family_id)
     session.execute(delete(ReferralEvent).where(ReferralEvent.referral_id.in_(referral_ids)))
     session.execute(delete(Appointment).where(Appointment.referral_id.in_(referral_ids)))
+    search_index.forget(session, family_id)
     for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement,
                   Referral, AccessRequest):
         session.execute(delete(table).where(table.family_id == family_id))

@@ -127,7 +127,8 @@ class Family(Base):
     display_name: Mapped[bytes] = mapped_column(LargeBinary)
     # Keyed search indexes over normalised values (see coordination.crypto).
     name_index: Mapped[str] = mapped_column(String(128), index=True)
-    birth_date_index: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    birth_date_index: Mapped[str | None] = mapped_column(String(128), nullable=True,
+                                                         index=True)
     birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     address: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     national_id: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -148,6 +149,37 @@ class Member(Base):
     name: Mapped[bytes] = mapped_column(LargeBinary)
     relation: Mapped[bytes] = mapped_column(LargeBinary)
     birth_date: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class SearchTerm(Base):
+    """One keyed term of a family's search index (`coordination.casework.search_index`):
+    the HMAC of one word of one name, or of one birth date, under the index
+    key. `owner` says whose: the family's own id for its name and birth date,
+    a member's id for theirs; the words of one name share it. No word, name
+    or date is stored, and equal terms say only that a word (or a date) is
+    the same."""
+
+    __tablename__ = "search_terms"
+    __table_args__ = (Index("ix_search_terms_term", "term", "family_id", "owner"),)
+
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("families.id", ondelete="CASCADE"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(40), primary_key=True)
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class SearchIndexed(Base):
+    """A family whose search terms are current: made by which scheme under
+    which index key (`scheme`, a keyed fingerprint), and when. `onestory search
+    reindex` indexes only the families without a current mark, so an
+    interrupted run goes on where it stopped."""
+
+    __tablename__ = "search_indexed"
+
+    family_id: Mapped[str] = mapped_column(
+        ForeignKey("families.id", ondelete="CASCADE"), primary_key=True)
+    scheme: Mapped[str] = mapped_column(String(64))
+    indexed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Involvement(Base):

@@ -20,6 +20,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from coordination.search_words import name_words
+
 LANGUAGE_ERROR = "a language code such as 'tr', 'ar' or 'nb'"
 # `$`, not `\Z`: the pattern is also the OpenAPI document's, and JSON Schema's
 # regular expressions (ECMA-262) have no `\Z`; `_one_line` refuses the final
@@ -105,6 +107,9 @@ class FamilyIn(StrictSchema):
         validate=validate.Length(max=20),
     )
     members = fields.List(fields.Nested(MemberIn), validate=validate.Length(max=30))
+    refuse_duplicate = StrictBoolean(metadata={
+        "description": "true: answer 409, recording nothing, when a family the agency can "
+                       "already see has this name and birth date"})
 
     @validates_schema
     def _name_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
@@ -113,11 +118,24 @@ class FamilyIn(StrictSchema):
 
 
 class SearchArgs(Schema):
+    """A search: words of a name, a birth date, or both
+    (`coordination.casework.families.search_families`)."""
+
     class Meta:
         unknown = RAISE
 
-    name = text(1, 200, required=True)
-    birth_date = StrictDate()
+    name = text(1, 200, metadata={
+        "description": "whole words of a name of the family or of a member, every one in "
+                       "the same name; case, diacritics and the Turkish i's do not matter; "
+                       "never a prefix"})
+    birth_date = StrictDate(metadata={"description": "of the family or of a member"})
+
+    @validates_schema
+    def _something_asked(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "name" not in data and "birth_date" not in data:
+            raise ValidationError({"name": ["give a name, a birth date, or both"]})
+        if "name" in data and not name_words(data["name"]):
+            raise ValidationError({"name": ["must hold a word (letters or digits)"]})
 
 
 class EntryIn(StrictSchema):

@@ -65,6 +65,16 @@ class FamilyRef(Schema):
     display_name = _str()
 
 
+class FamilyCreated(FamilyRef):
+    """A family just recorded, with the families the agency could already
+    see that have its name and birth date (possibly the same family)."""
+
+    possible_duplicates = _strings(metadata={
+        "description": "ids of visible families of which one name holds every word of "
+                       "`display_name` and that have its `birth_date`; empty without a "
+                       "birth date"})
+
+
 class MemberOut(Schema):
     name = _str()
     relation = _str()

@@ -8,6 +8,7 @@ from coordination import erasure
 from coordination.api import actor, allow, body, db, load, runtime
 from coordination.api.answers import (
     EntryWritten,
+    FamilyCreated,
     FamilyRef,
     InvolvementEnded,
     InvolvementOut,
@@ -32,8 +33,10 @@ CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
 
 def register(bp: Blueprint) -> None:
     @bp.post("/families")
-    @document("Record a family; the caller's agency becomes involved", body=FamilyIn,
-              answer=FamilyRef, status=201, headers=("Location",))
+    @document("Record a family; the caller's agency becomes involved. With "
+              "`refuse_duplicate`, a 409 naming the families the agency can already see "
+              "with this name and birth date, and nothing recorded", body=FamilyIn,
+              answer=FamilyCreated, status=201, headers=("Location",), conflicts=True)
     @allow(*CASEWORK)
     def create_family() -> tuple[Response, int, dict[str, str]]:
         rt = runtime()
@@ -44,14 +47,15 @@ def register(bp: Blueprint) -> None:
         return jsonify(created), 201, {"Location": location}
 
     @bp.get("/families")
-    @document("Find visible families by whole name and/or birth date", query=SearchArgs,
+    @document("Find visible families by whole words of a name (the family's or a "
+              "member's) and/or a birth date (the family's or a member's)", query=SearchArgs,
               answer=FamilyRef, many=True)
     @allow(*CASEWORK)
     def search() -> Response:
         args = load(SearchArgs(), request.args.to_dict())
         rt = runtime()
         found = families.search_families(
-            db(), rt.vault, actor(), args["name"], args.get("birth_date"), rt.now()
+            db(), rt.vault, actor(), args.get("name"), args.get("birth_date"), rt.now()
         )
         return jsonify(found)
 

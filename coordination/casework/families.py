@@ -1,4 +1,5 @@
-"""Recording a family and finding one: `create_family`, `search_families`."""
+"""Recording a family and finding one: `create_family`, `search_families`,
+`possible_duplicates`."""
 
 from __future__ import annotations
 
@@ -11,22 +12,39 @@ from sqlalchemy.orm import Session
 
 from audit.model import Action
 from coordination.actors import Actor
+from coordination.casework import search_index
 from coordination.casework.common import _as_date, _audit, _visible_to, new_id
 from coordination.crypto import Vault
-from coordination.errors import InvalidInput, MinimalDataViolation
+from coordination.errors import Conflict, InvalidInput, MinimalDataViolation
 from coordination.model import Family, Involvement, Member
 from coordination.roles import InvolvementStatus
+from coordination.search_words import name_words
 
 # What a minimal-data agency may record about a family.
 MINIMAL_FAMILY_KEYS = frozenset({"display_name", "languages"})
 SEARCH_LIMIT = 50
+# Keys of a new family's body that are not the family's values.
+OPTIONS = frozenset({"refuse_duplicate"})
+
+
+class PossibleDuplicate(Conflict):
+    """A family the agency can already see has the new family's name and
+    birth date; `matches` are those families (`{"id", "display_name"}`)."""
+
+    def __init__(self, matches: list[dict[str, str]]) -> None:
+        ids = ", ".join(m["id"] for m in matches)
+        super().__init__(
+            f"a family your agency can already see has this name and birth date: {ids}; "
+            "open it instead, or send the family again without \"refuse_duplicate\" to "
+            "record a new one", reason="possible_duplicate")
+        self.matches = matches
 
 
 def family_errors(actor: Actor, data: dict[str, Any], now: datetime) -> dict[str, list[str]]:
     """What is wrong with a new family beyond its shape (works on raw input)."""
     errors: dict[str, list[str]] = {}
     if actor.minimal_data:
-        for key in sorted(set(data) - MINIMAL_FAMILY_KEYS):
+        for key in sorted(set(data) - MINIMAL_FAMILY_KEYS - OPTIONS):
             errors[key] = ["a minimal-data agency records only display_name and languages"]
     born = _as_date(data.get("birth_date"))
     if born and born > now.date():
@@ -40,18 +58,32 @@ def family_errors(actor: Actor, data: dict[str, Any], now: datetime) -> dict[str
 
 
 def create_family(
-    session: Session, vault: Vault, actor: Actor, data: dict[str, Any], now: datetime
-) -> dict[str, str]:
-    """Record a new family; the actor's agency becomes involved.
+    session: Session, vault: Vault, actor: Actor, data: dict[str, Any], now: datetime,
+    *, confirmed: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Record a new family; the actor's agency becomes involved, and the
+    family is in the search index at once. The answer names, as
+    `possible_duplicates`, the families the agency could already see with
+    the same name and birth date (`possible_duplicates()`).
 
     Raises `MinimalDataViolation` (nothing stored) when a minimal-data agency
-    sends anything beyond a display name and languages.
+    sends anything beyond a display name and languages, and, when
+    `data["refuse_duplicate"]` is true and there are such families beyond
+    those `confirmed` (ids the caller was shown and recorded anyway),
+    `PossibleDuplicate` (nothing stored; the look is audited as a search).
     """
     errors = family_errors(actor, data, now)
     if errors:
-        kind = MinimalDataViolation if actor.minimal_data and set(data) - MINIMAL_FAMILY_KEYS \
-            else InvalidInput
+        kind = MinimalDataViolation if actor.minimal_data and \
+            set(data) - MINIMAL_FAMILY_KEYS - OPTIONS else InvalidInput
         raise kind(errors)
+    duplicates = possible_duplicates(session, vault, actor, data["display_name"],
+                                     data.get("birth_date"), now)
+    if data.get("refuse_duplicate") and {m["id"] for m in duplicates} - confirmed:
+        _audit(session, actor, Action.FAMILY_SEARCH, now, shown=["birth_date"],
+               found=[m["id"] for m in duplicates], purpose="duplicate_check")
+        session.commit()
+        raise PossibleDuplicate(duplicates)
     family_id = new_id("fam")
     cipher = vault.new_family(family_id, now)
 
@@ -75,9 +107,11 @@ def create_family(
     )
     session.add(family)
     session.flush()
+    indexed: list[tuple[str, str, date | None]] = []
     for position, member in enumerate(data.get("members", [])):
         member_id = new_id("mem")
         born: date | None = member.get("birth_date")
+        indexed.append((member_id, member["name"], born))
         session.add(
             Member(
                 id=member_id,
@@ -103,47 +137,84 @@ def create_family(
             updated_at=now,
         )
     )
+    session.flush()
+    search_index.write(session, vault, {family_id: search_index.people_of(
+        family_id, data["display_name"], birth_date, indexed)}, now)
+    ids = [m["id"] for m in duplicates]
+    detail: dict[str, Any] = {"possible_duplicates": ids} if ids else {}
     _audit(session, actor, Action.FAMILY_CREATE, now, family_id=family_id,
-           shown=sorted(data))
+           shown=sorted(set(data) - OPTIONS), **detail)
     session.commit()
-    return {"id": family_id, "display_name": data["display_name"]}
+    return {"id": family_id, "display_name": data["display_name"], "possible_duplicates": ids}
+
+
+def _find(session: Session, vault: Vault, actor: Actor, name: str | None,
+          birth_date: date | None, now: datetime) -> list[dict[str, str]]:
+    """Visible families matching a search (`search_index.matching`), oldest
+    first, at most `SEARCH_LIMIT`: one query, whatever the number of matches,
+    and one for their data keys."""
+    query = (
+        select(Family.id, Family.display_name)
+        .where(*search_index.matching(vault, name, birth_date),
+               _visible_to(str(actor.agency_id), now))
+        .order_by(Family.created_at, Family.id)
+        .limit(SEARCH_LIMIT)
+    )
+    rows = session.execute(query).all()
+    ciphers = vault.for_families([row.id for row in rows])
+    return [
+        {"id": row.id,
+         "display_name": ciphers[row.id].open("families", "display_name", row.id,
+                                              row.display_name)}
+        for row in rows
+    ]
+
+
+def possible_duplicates(session: Session, vault: Vault, actor: Actor, name: str,
+                        birth_date: date | None, now: datetime) -> list[dict[str, str]]:
+    """Families the actor's agency can already see whose name (the family's
+    or a member's) holds every word of `name` and that have `birth_date`
+    (the family's or a member's). Without a birth date, or a name without
+    words, none: a name alone is too common to warn about. Not audited here:
+    the caller records what it shows."""
+    if birth_date is None or not name_words(name):
+        return []
+    return _find(session, vault, actor, name, birth_date, now)
+
+
+def search_errors(name: str | None, birth_date: date | None) -> dict[str, list[str]]:
+    """What is wrong with a search beyond its shape: nothing asked, or a
+    name without a word (only spaces, hyphens, punctuation)."""
+    if name is None and birth_date is None:
+        return {"name": ["give a name, a birth date, or both"]}
+    if name is not None and not name_words(name):
+        return {"name": ["must hold a word (letters or digits)"]}
+    return {}
 
 
 def search_families(
     session: Session,
     vault: Vault,
     actor: Actor,
-    name: str,
+    name: str | None,
     birth_date: date | None,
     now: datetime,
 ) -> list[dict[str, str]]:
-    """Families with exactly this (normalised) name, and birth date if given,
-    that the actor's agency may know exist.
+    """Families the actor's agency may know exist, of which one name (the
+    family's or a member's) holds every word of `name`, and of which the
+    family or a member was born on `birth_date`; either may be None, not
+    both. Words are whole words in `coordination.search_words`'s form: case,
+    diacritics and the Turkish i's do not matter, a prefix never matches.
 
     Visibility is applied inside the one query, so a name that matches only
     families hidden from the caller costs the same as no match at all.
+    Raises `InvalidInput` (`search_errors`).
     """
-    agency = str(actor.agency_id)
-    query = (
-        select(Family.id, Family.display_name)
-        .where(Family.name_index == vault.blind_index("name", name),
-               _visible_to(agency, now))
-        .order_by(Family.created_at, Family.id)
-        .limit(SEARCH_LIMIT)
-    )
-    if birth_date is not None:
-        query = query.where(
-            Family.birth_date_index == vault.blind_index("birth_date", birth_date.isoformat())
-        )
-    rows = session.execute(query).all()
-    ciphers = vault.for_families([row.id for row in rows])
-    found = [
-        {"id": row.id,
-         "display_name": ciphers[row.id].open("families", "display_name", row.id,
-                                              row.display_name)}
-        for row in rows
-    ]
+    errors = search_errors(name, birth_date)
+    if errors:
+        raise InvalidInput(errors)
+    found = _find(session, vault, actor, name, birth_date, now)
     _audit(session, actor, Action.FAMILY_SEARCH, now,
-           shown=["birth_date"] if birth_date else None, found=[row.id for row in rows])
+           shown=["birth_date"] if birth_date else None, found=[f["id"] for f in found])
     session.commit()
     return found

@@ -93,7 +93,7 @@ def create_blueprint() -> Blueprint:
             return render_template("staff/search.html", errors=errors, args=args,
                                    results=None), 422
         rt = current()
-        results = families.search_families(request_db(), rt.vault, me(), values["name"],
+        results = families.search_families(request_db(), rt.vault, me(), values.get("name"),
                                            values.get("birth_date"), rt.now())
         return render_template("staff/search.html", errors={}, args=args, results=results)
 
@@ -113,7 +113,17 @@ def create_blueprint() -> Blueprint:
             errors.setdefault(key, []).extend(messages)
         if errors:
             return render_template("staff/new_family.html", errors=errors, form=form), 422
-        created = families.create_family(request_db(), rt.vault, me(), values, rt.now())
+        # Warned first: recording a family the agency can already see is
+        # confirmed on a second submission ("record anyway"), for the very
+        # families shown then: a changed name that meets another warns again.
+        values["refuse_duplicate"] = True
+        confirmed = frozenset(request.form.get("record_anyway", "").split())
+        try:
+            created = families.create_family(request_db(), rt.vault, me(), values, rt.now(),
+                                             confirmed=confirmed)
+        except families.PossibleDuplicate as warned:
+            return render_template("staff/new_family.html", errors={}, form=form,
+                                   matches=warned.matches)
         flash(f"Recorded {created['display_name']}.", "success")
         return redirect(url_for("staff.family", family_id=created["id"]))
 

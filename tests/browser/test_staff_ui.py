@@ -117,7 +117,7 @@ def test_belgian_minimal_data_scenario(page: Page, base: str, api: Api) -> None:
     staff_sign_in(page, base, "nurse1")
     page.get_by_label("Name").fill("Mira")
     page.get_by_role("button", name="Search").click()
-    expect(page.get_by_role("heading", name="No family found")).to_be_visible()
+    expect(page.get_by_role("heading", name="Nothing matched")).to_be_visible()
     assert script_errors(page) == []
 
 

@@ -719,8 +719,10 @@ def test_unstorable_strings_are_refused_or_stored_never_500(
 
 BAD_QUERIES: list[tuple[str, dict[str, str], str]] = [
     ("name-missing", {}, "name"),
-    ("only-birth-date", {"birth_date": "2020-05-01"}, "name"),
     ("name-empty", {"name": ""}, "name"),
+    ("name-without-a-word", {"name": " - ' . "}, "name"),
+    ("name-empty-with-date", {"name": "", "birth_date": "2020-05-01"}, "name"),
+    ("only-a-bad-date", {"birth_date": "2020-02-30"}, "birth_date"),
     ("name-201", {"name": LONG}, "name"),
     ("birth-month-13", {"name": "Test Family", "birth_date": "2026-13-01"}, "birth_date"),
     ("birth-dmy", {"name": "Test Family", "birth_date": "22/11/2026"}, "birth_date"),

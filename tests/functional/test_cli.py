@@ -587,6 +587,9 @@ def test_seed_demo_refuses_a_database_with_agencies(
     ["user", "list", "extra"],
     ["serve", "--port", "notaport"],
     ["user", "add", "u", "--agency", "a", "--role", "r", "--bogus"],
+    ["search", "reindex", "--batch", "0"],
+    ["search", "reindex", "--batch", "many"],
+    ["search", "reindex", "extra"],
 ])
 def test_usage_errors_exit_2_in_one_line(env: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str],
@@ -596,7 +599,7 @@ def test_usage_errors_exit_2_in_one_line(env: pytest.MonkeyPatch,
     assert result.out == ""
 
 
-@pytest.mark.parametrize("args", [[], ["agency"], ["user"], ["token"]])
+@pytest.mark.parametrize("args", [[], ["agency"], ["user"], ["token"], ["search"]])
 def test_missing_command_exits_2_in_one_line(env: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str],
                                              args: list[str]) -> None:

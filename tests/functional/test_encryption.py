@@ -428,7 +428,8 @@ def test_search_by_exact_name_and_birth_date(api: Api, app: Flask) -> None:
     assert {f["id"] for f in search(name=f"  {NAME.upper()} ")} == {family, twin}
     assert search(name=NAME, birth_date="2019-07-24") == []
     assert search(name=NAME[:-1]) == []  # exact, not a prefix
-    assert search(name="Memberone-7F3A Quokkason") == []  # members are not searched
+    # A member's name is searched too, word by word.
+    assert search(name="Memberone-7F3A Quokkason") == [{"id": family, "display_name": NAME}]
 
     with rt(app).engine.connect() as conn:
         row = conn.execute(text("SELECT name_index, birth_date_index FROM families "

@@ -123,7 +123,9 @@ def test_search_finds_only_visible_families(api: Api) -> None:
     assert api.get("/api/v1/families", "nurse1", query_string={
         "name": "aylin demir", "birth_date": "2024-03-15"}).get_json() == []
     assert api.get("/api/v1/families", "nurse1",
-                   query_string={"name": "Aylin"}).get_json() == []  # exact, not prefix
+                   query_string={"name": "Ayli"}).get_json() == []  # a word, not a prefix
+    assert [f["id"] for f in api.get("/api/v1/families", "physio1",
+                                     query_string={"name": "Aylin"}).get_json()] == [seen]
 
 
 def test_search_counts_the_form_through_its_last_day(api: Api, clock: Clock) -> None:

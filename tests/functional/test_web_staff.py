@@ -75,8 +75,11 @@ def test_search_form_errors(app: Flask, web: Api) -> None:
 
 def test_no_result_explains_itself(app: Flask, web: Api) -> None:
     response = signed_in(app, "physio1").get("/staff/?name=nobody")
-    assert "No family found" in page(response)
-    assert "not shared with your agency" in page(response)
+    html = page(response)
+    assert "Nothing matched" in html and "No family shared with your agency matched" in html
+    # It suggests other searches, not recording the family again.
+    assert "a single word of the name" in html and "the birth date of the family" in html
+    assert "/staff/families/new" not in html.split('id="nothing-matched"')[1]
 
 
 # --- the shared record ------------------------------------------------------------------
