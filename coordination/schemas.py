@@ -279,6 +279,10 @@ class EndInvolvementIn(StrictSchema):
             raise ValidationError({"signed_by": ["must not be blank"]})
 
 
+class InPersonAnswerIn(EndInvolvementIn):
+    """A coordinator recording the family's answer to a referral, given in person."""
+
+
 class EmptyIn(StrictSchema):
     """A body that must be an empty object."""
 

@@ -9,12 +9,13 @@ The receiving agency books appointments (place, who accompanies the family
 and the outcome's note sealed too), records what became of each, once, and
 closes the referral with a note the referrer reads. The family agrees to a
 referral awaiting it (a new form version grants the receiving agency exactly
-the asked rows) or refuses it. Not yet here: a coordinator recording the
-family's answer given in person.
+the asked rows) or refuses it, on its page or in person (recorded by a
+coordinator of another involved agency).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
-from coordination.casework.form_versions import _write_sealed
+from coordination.casework.form_versions import _recorders, _write_sealed
 from coordination.casework.involvements import contact_worker_errors, involve, sees_whole_form
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
@@ -244,18 +245,50 @@ def family_referrals(session: Session, vault: Vault, actor: Actor, family_id: st
     return out
 
 
+# The family id looked up when a referral id names none: the same statements
+# then run as for a referral of a family the caller may not see.
+NOWHERE = "fam_00000000000000000000"
+
+
 def _find(session: Session, vault: Vault, actor: Actor, referral_id: str, now: datetime,
-          *, lock: bool = False) -> tuple[Referral, FamilyView]:
+          *, lock: bool = False, recording: bool = False) -> tuple[Referral, FamilyView]:
     """The referral and its family if the caller may know of it; otherwise
-    `FamilyNotFound`, as for an absent one."""
-    family_id = session.scalar(select(Referral.family_id).where(Referral.id == referral_id))
-    if family_id is None:
-        raise FamilyNotFound("absent")
-    view = _visible(session, vault, actor, family_id, now, lock=lock)
+    `FamilyNotFound`, as for an absent one.
+
+    An absent referral, one of a family the caller may not see and one the
+    caller's agency may not know of do the same work (the same statements,
+    the same key work) before the same 404, so that neither the answer nor
+    its timing tells them apart. With `recording` (a coordinator recording
+    the family's answer given in person) a coordinator of another involved
+    agency that sees the family's whole form may know of it too."""
+    found = session.scalar(select(Referral.family_id).where(Referral.id == referral_id))
+    family_id = found or NOWHERE
+    view: FamilyView | None
+    try:
+        view = _visible(session, vault, actor, family_id, now, lock=lock)
+    except FamilyNotFound as exc:
+        view, refused = None, exc
+    else:
+        refused = FamilyNotFound("not_visible", family_id)
+    recorders = _recorders(session, family_id) if recording else {}
     ref = session.get(Referral, referral_id, populate_existing=lock)
-    if ref is None or not _sees(actor, ref):
-        raise FamilyNotFound("not_visible", family_id)
+    if view is None or ref is None or not (
+            _sees(actor, ref) or (recording and _records_for(actor, ref, view, recorders, now))):
+        raise refused
     return ref, view
+
+
+def _records_for(actor: Actor, ref: Referral, view: FamilyView,
+                 recorders: dict[int, str | None], now: datetime) -> bool:
+    """Whether a member of staff of an agency other than the two sides may
+    know of the family's referral, to record its answer: its agency is
+    involved and sees the whole current form. Never the receiving agency
+    while it may not know of it (that would tell it a referral awaits)."""
+    if (actor.is_family or actor.agency_id == ref.to_agency
+            or not view.involved(actor.agency_id) or view.form is None):
+        return False
+    return consent.view_of_form(view.form, str(actor.agency_id),
+                                recorders.get(view.form.version), now).full
 
 
 def _history(session: Session, ref: Referral) -> list[ReferralEvent]:
@@ -435,24 +468,46 @@ def check_family_answer(session: Session, vault: Vault, actor: Actor, family_id:
 def _family_referral(session: Session, vault: Vault, actor: Actor, family_id: str,
                      referral_id: str, now: datetime, *, lock: bool = False
                      ) -> tuple[Referral, FamilyView]:
-    if not actor.is_family:
-        raise NotPermitted("only the family answers a referral awaiting it")
-    ref, view = _find(session, vault, actor, referral_id, now, lock=lock)
+    """The referral the family (or a coordinator recording its answer) answers.
+
+    Staff: only a coordinator (`NotPermitted`) of an involved agency
+    (`NotPermitted`) that knows of the referral (the referrer, or an agency
+    seeing the whole form; else 404 as absent), never of the receiving
+    agency (`NotPermitted`): it would be answering its own referral."""
+    if not actor.is_family and actor.role != Role.COORDINATOR:
+        raise NotPermitted("only the family, or a coordinator of another involved agency "
+                           "recording its answer, answers a referral awaiting it")
+    ref, view = _find(session, vault, actor, referral_id, now, lock=lock,
+                      recording=not actor.is_family)
     if ref.family_id != family_id:
         raise FamilyNotFound("absent")
+    if not actor.is_family:
+        _involved(view, actor)
+        if actor.agency_id == ref.to_agency:
+            raise NotPermitted("the agency the family is referred to may not record the "
+                               "family's answer; a coordinator of another involved agency "
+                               "can, or the family on its own page")
     return ref, view
 
 
 def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
-                  referral_id: str, agree: bool, now: datetime) -> dict[str, Any]:
+                  referral_id: str, agree: bool, now: datetime,
+                  on_behalf: dict[str, Any] | None = None) -> dict[str, Any]:
     """The family agrees to a referral awaiting it, or refuses it (only from
     `awaiting_family`, else a `Conflict`).
 
-    Agreeing writes a new version of the form in force, same signer,
-    purpose and validity, adding exactly the asked cells for the receiving
-    agency (none when they are granted already); the referral is `sent`.
-    With no form in force it is a `Conflict`, storing nothing. Refusing
-    makes it `declined_by_family`; the receiving agency never learns of it."""
+    The family acts itself (`on_behalf` None), or a coordinator of an
+    involved agency other than the receiving one records its answer given
+    in person, with `on_behalf` = {"signed_by", "method"} (flagged as such
+    in the audit log; see `_family_referral` for who may).
+    Agreeing writes a new version of the form in force, same purpose and
+    validity, signed today by the family (on its page: the same signer,
+    method `family_portal`; in person: that signer and method, the
+    coordinator as witness), adding exactly the asked cells for the
+    receiving agency (none when they are granted already); the referral is
+    `sent`. With no form in force it is a `Conflict`, storing nothing.
+    Refusing makes it `declined_by_family`; the receiving agency never
+    learns of it."""
     ref, view = _family_referral(session, vault, actor, family_id, referral_id, now, lock=True)
     act = rules.Act.FAMILY_AGREES if agree else rules.Act.FAMILY_REFUSES
     moved = _move(ref, act)
@@ -466,11 +521,17 @@ def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
         added = frozenset((ref.to_agency, f) for f in asked) - form.cells
         if added:
             old_id = f"v{row.version}"
-            signed_by = view.cipher.open("consent_forms", "signed_by", old_id, row.signed_by)
+            signed_by = (on_behalf["signed_by"] if on_behalf else view.cipher.open(
+                "consent_forms", "signed_by", old_id, row.signed_by))
             purpose = view.cipher.open("consent_forms", "purpose", old_id, row.purpose)
+            meta = dataclasses.replace(
+                consent_store.FormMeta.of(row), signed_on=now.date(),
+                method=on_behalf["method"] if on_behalf else consent.Method.FAMILY_PORTAL,
+                witness=None if actor.is_family else actor.username,
+                interpreter_language=None)
             try:
                 written, _ = _write_sealed(
-                    session, view, consent_store.FormMeta.of(row), signed_by, purpose,
+                    session, view, meta, signed_by, purpose,
                     row.version + 1, form.cells | added,
                     change=consent.describe_grant(ref.to_agency, sorted(f for _, f in added)),
                     changed_by=actor.label, now=now)
@@ -481,6 +542,8 @@ def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
             version = written.version
     _record(session, view.cipher, ref, actor, moved, None, now)
     _audit(session, actor, Action.REFERRAL_AGREE if agree else Action.REFERRAL_REFUSE, now,
-           family_id=ref.family_id, referral=ref.id, state=moved.value, version=version)
+           family_id=ref.family_id, referral=ref.id, state=moved.value, version=version,
+           **({"on_behalf_of_family": True, "method": on_behalf["method"]}
+              if on_behalf else {}))
     session.commit()
     return _detail(session, view.cipher, ref)

@@ -72,12 +72,31 @@ DID = {
     # Translators: %(agency)s is the service whose part ended.
     Action.INVOLVEMENT_END: lazy_gettext("%(who)s wrote down that you ended the part of "
                                          "%(agency)s."),
+    Action.REFERRAL_LIST: lazy_gettext("%(who)s looked at the list of services your family "
+                                       "was sent to."),
+    Action.REFERRAL_READ: lazy_gettext("%(who)s looked at a request for help for your family."),
+    Action.REFERRAL_CREATE: lazy_gettext("%(who)s asked another service to help your family."),
+    Action.REFERRAL_ACCEPT: lazy_gettext("%(who)s said yes: it will help your family."),
+    Action.REFERRAL_DECLINE: lazy_gettext("%(who)s said no: it will not help your family "
+                                          "this time."),
+    Action.REFERRAL_WITHDRAW: lazy_gettext("%(who)s took back its request for help for your "
+                                           "family."),
+    Action.REFERRAL_CLOSE: lazy_gettext("%(who)s ended its help and wrote how it went."),
+    Action.REFERRAL_AGREE: lazy_gettext("%(who)s wrote down that you said yes to a request "
+                                        "for help."),
+    Action.REFERRAL_REFUSE: lazy_gettext("%(who)s wrote down that you said no to a request "
+                                         "for help."),
+    Action.APPOINTMENT_BOOK: lazy_gettext("%(who)s booked an appointment for your family."),
+    Action.APPOINTMENT_OUTCOME: lazy_gettext("%(who)s wrote down what happened at an "
+                                             "appointment."),
 }
+# Asking another service names it.
+ASKED = lazy_gettext("%(who)s asked %(agency)s to help your family.")
 # A referral names the service the family was sent to.
 REFERRED = lazy_gettext("%(who)s sent your family to %(agency)s.")
 # Routine looks repeated by one person on one day are read as one line (`_times`).
 DID_TIMES = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
-                       Action.ACCESS_LOG_READ})
+                       Action.ACCESS_LOG_READ, Action.REFERRAL_LIST, Action.REFERRAL_READ})
 REFUSED = lazy_gettext("%(who)s tried to look and was refused.")
 # A refused request that would have changed something, not a look.
 REFUSED_CHANGE = lazy_gettext("%(who)s tried to change something and was refused.")
@@ -205,6 +224,17 @@ def _times(action: str, num: int, who: str, day: str) -> str:
             "%(who)s looked at the old versions of your consent form %(num)d time on %(day)s.",
             "%(who)s looked at the old versions of your consent form %(num)d times on "
             "%(day)s.", num, who=who, day=day)
+    if action == Action.REFERRAL_LIST:
+        return ngettext(
+            "%(who)s looked at the list of services your family was sent to %(num)d time "
+            "on %(day)s.",
+            "%(who)s looked at the list of services your family was sent to %(num)d times "
+            "on %(day)s.", num, who=who, day=day)
+    if action == Action.REFERRAL_READ:
+        return ngettext(
+            "%(who)s looked at a request for help for your family %(num)d time on %(day)s.",
+            "%(who)s looked at a request for help for your family %(num)d times on %(day)s.",
+            num, who=who, day=day)
     return ngettext("%(who)s looked at this list %(num)d time on %(day)s.",
                     "%(who)s looked at this list %(num)d times on %(day)s.", num,
                     who=who, day=day)
@@ -235,6 +265,8 @@ def _log_sentence(row: dict[str, Any], labels: dict[str, str],
         first = _times(row["action"], row["times"], who, day)
     elif row["action"] == Action.INVOLVEMENT_REFER and row.get("about_agency_name"):
         first = str(REFERRED) % {"who": who, "agency": about}
+    elif row["action"] == Action.REFERRAL_CREATE and row.get("about_agency_name"):
+        first = str(ASKED) % {"who": who, "agency": about}
     else:
         said = DID.get(row["action"], DID[Action.RECORD_READ])
         first = str(said) % {"who": who, "agency": about}
