@@ -82,6 +82,31 @@ def check_create(session: Session, vault: Vault, actor: Actor, family_id: str,
     sees_whole_form(session, view, actor, now)
 
 
+def referral_choices(session: Session, vault: Vault, actor: Actor, family_id: str,
+                     now: datetime) -> dict[str, Any]:
+    """What the referral form offers (the checks of `create_referral` first):
+    `agencies`, those the family could be referred to (known, not the
+    caller's, not actively involved), each `{"id", "name", "granted"}` with
+    the rows the form in force already grants it, and `in_force` (whether a
+    form is). The grid is read, so it is on record as a look at the form."""
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    sees_whole_form(session, view, actor, now)
+    rows = catalogue(session)
+    in_force = view.form is not None and view.form.in_force(now)
+    choices = []
+    for agency in session.scalars(select(Agency).order_by(Agency.name, Agency.id)):
+        if agency.id == actor.agency_id or view.involved(agency.id):
+            continue
+        granted = [f.id for f in rows
+                   if in_force and consent.decide(view.form, agency.id, f.id, now)]
+        choices.append({"id": agency.id, "name": agency.name, "granted": granted})
+    _audit(session, actor, Action.CONSENT_READ, now, family_id=family_id,
+           purpose="referral_form")
+    session.commit()
+    return {"agencies": choices, "in_force": in_force}
+
+
 def create_referral(session: Session, vault: Vault, actor: Actor, family_id: str,
                     data: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Refer the family to another agency, asking it may see `asked` rows
@@ -204,10 +229,12 @@ def _sees(actor: Actor, ref: Referral) -> bool:
 
 
 def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | None,
-                   direction: str | None, now: datetime) -> list[dict[str, Any]]:
+                   direction: str | None, now: datetime, *, with_names: bool = False
+                   ) -> list[dict[str, Any]]:
     """The referrals from (`out`) or to (`in`) the caller's agency, or both,
     newest first: to it only from `sent` on, and only of families visible to
-    it now. Reasons are opened with one key unwrap per family."""
+    it now. Reasons are opened with one key unwrap per family. With
+    `with_names` (the staff pages) each carries its family's `family_name`."""
     agency = str(actor.agency_id)
     outgoing = Referral.from_agency == agency
     incoming = (Referral.to_agency == agency) & Referral.state.not_in(RECEIVER_HIDDEN)
@@ -222,6 +249,11 @@ def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | No
     apts = _appointments(session, refs)
     out = [_out(r, _reason(ciphers[r.family_id], r), ciphers[r.family_id],
                 appointments=apts[r.id]) for r in refs]
+    if with_names:
+        for item, ref in zip(out, refs, strict=True):
+            family = session.get(Family, ref.family_id)  # loaded by the join above
+            item["family_name"] = None if family is None else ciphers[ref.family_id].open(
+                "families", "display_name", family.id, family.display_name)
     # Reasons of several families were read: which ones goes on record (as
     # search records what it found), so an auditor can follow each family.
     _audit(session, actor, Action.REFERRAL_LIST, now, direction=direction, state=state,
@@ -302,10 +334,14 @@ def _detail(session: Session, cipher: FamilyCipher, ref: Referral) -> dict[str, 
 
 
 def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
-                 now: datetime) -> dict[str, Any]:
-    """One referral with its history of states (who, when, why)."""
+                 now: datetime, *, with_name: bool = False) -> dict[str, Any]:
+    """One referral with its history of states (who, when, why); with
+    `with_name` (the staff pages) its family's `family_name` too."""
     ref, view = _find(session, vault, actor, referral_id, now)
     out = _detail(session, view.cipher, ref)
+    if with_name:
+        out["family_name"] = view.cipher.open("families", "display_name", view.family.id,
+                                              view.family.display_name)
     _audit(session, actor, Action.REFERRAL_READ, now, family_id=ref.family_id,
            referral=ref.id)
     session.commit()
