@@ -41,6 +41,7 @@ from coordination.schemas import FamilySessionIn, RevokeIn
 from coordination.web import (
     FAMILY_COOKIE,
     end_signed_in,
+    family_referrals,
     locale,
     parse,
     request_id,
@@ -489,10 +490,12 @@ def create_blueprint() -> Blueprint:
             form = consent_forms.get_consent(request_db(), rt.vault, actor, str(actor.family_id),
                                              rt.now())
         except NoConsentForm:
-            return render_template("family/consent.html", form=None, columns=[])
+            return render_template("family/consent.html", form=None, columns=[],
+                                   referral_items=family_referrals.on_page(actor, None))
         valid_until = written_date(date.fromisoformat(form["valid_until"]))
         return render_template("family/consent.html", form=form, columns=_columns(form),
-                               valid_until=valid_until)
+                               valid_until=valid_until,
+                               referral_items=family_referrals.on_page(actor, form))
 
     def _current(actor: Actor) -> dict[str, Any] | None:
         rt = current()
@@ -570,4 +573,5 @@ def create_blueprint() -> Blueprint:
         return render_template("family/access_log.html",
                                rows=[_log_sentence(r, labels, order) for r in rows])
 
+    family_referrals.register(bp)
     return bp

@@ -351,3 +351,119 @@ def test_the_family_sees_referral_acts_in_who_looked(
         assert expected in actions, actions
     created = next(r for r in rows if r["action"] == "referral.create")
     assert created["about_agency"] == "physio"
+
+
+# --- the family's page ----------------------------------------------------------------
+
+
+@pytest.fixture
+def family_case(app: Flask, api: Api) -> tuple[str, dict[str, str]]:
+    set_passwords(app)
+    family = api.new_family("nurse1", display_name="Aylin Demir", birth_date="2024-03-14")
+    receipt: dict[str, str] = api.sign(family, GRID)["receipt"]
+    return family, receipt
+
+
+def family_client(app: Flask, receipt: dict[str, str]) -> FlaskClient:
+    from tests.functional.test_web_family import _signed_in
+
+    return _signed_in(app, receipt)
+
+
+def text(response: Any) -> str:
+    from tests.functional.test_web_family import _text
+
+    return _text(response)
+
+
+def test_the_family_agrees_after_a_confirmation_saying_what_changes(
+        app: Flask, api: Api, family_case: tuple[str, dict[str, str]]) -> None:
+    family, receipt = family_case
+    ref = made(api, family, to="ecec", fields=["education"])
+    client = family_client(app, receipt)
+    page = text(client.get("/family/consent"))
+    assert "Requests for help: please answer" in page
+    assert "Health centre wants to ask Kindergarten to help your family." in page
+    assert REASON in page
+    ask = f"/family/referrals/{ref}/agree"
+    confirm = text(client.get(ask))
+    assert ("If you say yes, Kindergarten can see: which services help you, and who your "
+            "contact person is; notes from kindergarten or school. Your consent form gets a "
+            "new version that says so.") in confirm
+    version = api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()["version"]
+    # No CSRF token, or not confirmed: nothing changes (the question is shown again).
+    with nothing_stored(app, (*PAGE, "consent.read")):
+        assert client.post(ask, data={"confirmed": "1"}).status_code == 400
+        token = csrf_token(html(client.get(ask)))
+        assert client.post(ask, data={"csrf_token": token}).status_code == 200
+    done = client.post(ask, data={"confirmed": "1", "csrf_token": token})
+    assert done.status_code == 302
+    after = text(client.get("/family/consent"))
+    assert ("You said yes. Kindergarten can now see: which services help you, and who your "
+            "contact person is; notes from kindergarten or school. The request went to "
+            "Kindergarten.") in after
+    assert "Requests for help" not in after
+    # True: a new version grants exactly those cells, and the request is sent.
+    form = api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()
+    assert form["version"] == version + 1
+    assert sorted(form["grants"]["ecec"]) == ["education", "involvement"]
+    assert state(api, ref) == "sent"
+    # Answering again: nothing changes, and the family is told so.
+    again = client.post(ask, data={"confirmed": "1", "csrf_token": token})
+    assert again.status_code == 302
+    assert "already answered" in text(client.get("/family/consent"))
+
+
+def test_the_family_refuses_and_the_agency_is_not_told(
+        app: Flask, api: Api, family_case: tuple[str, dict[str, str]]) -> None:
+    family, receipt = family_case
+    ref = made(api, family, to="ecec", fields=["education"])
+    client = family_client(app, receipt)
+    ask = f"/family/referrals/{ref}/refuse"
+    assert ("If you say no, Kindergarten does not hear about your family from this request. "
+            "Nothing else changes.") in text(client.get(ask))
+    token = csrf_token(html(client.get(ask)))
+    version = api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()["version"]
+    assert client.post(ask, data={"confirmed": "1", "csrf_token": token}).status_code == 302
+    assert "You said no. Kindergarten was not told about your family." in text(
+        client.get("/family/consent"))
+    assert state(api, ref) == "declined_by_family"
+    assert api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()[
+        "version"] == version
+    assert api.get("/api/v1/referrals", "ecec1").get_json() == []
+
+
+def test_a_referral_not_the_familys_is_not_found(
+        app: Flask, api: Api, family_case: tuple[str, dict[str, str]]) -> None:
+    family, receipt = family_case
+    other = api.new_family("nurse1", display_name="Other")
+    api.sign(other, GRID)
+    theirs = made(api, other, to="ecec", fields=["education"])
+    client = family_client(app, receipt)
+    assert client.get(f"/family/referrals/{theirs}/agree").status_code == 404
+    assert client.get("/family/referrals/ref_00000000000000000000/agree").status_code == 404
+    assert client.get(f"/family/referrals/{theirs}/maybe").status_code == 404
+    assert state(api, theirs) == "awaiting_family"
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("en", ["Your appointments", "26 November 2026, 09:30", "With: Physiotherapy",
+            "Where: Physio unit, room 4", "An interpreter for Turkish will be there.",
+            "Going with you: Health visitor"]),
+    ("tr", ["Randevularınız", "Kurum: Physiotherapy", "Yer: Physio unit, room 4",
+            "Orada Türkçe bilen bir tercüman olacak.", "Sizinle gelecek kişi: Health visitor"]),
+    ("ar", ["مواعيدك", "المكان: Physio unit, room 4", "سيكون هناك مترجم"]),
+])
+def test_the_family_sees_its_booked_appointments_in_its_language(
+        app: Flask, api: Api, family_case: tuple[str, dict[str, str]], lang: str,
+        words: list[str]) -> None:
+    family, receipt = family_case
+    ref = made(api, family)
+    api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord", json={})
+    assert api.post(f"/api/v1/referrals/{ref}/appointments", "physio1", json={
+        "at": "2026-11-26T09:30:00Z", "place": "Physio unit, room 4",
+        "interpreter_language": "tr", "accompanied_by": "Health visitor"}).status_code == 201
+    client = family_client(app, receipt)
+    page = text(client.get(f"/family/consent?lang={lang}"))
+    for expected in words:
+        assert expected in page, (lang, expected)
