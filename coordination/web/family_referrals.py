@@ -88,10 +88,16 @@ def words(ref: dict[str, Any], form: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _isolated(value: str | None) -> str | None:
+    from coordination.web.family import isolate
+
+    return None if value is None else isolate(value)
+
+
 def on_page(actor: Actor, form: dict[str, Any] | None) -> dict[str, Any]:
     """The requests awaiting the family's answer, and its booked appointments
     (not yet held), soonest first, for the consent page's partial."""
-    from coordination.web.family import written_time
+    from coordination.web.family import isolate, written_time
 
     rt = current()
     items = referrals.family_referrals(request_db(), rt.vault, actor, str(actor.family_id),
@@ -109,10 +115,12 @@ def on_page(actor: Actor, form: dict[str, Any] | None) -> dict[str, Any]:
             booked.append({
                 "at": at,
                 "when": written_time(at),
-                "with": names.get(ref["to"], ref["to"]),
-                "place": apt["place"],
-                "interpreter": language_name(apt["interpreter_language"]),
-                "accompanied_by": apt["accompanied_by"],
+                # Names and places keep their own direction inside a
+                # right-to-left sentence (a Latin address in Arabic).
+                "with": isolate(names.get(ref["to"], ref["to"])),
+                "place": isolate(apt["place"]),
+                "interpreter": _isolated(language_name(apt["interpreter_language"])),
+                "accompanied_by": _isolated(apt["accompanied_by"]),
             })
     booked.sort(key=lambda a: a["at"])
     return {"pending": pending, "appointments": booked}

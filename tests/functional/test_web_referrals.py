@@ -452,7 +452,8 @@ def test_a_referral_not_the_familys_is_not_found(
             "Going with you: Health visitor"]),
     ("tr", ["Randevularınız", "Kurum: Physiotherapy", "Yer: Physio unit, room 4",
             "Orada Türkçe bilen bir tercüman olacak.", "Sizinle gelecek kişi: Health visitor"]),
-    ("ar", ["مواعيدك", "المكان: Physio unit, room 4", "سيكون هناك مترجم"]),
+    # (A Latin place in an Arabic sentence keeps its own direction: isolated.)
+    ("ar", ["مواعيدك", "المكان: \u2068Physio unit, room 4\u2069", "سيكون هناك مترجم للغة"]),
 ])
 def test_the_family_sees_its_booked_appointments_in_its_language(
         app: Flask, api: Api, family_case: tuple[str, dict[str, str]], lang: str,
