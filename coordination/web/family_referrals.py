@@ -104,7 +104,7 @@ def on_page(actor: Actor, form: dict[str, Any] | None) -> dict[str, Any]:
                                        rt.now())
     names = _names()
     pending = [words(r, form) for r in items if r["state"] == "awaiting_family"]
-    booked = []
+    booked: list[dict[str, Any]] = []
     for ref in items:
         if ref["state"] != "booked":
             continue
