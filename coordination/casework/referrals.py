@@ -19,7 +19,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,15 @@ from coordination.model import Agency, Appointment, Family, Referral, ReferralEv
 from coordination.roles import Role
 
 RECEIVER_HIDDEN = tuple(s.value for s in rules.State if not rules.receiver_sees(s))
+
+
+def _ever_sent(session: Session, referral_ids: list[str]) -> set[str]:
+    """Which of these referrals were ever `sent` (one query)."""
+    if not referral_ids:
+        return set()
+    return set(session.scalars(select(ReferralEvent.referral_id).where(
+        ReferralEvent.referral_id.in_(referral_ids),
+        ReferralEvent.state == rules.State.SENT.value).distinct()))
 
 
 def referral_errors(session: Session, actor: Actor, data: dict[str, Any], now: datetime
@@ -218,14 +227,16 @@ def _reason(cipher: FamilyCipher, ref: Referral) -> str:
     return cipher.open("referrals", "reason", ref.id, ref.reason)
 
 
-def _sees(actor: Actor, ref: Referral) -> bool:
+def _sees(actor: Actor, ref: Referral, ever_sent: bool) -> bool:
     """Whether the actor (its agency's staff, or the family) may know of the
-    referral; the family's visibility is checked besides."""
+    referral (`ever_sent`: whether it was ever sent); the family's
+    visibility is checked besides."""
     if actor.is_family:
         return actor.family_id == ref.family_id
     if ref.from_agency == actor.agency_id:
         return True
-    return ref.to_agency == actor.agency_id and rules.receiver_sees(rules.State(ref.state))
+    return ref.to_agency == actor.agency_id and rules.receiver_sees(rules.State(ref.state),
+                                                                    ever_sent)
 
 
 def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | None,
@@ -237,7 +248,10 @@ def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | No
     `with_names` (the staff pages) each carries its family's `family_name`."""
     agency = str(actor.agency_id)
     outgoing = Referral.from_agency == agency
-    incoming = (Referral.to_agency == agency) & Referral.state.not_in(RECEIVER_HIDDEN)
+    never_sent = ~exists().where(ReferralEvent.referral_id == Referral.id,
+                                 ReferralEvent.state == rules.State.SENT.value)
+    incoming = ((Referral.to_agency == agency) & Referral.state.not_in(RECEIVER_HIDDEN)
+                & ~((Referral.state == rules.State.WITHDRAWN.value) & never_sent))
     which = {"out": outgoing, "in": incoming}.get(direction or "", or_(outgoing, incoming))
     query = (select(Referral).join(Family, Family.id == Referral.family_id)
              .where(which, _visible_to(agency, now))
@@ -266,9 +280,11 @@ def family_referrals(session: Session, vault: Vault, actor: Actor, family_id: st
                      now: datetime) -> list[dict[str, Any]]:
     """The family's referrals the caller may know of, newest first."""
     view = _visible(session, vault, actor, family_id, now)
-    refs = [r for r in session.scalars(
+    every = list(session.scalars(
         select(Referral).where(Referral.family_id == family_id)
-        .order_by(Referral.created_at.desc(), Referral.id.desc())) if _sees(actor, r)]
+        .order_by(Referral.created_at.desc(), Referral.id.desc())))
+    sent = _ever_sent(session, [r.id for r in every])
+    refs = [r for r in every if _sees(actor, r, r.id in sent)]
     apts = _appointments(session, refs)
     out = [_out(r, _reason(view.cipher, r), view.cipher, appointments=apts[r.id])
            for r in refs]
@@ -304,8 +320,10 @@ def _find(session: Session, vault: Vault, actor: Actor, referral_id: str, now: d
         refused = FamilyNotFound("not_visible", family_id)
     recorders = _recorders(session, family_id) if recording else {}
     ref = session.get(Referral, referral_id, populate_existing=lock)
+    ever_sent = referral_id in _ever_sent(session, [referral_id])
     if view is None or ref is None or not (
-            _sees(actor, ref) or (recording and _records_for(actor, ref, view, recorders, now))):
+            _sees(actor, ref, ever_sent)
+            or (recording and _records_for(actor, ref, view, recorders, now))):
         raise refused
     return ref, view
 

@@ -683,3 +683,22 @@ def test_an_invisible_referral_takes_the_same_path_as_an_absent_one(
         walk("ref_00000000000000000000", fam)  # the first of a kind may warm caches
         absent = walk("ref_00000000000000000000", fam)
         assert walk(ref, fam) == absent, ref
+
+
+def test_a_referral_withdrawn_before_the_family_agreed_stays_unknown_to_the_receiver(
+        api: Api, case: tuple[str, str]) -> None:
+    """Withdrawn while the family was still asked: the receiving agency
+    never learns of it, in its lists, on the family's list or by its id."""
+    family, _ = case
+    waiting = ask(api, family, fields=["contact"]).get_json()["id"]
+    sent = ask(api, family).get_json()["id"]
+    for ref in (waiting, sent):
+        assert api.post(f"/api/v1/referrals/{ref}/withdraw", "coord1",
+                        json={"reason": "The family moved."}).status_code == 200
+    assert listed(api, "physiocoord") == [sent]
+    assert listed(api, "physiocoord", "?state=withdrawn") == [sent]
+    assert api.get(f"/api/v1/referrals/{waiting}", "physiocoord").status_code == 404
+    assert api.get(f"/api/v1/referrals/{sent}", "physiocoord").status_code == 200
+    theirs = api.get(f"/api/v1/families/{family}/referrals", "physio1").get_json()
+    assert [r["id"] for r in theirs] == [sent]
+    assert sorted(listed(api, "coord1")) == sorted([waiting, sent])
