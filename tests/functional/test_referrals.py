@@ -563,6 +563,10 @@ def test_a_coordinator_of_another_involved_agency_records_the_answer_given_in_pe
     detail = json.loads(row.detail)
     assert row.actor == "physiocoord" and detail["on_behalf_of_family"] is True
     assert detail["method"] == "in_person" and "Ayşe" not in row.detail
+    # Answered: answering again, in person or not, is a 409 changing nothing.
+    assert answer(api, family, ref, "physiocoord", "refuse", IN_PERSON).status_code == 409
+    assert api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()[
+        "version"] == after["version"]
     # The referrer's own coordinator may record a refusal in person too.
     other = ask(api, family, to="ecec", fields=["social"]).get_json()["id"]
     refused = answer(api, family, other, "coord1", "refuse",
