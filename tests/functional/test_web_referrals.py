@@ -468,3 +468,34 @@ def test_the_family_sees_its_booked_appointments_in_its_language(
     page = text(client.get(f"/family/consent?lang={lang}"))
     for expected in words:
         assert expected in page, (lang, expected)
+
+
+def test_a_cancelled_appointment_takes_the_referral_back_to_booking(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = made(api, family)
+    assert api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord", json={}).status_code == 200
+    physio = signed_in(app, "physio1")
+    assert act(physio, ref, "/appointments", {"at": "2026-11-26T09:30",
+                                              "place": "Room 4"}).status_code == 302
+    [apt] = api.get(f"/api/v1/referrals/{ref}", "coord1").get_json()["appointments"]
+    cancelled = act(physio, ref, f"/appointments/{apt['id']}",
+                    {"outcome": "cancelled", "note": "The therapist is ill."})
+    assert cancelled.status_code == 302 and state(api, ref) == "accepted"
+    page = main(physio.get(f"/staff/referrals/{ref}"))
+    assert "Cancelled: The therapist is ill." in page and forms(page) == {"appointments"}
+    assert "Book the appointment" in page
+
+
+def test_the_family_reads_referral_acts_in_its_words(
+        app: Flask, api: Api, family_case: tuple[str, dict[str, str]]) -> None:
+    family, receipt = family_case
+    ref = made(api, family)
+    assert api.post(f"/api/v1/referrals/{ref}/accept", "physiocoord", json={}).status_code == 200
+    assert api.post(f"/api/v1/referrals/{ref}/appointments", "physio1", json={
+        "at": "2026-11-26T09:30:00Z", "place": "Room 4"}).status_code == 201
+    page = text(family_client(app, receipt).get("/family/access-log"))
+    for sentence in ("Health centre (practitioner) asked Physiotherapy to help your family.",
+                     "Physiotherapy (coordinator) said yes: it will help your family.",
+                     "Physiotherapy (practitioner) booked an appointment for your family."):
+        assert sentence in page, sentence
