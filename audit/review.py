@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session
 from audit.chain import audit_time
 from audit.model import Action, AuditCheckpoint, AuditEntry, Outcome
 
-# Looking at a family's record, consent or access log: what "read a family" means.
+# Looking at a family's record, consent, access log or referrals (their reasons
+# and notes): what "read a family" means.
 READS = frozenset({Action.RECORD_READ.value, Action.CONSENT_READ.value,
-                   Action.CONSENT_HISTORY.value, Action.ACCESS_LOG_READ.value})
+                   Action.CONSENT_HISTORY.value, Action.ACCESS_LOG_READ.value,
+                   Action.REFERRAL_LIST.value, Action.REFERRAL_READ.value})
 # Sign-in refusals because of earlier failures: a family's code slowed down,
 # a staff member's name or address locked out.
 THROTTLED = {"slowed_down": "sign-in slowed down", "locked_out": "sign-in locked"}

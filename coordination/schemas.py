@@ -320,6 +320,10 @@ class AccessAnswerIn(StrictSchema):
                                 error="'paper' or 'in_person': how the family told you"))
 
 
+class InPersonAnswerIn(EndInvolvementIn):
+    """A coordinator recording the family's answer to a referral, given in person."""
+
+
 class EmptyIn(StrictSchema):
     """A body that must be an empty object."""
 

@@ -14,6 +14,7 @@ from coordination.schemas import (
     AppointmentIn,
     AppointmentOutcomeIn,
     EmptyIn,
+    InPersonAnswerIn,
     ReferralAcceptIn,
     ReferralAskIn,
     ReferralCloseIn,
@@ -89,17 +90,19 @@ def register(bp: Blueprint) -> None:
         return _act(referral_id, Act.WITHDRAW, ReferralReasonIn())
 
     @bp.post("/families/<id:family_id>/referrals/<id:referral_id>/agree")
-    @document("The family agrees to a referral awaiting it: a new form version grants the "
-              "receiving agency exactly the asked rows, and the referral is `sent`",
-              body=EmptyIn, answer=ReferralDetail, conflicts=True)
-    @allow(family=True)
+    @document("The family agrees to a referral awaiting it (or a coordinator of another "
+              "involved agency records its answer given in person): a new form version "
+              "grants the receiving agency exactly the asked rows, and the referral is `sent`",
+              body=(EmptyIn, InPersonAnswerIn), answer=ReferralDetail, conflicts=True)
+    @allow(Role.COORDINATOR, family=True)
     def agree_referral(family_id: str, referral_id: str) -> Response:
         return _answer(family_id, referral_id, agree=True)
 
     @bp.post("/families/<id:family_id>/referrals/<id:referral_id>/refuse")
-    @document("The family refuses a referral awaiting it (`declined_by_family`)",
-              body=EmptyIn, answer=ReferralDetail, conflicts=True)
-    @allow(family=True)
+    @document("The family refuses a referral awaiting it (`declined_by_family`), or a "
+              "coordinator of another involved agency records that answer given in person",
+              body=(EmptyIn, InPersonAnswerIn), answer=ReferralDetail, conflicts=True)
+    @allow(Role.COORDINATOR, family=True)
     def refuse_referral(family_id: str, referral_id: str) -> Response:
         return _answer(family_id, referral_id, agree=False)
 
@@ -147,7 +150,12 @@ def _act(referral_id: str, act: Act,
 
 def _answer(family_id: str, referral_id: str, *, agree: bool) -> Response:
     rt = runtime()
-    load(EmptyIn(), body(), checks_first=lambda: referrals.check_family_answer(
-        db(), rt.vault, actor(), family_id, referral_id, rt.now()))
-    return jsonify(referrals.family_answer(db(), rt.vault, actor(), family_id, referral_id,
-                                           agree, rt.now()))
+    who = actor()
+    # The family answers itself (an empty body); a coordinator records the
+    # family's answer and says who gave it and how.
+    schema = EmptyIn() if who.is_family else InPersonAnswerIn()
+    data = load(schema, body(), checks_first=lambda: referrals.check_family_answer(
+        db(), rt.vault, who, family_id, referral_id, rt.now()))
+    return jsonify(referrals.family_answer(db(), rt.vault, who, family_id, referral_id,
+                                           agree, rt.now(),
+                                           None if who.is_family else data))

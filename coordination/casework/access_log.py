@@ -36,10 +36,23 @@ FAMILY_LOG_ACTIONS = {
     # Only answers given in person: the family's own acts are not looks.
     Action.ACCESS_REQUEST_APPROVE: "recorded that the family said yes to a service's request",
     Action.ACCESS_REQUEST_DECLINE: "recorded that the family said no to a service's request",
+    Action.REFERRAL_CREATE: "asked another service to help the family",
+    Action.REFERRAL_LIST: "looked at the family's referrals",
+    Action.REFERRAL_READ: "looked at a referral",
+    Action.REFERRAL_ACCEPT: "accepted a referral",
+    Action.REFERRAL_DECLINE: "declined a referral",
+    Action.REFERRAL_WITHDRAW: "withdrew a referral",
+    Action.REFERRAL_CLOSE: "closed a referral",
+    Action.REFERRAL_AGREE: "recorded that the family agreed to a referral",
+    Action.REFERRAL_REFUSE: "recorded that the family refused a referral",
+    Action.APPOINTMENT_BOOK: "booked an appointment",
+    Action.APPOINTMENT_OUTCOME: "recorded what became of an appointment",
 }
-# Entries that name the agency they are about (`about_agency`).
+# Acts whose detail names the other service they are about (`agency`, or a
+# referral's `to`).
 ABOUT_AGENCY = frozenset({Action.INVOLVEMENT_REFER, Action.INVOLVEMENT_END,
-                          Action.ACCESS_REQUEST_APPROVE, Action.ACCESS_REQUEST_DECLINE})
+                          Action.ACCESS_REQUEST_APPROVE, Action.ACCESS_REQUEST_DECLINE,
+                          Action.REFERRAL_CREATE})
 # A refused request that would have changed something (any method but a
 # read) is no refused look.
 TRIED_TO_CHANGE = "tried to change something and was refused"
@@ -47,7 +60,8 @@ READS = frozenset({"GET", "HEAD"})
 # Looks that, repeated by one person on one day, the family reads as one line
 # (refused looks too, as a line of their own).
 ROUTINE_LOOKS = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
-                           Action.ACCESS_LOG_READ})
+                           Action.ACCESS_LOG_READ, Action.REFERRAL_LIST,
+                           Action.REFERRAL_READ})
 
 
 def _refused_for_state(entry: AuditEntry) -> bool:
@@ -90,7 +104,7 @@ def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
         "fields_withheld": _split(r.withheld),
         "times": 1,
     }
-    about = detail.get("agency")
+    about = detail.get("to" if r.action == Action.REFERRAL_CREATE else "agency")
     if r.action in ABOUT_AGENCY and isinstance(about, str):
         item["about_agency"] = about
         item["about_agency_name"] = names.get(about, about)

@@ -134,9 +134,12 @@ def allowed_acts(state: State) -> list[Act]:
     return [act for act in Act if (act, state) in _MOVES]
 
 
-def receiver_sees(state: State) -> bool:
+def receiver_sees(state: State, ever_sent: bool = True) -> bool:
     """A receiving agency sees a referral only from `sent` on: not while the
-    family is still asked, nor when the family refused it."""
+    family is still asked, nor when the family refused it, nor when the
+    referrer withdrew it before it was ever sent (`ever_sent` False)."""
+    if state == State.WITHDRAWN:
+        return ever_sent
     return state not in {State.AWAITING_FAMILY, State.DECLINED_BY_FAMILY}
 
 

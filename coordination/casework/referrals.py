@@ -9,16 +9,17 @@ The receiving agency books appointments (place, who accompanies the family
 and the outcome's note sealed too), records what became of each, once, and
 closes the referral with a note the referrer reads. The family agrees to a
 referral awaiting it (a new form version grants the receiving agency exactly
-the asked rows) or refuses it. Not yet here: a coordinator recording the
-family's answer given in person.
+the asked rows) or refuses it, on its page or in person (recorded by a
+coordinator of another involved agency).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,7 +40,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
-from coordination.casework.form_versions import _write_sealed
+from coordination.casework.form_versions import _recorders, _write_sealed
 from coordination.casework.involvements import contact_worker_errors, involve, sees_whole_form
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
@@ -47,6 +48,15 @@ from coordination.model import Agency, Appointment, Family, Referral, ReferralEv
 from coordination.roles import Role
 
 RECEIVER_HIDDEN = tuple(s.value for s in rules.State if not rules.receiver_sees(s))
+
+
+def _ever_sent(session: Session, referral_ids: list[str]) -> set[str]:
+    """Which of these referrals were ever `sent` (one query)."""
+    if not referral_ids:
+        return set()
+    return set(session.scalars(select(ReferralEvent.referral_id).where(
+        ReferralEvent.referral_id.in_(referral_ids),
+        ReferralEvent.state == rules.State.SENT.value).distinct()))
 
 
 def referral_errors(session: Session, actor: Actor, data: dict[str, Any], now: datetime
@@ -79,6 +89,31 @@ def check_create(session: Session, vault: Vault, actor: Actor, family_id: str,
     view = _visible(session, vault, actor, family_id, now)
     _involved(view, actor)
     sees_whole_form(session, view, actor, now)
+
+
+def referral_choices(session: Session, vault: Vault, actor: Actor, family_id: str,
+                     now: datetime) -> dict[str, Any]:
+    """What the referral form offers (the checks of `create_referral` first):
+    `agencies`, those the family could be referred to (known, not the
+    caller's, not actively involved), each `{"id", "name", "granted"}` with
+    the rows the form in force already grants it, and `in_force` (whether a
+    form is). The grid is read, so it is on record as a look at the form."""
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    sees_whole_form(session, view, actor, now)
+    rows = catalogue(session)
+    in_force = view.form is not None and view.form.in_force(now)
+    choices = []
+    for agency in session.scalars(select(Agency).order_by(Agency.name, Agency.id)):
+        if agency.id == actor.agency_id or view.involved(agency.id):
+            continue
+        granted = [f.id for f in rows
+                   if in_force and consent.decide(view.form, agency.id, f.id, now)]
+        choices.append({"id": agency.id, "name": agency.name, "granted": granted})
+    _audit(session, actor, Action.CONSENT_READ, now, family_id=family_id,
+           purpose="referral_form")
+    session.commit()
+    return {"agencies": choices, "in_force": in_force}
 
 
 def create_referral(session: Session, vault: Vault, actor: Actor, family_id: str,
@@ -192,24 +227,31 @@ def _reason(cipher: FamilyCipher, ref: Referral) -> str:
     return cipher.open("referrals", "reason", ref.id, ref.reason)
 
 
-def _sees(actor: Actor, ref: Referral) -> bool:
+def _sees(actor: Actor, ref: Referral, ever_sent: bool) -> bool:
     """Whether the actor (its agency's staff, or the family) may know of the
-    referral; the family's visibility is checked besides."""
+    referral (`ever_sent`: whether it was ever sent); the family's
+    visibility is checked besides."""
     if actor.is_family:
         return actor.family_id == ref.family_id
     if ref.from_agency == actor.agency_id:
         return True
-    return ref.to_agency == actor.agency_id and rules.receiver_sees(rules.State(ref.state))
+    return ref.to_agency == actor.agency_id and rules.receiver_sees(rules.State(ref.state),
+                                                                    ever_sent)
 
 
 def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | None,
-                   direction: str | None, now: datetime) -> list[dict[str, Any]]:
+                   direction: str | None, now: datetime, *, with_names: bool = False
+                   ) -> list[dict[str, Any]]:
     """The referrals from (`out`) or to (`in`) the caller's agency, or both,
     newest first: to it only from `sent` on, and only of families visible to
-    it now. Reasons are opened with one key unwrap per family."""
+    it now. Reasons are opened with one key unwrap per family. With
+    `with_names` (the staff pages) each carries its family's `family_name`."""
     agency = str(actor.agency_id)
     outgoing = Referral.from_agency == agency
-    incoming = (Referral.to_agency == agency) & Referral.state.not_in(RECEIVER_HIDDEN)
+    never_sent = ~exists().where(ReferralEvent.referral_id == Referral.id,
+                                 ReferralEvent.state == rules.State.SENT.value)
+    incoming = ((Referral.to_agency == agency) & Referral.state.not_in(RECEIVER_HIDDEN)
+                & ~((Referral.state == rules.State.WITHDRAWN.value) & never_sent))
     which = {"out": outgoing, "in": incoming}.get(direction or "", or_(outgoing, incoming))
     query = (select(Referral).join(Family, Family.id == Referral.family_id)
              .where(which, _visible_to(agency, now))
@@ -221,6 +263,11 @@ def list_referrals(session: Session, vault: Vault, actor: Actor, state: str | No
     apts = _appointments(session, refs)
     out = [_out(r, _reason(ciphers[r.family_id], r), ciphers[r.family_id],
                 appointments=apts[r.id]) for r in refs]
+    if with_names:
+        for item, ref in zip(out, refs, strict=True):
+            family = session.get(Family, ref.family_id)  # loaded by the join above
+            item["family_name"] = None if family is None else ciphers[ref.family_id].open(
+                "families", "display_name", family.id, family.display_name)
     # Reasons of several families were read: which ones goes on record (as
     # search records what it found), so an auditor can follow each family.
     _audit(session, actor, Action.REFERRAL_LIST, now, direction=direction, state=state,
@@ -233,9 +280,11 @@ def family_referrals(session: Session, vault: Vault, actor: Actor, family_id: st
                      now: datetime) -> list[dict[str, Any]]:
     """The family's referrals the caller may know of, newest first."""
     view = _visible(session, vault, actor, family_id, now)
-    refs = [r for r in session.scalars(
+    every = list(session.scalars(
         select(Referral).where(Referral.family_id == family_id)
-        .order_by(Referral.created_at.desc(), Referral.id.desc())) if _sees(actor, r)]
+        .order_by(Referral.created_at.desc(), Referral.id.desc())))
+    sent = _ever_sent(session, [r.id for r in every])
+    refs = [r for r in every if _sees(actor, r, r.id in sent)]
     apts = _appointments(session, refs)
     out = [_out(r, _reason(view.cipher, r), view.cipher, appointments=apts[r.id])
            for r in refs]
@@ -244,18 +293,52 @@ def family_referrals(session: Session, vault: Vault, actor: Actor, family_id: st
     return out
 
 
+# The family id looked up when a referral id names none: the same statements
+# then run as for a referral of a family the caller may not see.
+NOWHERE = "fam_00000000000000000000"
+
+
 def _find(session: Session, vault: Vault, actor: Actor, referral_id: str, now: datetime,
-          *, lock: bool = False) -> tuple[Referral, FamilyView]:
+          *, lock: bool = False, recording: bool = False) -> tuple[Referral, FamilyView]:
     """The referral and its family if the caller may know of it; otherwise
-    `FamilyNotFound`, as for an absent one."""
-    family_id = session.scalar(select(Referral.family_id).where(Referral.id == referral_id))
-    if family_id is None:
-        raise FamilyNotFound("absent")
-    view = _visible(session, vault, actor, family_id, now, lock=lock)
+    `FamilyNotFound`, as for an absent one.
+
+    An absent referral, one of a family the caller may not see and one the
+    caller's agency may not know of do the same work (the same statements,
+    the same key work) before the same 404, so that neither the answer nor
+    its timing tells them apart. With `recording` (a coordinator recording
+    the family's answer given in person) a coordinator of another involved
+    agency that sees the family's whole form may know of it too."""
+    found = session.scalar(select(Referral.family_id).where(Referral.id == referral_id))
+    family_id = found or NOWHERE
+    view: FamilyView | None
+    try:
+        view = _visible(session, vault, actor, family_id, now, lock=lock)
+    except FamilyNotFound as exc:
+        view, refused = None, exc
+    else:
+        refused = FamilyNotFound("not_visible", family_id)
+    recorders = _recorders(session, family_id) if recording else {}
     ref = session.get(Referral, referral_id, populate_existing=lock)
-    if ref is None or not _sees(actor, ref):
-        raise FamilyNotFound("not_visible", family_id)
+    ever_sent = referral_id in _ever_sent(session, [referral_id])
+    if view is None or ref is None or not (
+            _sees(actor, ref, ever_sent)
+            or (recording and _records_for(actor, ref, view, recorders, now))):
+        raise refused
     return ref, view
+
+
+def _records_for(actor: Actor, ref: Referral, view: FamilyView,
+                 recorders: dict[int, str | None], now: datetime) -> bool:
+    """Whether a member of staff of an agency other than the two sides may
+    know of the family's referral, to record its answer: its agency is
+    involved and sees the whole current form. Never the receiving agency
+    while it may not know of it (that would tell it a referral awaits)."""
+    if (actor.is_family or actor.agency_id == ref.to_agency
+            or not view.involved(actor.agency_id) or view.form is None):
+        return False
+    return consent.view_of_form(view.form, str(actor.agency_id),
+                                recorders.get(view.form.version), now).full
 
 
 def _history(session: Session, ref: Referral) -> list[ReferralEvent]:
@@ -269,10 +352,14 @@ def _detail(session: Session, cipher: FamilyCipher, ref: Referral) -> dict[str, 
 
 
 def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
-                 now: datetime) -> dict[str, Any]:
-    """One referral with its history of states (who, when, why)."""
+                 now: datetime, *, with_name: bool = False) -> dict[str, Any]:
+    """One referral with its history of states (who, when, why); with
+    `with_name` (the staff pages) its family's `family_name` too."""
     ref, view = _find(session, vault, actor, referral_id, now)
     out = _detail(session, view.cipher, ref)
+    if with_name:
+        out["family_name"] = view.cipher.open("families", "display_name", view.family.id,
+                                              view.family.display_name)
     _audit(session, actor, Action.REFERRAL_READ, now, family_id=ref.family_id,
            referral=ref.id)
     session.commit()
@@ -435,24 +522,46 @@ def check_family_answer(session: Session, vault: Vault, actor: Actor, family_id:
 def _family_referral(session: Session, vault: Vault, actor: Actor, family_id: str,
                      referral_id: str, now: datetime, *, lock: bool = False
                      ) -> tuple[Referral, FamilyView]:
-    if not actor.is_family:
-        raise NotPermitted("only the family answers a referral awaiting it")
-    ref, view = _find(session, vault, actor, referral_id, now, lock=lock)
+    """The referral the family (or a coordinator recording its answer) answers.
+
+    Staff: only a coordinator (`NotPermitted`) of an involved agency
+    (`NotPermitted`) that knows of the referral (the referrer, or an agency
+    seeing the whole form; else 404 as absent), never of the receiving
+    agency (`NotPermitted`): it would be answering its own referral."""
+    if not actor.is_family and actor.role != Role.COORDINATOR:
+        raise NotPermitted("only the family, or a coordinator of another involved agency "
+                           "recording its answer, answers a referral awaiting it")
+    ref, view = _find(session, vault, actor, referral_id, now, lock=lock,
+                      recording=not actor.is_family)
     if ref.family_id != family_id:
         raise FamilyNotFound("absent")
+    if not actor.is_family:
+        _involved(view, actor)
+        if actor.agency_id == ref.to_agency:
+            raise NotPermitted("the agency the family is referred to may not record the "
+                               "family's answer; a coordinator of another involved agency "
+                               "can, or the family on its own page")
     return ref, view
 
 
 def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
-                  referral_id: str, agree: bool, now: datetime) -> dict[str, Any]:
+                  referral_id: str, agree: bool, now: datetime,
+                  on_behalf: dict[str, Any] | None = None) -> dict[str, Any]:
     """The family agrees to a referral awaiting it, or refuses it (only from
     `awaiting_family`, else a `Conflict`).
 
-    Agreeing writes a new version of the form in force, same signer,
-    purpose and validity, adding exactly the asked cells for the receiving
-    agency (none when they are granted already); the referral is `sent`.
-    With no form in force it is a `Conflict`, storing nothing. Refusing
-    makes it `declined_by_family`; the receiving agency never learns of it."""
+    The family acts itself (`on_behalf` None), or a coordinator of an
+    involved agency other than the receiving one records its answer given
+    in person, with `on_behalf` = {"signed_by", "method"} (flagged as such
+    in the audit log; see `_family_referral` for who may).
+    Agreeing writes a new version of the form in force, same purpose and
+    validity, signed today by the family (on its page: the same signer,
+    method `family_portal`; in person: that signer and method, the
+    coordinator as witness), adding exactly the asked cells for the
+    receiving agency (none when they are granted already); the referral is
+    `sent`. With no form in force it is a `Conflict`, storing nothing.
+    Refusing makes it `declined_by_family`; the receiving agency never
+    learns of it."""
     ref, view = _family_referral(session, vault, actor, family_id, referral_id, now, lock=True)
     act = rules.Act.FAMILY_AGREES if agree else rules.Act.FAMILY_REFUSES
     moved = _move(ref, act)
@@ -466,11 +575,17 @@ def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
         added = frozenset((ref.to_agency, f) for f in asked) - form.cells
         if added:
             old_id = f"v{row.version}"
-            signed_by = view.cipher.open("consent_forms", "signed_by", old_id, row.signed_by)
+            signed_by = (on_behalf["signed_by"] if on_behalf else view.cipher.open(
+                "consent_forms", "signed_by", old_id, row.signed_by))
             purpose = view.cipher.open("consent_forms", "purpose", old_id, row.purpose)
+            meta = dataclasses.replace(
+                consent_store.FormMeta.of(row), signed_on=now.date(),
+                method=on_behalf["method"] if on_behalf else consent.Method.FAMILY_PORTAL,
+                witness=None if actor.is_family else actor.username,
+                interpreter_language=None)
             try:
                 written, _ = _write_sealed(
-                    session, view, consent_store.FormMeta.of(row), signed_by, purpose,
+                    session, view, meta, signed_by, purpose,
                     row.version + 1, form.cells | added,
                     change=consent.describe_grant(ref.to_agency, sorted(f for _, f in added)),
                     changed_by=actor.label, now=now)
@@ -481,6 +596,8 @@ def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
             version = written.version
     _record(session, view.cipher, ref, actor, moved, None, now)
     _audit(session, actor, Action.REFERRAL_AGREE if agree else Action.REFERRAL_REFUSE, now,
-           family_id=ref.family_id, referral=ref.id, state=moved.value, version=version)
+           family_id=ref.family_id, referral=ref.id, state=moved.value, version=version,
+           **({"on_behalf_of_family": True, "method": on_behalf["method"]}
+              if on_behalf else {}))
     session.commit()
     return _detail(session, view.cipher, ref)

@@ -105,8 +105,9 @@ class Context:
 Source = Callable[[Context], Iterable[Item]]
 
 
-def _record(family_id: str) -> Link:
-    return Link("staff.family", (("family_id", family_id),))
+def _referral(referral_id: str) -> Link:
+    """A referral's page: where to answer it, book, or record an outcome."""
+    return Link("staff.referral", (("referral_id", referral_id),))
 
 
 def referrals(ctx: Context) -> Iterable[Item]:
@@ -128,7 +129,7 @@ def referrals(ctx: Context) -> Iterable[Item]:
         yield Item("referral.overdue" if late else "referral.to_answer", family_id,
                    respond_by, ref_id, referral_id=ref_id,
                    agency=from_agency if incoming else to_agency,
-                   direction="in" if incoming else "out", link=_record(family_id))
+                   direction="in" if incoming else "out", link=_referral(ref_id))
 
 
 def appointments(ctx: Context) -> Iterable[Item]:
@@ -158,7 +159,7 @@ def appointments(ctx: Context) -> Iterable[Item]:
         yield Item("appointment.missed" if outcome else "appointment.upcoming", family_id,
                    at.date(), apt_id, at=at, referral_id=ref_id,
                    agency=from_agency if incoming else to_agency,
-                   direction="in" if incoming else "out", link=_record(family_id))
+                   direction="in" if incoming else "out", link=_referral(ref_id))
 
 
 def _newest_form() -> Any:

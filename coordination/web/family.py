@@ -41,6 +41,7 @@ from coordination.schemas import FamilySessionIn, RevokeIn
 from coordination.web import (
     FAMILY_COOKIE,
     end_signed_in,
+    family_referrals,
     locale,
     parse,
     request_id,
@@ -77,12 +78,31 @@ DID = {
                                                 "%(agency)s asking to see more."),
     Action.ACCESS_REQUEST_DECLINE: lazy_gettext("%(who)s wrote down that you said no to "
                                                 "%(agency)s asking to see more."),
+    Action.REFERRAL_LIST: lazy_gettext("%(who)s looked at the list of services your family "
+                                       "was sent to."),
+    Action.REFERRAL_READ: lazy_gettext("%(who)s looked at a request for help for your family."),
+    Action.REFERRAL_CREATE: lazy_gettext("%(who)s asked another service to help your family."),
+    Action.REFERRAL_ACCEPT: lazy_gettext("%(who)s said yes: it will help your family."),
+    Action.REFERRAL_DECLINE: lazy_gettext("%(who)s said no: it will not help your family "
+                                          "this time."),
+    Action.REFERRAL_WITHDRAW: lazy_gettext("%(who)s took back its request for help for your "
+                                           "family."),
+    Action.REFERRAL_CLOSE: lazy_gettext("%(who)s ended its help and wrote how it went."),
+    Action.REFERRAL_AGREE: lazy_gettext("%(who)s wrote down that you said yes to a request "
+                                        "for help."),
+    Action.REFERRAL_REFUSE: lazy_gettext("%(who)s wrote down that you said no to a request "
+                                         "for help."),
+    Action.APPOINTMENT_BOOK: lazy_gettext("%(who)s booked an appointment for your family."),
+    Action.APPOINTMENT_OUTCOME: lazy_gettext("%(who)s wrote down what happened at an "
+                                             "appointment."),
 }
+# Asking another service names it.
+ASKED = lazy_gettext("%(who)s asked %(agency)s to help your family.")
 # A referral names the service the family was sent to.
 REFERRED = lazy_gettext("%(who)s sent your family to %(agency)s.")
 # Routine looks repeated by one person on one day are read as one line (`_times`).
 DID_TIMES = frozenset({Action.RECORD_READ, Action.CONSENT_READ, Action.CONSENT_HISTORY,
-                       Action.ACCESS_LOG_READ})
+                       Action.ACCESS_LOG_READ, Action.REFERRAL_LIST, Action.REFERRAL_READ})
 REFUSED = lazy_gettext("%(who)s tried to look and was refused.")
 # A refused request that would have changed something, not a look.
 REFUSED_CHANGE = lazy_gettext("%(who)s tried to change something and was refused.")
@@ -210,6 +230,17 @@ def _times(action: str, num: int, who: str, day: str) -> str:
             "%(who)s looked at the old versions of your consent form %(num)d time on %(day)s.",
             "%(who)s looked at the old versions of your consent form %(num)d times on "
             "%(day)s.", num, who=who, day=day)
+    if action == Action.REFERRAL_LIST:
+        return ngettext(
+            "%(who)s looked at the list of services your family was sent to %(num)d time "
+            "on %(day)s.",
+            "%(who)s looked at the list of services your family was sent to %(num)d times "
+            "on %(day)s.", num, who=who, day=day)
+    if action == Action.REFERRAL_READ:
+        return ngettext(
+            "%(who)s looked at a request for help for your family %(num)d time on %(day)s.",
+            "%(who)s looked at a request for help for your family %(num)d times on %(day)s.",
+            num, who=who, day=day)
     return ngettext("%(who)s looked at this list %(num)d time on %(day)s.",
                     "%(who)s looked at this list %(num)d times on %(day)s.", num,
                     who=who, day=day)
@@ -240,6 +271,8 @@ def _log_sentence(row: dict[str, Any], labels: dict[str, str],
         first = _times(row["action"], row["times"], who, day)
     elif row["action"] == Action.INVOLVEMENT_REFER and row.get("about_agency_name"):
         first = str(REFERRED) % {"who": who, "agency": about}
+    elif row["action"] == Action.REFERRAL_CREATE and row.get("about_agency_name"):
+        first = str(ASKED) % {"who": who, "agency": about}
     else:
         said = DID.get(row["action"], DID[Action.RECORD_READ])
         first = str(said) % {"who": who, "agency": about}
@@ -466,11 +499,13 @@ def create_blueprint() -> Blueprint:
                                              rt.now())
         except NoConsentForm:
             return render_template("family/consent.html", form=None, columns=[],
-                                   access_requests=family_requests.pending(actor))
+                                   access_requests=family_requests.pending(actor),
+                                   referral_items=family_referrals.on_page(actor, None))
         valid_until = written_date(date.fromisoformat(form["valid_until"]))
         return render_template("family/consent.html", form=form, columns=_columns(form),
                                valid_until=valid_until,
-                               access_requests=family_requests.pending(actor))
+                               access_requests=family_requests.pending(actor),
+                               referral_items=family_referrals.on_page(actor, form))
 
     def _current(actor: Actor) -> dict[str, Any] | None:
         rt = current()
@@ -548,4 +583,5 @@ def create_blueprint() -> Blueprint:
         return render_template("family/access_log.html",
                                rows=[_log_sentence(r, labels, order) for r in rows])
 
+    family_referrals.register(bp)
     return bp

@@ -27,10 +27,10 @@ from coordination.schemas import (
     EntryIn,
     FamilyIn,
     InvolvementPatch,
-    ReferralIn,
     SearchArgs,
 )
 from coordination.web import LANGUAGES, RTL, parse, staff_page, text_fields, worklist
+from coordination.web import referrals as referral_pages
 from coordination.web.words import can_see
 
 CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
@@ -163,29 +163,6 @@ def create_blueprint() -> Blueprint:
         except InvalidInput as exc:
             return _entry_page(family_id, exc.errors, form, 422)
         flash("The entry is saved.", "success")
-        return redirect(url_for("staff.family", family_id=family_id))
-
-    @bp.post("/families/<id:family_id>/referrals")
-    @staff_page(Role.COORDINATOR)
-    def refer(family_id: str) -> Any:
-        form = text_fields("agency")
-        values, errors = parse(ReferralIn(), form)
-        rt = current()
-        if not errors:
-            try:
-                involvements.refer(request_db(), rt.vault, me(), family_id, values["agency"],
-                                   None, rt.now())
-            except InvalidInput as exc:
-                errors = exc.errors
-            except Conflict as exc:
-                record_denial(exc)
-                errors = {"agency": [str(exc)]}
-        if errors:
-            common.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
-                                involved=True)
-            return render_template("staff/referral.html", family_id=family_id, errors=errors,
-                                   form=form, names=_names()), 422
-        flash(f"Referred to {_names().get(values['agency'], values['agency'])}.", "success")
         return redirect(url_for("staff.family", family_id=family_id))
 
     @bp.post("/families/<id:family_id>/contact-worker")
@@ -410,4 +387,5 @@ def create_blueprint() -> Blueprint:
             flash("That entry is no longer shown to the family.", "success")
         return redirect(url_for("staff.access_log", family_id=family_id))
 
+    referral_pages.register(bp)
     return bp

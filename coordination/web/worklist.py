@@ -24,7 +24,8 @@ TAGS = {
     "involvement.ended": ("Ended", ""),
 }
 LINK_TEXT = {"staff.family": "Open the record", "staff.consent": "Open the consent form",
-             "staff.access_requests_page": "Open the requests"}
+             "staff.access_requests_page": "Open the requests",
+             "staff.referral": "Open the referral"}
 
 
 @dataclass(frozen=True)

@@ -465,14 +465,19 @@ def test_409_refusal_on_a_staff_page_is_recorded(app: Flask, api: Api, case: Cas
     from tests.web import csrf_token, set_passwords, signed_in
 
     set_passwords(app)
-    client = signed_in(app, "coord1")
-    token = csrf_token(client.get(f"/staff/families/{case.id}").get_data(as_text=True))
+    ref = api.post(f"/api/v1/families/{case.id}/referrals", "nurse1",
+                   json={"to": "physio", "reason": "assess", "fields": []}).get_json()["id"]
+    # The family takes back physiotherapy's `involvement` before it accepts.
+    assert api.post(f"/api/v1/families/{case.id}/consent/revoke", family_token(api, case),
+                    json={"agency": "physio", "field": "involvement"}).status_code == 200
+    client = signed_in(app, "physiocoord")
+    token = csrf_token(client.get("/staff/").get_data(as_text=True))
     before = last_seq(app)
-    refused = client.post(f"/staff/families/{case.id}/referrals",
-                          data={"agency": "ecec", "csrf_token": token})
-    assert refused.status_code == 422  # the page with the reason, to correct
+    refused = client.post(f"/staff/referrals/{ref}/accept", data={"csrf_token": token})
+    assert refused.status_code == 302  # back to the referral, saying nothing changed
+    # (The route names a referral, not a family: the refusal names no family.)
     expect(one_entry_after(app, before), action="request.denied", outcome="denied",
-           actor="coord1", family_id=case.id, reason="not_agreed")
+           actor="physiocoord", family_id=None, reason="not_agreed")
     assert count(app, Involvement, Involvement.family_id == case.id) == 1
 
 

@@ -16,6 +16,7 @@ from coordination.model import Appointment, Involvement, Referral, ReferralEvent
 from coordination.roles import InvolvementStatus
 from tests.conftest import Api
 from tests.functional.test_revocation_truth import audit_rows, count, family_token
+from tests.unchanged import nothing_stored
 
 # Physiotherapy may know of the family and see health notes; child
 # protection sees protection notes only (not even that the family is involved
@@ -467,9 +468,10 @@ def test_the_family_agrees_and_the_form_grants_exactly_the_asked_cells(
     family, token = case
     before = api.get(f"/api/v1/families/{family}/consent", token).get_json()
     ref = ask(api, family, fields=["health", "contact"]).get_json()["id"]
-    # Staff may not answer for the family; a bad body is a 422 changing nothing.
-    assert answer(api, family, ref, "coord1", "agree").status_code == 403
-    assert answer(api, family, ref, "physiocoord", "agree").status_code == 403
+    # Staff record an answer only saying who gave it and how (below); the
+    # receiving agency may not know of it yet; a bad body is a 422 changing nothing.
+    assert answer(api, family, ref, "coord1", "agree").status_code == 422
+    assert answer(api, family, ref, "physiocoord", "agree").status_code == 404
     assert answer(api, family, ref, token, "agree", {"yes": True}).status_code == 422
     assert answer(api, family, "ref_0000", token, "agree").status_code == 404
     assert state(api, ref) == "awaiting_family"
@@ -481,6 +483,7 @@ def test_the_family_agrees_and_the_form_grants_exactly_the_asked_cells(
     assert after["version"] == before["version"] + 1
     assert after["signed_by"] == before["signed_by"]
     assert after["valid_until"] == before["valid_until"]
+    assert after["method"] == "family_portal" and after["witness"] is None
     added = {(a, f) for a, fs in after["grants"].items() for f in fs} - {
         (a, f) for a, fs in before["grants"].items() for f in fs}
     assert added == {("physio", "contact")}  # involvement and health were granted already
@@ -523,3 +526,183 @@ def test_agreeing_with_no_form_in_force_is_409(app: Flask, api: Api, clock: Any)
     assert audit_rows(app, "referral.agree") == []
     with app.extensions["onestory"].sessions() as session:
         assert session.scalar(select(func.count()).select_from(ConsentFormRow)) == 1
+
+
+# --- the family's answer given in person, recorded by a coordinator ----------------
+
+IN_PERSON = {"signed_by": "Ayşe Demir (mother)", "method": "in_person"}
+
+
+@pytest.fixture
+def physio_involved(api: Api, case: tuple[str, str]) -> str:
+    """The case with physiotherapy involved too: an agency that sees the whole
+    form (the form grants it `involvement`) and is neither side of a
+    referral from the health centre to the kindergarten."""
+    family, _ = case
+    assert api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                    json={"agency": "physio"}).status_code == 201
+    return family
+
+
+def test_a_coordinator_of_another_involved_agency_records_the_answer_given_in_person(
+        app: Flask, api: Api, physio_involved: str) -> None:
+    family = physio_involved
+    before = api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()["id"]
+    agreed = answer(api, family, ref, "physiocoord", "agree", IN_PERSON)
+    assert agreed.status_code == 200, agreed.get_json()
+    assert agreed.get_json()["state"] == "sent"
+    after = api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()
+    assert after["version"] == before["version"] + 1
+    # The new version records who gave the answer, how, and who witnessed it.
+    assert after["signed_by"] == "Ayşe Demir (mother)" and after["method"] == "in_person"
+    assert after["witness"] == "physiocoord" and after["signed_on"] == "2026-11-22"
+    assert after["valid_until"] == before["valid_until"]
+    assert sorted(after["grants"]["ecec"]) == ["education", "involvement"]
+    [row] = audit_rows(app, "referral.agree")
+    detail = json.loads(row.detail)
+    assert row.actor == "physiocoord" and detail["on_behalf_of_family"] is True
+    assert detail["method"] == "in_person" and "Ayşe" not in row.detail
+    # Answered: answering again, in person or not, is a 409 changing nothing.
+    assert answer(api, family, ref, "physiocoord", "refuse", IN_PERSON).status_code == 409
+    assert api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()[
+        "version"] == after["version"]
+    # The referrer's own coordinator may record a refusal in person too.
+    other = ask(api, family, to="ecec", fields=["social"]).get_json()["id"]
+    refused = answer(api, family, other, "coord1", "refuse",
+                     {"signed_by": "Ayşe Demir", "method": "paper"})
+    assert refused.status_code == 200 and refused.get_json()["state"] == "declined_by_family"
+    assert api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()[
+        "version"] == after["version"]
+    assert json.loads(audit_rows(app, "referral.refuse")[0].detail)["method"] == "paper"
+
+
+def test_the_receiving_agency_may_not_record_the_familys_answer(
+        app: Flask, api: Api, physio_involved: str) -> None:
+    family = physio_involved
+    ref = ask(api, family, to="physio", fields=["contact"]).get_json()["id"]
+    with nothing_stored(app):
+        # Awaiting the family, the receiving agency may not know of it: as absent.
+        hidden = answer(api, family, ref, "physiocoord", "agree", IN_PERSON)
+        assert hidden.status_code == 404
+        assert hidden.get_json() == answer(api, family, "ref_0000", "physiocoord", "agree",
+                                           IN_PERSON).get_json()
+    # Once it may know of it (sent), it is refused as the receiving side: 403, not 409.
+    sent = ask(api, family, to="physio").get_json()["id"]
+    refused = answer(api, family, sent, "physiocoord", "refuse", IN_PERSON)
+    assert refused.status_code == 403, refused.get_json()
+    assert "referred to" in refused.get_json()["detail"]
+    assert state(api, ref) == "awaiting_family" and state(api, sent) == "sent"
+
+
+@pytest.mark.parametrize(("who", "body", "status"), [
+    ("nurse1", IN_PERSON, 403),          # a practitioner of the referring agency
+    ("auditor1", IN_PERSON, 403),        # no casework role at all
+    ("physio1", IN_PERSON, 403),         # a practitioner of another involved agency
+    ("coord1", {}, 422),                 # the family's empty body from staff
+    ("coord1", {"signed_by": "  ", "method": "in_person"}, 422),
+    ("coord1", {"signed_by": "Ayşe", "method": "family_portal"}, 422),
+    ("coord1", {"signed_by": "Ayşe"}, 422),
+    ("coord1", {**IN_PERSON, "witness": "coord1"}, 422),
+    ("family", IN_PERSON, 422),          # a staff body from the family
+])
+def test_in_person_answers_refused_store_nothing(
+        app: Flask, api: Api, physio_involved: str, case: tuple[str, str], who: str,
+        body: Any, status: int) -> None:
+    family, token = case
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()["id"]
+    caller = token if who == "family" else who
+    with nothing_stored(app):
+        refused = answer(api, family, ref, caller, "agree", body)
+        assert refused.status_code == status, refused.get_json()
+    if status == 422:
+        assert refused.get_json()["errors"]
+    assert state(api, ref) == "awaiting_family"
+    assert audit_rows(app, "referral.agree") == []
+
+
+def test_an_agency_that_may_not_know_of_the_referral_gets_404(
+        app: Flask, api: Api, physio_involved: str, case: tuple[str, str]) -> None:
+    """Physiotherapy, involved but reading only its own column once the family
+    took back its `involvement` cell, may not learn of the health centre's
+    referrals: as absent. A referral in another family's path is absent too."""
+    family, token = case
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()["id"]
+    assert api.post(f"/api/v1/families/{family}/consent/revoke", token,
+                    json={"agency": "physio", "field": "involvement"}).status_code == 200
+    other = api.new_family("nurse1", display_name="Other")
+    api.sign(other, GRID)
+    with nothing_stored(app):
+        assert answer(api, family, ref, "physiocoord", "agree", IN_PERSON).status_code == 404
+        assert answer(api, other, ref, "coord1", "agree", IN_PERSON).status_code == 404
+    assert state(api, ref) == "awaiting_family"
+
+
+def test_an_agency_no_longer_involved_may_not_record_an_answer(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    family, _ = case
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()["id"]
+    assert api.call("PATCH", f"/api/v1/families/{family}/involvements/health-centre",
+                    "coord1", json={"status": "closed"}).status_code == 200
+    with nothing_stored(app):
+        refused = answer(api, family, ref, "coord1", "agree", IN_PERSON)
+    assert refused.status_code == 403 and "not involved" in refused.get_json()["detail"]
+    assert state(api, ref) == "awaiting_family"
+
+
+# --- an absent referral and one the caller may not know of: the same work -----------
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/api/v1/referrals/{ref}", None),
+    ("POST", "/api/v1/referrals/{ref}/accept", {}),
+    ("POST", "/api/v1/referrals/{ref}/appointments",
+     {"at": "2026-11-26T09:30:00Z", "place": "Room 4"}),
+    ("POST", "/api/v1/families/{family}/referrals/{ref}/agree", IN_PERSON),
+])
+def test_an_invisible_referral_takes_the_same_path_as_an_absent_one(
+        app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch, case: tuple[str, str],
+        method: str, path: str, body: Any) -> None:
+    """Absent, of a family the caller may not see, or of a family it sees but
+    not for it to know of: the same statements, the same key work, the same
+    404 (the denial on record differs only in the family id it names)."""
+    from tests.functional.test_query_budget import work_done
+
+    family, _ = case
+    # Physiotherapy sees this family but may not know of a referral awaiting it;
+    # the other family it does not see at all.
+    hidden = ask(api, family, to="physio", fields=["contact"]).get_json()["id"]
+    unseen = api.new_family("nurse1", display_name="Unseen")
+    api.sign(unseen, {"health-centre": ["involvement"]})
+    of_unseen = ask(api, unseen, to="physio").get_json()["id"]
+
+    def walk(ref: str, fam: str) -> tuple[list[str], Any]:
+        with work_done(app, monkeypatch) as done:
+            response = api.call(method, path.format(ref=ref, family=fam), "physiocoord",
+                                json=body)
+        assert response.status_code == 404, response.get_json()
+        return done, response.get_json()
+
+    for ref, fam in ((hidden, family), (of_unseen, unseen)):
+        walk("ref_00000000000000000000", fam)  # the first of a kind may warm caches
+        absent = walk("ref_00000000000000000000", fam)
+        assert walk(ref, fam) == absent, ref
+
+
+def test_a_referral_withdrawn_before_the_family_agreed_stays_unknown_to_the_receiver(
+        api: Api, case: tuple[str, str]) -> None:
+    """Withdrawn while the family was still asked: the receiving agency
+    never learns of it, in its lists, on the family's list or by its id."""
+    family, _ = case
+    waiting = ask(api, family, fields=["contact"]).get_json()["id"]
+    sent = ask(api, family).get_json()["id"]
+    for ref in (waiting, sent):
+        assert api.post(f"/api/v1/referrals/{ref}/withdraw", "coord1",
+                        json={"reason": "The family moved."}).status_code == 200
+    assert listed(api, "physiocoord") == [sent]
+    assert listed(api, "physiocoord", "?state=withdrawn") == [sent]
+    assert api.get(f"/api/v1/referrals/{waiting}", "physiocoord").status_code == 404
+    assert api.get(f"/api/v1/referrals/{sent}", "physiocoord").status_code == 200
+    theirs = api.get(f"/api/v1/families/{family}/referrals", "physio1").get_json()
+    assert [r["id"] for r in theirs] == [sent]
+    assert sorted(listed(api, "coord1")) == sorted([waiting, sent])

@@ -174,8 +174,8 @@ STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", 
               "worklist_items"]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
-               "decline_referral", "withdraw_referral", *APPOINTMENTS, *ACCESS_REQUESTS,
-               *ACCESS_ANSWERS, "worklist_items"]
+               "decline_referral", "withdraw_referral", *APPOINTMENTS, "agree_referral",
+               "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items"]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 
 from consent.tables import ConsentFormRow
-from coordination.model import Entry, Family
+from coordination.model import Entry, Family, Involvement
 from tests.conftest import T0, Api
 from tests.unchanged import nothing_stored
 from tests.web import csrf_token, post_form, set_passwords, signed_in
@@ -183,29 +183,30 @@ def test_minimal_data_agency_records_a_first_name_and_is_refused_a_birth_date(
 # --- referral -------------------------------------------------------------------------
 
 
-def test_referral_needs_the_familys_consent(app: Flask, norway: str, web: Api) -> None:
+def test_a_referral_from_the_record_page_asks_the_family_first_and_involves_no_one(
+        app: Flask, norway: str, web: Api) -> None:
+    """One referral flow: the record page's form makes a referral, which
+    waits for the family when its form does not let the agency know of it;
+    nobody becomes involved until the receiving agency accepts."""
     client = signed_in(app, "coord1")
-    token = csrf_token(page(client.get(f"/staff/families/{norway}")))
-    with nothing_stored(app):
-        refused = client.post(f"/staff/families/{norway}/referrals", data={
-            "agency": "cps", "contact_worker": "cps1", "csrf_token": token})
-    assert refused.status_code == 422  # type: ignore[attr-defined]
-    assert "family" in page(refused)
-    ok = post_form(client, f"/staff/families/{norway}", f"/staff/families/{norway}/referrals",
-                   {"agency": "ecec"})
+    record = page(client.get(f"/staff/families/{norway}"))
+    assert f"/staff/families/{norway}/referrals/new" in record
+    before = count(app, Involvement)
+    ok = post_form(client, f"/staff/families/{norway}/referrals/new",
+                   f"/staff/families/{norway}/referrals",
+                   {"to": "cps", "reason": "Worried about bruises.", "urgency": "soon"})
     assert ok.status_code == 302  # type: ignore[attr-defined]
-    involved = web.get(f"/api/v1/families/{norway}", "coord1").get_json()["involvements"]
-    # The referred agency names its own contact worker, later.
-    assert {"agency": "ecec", "status": "active", "contact_worker": None}.items() <= next(
-        i for i in involved if i["agency"] == "ecec").items()
+    [ref] = web.get("/api/v1/referrals?direction=out", "coord1").get_json()
+    assert ref["to"] == "cps" and ref["state"] == "awaiting_family"
+    assert count(app, Involvement) == before
 
 
-def test_practitioner_cannot_refer(app: Flask, norway: str) -> None:
-    client = signed_in(app, "nurse1")
+def test_an_agency_not_involved_cannot_refer(app: Flask, norway: str) -> None:
+    client = signed_in(app, "physio1")
     token = csrf_token(page(client.get(f"/staff/families/{norway}")))
     with nothing_stored(app):
         response = client.post(f"/staff/families/{norway}/referrals",
-                               data={"agency": "ecec", "csrf_token": token})
+                               data={"to": "ecec", "reason": "x", "csrf_token": token})
     assert response.status_code == 403  # type: ignore[attr-defined]
 
 
@@ -530,12 +531,12 @@ def test_without_the_full_view_a_coordinator_is_not_offered_a_referral(
     client = signed_in(app, "physiocoord")
     record = page(client.get(f"/staff/families/{referred}"))
     assert "Refer to another agency" not in record
-    assert f"/staff/families/{referred}/referrals" not in record
+    assert f"/staff/families/{referred}/referrals/new" not in record
     before = count(app, ConsentFormRow)
     html = page(client.get(f"/staff/families/{referred}/consent"))
     with nothing_stored(app):
         response = client.post(f"/staff/families/{referred}/referrals",
-                               data={"agency": "ecec", "csrf_token": csrf_token(html)})
+                               data={"to": "ecec", "reason": "x", "csrf_token": csrf_token(html)})
     assert response.status_code == 403
     assert count(app, ConsentFormRow) == before
     # The recorder, who sees the whole form, still may.

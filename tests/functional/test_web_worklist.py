@@ -38,7 +38,7 @@ def test_staff_land_on_their_worklist(app: Flask, web: Api, clock: Clock) -> Non
     assert "What to act on" in text
     assert ("Health centre referred Aylin Demir to your agency: accept or decline by "
             "2 December 2026.") in text
-    assert f'href="/staff/families/{family}"' in text
+    assert f'href="/staff/referrals/{ref}"' in text and "Open the referral" in text
     assert 'role="search"' in text  # the search is still there
     coordinator = page_text(app, "coord1")
     assert ("Aylin Demir's consent form ends on 20 December 2026: ask the family to sign a "

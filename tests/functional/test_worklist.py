@@ -63,7 +63,7 @@ def test_a_referral_to_answer_then_overdue(app: Flask, api: Api, clock: Clock,
     assert item == {"kind": "referral.to_answer", "family_id": family, "due": "2026-12-02",
                     "ref": ref, "at": None, "referral_id": ref, "agency": "health-centre",
                     "direction": "in", "display_name": "Aylin Demir",
-                    "href": f"/staff/families/{family}"}
+                    "href": f"/staff/referrals/{ref}"}
     assert items(api, "physiocoord") == [item]  # the agency's list, for every role
     assert items(api, "nurse1") == []  # the referrer waits: nothing to do yet
     assert items(api, "cps1") == []  # sees the family, not the referral

@@ -94,6 +94,16 @@ def test_twenty_families_or_one_family_often_are_not_unusual() -> None:
     assert unusual(again) == {}
 
 
+def test_reading_families_referrals_counts_as_reading_them() -> None:
+    """A referral's reason and history are the family's content: reading one
+    (or a family's list of them) is a read of that family."""
+    looks = [read(f"fam_{i}", T0 + timedelta(minutes=i)) for i in range(18)]
+    looks += [entry("referral.read", T0 + timedelta(minutes=19), family_id="fam_r1"),
+              entry("referral.list", T0 + timedelta(minutes=20), family_id="fam_r2"),
+              entry("referral.read", T0 + timedelta(minutes=21), family_id="fam_r3")]
+    assert unusual(looks) == {looks[-1].seq: ["21 families in an hour"]}
+
+
 def test_families_more_than_an_hour_apart_do_not_add_up() -> None:
     early = [read(f"fam_{i}", T0) for i in range(20)]
     late = read("fam_late", T0 + timedelta(hours=1, seconds=1))

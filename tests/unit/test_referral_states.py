@@ -82,6 +82,14 @@ def test_the_receiver_sees_a_referral_only_from_sent_on(state: State, seen: bool
     assert receiver_sees(state) is seen
 
 
+@pytest.mark.parametrize("state", list(S))
+def test_a_referral_never_sent_stays_unseen_once_withdrawn(state: State) -> None:
+    """Withdrawn while the family was still asked: the receiving agency never
+    learns of it (and of the family through it)."""
+    assert receiver_sees(state, ever_sent=False) is (
+        state not in {S.AWAITING_FAMILY, S.DECLINED_BY_FAMILY, S.WITHDRAWN})
+
+
 @pytest.mark.parametrize(("urgency", "days"), [
     (Urgency.ROUTINE, 10), (Urgency.SOON, 3), (Urgency.URGENT, 1)])
 def test_respond_by_defaults_to_the_urgency(urgency: Urgency, days: int) -> None:
