@@ -57,6 +57,10 @@ class Action(StrEnum):
     REFERRAL_REFUSE = "referral.refuse"
     APPOINTMENT_BOOK = "appointment.book"
     APPOINTMENT_OUTCOME = "appointment.outcome"
+    USER_ADD = "user.add"
+    USER_ROLE = "user.role"
+    USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name, not a secret
+    AGENCY_NAMES = "agency.names"
 
 
 class Outcome(StrEnum):

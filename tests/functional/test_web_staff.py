@@ -430,7 +430,7 @@ def test_pages_show_an_agency_without_the_full_view_only_its_own(
         assert other not in main, (route, other)
     assert set(re.findall(r'<th scope="col">([^<]*)</th>', main)) <= {
         "Information", "When (UTC)", "Who", "What", "Fields", "Family sees it",
-        "Physiotherapy"}
+        "Physiotherapy", "Field", "Read by"}  # the last two: the entry form's readers table
     assert own in main
 
 

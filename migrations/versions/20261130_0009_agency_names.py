@@ -1,0 +1,34 @@
+"""agency names per language, staff display names
+
+Revision ID: 0009
+Revises: 0006
+Create Date: 2026-11-30 17:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0009'
+down_revision: str | None = '0006'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table('agency_names',
+    sa.Column('agency_id', sa.String(length=64), nullable=False),
+    sa.Column('language', sa.String(length=16), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.ForeignKeyConstraint(['agency_id'], ['agencies.id'], name=op.f('fk_agency_names_agency_id_agencies'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('agency_id', 'language', name=op.f('pk_agency_names'))
+    )
+    with op.batch_alter_table('staff', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('display_name', sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('staff', schema=None) as batch_op:
+        batch_op.drop_column('display_name')
+    op.drop_table('agency_names')
