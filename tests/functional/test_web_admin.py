@@ -454,3 +454,24 @@ def test_user_add_takes_a_display_name(app: Flask, web: Api, cli_env: pytest.Mon
     assert_ok(run(capsys, "user", "add", "nurse9", "--agency", "health-centre", "--role",
                   "practitioner", "--display-name", "  Berit   Ås "))
     assert _staff(app, "nurse9").display_name == "Berit Ås"
+
+
+def test_the_demo_names_its_agencies_in_the_family_languages_and_its_staff_by_name(
+        app: Flask, clock: Clock) -> None:
+    from coordination import demo
+
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        demo.seed(session, rt.vault, clock())
+        turkish, arabic = accounts.names_in(session, "tr"), accounts.names_in(session, "ar")
+        norwegian = accounts.names_in(session, "nb")
+        assert turkish["health-centre"] == "Aile merkezi sağlık istasyonu"
+        assert arabic["ecec"] == "روضة عباد الشمس"
+        assert norwegian["child-protection"] == "Barnevernet"
+        # The NGO keeps its own name in every language.
+        assert turkish["harbour"] == norwegian["harbour"] == "Harbour drop-in (low-threshold NGO)"
+        nurse = session.scalars(select(Staff).where(Staff.username == "nurse1")).one()
+        assert accounts.staff_name(nurse) == "Kari Nordmann"
+        admins = session.scalars(select(Staff.username).where(
+            Staff.agency_id == "health-centre", Staff.role == "admin")).all()
+        assert admins == ["hcadmin1"]
