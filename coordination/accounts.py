@@ -98,10 +98,16 @@ def _event(action: Action, by: Actor | None, agency_id: str, detail: dict[str, A
                  detail=detail, request_id=by.request_id)
 
 
+# No characters read alike (0/O, 1/l/I): the password is read out or copied by hand.
+PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 - an alphabet, not a secret
+
+
 def new_password() -> str:
-    """A password made for someone (about 96 random bits), shown once to
-    the admin who gives it to them; only its argon2 hash is stored."""
-    return secrets.token_urlsafe(12)
+    """A password made for someone: five groups of four characters (about
+    99 random bits), shown once to the admin who gives it to them; only its
+    argon2 hash is stored."""
+    return "-".join("".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(4))
+                    for _ in range(5))
 
 
 def add_staff(

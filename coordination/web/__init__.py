@@ -189,6 +189,8 @@ def end_signed_in() -> None:
 def home_for(actor: Actor) -> str:
     if actor.role == Role.AUDITOR:
         return url_for("auditor.log")
+    if actor.role == Role.ADMIN:
+        return url_for("admin.people")
     return url_for("staff.home")
 
 

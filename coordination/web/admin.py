@@ -8,7 +8,7 @@ admin.
 
 New passwords are made by OneStory and shown once, never chosen by the
 admin: a chosen one tends to be short or reused, and would be typed into a
-form a browser may remember; this one is 96 random bits, stored only as an
+form a browser may remember; this one has about 99 random bits, stored only as an
 argon2 hash, on a page that is never cached.
 """
 

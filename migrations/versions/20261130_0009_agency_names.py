@@ -24,11 +24,11 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['agency_id'], ['agencies.id'], name=op.f('fk_agency_names_agency_id_agencies'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('agency_id', 'language', name=op.f('pk_agency_names'))
     )
-    with op.batch_alter_table('staff', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('display_name', sa.String(length=200), nullable=True))
+    # Plain ALTER TABLE on both backends (SQLite 3.35+ drops a column in
+    # place): a batch copy of `staff` would break the tables that refer to it.
+    op.add_column('staff', sa.Column('display_name', sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('staff', schema=None) as batch_op:
-        batch_op.drop_column('display_name')
+    op.drop_column('staff', 'display_name')
     op.drop_table('agency_names')
