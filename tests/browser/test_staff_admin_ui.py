@@ -96,6 +96,14 @@ def test_entry_form_shows_who_will_read_each_field(page: Page, live_server: Call
     expect(readers.locator("#readers-story")).to_contain_text(
         "the family shares this field with no other agency")
     expect(page.get_by_label("Field")).to_have_value("contact")
+    # With the script (CSP: from this site only), the chosen field's readers
+    # are said beside it as well.
+    chosen = page.locator("#readers-chosen")
+    expect(chosen).to_have_text("Read by: Only your agency: the family shares this field "
+                                "with no other agency.")
+    page.get_by_label("Field").select_option("health")
+    expect(chosen).to_have_text("Read by: Your agency, Physiotherapy")
+    expect(readers.locator("#readers-health")).to_have_class("chosen")
     axe_check(page)
     readers.scroll_into_view_if_needed()
     screenshot(page, "entry-readers-1280")
