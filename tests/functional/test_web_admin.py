@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from html import unescape
 from typing import Any
@@ -17,7 +19,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
 from coordination import accounts
+from coordination.actors import Actor
+from coordination.db import retry_on_conflict
+from coordination.errors import Conflict
 from coordination.model import Involvement, Staff
+from coordination.roles import Role
 from tests.cli import assert_ok, assert_one_line_failure, run
 from tests.conftest import Api, Clock
 from tests.web import csrf_token, set_passwords, sign_in, signed_in
@@ -475,3 +481,40 @@ def test_the_demo_names_its_agencies_in_the_family_languages_and_its_staff_by_na
         admins = session.scalars(select(Staff.username).where(
             Staff.agency_id == "health-centre", Staff.role == "admin")).all()
         assert admins == ["hcadmin1"]
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(app: Flask, web: Api,
+                                                                clock: Clock) -> None:
+    """Each locks the agency's admins in one order first: one demotion
+    goes through, the other then finds itself the last admin's and is
+    refused (PostgreSQL waits on the lock; SQLite's stale write is run
+    again on what the first left)."""
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        accounts.add_staff(session, "hcadmin2", "health-centre", "admin", None, clock())
+        ids = dict(session.execute(select(Staff.username, Staff.id)).tuples().all())
+
+    def admin(username: str) -> Actor:
+        return Actor(username=username, staff_id=ids[username], agency_id="health-centre",
+                     role=Role.ADMIN)
+
+    start = threading.Barrier(2)
+
+    def demote(by: str, whom: str) -> str:
+        with rt.sessions() as session:
+            start.wait()
+            try:
+                retry_on_conflict(session, lambda: accounts.change_role(
+                    session, whom, "coordinator", clock(), by=admin(by)))
+            except Conflict:
+                return "refused"
+            return "done"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(lambda pair: demote(*pair),
+                                   [("hcadmin", "hcadmin2"), ("hcadmin2", "hcadmin")]))
+    assert outcomes == ["done", "refused"]
+    with rt.sessions() as session:
+        left = session.scalars(select(Staff.username).where(
+            Staff.agency_id == "health-centre", Staff.role == "admin", Staff.active)).all()
+    assert len(left) == 1
