@@ -254,7 +254,8 @@ def deactivate_staff(session: Session, username: str, hand_over_to: str | None,
     revoked = _revoke_tokens(session, staff, now)
     handed = session.execute(update(Involvement).where(
         Involvement.contact_worker_id == staff.id).values(
-        contact_worker_id=colleague.id if colleague else None, updated_at=now))
+        contact_worker_id=colleague.id if colleague else None,
+        contact_since=now.date() if colleague else None, updated_at=now))
     done = Deactivation(sessions_ended=int(ended.rowcount),  # type: ignore[attr-defined]
                         tokens_revoked=revoked,
                         contact_worker_changes=int(handed.rowcount))  # type: ignore[attr-defined]

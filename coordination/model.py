@@ -187,6 +187,8 @@ class Involvement(Base):
     status: Mapped[str] = mapped_column(String(16))
     since: Mapped[date] = mapped_column(Date)
     contact_worker_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The day the present contact worker became it (the family is told it).
+    contact_since: Mapped[date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Loaded with the involvement (one statement), for its username.

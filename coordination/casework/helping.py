@@ -5,7 +5,7 @@ the overview of who is doing what")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from coordination.roles import InvolvementStatus
 class Helper:
     agency: str
     contact_person: str | None  # the contact worker's display name (else username)
+    contact_since: date | None = None  # since when (after a hand-over: its day)
 
 
 def helping(session: Session, vault: Vault, actor: Actor, family_id: str,
@@ -32,7 +33,14 @@ def helping(session: Session, vault: Vault, actor: Actor, family_id: str,
     if not actor.is_family:
         raise FamilyNotFound("not_visible", family_id)
     view = _visible(session, vault, actor, family_id, now)
-    return [Helper(inv.agency_id,
-                   (inv.contact_worker.display_name or inv.contact_worker.username)
-                   if inv.contact_worker is not None and inv.contact_worker.active else None)
-            for inv in view.involvements if inv.status == InvolvementStatus.ACTIVE]
+    out = []
+    for inv in view.involvements:
+        if inv.status != InvolvementStatus.ACTIVE:
+            continue
+        worker = inv.contact_worker
+        if worker is None or not worker.active:
+            out.append(Helper(inv.agency_id, None))
+        else:
+            out.append(Helper(inv.agency_id, worker.display_name or worker.username,
+                              inv.contact_since))
+    return out

@@ -164,7 +164,9 @@ def _helpers(actor: Actor) -> list[dict[str, Any]]:
         name = names.get(helper.agency, helper.agency)
         out.append({"agency": helper.agency, "name": name,
                     "contact_person": helper.contact_person,
-                    "in_sentence": isolate(helper.contact_person or "")})
+                    "in_sentence": isolate(helper.contact_person or ""),
+                    "since": written_date(helper.contact_since)
+                    if helper.contact_since else None})
     return sorted(out, key=lambda h: h["name"].casefold())
 
 

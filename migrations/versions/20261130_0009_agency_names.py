@@ -1,4 +1,4 @@
-"""agency names per language, staff display names
+"""agency names per language, staff display names, since when a contact worker is one
 
 Revision ID: 0009
 Revises: 0006
@@ -27,8 +27,10 @@ def upgrade() -> None:
     # Plain ALTER TABLE on both backends (SQLite 3.35+ drops a column in
     # place): a batch copy of `staff` would break the tables that refer to it.
     op.add_column('staff', sa.Column('display_name', sa.String(length=200), nullable=True))
+    op.add_column('involvements', sa.Column('contact_since', sa.Date(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('involvements', 'contact_since')
     op.drop_column('staff', 'display_name')
     op.drop_table('agency_names')

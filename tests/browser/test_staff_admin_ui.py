@@ -75,7 +75,8 @@ def test_admin_hands_over_and_the_family_reads_its_new_contact_person(
     helping = turkish.locator("section.helping")
     expect(helping).to_contain_text("Size kimler yardım ediyor")
     expect(helping).to_contain_text("Aile merkezi sağlık istasyonu")
-    expect(helping).to_contain_text("İletişim kişiniz: Sigrid Haugen")
+    expect(helping).to_contain_text("İletişim kişiniz: Sigrid Haugen, 22 Kasım 2026 "
+                                    "tarihinden beri")
     helping.scroll_into_view_if_needed()
     screenshot(turkish, "family-helping-tr-375")
     arabic = _family_page(people, base, case, "ar")

@@ -381,23 +381,50 @@ def _family_client(app: Flask, receipt: dict[str, str], lang: str) -> FlaskClien
 
 
 @pytest.mark.parametrize(("lang", "before", "after", "heading"), [
-    ("en", "Your contact person: nurse1", "Your contact person: Sigrid Haugen",
-     "Who is helping you"),
-    ("tr", "İletişim kişiniz: nurse1", "İletişim kişiniz: Sigrid Haugen",
+    ("en", "Your contact person: nurse1, since 22 November 2026",
+     "Your contact person: Sigrid Haugen, since 30 November 2026", "Who is helping you"),
+    ("tr", "İletişim kişiniz: nurse1, 22 Kasım 2026 tarihinden beri",
+     "İletişim kişiniz: Sigrid Haugen, 30 Kasım 2026 tarihinden beri",
      "Size kimler yardım ediyor"),
 ])
 def test_the_family_page_names_the_new_contact_person_after_a_hand_over(
-        app: Flask, web: Api, lang: str, before: str, after: str, heading: str) -> None:
+        app: Flask, web: Api, clock: Clock, lang: str, before: str, after: str,
+        heading: str) -> None:
     family = web.new_family("nurse1")
     receipt = web.sign(family, GRID)["receipt"]
     client = _family_client(app, receipt, lang)
     page = _text(client.get("/family/consent"))
     assert heading in page and before in page and "Health centre" in page
+    clock.advance(days=8)
     admin = signed_in(app, "hcadmin")
     assert _post(admin, f"{STAFF}/nurse1/deactivate",
                  {"hand_over_to": "nurse2"}).status_code == 302
-    page = _text(client.get("/family/consent"))
+    page = _text(_family_client(app, receipt, lang).get("/family/consent"))
     assert after in page and "nurse1" not in page
+
+
+def test_a_coordinator_naming_another_contact_worker_dates_it(app: Flask, web: Api,
+                                                               clock: Clock) -> None:
+    family = web.new_family("nurse1")
+    receipt = web.sign(family, GRID)["receipt"]
+    clock.advance(days=3)
+    coordinator = signed_in(app, "coord1")
+    response = coordinator.post(f"/staff/families/{family}/contact-worker", data={
+        "contact_worker": "nurse2",
+        "csrf_token": csrf_token(coordinator.get(f"/staff/families/{family}").get_data(
+            as_text=True))})
+    assert response.status_code == 302
+    page = _text(_family_client(app, receipt, "en").get("/family/consent"))
+    assert "Your contact person: Sigrid Haugen, since 25 November 2026" in page
+    clock.advance(days=3)  # naming the same one again keeps its day
+    coordinator = signed_in(app, "coord1")
+    again = coordinator.post(f"/staff/families/{family}/contact-worker", data={
+        "contact_worker": "nurse2",
+        "csrf_token": csrf_token(coordinator.get(f"/staff/families/{family}").get_data(
+            as_text=True))})
+    assert again.status_code == 302
+    page = _text(_family_client(app, receipt, "en").get("/family/consent"))
+    assert "since 25 November 2026" in page
 
 
 def test_without_a_hand_over_the_family_is_told_no_contact_person_is_named(
