@@ -13,7 +13,13 @@ from flask import Flask
 from playwright.sync_api import Page, expect
 
 from coordination import accounts
-from tests.browser.helpers import axe_check, console_errors, screenshot, staff_sign_in
+from tests.browser.helpers import (
+    artefacts_dir,
+    axe_check,
+    console_errors,
+    screenshot,
+    staff_sign_in,
+)
 from tests.conftest import Api, Clock
 from tests.web import set_passwords
 
@@ -79,12 +85,14 @@ def test_admin_hands_over_and_the_family_reads_its_new_contact_person(
                                     "tarihinden beri")
     helping.scroll_into_view_if_needed()
     screenshot(turkish, "family-helping-tr-375")
+    helping.screenshot(path=str(artefacts_dir() / "family-helping-tr-375-section.png"))
     arabic = _family_page(people, base, case, "ar")
     helping = arabic.locator("section.helping")
     expect(helping).to_contain_text("المحطة الصحية في مركز الأسرة")
     expect(helping).to_contain_text("Sigrid Haugen")
     axe_check(arabic)
     screenshot(arabic, "family-helping-ar-375")
+    helping.screenshot(path=str(artefacts_dir() / "family-helping-ar-375-section.png"))
 
 
 def test_entry_form_shows_who_will_read_each_field(page: Page, live_server: Callable[..., str],
