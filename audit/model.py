@@ -61,6 +61,7 @@ class Action(StrEnum):
     USER_ROLE = "user.role"
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name, not a secret
     AGENCY_NAMES = "agency.names"
+    USER_NAME = "user.name"
 
 
 class Outcome(StrEnum):

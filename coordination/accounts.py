@@ -321,6 +321,20 @@ def reset_password(session: Session, username: str, now: datetime, by: Actor) ->
     return password
 
 
+def set_display_name(session: Session, username: str, display_name: str | None,
+                     now: datetime, by: Actor) -> Staff:
+    """An admin sets (or, blank, removes) how a staff member of their own
+    agency is named to families; on the audit log (not the name itself).
+    Raises `InvalidInput`, `NotFound` (user, or another agency's)."""
+    name = _display_name(display_name)
+    staff = _staff_named(session, username, by.agency_id)
+    staff.display_name = name
+    audit_log.record(session, _event(Action.USER_NAME, by, staff.agency_id, {
+        "user": staff.username, "named": name is not None}), now)
+    session.commit()
+    return staff
+
+
 LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 

@@ -46,6 +46,10 @@ class RoleIn(StrictSchema):
     role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
 
 
+class NameIn(StrictSchema):
+    display_name = text(1, 200)
+
+
 class DeactivateIn(StrictSchema):
     hand_over_to = text(1, 64)
 
@@ -68,6 +72,12 @@ def _errors(exc: InvalidInput | Conflict | NotFound, key: str) -> dict[str, list
     if isinstance(exc, InvalidInput):
         return exc.errors
     return {key: [str(exc)]}
+
+
+def _row_errors(errors: dict[str, list[str]], username: str) -> dict[str, list[str]]:
+    """Errors of a form in one person's row, keyed by that row's field
+    (`role-nurse1`), so that the summary links to it."""
+    return {f"{key}-{username}": messages for key, messages in errors.items()}
 
 
 def create_blueprint() -> Blueprint:
@@ -129,9 +139,27 @@ def create_blueprint() -> Blueprint:
                 errors = _errors(exc, "role")
                 status = 409 if isinstance(exc, Conflict) else 422
         if errors:
-            return _page({k: [f"{username}: {m}" for m in ms] for k, ms in errors.items()},
-                         status=status)
+            return _page(_row_errors(errors, username), status=status)
         flash(f"{username} is now {values['role']}.", "success")
+        return redirect(url_for("admin.people"))
+
+    @bp.post("/staff/<username>/name")
+    @staff_page(Role.ADMIN)
+    def name(username: str) -> Any:
+        _member(username)
+        values, errors = parse(NameIn(), text_fields("display_name"))
+        if not errors:
+            try:
+                accounts.set_display_name(request_db(), username, values.get("display_name"),
+                                          current().now(), by=me())
+            except InvalidInput as exc:
+                request_db().rollback()
+                errors = exc.errors
+        if errors:
+            return _page(_row_errors(errors, username), status=422)
+        flash(f"{username} is now named {values['display_name']} to families."
+              if values.get("display_name") else
+              f"{username} is named by their username to families.", "success")
         return redirect(url_for("admin.people"))
 
     @bp.post("/staff/<username>/password")

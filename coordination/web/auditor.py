@@ -61,6 +61,7 @@ ACTION_WORDS = {
     Action.USER_ROLE: "changed a staff member's role",
     Action.USER_PASSWORD_RESET: "reset a staff member's password",
     Action.AGENCY_NAMES: "changed an agency's names in other languages",
+    Action.USER_NAME: "changed how a staff member is named to families",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.

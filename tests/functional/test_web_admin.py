@@ -87,8 +87,9 @@ def test_admin_home_is_the_staff_of_its_own_agency(app: Flask, web: Api) -> None
     assert client.get("/staff/").headers["Location"] == STAFF
     page = _text(client.get(STAFF))
     assert "Staff of Health centre" in page
-    for own in ("nurse1", "nurse2", "coord1", "hcadmin", "Sigrid Haugen"):
+    for own in ("nurse1", "nurse2", "coord1", "hcadmin"):
         assert own in page
+    assert 'value="Sigrid Haugen"' in client.get(STAFF).get_data(as_text=True)
     for other in ("physio1", "admin1", "auditor1", "ngo1"):
         assert other not in page
     assert "use the command line" not in page.lower()
@@ -175,7 +176,9 @@ def test_a_bad_role_names_the_field_and_changes_nothing(app: Flask, web: Api) ->
     client = signed_in(app, "hcadmin")
     before = _accounts(app)
     response = _post(client, f"{STAFF}/nurse1/role", {"role": "superuser"})
-    assert response.status_code == 422 and 'href="#f-role"' in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'href="#f-role-nurse1"' in html
+    assert 'id="f-role-nurse1" name="role" aria-invalid="true"' in html
     assert _accounts(app) == before and _audit(app, "user.role") == []
 
 
@@ -209,6 +212,33 @@ def test_revoking_tokens_refuses_the_very_next_api_request(app: Flask, web: Api)
     assert nurse.get("/staff/").status_code == 200  # the web session is another matter
     [entry] = _audit(app, "token.revoke")
     assert (entry.actor, entry.role) == ("hcadmin", "admin")
+
+
+def test_naming_a_staff_member_tells_the_family(app: Flask, web: Api) -> None:
+    family = web.new_family("nurse1")
+    receipt = web.sign(family, GRID)["receipt"]
+    client = signed_in(app, "hcadmin")
+    response = _post(client, f"{STAFF}/nurse1/name", {"display_name": " Kari  Nordmann "})
+    assert response.status_code == 302
+    assert _staff(app, "nurse1").display_name == "Kari Nordmann"
+    page = _text(_family_client(app, receipt, "en").get("/family/consent"))
+    assert "Your contact person: Kari Nordmann" in page
+    assert _post(client, f"{STAFF}/nurse1/name", {"display_name": ""}).status_code == 302
+    assert _staff(app, "nurse1").display_name is None
+    entries = _audit(app, "user.name")
+    assert [json.loads(e.detail) for e in entries] == [{"user": "nurse1", "named": True},
+                                                       {"user": "nurse1", "named": False}]
+    assert all("Kari" not in e.detail for e in entries)
+
+
+def test_a_bad_name_names_the_field_and_changes_nothing(app: Flask, web: Api) -> None:
+    client = signed_in(app, "hcadmin")
+    before = _accounts(app)
+    response = _post(client, f"{STAFF}/nurse1/name", {"display_name": "x" * 201})
+    assert response.status_code == 422
+    assert 'href="#f-display_name-nurse1"' in response.get_data(as_text=True)
+    assert _accounts(app) == before and _staff(app, "nurse1").display_name is None
+    assert _audit(app, "user.name") == []
 
 
 # --- deactivating and handing over --------------------------------------------------
@@ -304,6 +334,7 @@ ACTS = [
     ("POST", STAFF, {"username": "new1", "role": "admin", "sign_in": "generated"}),
     ("POST", f"{STAFF}/nurse1/role", {"role": "admin"}),
     ("POST", f"{STAFF}/nurse1/password", {}),
+    ("POST", f"{STAFF}/nurse1/name", {"display_name": "Someone Else"}),
     ("POST", f"{STAFF}/nurse1/tokens/revoke", {}),
     ("GET", f"{STAFF}/nurse1/deactivate", {}),
     ("POST", f"{STAFF}/nurse1/deactivate", {"hand_over_to": "nurse2"}),
