@@ -62,6 +62,11 @@ class Action(StrEnum):
     ACCESS_REQUEST_APPROVE = "access_request.approve"
     ACCESS_REQUEST_DECLINE = "access_request.decline"
     WORKLIST_READ = "worklist.read"
+    USER_ADD = "user.add"
+    USER_ROLE = "user.role"
+    USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name, not a secret
+    AGENCY_NAMES = "agency.names"
+    USER_NAME = "user.name"
 
 
 class Outcome(StrEnum):

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
@@ -26,6 +27,7 @@ from coordination.db import is_write_conflict
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, Throttled
 from coordination.model import (
     Agency,
+    AgencyName,
     ApiToken,
     Family,
     Involvement,
@@ -68,6 +70,46 @@ def add_agency(
     return agency
 
 
+def _role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise InvalidInput({"role": [f"one of {allowed}"]},
+                           f"unknown role {role!r}: use one of {allowed}") from None
+
+
+def _display_name(display_name: str | None) -> str | None:
+    if display_name is None or not display_name.strip():
+        return None
+    name = " ".join(display_name.split())
+    if len(name) > 200 or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidInput({"display_name": ["1 to 200 characters, no control characters"]},
+                           "the display name must be 1-200 characters")
+    return name
+
+
+def _event(action: Action, by: Actor | None, agency_id: str, detail: dict[str, Any]) -> Event:
+    """An account change on record: by an admin on the web page (`by`), or
+    by the server's operator on the command line."""
+    if by is None:
+        return Event(action=action, actor="cli", agency_id=agency_id, detail=detail)
+    return Event(action=action, actor=by.label, agency_id=by.agency_id, role=by.role_name,
+                 detail=detail, request_id=by.request_id)
+
+
+# No characters read alike (0/O, 1/l/I): the password is read out or copied by hand.
+PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 - an alphabet, not a secret
+
+
+def new_password() -> str:
+    """A password made for someone: five groups of four characters (about
+    99 random bits), shown once to the admin who gives it to them; only its
+    argon2 hash is stored."""
+    return "-".join("".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(4))
+                    for _ in range(5))
+
+
 def add_staff(
     session: Session,
     username: str,
@@ -75,20 +117,22 @@ def add_staff(
     role: str,
     password: str | None,
     now: datetime,
+    display_name: str | None = None,
+    by: Actor | None = None,
 ) -> Staff:
+    """Add an active staff member (no password: signs in only through the
+    agency's provider). With `by` (an admin on the web page) only to the
+    admin's own agency, and on the audit log. Raises `InvalidInput`,
+    `NotFound` (agency) or `Conflict` (username taken)."""
     if not USERNAME.match(username):
         raise InvalidInput({"username": ["letters, digits, '.', '_' and '-', at most 64"]},
                            f"invalid username {username!r}")
     if username.casefold() in RESERVED_USERNAMES:
         raise InvalidInput({"username": [f"'{username}' is reserved: it names the family"]},
                            f"the username {username!r} is reserved: it names the family")
-    try:
-        role_value = Role(role)
-    except ValueError:
-        allowed = ", ".join(r.value for r in Role)
-        raise InvalidInput({"role": [f"one of {allowed}"]},
-                           f"unknown role {role!r}: use one of {allowed}") from None
-    if session.get(Agency, agency_id) is None:
+    role_value = _role(role)
+    name = _display_name(display_name)
+    if session.get(Agency, agency_id) is None or (by is not None and by.agency_id != agency_id):
         raise NotFound(f"no agency '{agency_id}'")
     if session.scalars(select(Staff).where(Staff.username == username)).first() is not None:
         raise Conflict(f"user '{username}' already exists")
@@ -102,10 +146,19 @@ def add_staff(
         password_hash=password_hasher.hash(password) if password else None,
         active=True,
         created_at=now,
+        display_name=name,
     )
     session.add(staff)
+    if by is not None:
+        audit_log.record(session, _event(Action.USER_ADD, by, agency_id, {
+            "user": username, "role": role_value.value, "password": password is not None}), now)
     session.commit()
     return staff
+
+
+def staff_name(staff: Staff) -> str:
+    """How a staff member is named to families and colleagues."""
+    return staff.display_name or staff.username
 
 
 def list_staff(session: Session, agency_id: str | None = None) -> list[Staff]:
@@ -118,14 +171,41 @@ def list_staff(session: Session, agency_id: str | None = None) -> list[Staff]:
     return list(session.scalars(query))
 
 
-def _staff_named(session: Session, username: str) -> Staff:
+def _staff_named(session: Session, username: str, agency_id: str | None = None) -> Staff:
     # Locked until the commit (PostgreSQL), so that nothing names this
     # person contact worker, or signs them in, half-way through a change.
+    # Within one agency (an admin's page), another agency's staff member
+    # answers exactly like one who does not exist.
     staff = session.scalars(select(Staff).where(Staff.username == username)
                             .with_for_update()).first()
-    if staff is None:
+    if staff is None or (agency_id is not None and staff.agency_id != agency_id):
         raise NotFound(f"no user '{username}'")
     return staff
+
+
+def _lock_admins(session: Session, by: Actor | None) -> None:
+    """Lock the active admins of the acting admin's agency, in one order,
+    before anything else: two admins demoting each other at once are then
+    decided one after the other (`_keep_an_admin`)."""
+    if by is not None:
+        session.scalars(select(Staff.id).where(
+            Staff.agency_id == by.agency_id, Staff.role == Role.ADMIN, Staff.active)
+            .order_by(Staff.id).with_for_update()).all()
+
+
+def _keep_an_admin(session: Session, by: Actor | None, staff: Staff) -> None:
+    """On the web page, no change may leave an agency without an active
+    admin (the last one cannot deactivate or demote themselves: the page
+    would be lost to the agency). The command line on the server is not
+    bound by this (it is how an agency gets its first admin back)."""
+    if by is None or staff.role != Role.ADMIN or not staff.active:
+        return
+    others = session.scalars(select(Staff.id).where(
+        Staff.agency_id == staff.agency_id, Staff.role == Role.ADMIN, Staff.active,
+        Staff.id != staff.id)).first()
+    if others is None:
+        raise Conflict(f"{staff.username} is the last active admin of {staff.agency_id}; "
+                       "make another staff member admin first")
 
 
 def _revoke_tokens(session: Session, staff: Staff, now: datetime) -> int:
@@ -142,19 +222,24 @@ class Deactivation:
 
 
 def deactivate_staff(session: Session, username: str, hand_over_to: str | None,
-                     now: datetime) -> Deactivation:
+                     now: datetime, by: Actor | None = None) -> Deactivation:
     """Deactivate a staff member: their web sessions end and their API tokens
     are revoked at once, and wherever they were contact worker a colleague
     takes over (`hand_over_to`: an active staff member of the same agency)
     or, without one, nobody is. All in one transaction, on the audit log.
-    Raises `NotFound` for an unknown user or colleague, `InvalidInput` for a
-    colleague who cannot take over."""
-    staff = _staff_named(session, username)
+    With `by` (an admin on the web page) only within the admin's agency,
+    never leaving it without an admin. Raises `NotFound` for an unknown user
+    or colleague, `InvalidInput` for a colleague who cannot take over,
+    `Conflict` for the agency's last admin."""
+    scope = by.agency_id if by is not None else None
+    _lock_admins(session, by)
+    staff = _staff_named(session, username, scope)
+    _keep_an_admin(session, by, staff)
     colleague = None
     if hand_over_to is not None:
         colleague = session.scalars(select(Staff).where(Staff.username == hand_over_to)
                                     .with_for_update(read=True)).first()
-        if colleague is None:
+        if colleague is None or (scope is not None and colleague.agency_id != scope):
             raise NotFound(f"no user '{hand_over_to}' to hand over to")
         if colleague.id == staff.id:
             raise InvalidInput({"hand_over_to": ["another staff member"]},
@@ -169,29 +254,135 @@ def deactivate_staff(session: Session, username: str, hand_over_to: str | None,
     revoked = _revoke_tokens(session, staff, now)
     handed = session.execute(update(Involvement).where(
         Involvement.contact_worker_id == staff.id).values(
-        contact_worker_id=colleague.id if colleague else None, updated_at=now))
+        contact_worker_id=colleague.id if colleague else None,
+        contact_since=now.date() if colleague else None, updated_at=now))
     done = Deactivation(sessions_ended=int(ended.rowcount),  # type: ignore[attr-defined]
                         tokens_revoked=revoked,
                         contact_worker_changes=int(handed.rowcount))  # type: ignore[attr-defined]
-    audit_log.record(session, Event(
-        action=Action.USER_DEACTIVATE, actor="cli", agency_id=staff.agency_id,
-        detail={"user": staff.username, "hand_over_to": hand_over_to,
-                "sessions_ended": done.sessions_ended, "tokens_revoked": done.tokens_revoked,
-                "contact_worker_changes": done.contact_worker_changes}), now)
+    audit_log.record(session, _event(
+        Action.USER_DEACTIVATE, by, staff.agency_id,
+        {"user": staff.username, "hand_over_to": hand_over_to,
+         "sessions_ended": done.sessions_ended, "tokens_revoked": done.tokens_revoked,
+         "contact_worker_changes": done.contact_worker_changes}), now)
     session.commit()
     return done
 
 
-def revoke_tokens(session: Session, username: str, now: datetime) -> int:
+def revoke_tokens(session: Session, username: str, now: datetime,
+                  by: Actor | None = None) -> int:
     """Revoke every API token of a staff member, on the audit log; returns how
-    many were still valid to revoke."""
-    staff = _staff_named(session, username)
+    many were still valid to revoke. With `by`, only within the admin's agency."""
+    staff = _staff_named(session, username, by.agency_id if by is not None else None)
     revoked = _revoke_tokens(session, staff, now)
-    audit_log.record(session, Event(
-        action=Action.TOKEN_REVOKE, actor="cli", agency_id=staff.agency_id,
-        detail={"user": staff.username, "revoked": revoked}), now)
+    audit_log.record(session, _event(Action.TOKEN_REVOKE, by, staff.agency_id,
+                                     {"user": staff.username, "revoked": revoked}), now)
     session.commit()
     return revoked
+
+
+def change_role(session: Session, username: str, role: str, now: datetime,
+                by: Actor) -> Staff:
+    """An admin gives a staff member of their own agency another role; it
+    applies from that person's next request (sessions and tokens read the
+    current role). Never leaves the agency without an admin. Raises
+    `InvalidInput` (role), `NotFound` (user, or another agency's), `Conflict`."""
+    role_value = _role(role)
+    _lock_admins(session, by)
+    staff = _staff_named(session, username, by.agency_id)
+    if not staff.active:
+        raise Conflict(f"{username} is deactivated")
+    if role_value != Role.ADMIN:
+        _keep_an_admin(session, by, staff)
+    before = str(staff.role)
+    staff.role = role_value
+    audit_log.record(session, _event(Action.USER_ROLE, by, staff.agency_id, {
+        "user": staff.username, "from": before, "to": role_value.value}), now)
+    session.commit()
+    return staff
+
+
+def reset_password(session: Session, username: str, now: datetime, by: Actor) -> str:
+    """An admin sets a new password, made here and returned to be shown
+    once, for a staff member of their own agency. Their web sessions end
+    (whoever knew the old password is signed out); API tokens are left to
+    `revoke_tokens`. Raises `NotFound` (user, or another agency's),
+    `Conflict` (deactivated)."""
+    staff = _staff_named(session, username, by.agency_id)
+    if not staff.active:
+        raise Conflict(f"{username} is deactivated")
+    password = new_password()
+    staff.password_hash = password_hasher.hash(password)
+    ended = session.execute(update(WebSession).where(
+        WebSession.staff_id == staff.id, WebSession.ended_at.is_(None)).values(ended_at=now))
+    audit_log.record(session, _event(Action.USER_PASSWORD_RESET, by, staff.agency_id, {
+        "user": staff.username,
+        "sessions_ended": int(ended.rowcount)}), now)  # type: ignore[attr-defined]
+    session.commit()
+    return password
+
+
+def set_display_name(session: Session, username: str, display_name: str | None,
+                     now: datetime, by: Actor) -> Staff:
+    """An admin sets (or, blank, removes) how a staff member of their own
+    agency is named to families; on the audit log (not the name itself).
+    Raises `InvalidInput`, `NotFound` (user, or another agency's)."""
+    name = _display_name(display_name)
+    staff = _staff_named(session, username, by.agency_id)
+    staff.display_name = name
+    audit_log.record(session, _event(Action.USER_NAME, by, staff.agency_id, {
+        "user": staff.username, "named": name is not None}), now)
+    session.commit()
+    return staff
+
+
+LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+
+def set_agency_names(session: Session, slug: str, names: dict[str, str | None],
+                     now: datetime) -> dict[str, str]:
+    """Set (a name) or remove (None or blank) an agency's name per language
+    (ISO 639 code); the family page in that language uses it, and otherwise
+    the agency's own name. On the audit log (languages only). Returns every
+    name the agency now has. Raises `NotFound`, `InvalidInput`."""
+    agency = session.get(Agency, slug)
+    if agency is None:
+        raise NotFound(f"no agency '{slug}'")
+    for language, name in names.items():
+        if not LANGUAGE.match(language):
+            raise InvalidInput({"language": ["a two- or three-letter language code"]},
+                               f"invalid language {language!r}: use a code such as tr or nb")
+        if name is not None and name.strip() and (
+                len(name.strip()) > 200 or any(ord(ch) < 32 for ch in name)):
+            raise InvalidInput({"name": ["1 to 200 characters"]},
+                               "a name must be 1-200 characters")
+    for language, name in names.items():
+        row = session.get(AgencyName, (slug, language))
+        if name is None or not name.strip():
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(AgencyName(agency_id=slug, language=language, name=name.strip()))
+        else:
+            row.name = name.strip()
+    audit_log.record(session, Event(action=Action.AGENCY_NAMES, actor="cli", agency_id=slug,
+                                    detail={"languages": sorted(names)}), now)
+    session.commit()
+    return agency_names(session, slug)
+
+
+def agency_names(session: Session, slug: str) -> dict[str, str]:
+    """An agency's names by language."""
+    return {row.language: row.name for row in session.scalars(
+        select(AgencyName).where(AgencyName.agency_id == slug).order_by(AgencyName.language))}
+
+
+def names_in(session: Session, language: str) -> dict[str, str]:
+    """Every agency's name as a page in `language` shows it: its name in
+    that language where it gave one, else its own name."""
+    names = {a.id: a.name for a in session.scalars(select(Agency))}
+    names.update({row.agency_id: row.name for row in session.scalars(
+        select(AgencyName).where(AgencyName.language == language))})
+    return names
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

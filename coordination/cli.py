@@ -107,6 +107,31 @@ def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: b
     click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else ""))
 
 
+@agency.command("set")
+@click.argument("slug")
+@click.option("--name-in", "names", multiple=True, metavar="LANG=NAME",
+              help="The agency's name in a language (tr, ar, nb, ...); LANG= removes it. "
+                   "Repeatable.")
+@pass_state
+def agency_set(state: CliState, slug: str, names: tuple[str, ...]) -> None:
+    """Change an agency: its names in other languages."""
+    parsed: dict[str, str | None] = {}
+    for item in names:
+        language, sep, name = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--name-in {item!r}: use LANG=NAME, such as "
+                                       "tr=Aile merkezi")
+        parsed[language.strip()] = name.strip() or None
+    if not parsed:
+        raise click.ClickException("nothing to change: give --name-in LANG=NAME")
+    rt = state.runtime()
+    _require_schema(rt)
+    now_names = _use_case(rt, lambda session: accounts.set_agency_names(
+        session, slug, parsed, rt.now()))
+    shown = "; ".join(f"{lang}: {name}" for lang, name in now_names.items()) or "none"
+    click.echo(f"agency {slug} names in other languages: {shown}")
+
+
 @agency.command("oidc")
 @click.argument("slug")
 @click.option("--issuer", help="The provider's issuer URL (https).")
@@ -140,9 +165,10 @@ def user() -> None:
 @click.option("--agency", "agency_id", required=True, help="The agency's slug.")
 @click.option("--role", required=True, help="practitioner, coordinator, auditor or admin.")
 @click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option("--display-name", help="The person's name as families are told it.")
 @pass_state
 def user_add(state: CliState, username: str, agency_id: str, role: str,
-             password_stdin: bool) -> None:
+             password_stdin: bool, display_name: str | None) -> None:
     """Add a staff member."""
     password = None
     if password_stdin:
@@ -152,7 +178,7 @@ def user_add(state: CliState, username: str, agency_id: str, role: str,
     rt = state.runtime()
     _require_schema(rt)
     _use_case(rt, lambda session: accounts.add_staff(session, username, agency_id, role,
-                                                     password, rt.now()))
+                                                     password, rt.now(), display_name))
     click.echo(f"user {username} added to {agency_id} as {role}")
 
 

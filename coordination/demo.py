@@ -38,8 +38,23 @@ AGENCIES = [
     ("oversight", "Programme data protection office", "oversight", False),
 ]
 
+# The agencies' names on the family page in its other languages (the
+# low-threshold NGO keeps its own name in every language).
+AGENCY_NAMES = {
+    "health-centre": {"nb": "Helsestasjonen i familiesenteret",
+                      "tr": "Aile merkezi sağlık istasyonu",
+                      "ar": "المحطة الصحية في مركز الأسرة"},
+    "physio": {"nb": "Fysioterapi i familiesenteret", "tr": "Aile merkezi fizyoterapi",
+               "ar": "العلاج الطبيعي في مركز الأسرة"},
+    "ecec": {"nb": "Solsikken barnehage", "tr": "Ayçiçeği anaokulu",
+             "ar": "روضة عباد الشمس"},
+    "child-protection": {"nb": "Barnevernet", "tr": "Çocuk koruma hizmetleri",
+                         "ar": "خدمات حماية الطفل"},
+}
+
 USERS = [
     ("nurse1", "health-centre", "practitioner"),
+    ("nurse2", "health-centre", "practitioner"),
     ("coord1", "health-centre", "coordinator"),
     ("physio1", "physio", "practitioner"),
     ("ecec1", "ecec", "practitioner"),
@@ -48,7 +63,15 @@ USERS = [
     ("ngocoord1", "harbour", "coordinator"),
     ("auditor1", "oversight", "auditor"),
     ("admin1", "oversight", "admin"),
+    ("hcadmin1", "health-centre", "admin"),
 ]
+# How families are told their contact person's name.
+DISPLAY_NAMES = {
+    "nurse1": "Kari Nordmann", "nurse2": "Sigrid Haugen", "coord1": "Ingrid Berg",
+    "physio1": "Ola Hansen", "ecec1": "Nora Lie", "cps1": "Per Olsen",
+    "ngo1": "Lotte Peeters", "ngocoord1": "Jan Claes", "auditor1": "Eva Strand",
+    "admin1": "Tor Bakke", "hcadmin1": "Marit Dahl",
+}
 
 
 def demo_password(username: str) -> str:
@@ -75,8 +98,11 @@ def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
     start = now - timedelta(days=21)
     for slug, name, kind, minimal in AGENCIES:
         accounts.add_agency(session, slug, name, kind, minimal, start)
+    for slug, names in AGENCY_NAMES.items():
+        accounts.set_agency_names(session, slug, dict(names), start)
     for username, agency, role in USERS:
-        accounts.add_staff(session, username, agency, role, demo_password(username), start)
+        accounts.add_staff(session, username, agency, role, demo_password(username), start,
+                           DISPLAY_NAMES.get(username))
         out.logins.append((username, role, agency, demo_password(username)))
 
     def as_user(username: str) -> Any:

@@ -40,6 +40,18 @@ class Agency(Base):
     oidc_client_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
+class AgencyName(Base):
+    """An agency's name in one language (a page in that language uses it;
+    otherwise `Agency.name`)."""
+
+    __tablename__ = "agency_names"
+
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    language: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
 class Staff(Base):
     __tablename__ = "staff"
     __table_args__ = (
@@ -58,6 +70,9 @@ class Staff(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The `sub` of this person at the agency's OpenID Connect provider.
     oidc_subject: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # How families and colleagues are told this person's name ("Kari Nordmann");
+    # the username when none is set.
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class WebSession(Base):
@@ -204,6 +219,8 @@ class Involvement(Base):
     status: Mapped[str] = mapped_column(String(16))
     since: Mapped[date] = mapped_column(Date)
     contact_worker_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The day the present contact worker became it (the family is told it).
+    contact_since: Mapped[date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Loaded with the involvement (one statement), for its username.

@@ -44,7 +44,7 @@ NO_TOKEN_ENDPOINTS = {"api.family_session", "api.openapi_document"}
 # before code that walks values recursively ever sees it.
 MAX_DEPTH = 32
 # Where refused requests are put on record (the family's pages record their own).
-DENIAL_BLUEPRINTS = {"api", "staff", "auditor"}
+DENIAL_BLUEPRINTS = {"api", "staff", "auditor", "admin"}
 
 
 runtime = current

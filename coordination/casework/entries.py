@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from audit.model import Action
+from consent import model as consent
 from coordination.actors import Actor
 from coordination.casework.common import (
     INVOLVEMENT,
@@ -18,6 +20,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
+from coordination.casework.form_versions import _form_view
 from coordination.crypto import Vault
 from coordination.errors import InvalidInput, MinimalDataViolation
 from coordination.model import Entry
@@ -78,3 +81,45 @@ def write_entry(
         "written_at": iso_time(now),
         "value": value,
     }
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Who reads an entry the caller's agency writes, per field it may write
+    under. `others[field]`: the other agencies the form in force lets see
+    that field, named only when the caller's agency reads the whole form
+    (`named`; the grid is itself shared information). `own`: the fields the
+    form lets the caller's agency see. `default`: the field to offer first."""
+
+    fields: list[str]
+    named: bool
+    others: dict[str, list[str]] = field(default_factory=dict)
+    own: frozenset[str] = frozenset()
+    default: str | None = None
+
+    def alone(self, field_id: str) -> bool:
+        """Whether nobody but the writer's agency would read it (known only
+        with `named`)."""
+        return self.named and not self.others.get(field_id)
+
+
+def entry_readers(session: Session, vault: Vault, actor: Actor, family_id: str,
+                  now: datetime) -> Readers:
+    """Who will read an entry under each field the actor may write under,
+    from the family's current form (`consent.model.decide`, as reading the
+    record does): its own agency always (it sees what it wrote), and each
+    other agency whose cell the form in force grants. With no form, nobody
+    else. For an involved agency; raises as `write_entry` would."""
+    view = _visible(session, vault, actor, family_id, now)
+    _involved(view, actor)
+    agency = str(actor.agency_id)
+    writable = [f.id for f in catalogue(session) if f.id != INVOLVEMENT
+                and (not actor.minimal_data or f.id in MINIMAL_ENTRY_FIELDS)]
+    form = view.form
+    named = form is None or _form_view(session, actor, family_id, form, now).full
+    columns = sorted({a for a, _ in form.cells}) if form is not None else []
+    own = frozenset(f for f in writable if consent.decide(form, agency, f, now).allowed)
+    others = {f: [a for a in columns if a != agency and consent.decide(form, a, f, now).allowed]
+              for f in writable} if named else {}
+    default = next((f for f in writable if f in own), writable[0] if writable else None)
+    return Readers(writable, named, others, own, default)

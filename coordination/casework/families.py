@@ -133,6 +133,7 @@ def create_family(
             status=InvolvementStatus.ACTIVE,
             since=now.date(),
             contact_worker_id=actor.staff_id,
+            contact_since=now.date(),
             created_at=now,
             updated_at=now,
         )

@@ -117,6 +117,7 @@ def involve(session: Session, view: FamilyView, actor: Actor, agency_id: str,
     existing.since = now.date()
     # Whoever was its contact worker before, the agency names one anew.
     existing.contact_worker = _contact_worker(session, actor, agency_id, contact_worker)
+    existing.contact_since = now.date() if existing.contact_worker is not None else None
     existing.updated_at = now
     return existing
 
@@ -181,8 +182,9 @@ def update_involvement(
         raise Conflict("your agency has no involvement with this family")
     if "status" in changes:
         inv.status = changes["status"]
-    if "contact_worker" in changes:
+    if "contact_worker" in changes and inv.contact_worker is not worker:
         inv.contact_worker = worker
+        inv.contact_since = now.date() if worker is not None else None
     if session.is_modified(inv):
         inv.updated_at = now
     detail: dict[str, Any] = {"agency": agency_id, "status": inv.status}

@@ -7,4 +7,24 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const summary = document.querySelector(".error-summary");
   if (summary) summary.focus();
+  // The entry form: say, beside the field chosen, who will read the entry
+  // (the table below lists every field either way).
+  const readers = document.getElementById("entry-readers");
+  const field = document.getElementById("f-field");
+  if (readers && field) {
+    const said = document.createElement("p");
+    said.id = "readers-chosen";
+    said.className = "hint";
+    said.setAttribute("aria-live", "polite");
+    field.insertAdjacentElement("afterend", said);
+    const show = () => {
+      for (const row of readers.querySelectorAll("tr.chosen")) row.classList.remove("chosen");
+      const row = document.getElementById("readers-" + field.value);
+      said.textContent = row ? "Read by: " + row.querySelector("td").textContent.replace(/\s+/g, " ").trim() : "";
+      said.classList.toggle("alone", Boolean(row && row.querySelector(".alone")));
+      if (row) row.classList.add("chosen");
+    };
+    field.addEventListener("change", show);
+    show();
+  }
 });

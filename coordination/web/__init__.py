@@ -9,6 +9,7 @@ registry, and the four blueprints:
 - `web/staff.py`    search, shared record, entries, referrals, consent grid
 - `web/family.py`   the family's own page (receipt code + PIN), translated
 - `web/auditor.py`  the audit log, its verification and CSV export
+- `web/admin.py`    the admin's page: the agency's staff and their accounts
 
 Views parse a form with a marshmallow schema, call one service and render.
 """
@@ -104,9 +105,9 @@ def register_web(app: Flask) -> None:
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, current_locale=locale,
                                  text_direction=text_direction, Role=Role)
 
-    from coordination.web import auditor, auth, family, staff
+    from coordination.web import admin, auditor, auth, family, staff
 
-    for module in (auth, staff, family, auditor):
+    for module in (auth, staff, family, auditor, admin):
         app.register_blueprint(module.create_blueprint())
 
     app.after_request(_security_headers)
@@ -188,6 +189,8 @@ def end_signed_in() -> None:
 def home_for(actor: Actor) -> str:
     if actor.role == Role.AUDITOR:
         return url_for("auditor.log")
+    if actor.role == Role.ADMIN:
+        return url_for("admin.people")
     return url_for("staff.home")
 
 

@@ -57,6 +57,11 @@ ACTION_WORDS = {
     Action.INVOLVEMENT_END: "ended an agency's part in a family's record",
     Action.USER_DEACTIVATE: "deactivated a staff member",
     Action.TOKEN_REVOKE: "revoked a staff member's API tokens",
+    Action.USER_ADD: "added a staff member",
+    Action.USER_ROLE: "changed a staff member's role",
+    Action.USER_PASSWORD_RESET: "reset a staff member's password",
+    Action.AGENCY_NAMES: "changed an agency's names in other languages",
+    Action.USER_NAME: "changed how a staff member is named to families",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.

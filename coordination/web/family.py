@@ -34,7 +34,7 @@ from consent.errors import NoConsentForm
 from coordination import accounts
 from coordination.actors import Actor
 from coordination.casework import access_log as who_looked
-from coordination.casework import common, consent_forms, involvements
+from coordination.casework import common, consent_forms, helping, involvements
 from coordination.errors import Conflict, InvalidInput, NotAuthenticated, Throttled
 from coordination.runtime import current, request_db
 from coordination.schemas import FamilySessionIn, RevokeIn
@@ -175,7 +175,24 @@ def lang_url(code: str) -> str:
 
 
 def _names() -> dict[str, str]:
-    return {a.id: a.name for a in common.agencies(request_db())}
+    """Each agency's name in the page's language where it gave one."""
+    return accounts.names_in(request_db(), locale())
+
+
+def _helpers(actor: Actor) -> list[dict[str, Any]]:
+    """Who is helping the family, with names as the page shows them."""
+    rt = current()
+    names = _names()
+    out = []
+    for helper in helping.helping(request_db(), rt.vault, actor, str(actor.family_id),
+                                  rt.now()):
+        name = names.get(helper.agency, helper.agency)
+        out.append({"agency": helper.agency, "name": name,
+                    "contact_person": helper.contact_person,
+                    "in_sentence": isolate(helper.contact_person or ""),
+                    "since": written_date(helper.contact_since)
+                    if helper.contact_since else None})
+    return sorted(out, key=lambda h: h["name"].casefold())
 
 
 def _labels() -> dict[str, str]:
@@ -500,12 +517,14 @@ def create_blueprint() -> Blueprint:
         except NoConsentForm:
             return render_template("family/consent.html", form=None, columns=[],
                                    access_requests=family_requests.pending(actor),
-                                   referral_items=family_referrals.on_page(actor, None))
+                                   referral_items=family_referrals.on_page(actor, None),
+                                   helpers=_helpers(actor))
         valid_until = written_date(date.fromisoformat(form["valid_until"]))
         return render_template("family/consent.html", form=form, columns=_columns(form),
                                valid_until=valid_until,
                                access_requests=family_requests.pending(actor),
-                               referral_items=family_referrals.on_page(actor, form))
+                               referral_items=family_referrals.on_page(actor, form),
+                               helpers=_helpers(actor))
 
     def _current(actor: Actor) -> dict[str, Any] | None:
         rt = current()

@@ -16,6 +16,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 
 from consent.errors import NoConsentForm
+from coordination import accounts
 from coordination.actors import Actor
 from coordination.casework import common, consent_forms, referrals
 from coordination.errors import Conflict, FamilyNotFound
@@ -25,7 +26,8 @@ from coordination.web.words import field_words
 
 
 def _names() -> dict[str, str]:
-    return {a.id: a.name for a in common.agencies(request_db())}
+    """Each agency's name in the page's language where it gave one."""
+    return accounts.names_in(request_db(), locale())
 
 
 def language_name(code: str | None) -> str | None:

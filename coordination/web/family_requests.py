@@ -13,10 +13,12 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 
 from consent.errors import NoConsentForm
+from coordination import accounts
 from coordination.actors import Actor
 from coordination.casework import access_requests, common, consent_forms
 from coordination.errors import Conflict
 from coordination.runtime import current, request_db
+from coordination.web import locale
 from coordination.web.family import family_page, isolate, written_date
 from coordination.web.words import field_words
 
@@ -29,7 +31,7 @@ def _things(field_ids: list[str]) -> str:
 
 
 def _name(agency: str) -> str:
-    names = {a.id: a.name for a in common.agencies(request_db())}
+    names = accounts.names_in(request_db(), locale())  # in the page's language
     return isolate(names.get(agency, agency))
 
 

@@ -84,7 +84,7 @@ def create_blueprint() -> Blueprint:
     @staff_page(*CASEWORK, Role.ADMIN)
     def home() -> Any:
         if me().role == Role.ADMIN:
-            return render_template("staff/admin.html")
+            return redirect(url_for("admin.people"))
         args = {k: v for k, v in request.args.items() if v.strip()}
         if not args:
             return worklist.home_page(me())
@@ -134,7 +134,9 @@ def create_blueprint() -> Blueprint:
         shared = record.shared_record(request_db(), rt.vault, me(), family_id, rt.now())
         colleagues = ([(u, u) for u in involvements.colleagues(request_db(), me())]
                       if me().role == Role.COORDINATOR and shared.involved else [])
-        return render_template("staff/record.html", record=shared.body,
+        readers = (entries.entry_readers(request_db(), rt.vault, me(), family_id, rt.now())
+                   if shared.involved else None)
+        return render_template("staff/record.html", record=shared.body, readers=readers,
                                involved=shared.involved, fields=shared.catalogue,
                                names=_names(), entry_fields=_entry_fields(shared.catalogue),
                                contact_worker=shared.contact_worker, colleagues=colleagues,
@@ -144,8 +146,11 @@ def create_blueprint() -> Blueprint:
 
     def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],
                     status: int) -> Any:
+        rt = current()
+        readers = entries.entry_readers(request_db(), rt.vault, me(), family_id, rt.now())
         return render_template("staff/entry.html", family_id=family_id, errors=errors,
-                               form=form, entry_fields=_entry_fields()), status
+                               form=form, entry_fields=_entry_fields(), readers=readers,
+                               names=_names()), status
 
     @bp.post("/families/<id:family_id>/entries")
     @staff_page(*CASEWORK)

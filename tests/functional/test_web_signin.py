@@ -42,7 +42,7 @@ def test_sign_in_page_has_labelled_fields(app: Flask, web: Api) -> None:
 
 @pytest.mark.parametrize(("username", "home"), [
     ("physio1", "/staff/"), ("coord1", "/staff/"), ("auditor1", "/audit/"),
-    ("admin1", "/staff/"),
+    ("admin1", "/admin/staff"),
 ])
 def test_sign_in_goes_home_and_is_recorded(app: Flask, web: Api, username: str,
                                            home: str) -> None:

@@ -434,7 +434,7 @@ def test_pages_show_an_agency_without_the_full_view_only_its_own(
         assert other not in main, (route, other)
     assert set(re.findall(r'<th scope="col">([^<]*)</th>', main)) <= {
         "Information", "When (UTC)", "Who", "What", "Fields", "Family sees it",
-        "Physiotherapy"}
+        "Physiotherapy", "Field", "Read by"}  # the last two: the entry form's readers table
     assert own in main
 
 
@@ -542,3 +542,64 @@ def test_without_the_full_view_a_coordinator_is_not_offered_a_referral(
     # The recorder, who sees the whole form, still may.
     assert "Refer to another agency" in page(
         signed_in(app, "coord1").get(f"/staff/families/{referred}"))
+
+
+# --- the entry form says who will read an entry ---------------------------------------
+
+
+def _readers(html: str) -> dict[str, str]:
+    """The entry form's readers table: field id -> its cell, in words."""
+    rows = re.findall(r'<tr id="readers-([a-z]+)">(.*?)</tr>', html, re.S)
+    return {f: " ".join(re.sub(r"<[^>]+>", " ", cell).split()) for f, cell in rows}
+
+
+def test_entry_form_lists_the_agencies_that_will_read_each_field(app: Flask,
+                                                                 norway: str) -> None:
+    html = page(signed_in(app, "coord1").get(f"/staff/families/{norway}"))
+    readers = _readers(html)
+    assert set(readers) == {"contact", "household", "story", "health", "education", "social",
+                            "protection"}
+    assert readers["health"] == "Health Your agency, Physiotherapy"
+    assert readers["education"] == "Education and care Your agency, Kindergarten"
+    alone = "Only your agency: the family shares this field with no other agency."
+    for field_id in ("contact", "household", "story", "social", "protection"):
+        assert readers[field_id].endswith(alone), field_id
+    # The first field the writer's agency may see is chosen.
+    assert '<option value="contact" selected>' in html
+
+
+def test_entry_form_follows_the_current_form(app: Flask, norway: str, web: Api) -> None:
+    web.sign(norway, {**NORWAY, "physio": ["involvement"], "cps": ["contact"]})
+    readers = _readers(page(signed_in(app, "coord1").get(f"/staff/families/{norway}")))
+    assert readers["health"].endswith("Only your agency: the family shares this field with "
+                                      "no other agency.")
+    assert readers["contact"] == "Contact details Your agency, Child protection"
+
+
+def test_entry_form_with_an_ended_form_warns_for_every_field(app: Flask, norway: str,
+                                                             clock: Any) -> None:
+    clock.advance(days=400)  # past the form's last day: nothing is shared
+    html = page(signed_in(app, "nurse1").get(f"/staff/families/{norway}"))
+    assert all("shares this field with no other agency" in cell
+               for cell in _readers(html).values())
+    assert '<option value="contact" selected>' in html  # no field granted: the first one
+
+
+def test_entry_form_names_no_agency_to_a_reader_of_its_own_column_only(
+        app: Flask, referred: str) -> None:
+    html = page(signed_in(app, "physiocoord").get(f"/staff/families/{referred}"))
+    readers = _readers(html)
+    assert readers["health"].startswith("Health Your agency (what it wrote itself).")
+    assert all("is not told which other agencies read this field" in c for c in readers.values())
+    # that too would tell what others' columns hold
+    assert "shares this field with no other agency" not in html
+
+
+def test_an_entry_refused_shows_the_readers_again(app: Flask, norway: str) -> None:
+    client = signed_in(app, "nurse1")
+    response = post_form(client, f"/staff/families/{norway}",
+                         f"/staff/families/{norway}/entries", {"field": "health", "value": ""})
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    html = page(response)
+    assert _readers(html)["health"] == "Health Your agency, Physiotherapy"
+    assert '<option value="health" selected>' in html
