@@ -186,6 +186,9 @@ def test_staff_ask_from_the_record_page(
     client = signed_in(app, "cps1")
     record = client.get(f"/staff/families/{family}").get_data(as_text=True)
     assert "Ask the family to see more" in record
+    # What is withheld points to the form, not to "the next consent form".
+    assert '<strong>Not shared with your agency.</strong> <a href="#ask-title">' in record
+    assert "next consent form" not in record
     assert 'name="field" value="health"' in record
     assert 'name="field" value="protection"' not in record  # it sees that already
     done = post_form(client, f"/staff/families/{family}",
