@@ -54,3 +54,37 @@ def test_an_appointment_time_outside_the_calendar_in_utc_is_422(
         assert page.status_code == 422  # type: ignore[attr-defined]
     assert count(app, Appointment) == 0
 
+
+
+def test_a_referrals_history_names_no_agency_the_reader_may_not_know_takes_part(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    """Physiotherapy's coordinator records the family's yes to the health
+    centre's referral to the kindergarten; the family then takes back the
+    kindergarten's `involvement` cell (it keeps education). The
+    kindergarten no longer sees who else works with the family, so the
+    referral's history tells it that the family said yes, not through
+    whom; the health centre, seeing the whole form, still reads who."""
+    family, token = case
+    assert api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                    json={"agency": "physio"}).status_code == 201
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()
+    assert ref["state"] == "awaiting_family"
+    agreed = api.post(f"/api/v1/families/{family}/referrals/{ref['id']}/agree", "physiocoord",
+                      json={"signed_by": "Elif Demir", "method": "in_person"})
+    assert agreed.status_code == 200, agreed.get_json()
+    assert api.post(f"/api/v1/families/{family}/consent/revoke", token,
+                    json={"agency": "ecec", "field": "involvement"}).status_code == 200
+    assert "involvements" not in api.get(f"/api/v1/families/{family}", "ecec1").get_json()
+
+    def history(who: str) -> list[tuple[str, str, str | None]]:
+        found = api.get(f"/api/v1/referrals/{ref['id']}", who)
+        assert found.status_code == 200, found.get_json()
+        return [(h["state"], h["by"], h["agency"]) for h in found.get_json()["history"]]
+
+    assert history("ecec1") == [("awaiting_family", "nurse1", "health-centre"),
+                                ("sent", "family", None)]
+    assert history("nurse1") == [("awaiting_family", "nurse1", "health-centre"),
+                                 ("sent", "physiocoord", "physio")]
+    set_passwords(app)
+    page = signed_in(app, "ecec1").get(f"/staff/referrals/{ref['id']}").get_data(as_text=True)
+    assert "physiocoord" not in page and "Physiotherapy" not in page
