@@ -16,6 +16,7 @@ coordinator of another involved agency).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +58,19 @@ def _ever_sent(session: Session, referral_ids: list[str]) -> set[str]:
     return set(session.scalars(select(ReferralEvent.referral_id).where(
         ReferralEvent.referral_id.in_(referral_ids),
         ReferralEvent.state == rules.State.SENT.value).distinct()))
+
+
+def unknown_to(session: Session, agency: str, referral_ids: Iterable[str]) -> set[str]:
+    """Of these referrals, those to `agency` that it may not know of (awaiting
+    the family, refused by it, or withdrawn before ever being sent), so that
+    what names them (the family's log of who did what) leaves them out."""
+    ids = sorted(set(referral_ids))
+    if not ids:
+        return set()
+    refs = session.execute(select(Referral.id, Referral.state).where(
+        Referral.id.in_(ids), Referral.to_agency == agency)).all()
+    sent = _ever_sent(session, [r.id for r in refs])
+    return {r.id for r in refs if not rules.receiver_sees(rules.State(r.state), r.id in sent)}
 
 
 def referral_errors(session: Session, actor: Actor, data: dict[str, Any], now: datetime

@@ -88,3 +88,37 @@ def test_a_referrals_history_names_no_agency_the_reader_may_not_know_takes_part(
     set_passwords(app)
     page = signed_in(app, "ecec1").get(f"/staff/referrals/{ref['id']}").get_data(as_text=True)
     assert "physiocoord" not in page and "Physiotherapy" not in page
+
+
+def test_who_looked_does_not_tell_the_receiving_agency_of_a_referral_it_may_not_see(
+        api: Api, case: tuple[str, str]) -> None:
+    """Physiotherapy works with the family and reads its whole form. The
+    health centre asks to refer the family to physiotherapy for its contact
+    details too, which the form does not allow: the family is asked first,
+    and refuses. Physiotherapy never learns of that referral: not from the
+    referral routes (404), and not from the family's log of who did what."""
+    family, token = case
+    assert api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                    json={"agency": "physio"}).status_code == 201
+    ref = ask(api, family, to="physio", fields=["contact"]).get_json()
+    assert ref["state"] == "awaiting_family"
+    assert api.get(f"/api/v1/referrals/{ref['id']}", "physiocoord").status_code == 404
+
+    def about_referrals(who: str) -> list[tuple[str, str | None]]:
+        log = api.get(f"/api/v1/families/{family}/access-log", who)
+        assert log.status_code == 200, log.get_json()
+        return [(item["action"], item.get("about_agency")) for item in log.get_json()
+                if item["action"].startswith("referral.")]
+
+    assert about_referrals("physiocoord") == []
+    assert api.post(f"/api/v1/families/{family}/referrals/{ref['id']}/refuse", "coord1",
+                    json={"signed_by": "Elif Demir", "method": "in_person"}).status_code == 200
+    assert about_referrals("physiocoord") == []
+    # The referring agency reads both steps.
+    assert about_referrals("coord1") == [("referral.refuse", None),
+                                         ("referral.create", "physio")]
+    # A referral the family agrees to reaches physiotherapy, log and all.
+    sent = ask(api, family, to="physio", fields=["household"]).get_json()
+    assert api.post(f"/api/v1/families/{family}/referrals/{sent['id']}/agree", token,
+                    json={}).status_code == 200
+    assert about_referrals("physiocoord") == [("referral.create", "physio")]
