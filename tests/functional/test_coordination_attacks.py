@@ -5,10 +5,14 @@ longer lets know who else works with the family. On both databases."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
 from flask import Flask
 
-from coordination.model import Appointment
+from coordination.model import AccessRequest, Appointment
 from tests.conftest import Api
 from tests.functional.test_referrals import GRID, ask
 from tests.functional.test_revocation_truth import count, family_token
@@ -122,3 +126,47 @@ def test_who_looked_does_not_tell_the_receiving_agency_of_a_referral_it_may_not_
     assert api.post(f"/api/v1/families/{family}/referrals/{sent['id']}/agree", token,
                     json={}).status_code == 200
     assert about_referrals("physiocoord") == [("referral.create", "physio")]
+
+
+def _at_once(app: Flask, api: Api, calls: list[tuple[str, str, dict[str, Any]]]) -> list[int]:
+    """POST each (path, who, body) from its own thread and client, all
+    released together; the status codes in the order given."""
+    start = threading.Barrier(len(calls))
+
+    def post(call: tuple[str, str, dict[str, Any]]) -> int:
+        path, who, body = call
+        client = app.test_client()
+        start.wait()
+        return client.post(path, json=body, headers={
+            "Authorization": f"Bearer {api.tokens.get(who, who)}"}).status_code
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(post, calls))
+
+
+def test_requests_and_answers_sent_at_once_keep_one_pending_and_one_answer(
+        app: Flask, api: Api, case: tuple[str, str]) -> None:
+    """Two colleagues asking at once leave one pending request; the family
+    approving while a coordinator records a decline leave one answer and at
+    most one new form version (PostgreSQL waits on the family's lock;
+    SQLite runs the later write again on what the first left)."""
+    family, token = case
+    base = f"/api/v1/families/{family}/access-requests"
+    asked = _at_once(app, api, [
+        (base, "physio1", {"fields": ["contact"], "reason": "To book the first session."}),
+        (base, "physiocoord", {"fields": ["household"], "reason": "To know who comes."})])
+    assert sorted(asked) == [201, 409]
+    assert count(app, AccessRequest) == 1
+    [req] = api.get(base, "physio1").get_json()
+    answered = _at_once(app, api, [
+        (f"{base}/{req['id']}/approve", token, {}),
+        (f"{base}/{req['id']}/decline", "coord1",
+         {"signed_by": "Elif Demir", "method": "in_person"})])
+    assert sorted(answered) == [200, 409]
+    [after] = api.get(base, "physio1").get_json()
+    form = api.get(f"/api/v1/families/{family}/consent", "coord1").get_json()
+    if after["state"] == "approved":
+        assert form["version"] == 2
+        assert set(req["fields"]) <= set(form["grants"]["physio"])  # whichever was asked
+    else:
+        assert after["state"] == "declined" and form["version"] == 1
