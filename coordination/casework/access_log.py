@@ -15,6 +15,7 @@ import audit.services as audit_log
 from audit.model import MAX_SEQ, Action, AuditEntry
 from audit.services import Event
 from coordination.actors import Actor
+from coordination.casework import referrals
 from coordination.casework.common import _audit, _involved, _visible, agencies
 from coordination.casework.form_versions import _form_view
 from coordination.crypto import Vault
@@ -155,6 +156,13 @@ def access_log(
     if not actor.is_family and not (
             view.form is not None and _form_view(session, actor, family_id, view.form, now).full):
         rows = [r for r in rows if r.agency_id == actor.agency_id]
+    if not actor.is_family:
+        # A referral to the reader's agency that it may not see yet (or ever)
+        # is not told it through the log either.
+        unknown = referrals.unknown_to(session, str(actor.agency_id), (
+            ref for ref in (_detail(r.detail).get("referral") for r in rows)
+            if isinstance(ref, str)))
+        rows = [r for r in rows if _detail(r.detail).get("referral") not in unknown]
     hidden = audit_log.hidden_seqs(session, [r.seq for r in rows])
     if actor.is_family:
         rows = [r for r in rows if r.seq not in hidden]

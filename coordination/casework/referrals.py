@@ -16,6 +16,7 @@ coordinator of another involved agency).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
-from coordination.casework.form_versions import _recorders, _write_sealed
+from coordination.casework.form_versions import _form_view, _recorders, _write_sealed
 from coordination.casework.involvements import contact_worker_errors, involve, sees_whole_form
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
@@ -57,6 +58,19 @@ def _ever_sent(session: Session, referral_ids: list[str]) -> set[str]:
     return set(session.scalars(select(ReferralEvent.referral_id).where(
         ReferralEvent.referral_id.in_(referral_ids),
         ReferralEvent.state == rules.State.SENT.value).distinct()))
+
+
+def unknown_to(session: Session, agency: str, referral_ids: Iterable[str]) -> set[str]:
+    """Of these referrals, those to `agency` that it may not know of (awaiting
+    the family, refused by it, or withdrawn before ever being sent), so that
+    what names them (the family's log of who did what) leaves them out."""
+    ids = sorted(set(referral_ids))
+    if not ids:
+        return set()
+    refs = session.execute(select(Referral.id, Referral.state).where(
+        Referral.id.in_(ids), Referral.to_agency == agency)).all()
+    sent = _ever_sent(session, [r.id for r in refs])
+    return {r.id for r in refs if not rules.receiver_sees(rules.State(r.state), r.id in sent)}
 
 
 def referral_errors(session: Session, actor: Actor, data: dict[str, Any], now: datetime
@@ -169,7 +183,12 @@ def _event(cipher: FamilyCipher, ref: Referral, actor: Actor, seq: int, note: st
 
 def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
          events: list[ReferralEvent] | None = None,
-         appointments: list[Appointment] | None = None) -> dict[str, Any]:
+         appointments: list[Appointment] | None = None, *,
+         full: bool = True) -> dict[str, Any]:
+    """A referral as its reader may see it. Without `full` (a reader not
+    seeing the family's whole form), a step taken by an agency other than
+    the two sides (a coordinator recording the family's answer given in
+    person) reads as the family's: its name would tell that agency takes part."""
     out: dict[str, Any] = {
         "id": ref.id,
         "family_id": ref.family_id,
@@ -187,8 +206,11 @@ def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
                          [_appointment_out(cipher, a) for a in appointments or []]),
     }
     if events is not None and cipher is not None:
+        sides = {None, ref.from_agency, ref.to_agency}
         out["history"] = [{
-            "state": e.state, "at": iso_time(e.at), "by": e.by, "agency": e.agency_id,
+            "state": e.state, "at": iso_time(e.at),
+            **({"by": e.by, "agency": e.agency_id} if full or e.agency_id in sides
+               else {"by": "family", "agency": None}),
             "note": None if e.note is None else cipher.open(
                 "referral_events", "note", f"{ref.id}/{e.seq}", e.note),
         } for e in events]
@@ -346,9 +368,12 @@ def _history(session: Session, ref: Referral) -> list[ReferralEvent]:
         ReferralEvent.referral_id == ref.id).order_by(ReferralEvent.seq)))
 
 
-def _detail(session: Session, cipher: FamilyCipher, ref: Referral) -> dict[str, Any]:
-    return _out(ref, _reason(cipher, ref), cipher, _history(session, ref),
-                _appointments(session, [ref])[ref.id])
+def _detail(session: Session, view: FamilyView, actor: Actor, ref: Referral,
+            now: datetime) -> dict[str, Any]:
+    full = actor.is_family or (view.form is not None and _form_view(
+        session, actor, view.family.id, view.form, now).full)
+    return _out(ref, _reason(view.cipher, ref), view.cipher, _history(session, ref),
+                _appointments(session, [ref])[ref.id], full=full)
 
 
 def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
@@ -356,7 +381,7 @@ def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
     """One referral with its history of states (who, when, why); with
     `with_name` (the staff pages) its family's `family_name` too."""
     ref, view = _find(session, vault, actor, referral_id, now)
-    out = _detail(session, view.cipher, ref)
+    out = _detail(session, view, actor, ref, now)
     if with_name:
         out["family_name"] = view.cipher.open("families", "display_name", view.family.id,
                                               view.family.display_name)
@@ -419,7 +444,7 @@ def act_on_referral(session: Session, vault: Vault, actor: Actor, referral_id: s
     _audit(session, actor, ACTIONS[act], now, family_id=ref.family_id, referral=ref.id,
            state=moved.value, **detail)
     session.commit()
-    return _detail(session, view.cipher, ref)
+    return _detail(session, view, actor, ref, now)
 
 
 def _move(ref: Referral, act: rules.Act) -> rules.State:
@@ -600,4 +625,4 @@ def family_answer(session: Session, vault: Vault, actor: Actor, family_id: str,
            **({"on_behalf_of_family": True, "method": on_behalf["method"]}
               if on_behalf else {}))
     session.commit()
-    return _detail(session, view.cipher, ref)
+    return _detail(session, view, actor, ref, now)
