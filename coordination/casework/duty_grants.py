@@ -12,10 +12,10 @@ not end it, and the family cannot end the named agency's part while it
 stands (`casework.involvements.end_involvement`).
 
 The justification is sealed under the family's key. Who may read a grant:
-the family (all of them), auditors (all, they review them), and staff of
-the proposing or named agency, or of an agency that may see who is
-involved with the family (its `involvement` cell); to anyone else a grant
-answers like an absent one.
+the family (all of them), auditors (all, they review them), staff of the
+proposing or named agency, and coordinators (who may approve) of an agency
+that may see who is involved with the family (its `involvement` cell); to
+anyone else a grant answers like an absent one.
 """
 
 from __future__ import annotations
@@ -155,9 +155,10 @@ def _out(row: DutyGrantRow, cipher: FamilyCipher, now: datetime) -> dict[str, An
 
 
 def _sees_all(view: FamilyView, actor: Actor, now: datetime) -> bool:
-    """The family, and staff of an agency that may see who is involved."""
-    return actor.is_family or bool(consent.decide(
-        view.form, str(actor.agency_id), INVOLVEMENT, now, view.duty))
+    """The family, and coordinators (who may approve) of an agency that may
+    see who is involved."""
+    return actor.is_family or (actor.role == Role.COORDINATOR and bool(consent.decide(
+        view.form, str(actor.agency_id), INVOLVEMENT, now, view.duty)))
 
 
 def _readable(view: FamilyView, actor: Actor, row: DutyGrantRow, now: datetime) -> bool:

@@ -190,6 +190,10 @@ def test_ends_by_itself_and_outlives_revocation(
     family, receipt = case
     in_force(api, family, until=(T0.date() + timedelta(days=10)).isoformat())
     token = family_token(api, receipt)
+    # A coordinator recording the family's wish to end its part: refused, saying why.
+    recorded = api.call("DELETE", f"/api/v1/families/{family}/involvements/cps", "coord1",
+                        json={"signed_by": "Elif Demir (mother)", "method": "paper"})
+    assert recorded.status_code == 409 and "duty grant" in recorded.get_json()["detail"]
     # The family revokes everything: the duty grant stands.
     revoked = api.post(f"/api/v1/families/{family}/consent/revoke", token, json={})
     assert revoked.status_code == 200 and revoked.get_json()["grants"] == {}
@@ -216,11 +220,13 @@ def test_who_reads_the_grants(api: Api, case: tuple[str, dict[str, str]]) -> Non
     family, receipt = case
     grant = in_force(api, family)
     url = f"/api/v1/families/{family}/duty-grants"
-    for who in ("coord1", "nurse1", "physio1", "cps1", "auditor1",
+    for who in ("coord1", "nurse1", "physiocoord", "cps1", "auditor1",
                 family_token(api, receipt)):
         found = api.get(url, who)
         assert found.status_code == 200, who
         assert [(g["id"], g["justification"]) for g in found.get_json()] == [(grant, WHY)]
+    # A practitioner of a third agency reads only its own agency's grants.
+    assert api.get(url, "physio1").get_json() == []
     other = api.new_family("ecec1", display_name="Other")
     assert api.get(f"/api/v1/families/{other}/duty-grants", "cps1").status_code == 404
     assert api.get(url, "ecec1").status_code == 404
