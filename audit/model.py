@@ -67,6 +67,10 @@ class Action(StrEnum):
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name, not a secret
     AGENCY_NAMES = "agency.names"
     USER_NAME = "user.name"
+    DUTY_GRANT_PROPOSE = "duty_grant.propose"
+    DUTY_GRANT_APPROVE = "duty_grant.approve"
+    DUTY_GRANT_REJECT = "duty_grant.reject"
+    DUTY_GRANT_LIST = "duty_grant.list"
 
 
 class Outcome(StrEnum):

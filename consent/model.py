@@ -5,11 +5,17 @@ means "this agency may see this field". The decision is deny by default: an
 agency sees a field only while the family's current form is unexpired and
 grants that cell. (An agency always sees entries it wrote itself; that
 authorship rule is applied per entry by `may_see_entry`.)
+
+Consent is not the only basis: a duty grant (sharing the law requires,
+approved by a second agency's coordinator) allows its cells while it is
+approved and unexpired, whatever the form says. Each allowing decision
+names its basis ("consent", "duty_grant:<id>", "author"), which the audit
+of a read records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -31,12 +37,21 @@ class Reason(StrEnum):
     NO_FORM = "no_form"
     NOT_GRANTED = "not_granted"
     EXPIRED = "expired"
+    DUTY_GRANT = "duty_grant"
+
+
+CONSENT = "consent"
+AUTHOR = "author"
 
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a cell is allowed, why, and (when allowed) on what basis:
+    "consent", "duty_grant:<id>" or "author"."""
+
     allowed: bool
     reason: Reason
+    basis: str | None = None
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -62,31 +77,83 @@ class Form:
         return grid
 
 
+class DutyState(StrEnum):
+    PENDING = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+# The legal bases a duty grant may rest on (GDPR article 6, other than consent).
+DUTY_BASES = ("legal_obligation", "vital_interest", "public_task")
+DUTY_MAX_DAYS = 90
+
+
+@dataclass(frozen=True)
+class DutyGrant:
+    """A duty grant as the decision needs it: the named agency, its cells
+    (catalogue rows), its state and its last day."""
+
+    id: str
+    agency: str
+    fields: frozenset[str]
+    state: DutyState
+    until: date
+
+    def in_force(self, now: datetime) -> bool:
+        """Approved, and counting through the whole of its `until` day (UTC).
+        The family's revocations do not touch it."""
+        return self.state is DutyState.APPROVED and now.astimezone(UTC).date() <= self.until
+
+
+def grant_allowing(grants: Sequence[DutyGrant], agency: str, field: str,
+                   now: datetime) -> DutyGrant | None:
+    """The first duty grant in force that allows (`agency`, `field`), if any."""
+    return next((g for g in grants
+                 if g.agency == agency and field in g.fields and g.in_force(now)), None)
+
+
 def cells_from_grants(grants: Mapping[str, Iterable[str]]) -> frozenset[Cell]:
     return frozenset((agency, field) for agency, fields in grants.items() for field in fields)
 
 
-def decide(form: Form | None, agency: str, field: str, now: datetime) -> Decision:
-    """May `agency` see `field` of the family whose current form is `form`?
+def decide(form: Form | None, agency: str, field: str, now: datetime,
+           grants: Sequence[DutyGrant] = ()) -> Decision:
+    """May `agency` see `field` of the family whose current form is `form`
+    and whose duty grants are `grants`?
 
-    Pure function of (form, agency, field, now); deny by default.
+    Allowed by the form (basis "consent") when it grants the cell and is in
+    force; otherwise by a duty grant in force naming the cell (basis
+    "duty_grant:<id>"). Pure function of its arguments; deny by default (a
+    refusal gives the form's reason).
     """
     if form is None:
-        return Decision(False, Reason.NO_FORM)
-    if (agency, field) not in form.cells:
-        return Decision(False, Reason.NOT_GRANTED)
-    if not form.in_force(now):
-        return Decision(False, Reason.EXPIRED)
-    return Decision(True, Reason.GRANTED)
+        refused = Decision(False, Reason.NO_FORM)
+    elif (agency, field) not in form.cells:
+        refused = Decision(False, Reason.NOT_GRANTED)
+    elif not form.in_force(now):
+        refused = Decision(False, Reason.EXPIRED)
+    else:
+        return Decision(True, Reason.GRANTED, CONSENT)
+    duty = grant_allowing(grants, agency, field, now)
+    if duty is not None:
+        return Decision(True, Reason.DUTY_GRANT, f"duty_grant:{duty.id}")
+    return refused
+
+
+def decide_cells(form: Form | None, grants: Sequence[DutyGrant], agency: str,
+                 fields: Iterable[str], now: datetime) -> dict[str, Decision]:
+    """`decide` for each of `fields` (catalogue rows) of one agency."""
+    return {f: decide(form, agency, f, now, grants) for f in fields}
 
 
 def may_see_entry(
-    form: Form | None, agency: str, field: str, author_agency: str, now: datetime
+    form: Form | None, agency: str, field: str, author_agency: str, now: datetime,
+    grants: Sequence[DutyGrant] = (),
 ) -> Decision:
     """The decision for one entry: the cell, or authorship."""
     if author_agency == agency:
-        return Decision(True, Reason.AUTHOR)
-    return decide(form, agency, field, now)
+        return Decision(True, Reason.AUTHOR, AUTHOR)
+    return decide(form, agency, field, now, grants)
 
 
 def holds_any_cell(form: Form | None, agency: str, now: datetime) -> bool:
@@ -96,12 +163,20 @@ def holds_any_cell(form: Form | None, agency: str, now: datetime) -> bool:
     return any(cell_agency == agency for cell_agency, _ in form.cells)
 
 
-def is_visible(form: Form | None, agency: str, actively_involved: bool, now: datetime) -> bool:
-    """The one visibility rule: involved, or granted something in force.
+def holds_duty_grant(grants: Sequence[DutyGrant], agency: str, now: datetime) -> bool:
+    """Does an approved, unexpired duty grant name `agency`?"""
+    return any(g.agency == agency and g.in_force(now) for g in grants)
+
+
+def is_visible(form: Form | None, agency: str, actively_involved: bool, now: datetime,
+               grants: Sequence[DutyGrant] = ()) -> bool:
+    """The one visibility rule: involved, granted something in force by the
+    form, or named by a duty grant in force.
 
     Otherwise the family does not exist for that agency.
     """
-    return actively_involved or holds_any_cell(form, agency, now)
+    return (actively_involved or holds_any_cell(form, agency, now)
+            or holds_duty_grant(grants, agency, now))
 
 
 def revoke(cells: frozenset[Cell], agency: str | None, field: str | None) -> frozenset[Cell]:

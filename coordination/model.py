@@ -352,3 +352,34 @@ class AccessRequest(Base):
     answer_signed_by: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # The form version an approval wrote (None when nothing was left to add).
     version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class DutyGrantRow(Base):
+    """A duty grant (CONTRACT.md, "Exceptional access"): cells an agency
+    sees because the law requires it, not by the family's consent. Proposed
+    by a coordinator of an involved agency, in force once a coordinator of a
+    third agency approves, through `until`. The justification is sealed
+    under the family's key; states, dates, agency ids and rows are not."""
+
+    __tablename__ = "duty_grants"
+    __table_args__ = (
+        Index("ix_duty_grants_family_agency", "family_id", "agency_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
+    # The agency the grant lets see the cells.
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    # The catalogue rows, comma-joined, in catalogue order (always `involvement`).
+    fields: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    justification: Mapped[bytes] = mapped_column(LargeBinary)
+    until: Mapped[date] = mapped_column(Date)
+    # pending_approval, approved or rejected (an ending is read from the clock).
+    state: Mapped[str] = mapped_column(String(20))
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposer_agency: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decider_agency: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

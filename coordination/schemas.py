@@ -327,6 +327,26 @@ class InPersonAnswerIn(EndInvolvementIn):
     """A coordinator recording the family's answer to a referral, given in person."""
 
 
+class DutyGrantIn(StrictSchema):
+    """A coordinator proposing a duty grant (CONTRACT.md, "Exceptional
+    access"): the agency the law requires to see `fields`, on which basis,
+    why, and through which day (at most 90 days ahead). Known agency and
+    rows and the range of `until` are checked against stored data and the
+    clock by `casework.duty_grants.grant_errors`."""
+
+    agency = text(1, 64, required=True)
+    # `fields` in the body; named otherwise here, where `fields` is marshmallow's.
+    granted = fields.List(text(1, 64), required=True, validate=validate.Length(min=1, max=64),
+                          data_key="fields")
+    legal_basis = fields.String(required=True, validate=validate.OneOf(
+        ["legal_obligation", "vital_interest", "public_task"],
+        error="a duty grant rests on 'legal_obligation', 'vital_interest' or 'public_task' "
+              "(consent is the family's form)"))
+    justification = fields.String(required=True,
+                                  validate=[validate.Length(min=1, max=2000), _not_blank])
+    until = StrictDate(required=True)
+
+
 class EmptyIn(StrictSchema):
     """A body that must be an empty object."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 # Everything a consent or referral route could store about a family.
 CASE_TABLES = ("families", "family_members", "involvements", "entries", "consent_forms",
                "consent_cells", "consent_receipts", "api_tokens", "access_requests", "referrals",
-               "referral_events", "appointments")
+               "referral_events", "appointments", "duty_grants")
 
 
 def _case_state(app: Flask) -> dict[str, list[tuple[Any, ...]]]:

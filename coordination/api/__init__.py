@@ -210,6 +210,7 @@ def create_blueprint() -> Blueprint:
         audit,
         catalogue,
         consent,
+        duty_grants,
         families,
         openapi,
         referrals,
@@ -251,6 +252,7 @@ def create_blueprint() -> Blueprint:
     audit.register(bp)
     referrals.register(bp)
     access_requests.register(bp)
+    duty_grants.register(bp)
     worklist.register(bp)
     openapi.register(bp)
     return bp

@@ -330,3 +330,25 @@ class WorklistItem(Schema):
                        "agency"})
     href = _maybe_str(metadata={"description": "the staff page where to act; null for "
                                                "`involvement.ended`"})
+
+
+class DutyGrantOut(Schema):
+    """A duty grant (CONTRACT.md, "Exceptional access"). `state` is `ended`
+    once `until` has passed; `in_force` says whether it allows its cells now."""
+
+    id = _str()
+    family_id = _str()
+    agency = _str(metadata={"description": "the agency the grant lets see the rows"})
+    fields_ = _strings(data_key="fields")
+    legal_basis = _str(metadata={"enum": ["legal_obligation", "vital_interest",
+                                          "public_task"]})
+    justification = _str()
+    until = _str(metadata={"format": "date", "description": "its last day"})
+    state = _str(metadata={"enum": ["pending_approval", "approved", "rejected", "ended"]})
+    in_force = fields.Boolean(required=True)
+    proposed_by = _str()
+    proposer_agency = _str()
+    created_at = _str(metadata=TIME)
+    decided_by = _maybe_str()
+    decider_agency = _maybe_str()
+    decided_at = _maybe_str(metadata=TIME)

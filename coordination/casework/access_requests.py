@@ -75,7 +75,7 @@ def askable(session: Session, vault: Vault, actor: Actor, family_id: str,
     nothing is audited; the family must be visible.)"""
     view = _visible(session, vault, actor, family_id, now)
     return [f.id for f in catalogue(session)
-            if not consent.decide(view.form, str(actor.agency_id), f.id, now)]
+            if not consent.decide(view.form, str(actor.agency_id), f.id, now, view.duty)]
 
 
 def _fields(req: AccessRequest) -> list[str]:
@@ -103,7 +103,7 @@ def create_request(session: Session, vault: Vault, actor: Actor, family_id: str,
     agency = str(actor.agency_id)
     wanted = set(data["asked"])
     asked = [f.id for f in catalogue(session) if f.id in wanted]
-    granted = [f for f in asked if consent.decide(view.form, agency, f, now)]
+    granted = [f for f in asked if consent.decide(view.form, agency, f, now, view.duty)]
     earlier = session.scalars(select(AccessRequest).where(
         AccessRequest.family_id == family_id, AccessRequest.agency_id == agency))
     refused = rules.refusal(asked, granted, [_past(r) for r in earlier], now)

@@ -19,12 +19,12 @@ import consent.services as consent_store
 from audit.model import Action
 from audit.services import Event
 from consent import model as consent
-from consent.model import Form
+from consent.model import DutyGrant, DutyState, Form
 from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination.actors import Actor
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import FamilyNotFound, NotPermitted
-from coordination.model import Agency, Family, FieldDef, Involvement
+from coordination.model import Agency, DutyGrantRow, Family, FieldDef, Involvement
 from coordination.roles import InvolvementStatus
 
 INVOLVEMENT = "involvement"
@@ -44,13 +44,15 @@ def iso_time(moment: datetime) -> str:
 
 @dataclass
 class FamilyView:
-    """A family with its involvements and current form, loaded once per request."""
+    """A family with its involvements, current form and duty grants, loaded
+    once per request."""
 
     family: Family
     involvements: list[Involvement]
     form_row: ConsentFormRow | None
     form: Form | None
     cipher: FamilyCipher = field(repr=False)
+    duty: tuple[DutyGrant, ...] = ()  # every duty grant, in force or not
 
     def involved(self, agency: str | None) -> bool:
         return any(
@@ -73,10 +75,23 @@ def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
         )
     )
     row, form = consent_store.current_form(session, family_id)
+    duty = duty_grants_of(session, family_id)
     cipher = vault.for_family(family_id)
     if family is None:
         return None
-    return FamilyView(family, involvements, row, form, cipher)
+    return FamilyView(family, involvements, row, form, cipher, duty)
+
+
+def duty_grant_of(row: DutyGrantRow) -> DutyGrant:
+    return DutyGrant(row.id, row.agency_id, frozenset(row.fields.split(",")),
+                     DutyState(row.state), row.until)
+
+
+def duty_grants_of(session: Session, family_id: str) -> tuple[DutyGrant, ...]:
+    """The family's duty grants as the decision takes them, oldest first."""
+    return tuple(duty_grant_of(r) for r in session.scalars(
+        select(DutyGrantRow).where(DutyGrantRow.family_id == family_id)
+        .order_by(DutyGrantRow.created_at, DutyGrantRow.id)))
 
 
 def _lock_family(session: Session, family_id: str) -> None:
@@ -111,7 +126,7 @@ def _visible(
     agency = str(actor.agency_id)
     if not actor.does_casework:
         raise FamilyNotFound("not_visible", family_id)
-    if not consent.is_visible(view.form, agency, view.involved(agency), now):
+    if not consent.is_visible(view.form, agency, view.involved(agency), now, view.duty):
         expired = view.form is not None and not view.form.in_force(now) and any(
             a == agency for a, _ in view.form.cells)
         raise FamilyNotFound("expired" if expired else "not_visible", family_id)
@@ -180,8 +195,10 @@ def _as_date(value: Any) -> date | None:
 
 def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
     """`consent.model.is_visible` as SQL, for queries over many families:
-    an active involvement, or a cell of the current form in force.
-    (tests/functional/test_shared_record.py holds the two to the same answers.)"""
+    an active involvement, a cell of the current form in force, or an
+    approved duty grant naming the agency through its `until` day.
+    (tests/functional/test_hardening.py and test_duty_grants.py hold the two
+    to the same answers.)"""
     newest = (
         select(func.max(ConsentFormRow.version))
         .where(ConsentFormRow.family_id == Family.id)
@@ -200,7 +217,13 @@ def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
         ConsentCellRow.form_id == ConsentFormRow.id,
         ConsentCellRow.agency_id == agency,
     )
-    return or_(involved, granted)
+    duty = exists().where(
+        DutyGrantRow.family_id == Family.id,
+        DutyGrantRow.agency_id == agency,
+        DutyGrantRow.state == DutyState.APPROVED.value,
+        DutyGrantRow.until >= now.astimezone(UTC).date(),
+    )
+    return or_(involved, granted, duty)
 
 
 def reference_errors(session: Session, agency_id: Any = None, field_id: Any = None

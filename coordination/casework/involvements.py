@@ -223,7 +223,8 @@ def end_involvement(
     agency records the family's wish with `on_behalf` = {"signed_by",
     "method"}, flagged as such in the audit log. A coordinator whose agency
     may not see who is involved (the `involvement` cell, in force) may end
-    only its own agency's part (`NotPermitted`). `Conflict` when the agency has no part to end.
+    only its own agency's part (`NotPermitted`). `Conflict` when the agency has no part to end,
+    or when a duty grant in force names it (the family cannot end that).
     (The agency is to be told in its worklist once that exists.)
     """
     view = _visible(session, vault, actor, family_id, now, lock=True)
@@ -232,6 +233,12 @@ def end_involvement(
     errors = reference_errors(session, agency_id)
     if errors:
         raise InvalidInput(errors)
+    standing = [g for g in view.duty if g.agency == agency_id and g.in_force(now)]
+    if standing:
+        until = max(g.until for g in standing).isoformat()
+        raise Conflict(f"a duty grant keeps agency '{agency_id}' involved through {until}: "
+                       "the law requires this sharing, so the family cannot end its part "
+                       "until then", reason="duty_grant")
     inv = next((i for i in view.involvements
                 if i.agency_id == agency_id and i.status == InvolvementStatus.ACTIVE), None)
     column = frozenset(c for c in (view.form.cells if view.form else ()) if c[0] == agency_id)

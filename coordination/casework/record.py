@@ -59,17 +59,23 @@ def shared_record(
     withheld: list[str] = []
     granted: set[str] = set()
     fields_catalogue = catalogue(session)
+    basis: dict[str, str] = {}  # which basis allowed each cell shown
+    decisions = consent.decide_cells(form, view.duty, agency,
+                                     [f.id for f in fields_catalogue], now)
     for field_def in fields_catalogue:
         fid = field_def.id
-        if consent.decide(form, agency, fid, now):
+        decision = decisions[fid]
+        if decision:
             granted.add(fid)
+            basis[fid] = str(decision.basis)
             fields[fid] = [_entry_out(cipher, e, a) for e, a in by_field[fid]]
             continue
         own = [(e, a) for e, a in by_field[fid]
-               if consent.may_see_entry(form, agency, fid, e.agency_id, now)]
+               if consent.may_see_entry(form, agency, fid, e.agency_id, now, view.duty)]
         if own:
             fields[fid] = [_entry_out(cipher, e, a) for e, a in own]
             partial.append(fid)
+            basis[fid] = consent.AUTHOR
         else:
             withheld.append(fid)
 
@@ -96,6 +102,10 @@ def shared_record(
     if INVOLVEMENT in granted:
         body["involvements"] = [_involvement_out(i) for i in view.involvements]
     extra: dict[str, Any] = {"partial": partial} if partial else {}
+    if any(b != consent.CONSENT for b in basis.values()):
+        # Only a read resting on more than consent says so (older entries
+        # read as consent alone).
+        extra["basis"] = basis
     _audit(session, actor, Action.RECORD_READ, now, family_id=family_id,
            shown=sorted(fields), withheld=withheld, **extra)
     session.commit()  # the look is on record before anything is shown

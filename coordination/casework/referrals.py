@@ -150,7 +150,7 @@ def create_referral(session: Session, vault: Vault, actor: Actor, family_id: str
     wanted = set(data["asked"]) | {INVOLVEMENT}
     asked = [f.id for f in catalogue(session) if f.id in wanted]
     to = data["to"]
-    granted = all(consent.decide(view.form, to, f, now) for f in asked)
+    granted = all(consent.decide(view.form, to, f, now, view.duty) for f in asked)
     state = rules.State.SENT if granted else rules.State.AWAITING_FAMILY
     urgency = rules.Urgency(data.get("urgency") or rules.Urgency.ROUTINE)
     ref_id = new_id("ref")
@@ -434,7 +434,7 @@ def act_on_referral(session: Session, vault: Vault, actor: Actor, referral_id: s
         errors = contact_worker_errors(session, actor, ref.to_agency, worker)
         if errors:
             raise InvalidInput(errors)
-        if not consent.decide(view.form, ref.to_agency, INVOLVEMENT, now):
+        if not consent.decide(view.form, ref.to_agency, INVOLVEMENT, now, view.duty):
             raise Conflict("the family's current form no longer lets your agency know of "
                            "it; it cannot be accepted now", reason="not_agreed")
         involve(session, view, actor, ref.to_agency, worker, now)

@@ -62,6 +62,10 @@ ACTION_WORDS = {
     Action.USER_PASSWORD_RESET: "reset a staff member's password",
     Action.AGENCY_NAMES: "changed an agency's names in other languages",
     Action.USER_NAME: "changed how a staff member is named to families",
+    Action.DUTY_GRANT_PROPOSE: "proposed a duty grant (sharing the law requires)",
+    Action.DUTY_GRANT_APPROVE: "approved a duty grant",
+    Action.DUTY_GRANT_REJECT: "rejected a duty grant",
+    Action.DUTY_GRANT_LIST: "looked at a family's duty grants",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.

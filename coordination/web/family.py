@@ -449,10 +449,11 @@ def _invalid_choice() -> Any:
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.web import family_requests
+    from coordination.web import family_duty, family_requests
 
     bp = Blueprint("family", __name__, url_prefix="/family")
     family_requests.register(bp)
+    family_duty.register(bp)
 
     @bp.context_processor
     def _family_page_globals() -> dict[str, Any]:

@@ -161,21 +161,24 @@ REFERRALS = ["create_referral", "referral_list", "family_referrals", "referral"]
 APPOINTMENTS = ["book_appointment", "appointment_outcome", "close_referral"]
 ACCESS_REQUESTS = ["create_access_request", "access_requests_list"]
 ACCESS_ANSWERS = ["approve_access_request", "decline_access_request"]
+DUTY_ACTS = ["propose_duty_grant", "approve_duty_grant", "reject_duty_grant"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
-                "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items"]
-AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
+                "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items",
+                "duty_grants_list"]
+AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify", "duty_grants_list"]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
           "openapi_document", "family_referrals", "referral", "agree_referral",
-          "refuse_referral", "access_requests_list", *ACCESS_ANSWERS]
+          "refuse_referral", "access_requests_list", *ACCESS_ANSWERS, "duty_grants_list"]
 STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", "refer",
               "update_involvement", "put_consent", "hide", "audit_entries", "audit_verify",
               "erase", "create_referral", "referral_list", "accept_referral",
               "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request",
-              "worklist_items"]
+              "worklist_items", *DUTY_ACTS]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
                "decline_referral", "withdraw_referral", *APPOINTMENTS, "agree_referral",
-               "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items"]
+               "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items",
+               "duty_grants_list", *DUTY_ACTS]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]
