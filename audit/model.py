@@ -67,6 +67,11 @@ class Action(StrEnum):
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name, not a secret
     AGENCY_NAMES = "agency.names"
     USER_NAME = "user.name"
+    PROTECTION_HOLD_SET = "protection_hold.set"
+    PROTECTION_HOLD_RENEW = "protection_hold.renew"
+    PROTECTION_HOLD_LIFT = "protection_hold.lift"
+    PROTECTION_HOLD_LIST = "protection_hold.list"
+    AGENCY_PROTECTION_HOLDS = "agency.protection_holds"
 
 
 class Outcome(StrEnum):

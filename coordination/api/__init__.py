@@ -212,6 +212,7 @@ def create_blueprint() -> Blueprint:
         consent,
         families,
         openapi,
+        protection_holds,
         referrals,
         worklist,
     )
@@ -252,5 +253,6 @@ def create_blueprint() -> Blueprint:
     referrals.register(bp)
     access_requests.register(bp)
     worklist.register(bp)
+    protection_holds.register(bp)
     openapi.register(bp)
     return bp

@@ -330,3 +330,35 @@ class WorklistItem(Schema):
                        "agency"})
     href = _maybe_str(metadata={"description": "the staff page where to act; null for "
                                                "`involvement.ended`"})
+
+
+class HoldEvent(Schema):
+    """One act on a protection hold."""
+
+    act = _str(metadata={"enum": ["set", "renewed", "lifted"]})
+    at = _str(metadata=TIME)
+    by = _str(metadata={"description": "the username of whoever did it"})
+    review_on = _str(metadata={"format": "date",
+                               "description": "the review date the act left"})
+
+
+class ProtectionHoldOut(Schema):
+    """A protection hold (CONTRACT.md, "Exceptional access"), as its agency's
+    coordinator and auditors read it. `state` is `lapsed` once `review_on`
+    has passed without renewal."""
+
+    id = _str()
+    family_id = _str()
+    agency = _str(metadata={"description": "the agency whose part is concealed"})
+    conceal = fields.List(fields.String(metadata={"enum": ["involvement", "entries",
+                                                           "access"]}), required=True)
+    reason = _str()
+    review_on = _str(metadata={"format": "date"})
+    state = _str(metadata={"enum": ["in_force", "lifted", "lapsed"]})
+    set_at = _str(metadata=TIME)
+    set_by = _str()
+    renewed_at = _maybe_str(metadata=TIME)
+    renewed_by = _maybe_str()
+    lifted_at = _maybe_str(metadata=TIME)
+    lifted_by = _maybe_str()
+    history = fields.List(fields.Nested(HoldEvent), required=True)

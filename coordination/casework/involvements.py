@@ -19,6 +19,7 @@ from consent.errors import NotAgreedToKnow
 from consent.model import Form
 from consent.tables import ConsentFormRow
 from coordination.actors import Actor
+from coordination.casework import concealment
 from coordination.casework.common import (
     INVOLVEMENT,
     FamilyView,
@@ -235,6 +236,10 @@ def end_involvement(
     inv = next((i for i in view.involvements
                 if i.agency_id == agency_id and i.status == InvolvementStatus.ACTIVE), None)
     column = frozenset(c for c in (view.form.cells if view.form else ()) if c[0] == agency_id)
+    if actor.is_family and agency_id in concealment.concealed_from_family(
+            session, family_id, now).involvement:
+        # As for an agency with no part: the family must not learn of it.
+        inv, column = None, frozenset()
     if inv is None and not column:
         raise Conflict(f"agency '{agency_id}' has no part in this family's record: it is not "
                        "involved and the form grants it nothing; nothing to end")
@@ -272,5 +277,5 @@ def end_involvement(
     if row is not None and form is not None:
         seen = _form_view(session, actor, family_id, form, now)
         out["form"] = _family_extras(_form_out(view.cipher, row, form, now, seen), view,
-                                     session, actor)
+                                     session, actor, now)
     return out

@@ -62,6 +62,11 @@ ACTION_WORDS = {
     Action.USER_PASSWORD_RESET: "reset a staff member's password",
     Action.AGENCY_NAMES: "changed an agency's names in other languages",
     Action.USER_NAME: "changed how a staff member is named to families",
+    Action.PROTECTION_HOLD_SET: "placed a protection hold on a family",
+    Action.PROTECTION_HOLD_RENEW: "renewed a protection hold",
+    Action.PROTECTION_HOLD_LIFT: "lifted a protection hold",
+    Action.PROTECTION_HOLD_LIST: "reviewed the protection holds",
+    Action.AGENCY_PROTECTION_HOLDS: "changed whether an agency may place protection holds",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.
@@ -226,7 +231,10 @@ def _log_page(given: dict[str, str], errors: dict[str, list[str]],
 
 
 def create_blueprint() -> Blueprint:
+    from coordination.web import auditor_holds
+
     bp = Blueprint("auditor", __name__, url_prefix="/audit")
+    auditor_holds.register(bp)
 
     @bp.get("/")
     @staff_page(Role.AUDITOR)
