@@ -423,3 +423,40 @@ def test_the_family_cannot_end_or_revoke_a_concealed_agency(
     record = api.get(f"/api/v1/families/{family}", "coord1").get_json()
     assert any(i["agency"] == "cps" and i["status"] == "active"
                for i in record["involvements"])
+
+
+# --- the command line ---------------------------------------------------------------
+
+
+def test_the_cli_allows_and_disallows_holds(
+        app: Flask, api: Api, clock: Clock, cli_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.functional.test_cli import assert_ok, assert_one_line_failure, run
+
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        accounts.add_staff(session, "cpscoord", "cps", "coordinator", None, clock())
+        api.tokens["cpscoord"] = accounts.create_token(session, "cpscoord",
+                                                       timedelta(days=3650), clock())
+    family = api.new_family("nurse1")
+    api.sign(family, CPS_GRID)
+    _problem(place(api, family), 403)  # not allowed yet
+    result = run(capsys, "agency", "set", "cps", "--protection-holds", "on")
+    assert_ok(result)
+    assert result.out.strip() == "agency cps protection holds: on"
+    assert place(api, family).status_code == 201
+    assert_ok(run(capsys, "agency", "set", "cps", "--protection-holds", "off"))
+    _problem(place(api, family), 403)
+    assert_ok(run(capsys, "agency", "add", "teams", "--name", "Neighbourhood team",
+                  "--kind", "social", "--protection-holds"))
+    with rt.sessions() as session:
+        from coordination.model import Agency
+
+        assert session.get(Agency, "teams").protection_holds is True  # type: ignore[union-attr]
+        assert session.get(Agency, "ecec").protection_holds is False  # type: ignore[union-attr]
+    message = assert_one_line_failure(run(capsys, "agency", "set", "nowhere",
+                                          "--protection-holds", "on"))
+    assert "nowhere" in message
+    assert_one_line_failure(run(capsys, "agency", "set", "cps", "--protection-holds", "maybe"))
+    assert [json.loads(r.detail)["allowed"] for r in audit_rows(
+        app, "agency.protection_holds")] == [True, False]

@@ -163,7 +163,9 @@ ACCESS_REQUESTS = ["create_access_request", "access_requests_list"]
 ACCESS_ANSWERS = ["approve_access_request", "decline_access_request"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
                 "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items"]
-AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
+HOLDS = ["place_protection_hold", "renew_protection_hold", "lift_protection_hold"]
+HOLD_REVIEWS = ["protection_holds_list", "protection_holds_review_queue"]
+AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify", *HOLD_REVIEWS]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
           "openapi_document", "family_referrals", "referral", "agree_referral",
           "refuse_referral", "access_requests_list", *ACCESS_ANSWERS]
@@ -171,11 +173,11 @@ STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", 
               "update_involvement", "put_consent", "hide", "audit_entries", "audit_verify",
               "erase", "create_referral", "referral_list", "accept_referral",
               "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request",
-              "worklist_items"]
+              "worklist_items", *HOLDS, *HOLD_REVIEWS]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
                "decline_referral", "withdraw_referral", *APPOINTMENTS, "agree_referral",
-               "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items"]
+               "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items", *HOLDS]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]
