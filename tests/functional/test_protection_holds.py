@@ -460,3 +460,18 @@ def test_the_cli_allows_and_disallows_holds(
     assert_one_line_failure(run(capsys, "agency", "set", "cps", "--protection-holds", "maybe"))
     assert [json.loads(r.detail)["allowed"] for r in audit_rows(
         app, "agency.protection_holds")] == [True, False]
+
+
+def test_erasing_the_family_erases_its_holds(
+        app: Flask, api: Api, cps_case: tuple[str, dict[str, str]]) -> None:
+    from coordination.model import ProtectionHoldEvent
+
+    family, _ = cps_case
+    hold = place(api, family).get_json()
+    api.post(f"/api/v1/families/{family}/protection-holds/{hold['id']}/renew", "cpscoord",
+             json={"review_on": (T0.date() + timedelta(days=80)).isoformat()})
+    erased = api.call("DELETE", f"/api/v1/families/{family}", "admin1",
+                      json={"reason": "the family asked"})
+    assert erased.status_code == 204
+    assert count(app, ProtectionHold) == 0 and count(app, ProtectionHoldEvent) == 0
+    assert api.get("/api/v1/protection-holds", "auditor1").get_json() == []
