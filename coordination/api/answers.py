@@ -303,7 +303,7 @@ class AccessRequestOut(Schema):
         "description": "the form version an approval wrote; null when none was needed"})
 WORKLIST_KINDS = ["referral.to_answer", "referral.overdue", "appointment.upcoming",
                   "appointment.missed", "access_request.answered", "consent.renew",
-                  "involvement.ended"]
+                  "involvement.ended", "hold.review"]
 
 
 class WorklistItem(Schema):
@@ -317,7 +317,8 @@ class WorklistItem(Schema):
                                         "appointment id (`appointment.*`), an access request id "
                                         "(`access_request.answered`), the form version "
                                         "as `v<N>` (`consent.renew`), the caller's own "
-                                        "agency (`involvement.ended`)"})
+                                        "agency (`involvement.ended`), a protection hold "
+                                        "(`hold.review`)"})
     at = _maybe_str(metadata={**TIME, "description": "the moment, when there is one "
                                                      "(an appointment, an ending)"})
     referral_id = _maybe_str()

@@ -475,3 +475,22 @@ def test_erasing_the_family_erases_its_holds(
     assert erased.status_code == 204
     assert count(app, ProtectionHold) == 0 and count(app, ProtectionHoldEvent) == 0
     assert api.get("/api/v1/protection-holds", "auditor1").get_json() == []
+
+
+def test_the_agency_worklist_says_when_a_hold_is_due_for_review(
+        api: Api, clock: Clock, cps_case: tuple[str, dict[str, str]]) -> None:
+    family, _ = cps_case
+    review_on = (T0.date() + timedelta(days=20)).isoformat()
+    hold = place(api, family, review_on=review_on).get_json()
+
+    def kinds(who: str) -> list[tuple[str, str]]:
+        items = api.get("/api/v1/worklist", who).get_json()
+        return [(i["kind"], i["ref"]) for i in items if i["kind"] == "hold.review"]
+
+    assert kinds("cpscoord") == []  # 20 days ahead: not yet
+    clock.advance(days=7)
+    assert kinds("cpscoord") == [("hold.review", hold["id"])]
+    assert kinds("cps1") == [("hold.review", hold["id"])]
+    assert kinds("coord1") == []  # another agency's hold
+    clock.advance(days=14)  # past the review date: lapsed, nothing to review
+    assert kinds("cpscoord") == []
