@@ -29,6 +29,14 @@ def register(bp: Blueprint) -> None:
         return jsonify(holds.place_hold(db(), rt.vault, actor(), family_id, data,
                                         rt.now())), 201
 
+    @bp.get("/families/<id:family_id>/protection-holds")
+    @document("The caller's agency's protection holds on the family, newest first, with "
+              "their history", answer=ProtectionHoldOut, many=True)
+    @allow(Role.COORDINATOR)
+    def family_protection_holds(family_id: str) -> Response:
+        rt = runtime()
+        return jsonify(holds.family_holds(db(), rt.vault, actor(), family_id, rt.now()))
+
     @bp.delete("/families/<id:family_id>/protection-holds/<id:hold_id>")
     @document("Lift the caller's agency's protection hold: the family sees again what it "
               "concealed", body=EmptyIn, answer=ProtectionHoldOut, conflicts=True)

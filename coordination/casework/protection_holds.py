@@ -199,6 +199,25 @@ def lift_hold(session: Session, vault: Vault, actor: Actor, family_id: str, hold
     return _out(hold, vault.for_family(family_id), _events(session, [hold.id])[hold.id], now)
 
 
+def family_holds(session: Session, vault: Vault, actor: Actor, family_id: str,
+                 now: datetime) -> list[dict[str, Any]]:
+    """The caller's agency's holds on the family, newest first, with their
+    reasons and history (raises as `check_place`). Audited."""
+    _holder(session, vault, actor, family_id, now)
+    holds = list(session.scalars(
+        select(ProtectionHold)
+        .where(ProtectionHold.family_id == family_id,
+               ProtectionHold.agency_id == actor.agency_id)
+        .order_by(ProtectionHold.set_at.desc(), ProtectionHold.id)))
+    cipher = vault.for_family(family_id)
+    events = _events(session, [h.id for h in holds])
+    out = [_out(h, cipher, events[h.id], now) for h in holds]
+    _audit(session, actor, Action.PROTECTION_HOLD_LIST, now, family_id=family_id,
+           count=len(out))
+    session.commit()
+    return out
+
+
 def due_for_review(hold: dict[str, Any], now: datetime) -> bool:
     """Whether a hold (as `all_holds` gives it) is in the review queue: in
     force, its review date within 14 days."""

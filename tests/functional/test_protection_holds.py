@@ -494,3 +494,17 @@ def test_the_agency_worklist_says_when_a_hold_is_due_for_review(
     assert kinds("coord1") == []  # another agency's hold
     clock.advance(days=14)  # past the review date: lapsed, nothing to review
     assert kinds("cpscoord") == []
+
+
+def test_a_coordinator_lists_its_agency_holds_on_the_family(
+        app: Flask, api: Api, cps_case: tuple[str, dict[str, str]]) -> None:
+    family, _ = cps_case
+    mine = place(api, family).get_json()
+    place(api, family, "coord1", conceal=["access"])
+    listed = api.get(f"/api/v1/families/{family}/protection-holds", "cpscoord")
+    assert listed.status_code == 200
+    assert [h["id"] for h in listed.get_json()] == [mine["id"]]
+    _problem(api.get(f"/api/v1/families/{family}/protection-holds", "cps1"), 403)
+    _problem(api.get(f"/api/v1/families/{family}/protection-holds", "physiocoord"), 403)
+    _problem(api.get(f"/api/v1/families/{family}/protection-holds", "ngocoord"), 404)
+    assert len(audit_rows(app, "protection_hold.list")) == 1

@@ -163,7 +163,8 @@ ACCESS_REQUESTS = ["create_access_request", "access_requests_list"]
 ACCESS_ANSWERS = ["approve_access_request", "decline_access_request"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
                 "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items"]
-HOLDS = ["place_protection_hold", "renew_protection_hold", "lift_protection_hold"]
+HOLDS = ["place_protection_hold", "family_protection_holds", "renew_protection_hold",
+         "lift_protection_hold"]
 HOLD_REVIEWS = ["protection_holds_list", "protection_holds_review_queue"]
 AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify", *HOLD_REVIEWS]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
