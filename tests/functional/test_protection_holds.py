@@ -508,3 +508,26 @@ def test_a_coordinator_lists_its_agency_holds_on_the_family(
     _problem(api.get(f"/api/v1/families/{family}/protection-holds", "physiocoord"), 403)
     _problem(api.get(f"/api/v1/families/{family}/protection-holds", "ngocoord"), 404)
     assert len(audit_rows(app, "protection_hold.list")) == 1
+
+
+def test_the_family_meets_a_concealed_request_or_referral_as_an_absent_one(
+        app: Flask, api: Api, cps_case: tuple[str, dict[str, str]]) -> None:
+    family, receipt = cps_case
+    asked = api.post(f"/api/v1/families/{family}/access-requests", "cps1", json={
+        "fields": ["contact"], "reason": "To reach the mother."}).get_json()
+    referred = api.post(f"/api/v1/families/{family}/referrals", "cps1", json={
+        "to": "physio", "reason": "Motor development check.", "fields": []}).get_json()
+    place(api, family, conceal=["involvement"])
+    token = family_token(api, receipt)
+    base = f"/api/v1/families/{family}"
+    with nothing_stored(app):
+        approve = _problem(api.post(f"{base}/access-requests/{asked['id']}/approve", token,
+                                    json={}), 404)
+        absent = _problem(api.post(f"{base}/access-requests/req_0000/approve", token,
+                                   json={}), 404)
+        assert approve == absent
+        read = _problem(api.get(f"/api/v1/referrals/{referred['id']}", token), 404)
+        assert read == _problem(api.get("/api/v1/referrals/ref_0000", token), 404)
+    # Child protection's request still waits, for the family to answer once told.
+    staff = api.get(f"{base}/access-requests", "cps1").get_json()
+    assert [r["state"] for r in staff] == ["pending"]
