@@ -71,6 +71,11 @@ class Action(StrEnum):
     DUTY_GRANT_APPROVE = "duty_grant.approve"
     DUTY_GRANT_REJECT = "duty_grant.reject"
     DUTY_GRANT_LIST = "duty_grant.list"
+    PROTECTION_HOLD_SET = "protection_hold.set"
+    PROTECTION_HOLD_RENEW = "protection_hold.renew"
+    PROTECTION_HOLD_LIFT = "protection_hold.lift"
+    PROTECTION_HOLD_LIST = "protection_hold.list"
+    AGENCY_PROTECTION_HOLDS = "agency.protection_holds"
 
 
 class Outcome(StrEnum):

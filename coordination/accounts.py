@@ -52,7 +52,8 @@ def hash_token(token: str) -> str:
 
 
 def add_agency(
-    session: Session, slug: str, name: str, kind: str, minimal_data: bool, now: datetime
+    session: Session, slug: str, name: str, kind: str, minimal_data: bool, now: datetime,
+    *, protection_holds: bool = False,
 ) -> Agency:
     if not SLUG.match(slug):
         raise InvalidInput({"slug": ["use lower-case letters, digits and hyphens"]},
@@ -64,7 +65,7 @@ def add_agency(
     if session.get(Agency, slug) is not None:
         raise Conflict(f"agency '{slug}' already exists")
     agency = Agency(id=slug, name=name.strip(), kind=kind.strip(), minimal_data=minimal_data,
-                    created_at=now)
+                    created_at=now, protection_holds=protection_holds)
     session.add(agency)
     session.commit()
     return agency
@@ -368,6 +369,19 @@ def set_agency_names(session: Session, slug: str, names: dict[str, str | None],
                                     detail={"languages": sorted(names)}), now)
     session.commit()
     return agency_names(session, slug)
+
+
+def set_protection_holds(session: Session, slug: str, allowed: bool, now: datetime) -> None:
+    """Allow (or no longer allow) the agency's coordinators to place
+    protection holds; holds already placed stay until lifted or lapsed. On
+    the audit log. Raises `NotFound`."""
+    agency = session.get(Agency, slug)
+    if agency is None:
+        raise NotFound(f"no agency '{slug}'")
+    agency.protection_holds = allowed
+    audit_log.record(session, Event(action=Action.AGENCY_PROTECTION_HOLDS, actor="cli",
+                                    agency_id=slug, detail={"allowed": allowed}), now)
+    session.commit()
 
 
 def agency_names(session: Session, slug: str) -> dict[str, str]:

@@ -97,14 +97,19 @@ def agency() -> None:
 @click.option("--name", required=True, help="The agency's name.")
 @click.option("--kind", required=True, help="health, physiotherapy, ecec, school, ngo, ...")
 @click.option("--minimal-data", is_flag=True, help="Record families by pseudonym only.")
+@click.option("--protection-holds", is_flag=True,
+              help="Its coordinators may place protection holds.")
 @pass_state
-def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: bool) -> None:
+def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: bool,
+               protection_holds: bool) -> None:
     """Add an agency."""
     rt = state.runtime()
     _require_schema(rt)
     _use_case(rt, lambda session: accounts.add_agency(session, slug, name, kind, minimal_data,
-                                                      rt.now()))
-    click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else ""))
+                                                      rt.now(),
+                                                      protection_holds=protection_holds))
+    click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else "")
+               + (" (may place protection holds)" if protection_holds else ""))
 
 
 @agency.command("set")
@@ -112,9 +117,12 @@ def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: b
 @click.option("--name-in", "names", multiple=True, metavar="LANG=NAME",
               help="The agency's name in a language (tr, ar, nb, ...); LANG= removes it. "
                    "Repeatable.")
+@click.option("--protection-holds", "holds", type=click.Choice(["on", "off"]),
+              help="Whether its coordinators may place protection holds.")
 @pass_state
-def agency_set(state: CliState, slug: str, names: tuple[str, ...]) -> None:
-    """Change an agency: its names in other languages."""
+def agency_set(state: CliState, slug: str, names: tuple[str, ...], holds: str | None) -> None:
+    """Change an agency: its names in other languages, whether it may place
+    protection holds."""
     parsed: dict[str, str | None] = {}
     for item in names:
         language, sep, name = item.partition("=")
@@ -122,10 +130,17 @@ def agency_set(state: CliState, slug: str, names: tuple[str, ...]) -> None:
             raise click.ClickException(f"--name-in {item!r}: use LANG=NAME, such as "
                                        "tr=Aile merkezi")
         parsed[language.strip()] = name.strip() or None
-    if not parsed:
-        raise click.ClickException("nothing to change: give --name-in LANG=NAME")
+    if not parsed and holds is None:
+        raise click.ClickException("nothing to change: give --name-in LANG=NAME or "
+                                   "--protection-holds on|off")
     rt = state.runtime()
     _require_schema(rt)
+    if holds is not None:
+        _use_case(rt, lambda session: accounts.set_protection_holds(
+            session, slug, holds == "on", rt.now()))
+        click.echo(f"agency {slug} protection holds: {holds}")
+        if not parsed:
+            return
     now_names = _use_case(rt, lambda session: accounts.set_agency_names(
         session, slug, parsed, rt.now()))
     shown = "; ".join(f"{lang}: {name}" for lang, name in now_names.items()) or "none"

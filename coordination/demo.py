@@ -38,6 +38,9 @@ AGENCIES = [
     ("oversight", "Programme data protection office", "oversight", False),
 ]
 
+# Agencies whose coordinators may place protection holds (CONTRACT.md).
+PROTECTION_HOLDS = {"health-centre", "child-protection"}
+
 # The agencies' names on the family page in its other languages (the
 # low-threshold NGO keeps its own name in every language).
 AGENCY_NAMES = {
@@ -59,6 +62,7 @@ USERS = [
     ("physio1", "physio", "practitioner"),
     ("ecec1", "ecec", "practitioner"),
     ("cps1", "child-protection", "practitioner"),
+    ("cpscoord1", "child-protection", "coordinator"),
     ("ngo1", "harbour", "practitioner"),
     ("ngocoord1", "harbour", "coordinator"),
     ("auditor1", "oversight", "auditor"),
@@ -69,6 +73,7 @@ USERS = [
 DISPLAY_NAMES = {
     "nurse1": "Kari Nordmann", "nurse2": "Sigrid Haugen", "coord1": "Ingrid Berg",
     "physio1": "Ola Hansen", "ecec1": "Nora Lie", "cps1": "Per Olsen",
+    "cpscoord1": "Anne Moe",
     "ngo1": "Lotte Peeters", "ngocoord1": "Jan Claes", "auditor1": "Eva Strand",
     "admin1": "Tor Bakke", "hcadmin1": "Marit Dahl",
 }
@@ -97,7 +102,8 @@ def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
     # The Belgian cases happened over the last three weeks; Norway's is today.
     start = now - timedelta(days=21)
     for slug, name, kind, minimal in AGENCIES:
-        accounts.add_agency(session, slug, name, kind, minimal, start)
+        accounts.add_agency(session, slug, name, kind, minimal, start,
+                            protection_holds=slug in PROTECTION_HOLDS)
     for slug, names in AGENCY_NAMES.items():
         accounts.set_agency_names(session, slug, dict(names), start)
     for username, agency, role in USERS:

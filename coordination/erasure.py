@@ -34,6 +34,8 @@ from coordination.model import (
     Family,
     Involvement,
     Member,
+    ProtectionHold,
+    ProtectionHoldEvent,
     Referral,
     ReferralEvent,
 )
@@ -74,9 +76,11 @@ def erase_family(
     referral_ids = select(Referral.id).where(Referral.family_id == family_id)
     session.execute(delete(ReferralEvent).where(ReferralEvent.referral_id.in_(referral_ids)))
     session.execute(delete(Appointment).where(Appointment.referral_id.in_(referral_ids)))
+    hold_ids = select(ProtectionHold.id).where(ProtectionHold.family_id == family_id)
+    session.execute(delete(ProtectionHoldEvent).where(ProtectionHoldEvent.hold_id.in_(hold_ids)))
     search_index.forget(session, family_id)
     for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement,
-                  Referral, AccessRequest):
+                  Referral, AccessRequest, ProtectionHold):
         session.execute(delete(table).where(table.family_id == family_id))
     session.execute(delete(Family).where(Family.id == family_id))
     erasure.completed_at = now

@@ -38,6 +38,8 @@ class Agency(Base):
     # The agency's own OpenID Connect provider for staff sign-in (optional).
     oidc_issuer: Mapped[str | None] = mapped_column(String(300), nullable=True)
     oidc_client_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Whether its coordinators may place protection holds (CONTRACT.md).
+    protection_holds: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class AgencyName(Base):
@@ -383,3 +385,42 @@ class DutyGrantRow(Base):
     decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     decider_agency: Mapped[str | None] = mapped_column(String(64), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ProtectionHold(Base):
+    """An agency concealing its involvement, entries and/or looks from the
+    family's views while telling the family would put a child at risk
+    (CONTRACT.md, "Exceptional access"). The reason is sealed under the
+    family's key; what is concealed (`conceal`, comma-joined), dates and
+    usernames are not. In force while not lifted and not past `review_on`."""
+
+    __tablename__ = "protection_holds"
+    __table_args__ = (Index("ix_protection_holds_family", "family_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    conceal: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[bytes] = mapped_column(LargeBinary)
+    review_on: Mapped[date] = mapped_column(Date)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    set_by: Mapped[str] = mapped_column(String(64))
+    renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    renewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ProtectionHoldEvent(Base):
+    """One act on a hold, for the auditors' history: `set`, `renewed` or
+    `lifted`, when, by whom, and the review date it left."""
+
+    __tablename__ = "protection_hold_events"
+
+    hold_id: Mapped[str] = mapped_column(
+        ForeignKey("protection_holds.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    act: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    by: Mapped[str] = mapped_column(String(64))
+    review_on: Mapped[date] = mapped_column(Date)

@@ -351,6 +351,28 @@ class EmptyIn(StrictSchema):
     """A body that must be an empty object."""
 
 
+HOLD_CONCEALS = ("involvement", "entries", "access")
+
+
+class ProtectionHoldIn(StrictSchema):
+    """A protection hold (CONTRACT.md, "Exceptional access"): what it
+    conceals from the family, why, and when it is to be reviewed (after today,
+    at most 90 days ahead: checked by `casework.protection_holds`)."""
+
+    conceal = fields.List(
+        fields.String(validate=validate.OneOf(
+            HOLD_CONCEALS, error="one of 'involvement', 'entries', 'access'")),
+        required=True, validate=validate.Length(min=1, max=3))
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+    review_on = StrictDate(required=True)
+
+
+class HoldRenewIn(StrictSchema):
+    """A new review date for a protection hold in force."""
+
+    review_on = StrictDate(required=True)
+
+
 class ErasureIn(StrictSchema):
     reason = text(1, 500, required=True)
 

@@ -213,6 +213,7 @@ def create_blueprint() -> Blueprint:
         duty_grants,
         families,
         openapi,
+        protection_holds,
         referrals,
         worklist,
     )
@@ -254,5 +255,6 @@ def create_blueprint() -> Blueprint:
     access_requests.register(bp)
     duty_grants.register(bp)
     worklist.register(bp)
+    protection_holds.register(bp)
     openapi.register(bp)
     return bp

@@ -303,7 +303,7 @@ class AccessRequestOut(Schema):
         "description": "the form version an approval wrote; null when none was needed"})
 WORKLIST_KINDS = ["referral.to_answer", "referral.overdue", "appointment.upcoming",
                   "appointment.missed", "access_request.answered", "consent.renew",
-                  "involvement.ended"]
+                  "involvement.ended", "hold.review"]
 
 
 class WorklistItem(Schema):
@@ -317,7 +317,8 @@ class WorklistItem(Schema):
                                         "appointment id (`appointment.*`), an access request id "
                                         "(`access_request.answered`), the form version "
                                         "as `v<N>` (`consent.renew`), the caller's own "
-                                        "agency (`involvement.ended`)"})
+                                        "agency (`involvement.ended`), a protection hold "
+                                        "(`hold.review`)"})
     at = _maybe_str(metadata={**TIME, "description": "the moment, when there is one "
                                                      "(an appointment, an ending)"})
     referral_id = _maybe_str()
@@ -352,3 +353,35 @@ class DutyGrantOut(Schema):
     decided_by = _maybe_str()
     decider_agency = _maybe_str()
     decided_at = _maybe_str(metadata=TIME)
+
+
+class HoldEvent(Schema):
+    """One act on a protection hold."""
+
+    act = _str(metadata={"enum": ["set", "renewed", "lifted"]})
+    at = _str(metadata=TIME)
+    by = _str(metadata={"description": "the username of whoever did it"})
+    review_on = _str(metadata={"format": "date",
+                               "description": "the review date the act left"})
+
+
+class ProtectionHoldOut(Schema):
+    """A protection hold (CONTRACT.md, "Exceptional access"), as its agency's
+    coordinator and auditors read it. `state` is `lapsed` once `review_on`
+    has passed without renewal."""
+
+    id = _str()
+    family_id = _str()
+    agency = _str(metadata={"description": "the agency whose part is concealed"})
+    conceal = fields.List(fields.String(metadata={"enum": ["involvement", "entries",
+                                                           "access"]}), required=True)
+    reason = _str()
+    review_on = _str(metadata={"format": "date"})
+    state = _str(metadata={"enum": ["in_force", "lifted", "lapsed"]})
+    set_at = _str(metadata=TIME)
+    set_by = _str()
+    renewed_at = _maybe_str(metadata=TIME)
+    renewed_by = _maybe_str()
+    lifted_at = _maybe_str(metadata=TIME)
+    lifted_by = _maybe_str()
+    history = fields.List(fields.Nested(HoldEvent), required=True)

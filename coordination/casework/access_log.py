@@ -9,17 +9,19 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
 from audit.model import MAX_SEQ, Action, AuditEntry
 from audit.services import Event
 from coordination.actors import Actor
-from coordination.casework import referrals
+from coordination.casework import concealment, referrals
 from coordination.casework.common import _audit, _involved, _visible, agencies
 from coordination.casework.form_versions import _form_view
 from coordination.crypto import Vault
 from coordination.errors import InvalidInput, NotPermitted
+from coordination.model import Referral
 
 FAMILY_LOG_ACTIONS = {
     Action.RECORD_READ: "looked at the family's record",
@@ -84,6 +86,24 @@ def _detail(text: str | None) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
+def _about(r: AuditEntry) -> str | None:
+    """The other agency an act is about (see `ABOUT_AGENCY`), if any."""
+    if r.action not in ABOUT_AGENCY:
+        return None
+    about = _detail(r.detail).get("to" if r.action == Action.REFERRAL_CREATE else "agency")
+    return about if isinstance(about, str) else None
+
+
+def _names_agency(r: AuditEntry) -> str | None:
+    """The other agency any act's detail names (`agency`, or a referral's
+    `to`): what a protection hold on that agency's involvement leaves out
+    (a change of its cells, a referral to it), whether or not the family's
+    words for the act say its name."""
+    detail = _detail(r.detail)
+    named = detail.get("to") if r.action == Action.REFERRAL_CREATE else detail.get("agency")
+    return named if isinstance(named, str) else None
+
+
 def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
     detail = _detail(r.detail)
     partial = detail.get("partial")
@@ -105,8 +125,8 @@ def _log_item(r: AuditEntry, names: dict[str, str]) -> dict[str, Any]:
         "fields_withheld": _split(r.withheld),
         "times": 1,
     }
-    about = detail.get("to" if r.action == Action.REFERRAL_CREATE else "agency")
-    if r.action in ABOUT_AGENCY and isinstance(about, str):
+    about = _about(r)
+    if about is not None:
         item["about_agency"] = about
         item["about_agency_name"] = names.get(about, about)
     return item
@@ -146,7 +166,9 @@ def access_log(
     of them only as the agency's own entries) and which withheld, and which
     looks were refused. The family is not shown entries a coordinator hid
     from it, and reads routine repeats of one person's look on one day (its
-    time zone `tz`) as one item (`times`); staff see every entry, hidden ones marked. An agency
+    time zone `tz`) as one item (`times`), and nothing a protection hold in
+    force conceals (`coordination.casework.concealment`); staff see every
+    entry, hidden ones marked. An agency
     without the full view of the current form (`consent.model.view_of_form`)
     sees only its own agency's entries."""
     view = _visible(session, vault, actor, family_id, now)
@@ -163,6 +185,15 @@ def access_log(
             ref for ref in (_detail(r.detail).get("referral") for r in rows)
             if isinstance(ref, str)))
         rows = [r for r in rows if _detail(r.detail).get("referral") not in unknown]
+    if actor.is_family:
+        held = concealment.concealed_from_family(session, family_id, now)
+        concealed_referrals = set(session.scalars(select(Referral.id).where(
+            Referral.family_id == family_id,
+            or_(Referral.from_agency.in_(sorted(held.involvement)),
+                Referral.to_agency.in_(sorted(held.involvement)))))) if held.involvement else set()
+        rows = [r for r in rows
+                if not held.log_row_hidden(r.agency_id, r.action, _names_agency(r))
+                and _detail(r.detail).get("referral") not in concealed_referrals]
     hidden = audit_log.hidden_seqs(session, [r.seq for r in rows])
     if actor.is_family:
         rows = [r for r in rows if r.seq not in hidden]

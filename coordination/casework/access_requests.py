@@ -36,6 +36,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
+from coordination.casework.concealment import concealed_from_family
 from coordination.casework.form_versions import _form_view, _write_sealed
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
@@ -158,12 +159,17 @@ def _newest_first(session: Session, family_id: str) -> Any:
 
 def list_requests(session: Session, vault: Vault, actor: Actor, family_id: str,
                   now: datetime) -> list[dict[str, Any]]:
-    """The family's access requests, newest first: all of them to the family,
+    """The family's access requests, newest first: all of them to the family
+    (but those of an agency whose involvement a protection hold conceals),
     its own agency's to staff (of an agency the family is visible to)."""
     view = _visible(session, vault, actor, family_id, now)
     query = _newest_first(session, family_id)
     if not actor.is_family:
         query = query.where(AccessRequest.agency_id == actor.agency_id)
+    else:
+        hidden = concealed_from_family(session, family_id, now).involvement
+        if hidden:
+            query = query.where(AccessRequest.agency_id.not_in(sorted(hidden)))
     full = _sees_whole_form(session, view, actor, now)
     out = [_out(r, view.cipher.open(TABLE, "reason", r.id, r.reason), view.cipher, now,
                 full=full) for r in session.scalars(query)]
@@ -215,7 +221,9 @@ def _find(session: Session, vault: Vault, actor: Actor, family_id: str, request_
     view = _visible(session, vault, actor, family_id, now, lock=lock)
     _may_record(session, view, actor, now)
     req = session.get(AccessRequest, request_id, populate_existing=lock)
-    if req is None or req.family_id != family_id:
+    if req is None or req.family_id != family_id or (
+            actor.is_family and req.agency_id in concealed_from_family(
+                session, family_id, now).involvement):
         raise FamilyNotFound("absent")
     if not actor.is_family and req.agency_id == actor.agency_id:
         raise NotPermitted("your agency asked for this itself, so it may not record the "

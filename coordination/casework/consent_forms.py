@@ -17,6 +17,7 @@ from consent import model as consent
 from consent.errors import NoConsentForm
 from consent.tables import ConsentFormRow
 from coordination.actors import Actor
+from coordination.casework import concealment
 from coordination.casework.common import (
     _as_date,
     _audit,
@@ -48,7 +49,7 @@ def get_consent(
         raise NoConsentForm("no consent form has been recorded for this family")
     seen = _form_view(session, actor, family_id, view.form, now)
     out = _family_extras(_form_out(view.cipher, view.form_row, view.form, now, seen), view,
-                         session, actor)
+                         session, actor, now)
     _audit(session, actor, Action.CONSENT_READ, now, family_id=family_id,
            version=view.form_row.version, **({} if seen.full else {"view": "own_column"}))
     session.commit()
@@ -180,10 +181,15 @@ def revoke_consent(
     if view.form_row is None or view.form is None:
         raise Conflict("no consent form has been recorded for this family; nothing to revoke")
     remaining = consent.revoke(view.form.cells, agency_id, field_id)
+    if actor.is_family and agency_id is not None and agency_id in (
+            concealment.concealed_from_family(session, family_id, now).involvement):
+        # Answered as for an agency with no cells: the family's view of the
+        # form must not change, nor tell that a concealed agency takes part.
+        remaining = view.form.cells
     if remaining == view.form.cells:
         out = _family_extras(_form_out(view.cipher, view.form_row, view.form, now,
                                        _form_view(session, actor, family_id, view.form, now)),
-                             view, session, actor)
+                             view, session, actor, now)
         _audit(session, actor, Action.CONSENT_REVOKE, now, family_id=family_id,
                reason="nothing_to_revoke", agency=agency_id, field=field_id)
         session.commit()
@@ -206,7 +212,7 @@ def revoke_consent(
         raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
     return _family_extras(_form_out(view.cipher, row, form, now,
                                     _form_view(session, actor, family_id, form, now)),
-                          view, session, actor)
+                          view, session, actor, now)
 
 
 def consent_history(
@@ -225,13 +231,20 @@ def consent_history(
         username: agency for username, agency in session.execute(
             select(Staff.username, Staff.agency_id).where(Staff.username.in_(authors)))}
     reader = _reader(actor)
+    hidden = (concealment.concealed_from_family(session, family_id, now) if actor.is_family
+              else concealment.NOTHING)
+    numbering = concealment.family_numbering(versions, hidden) if hidden else {}
     out = []
     for row, form in versions:
+        if hidden and numbering.get(row.version) is None:
+            continue
         seen = _form_view(session, actor, family_id, form, now, recorders=recorders)
         item = _form_out(view.cipher, row, form, now, seen)
         item["change"] = consent.change_as_read(row.change, reader, seen.full)
         own = row.changed_by == "family" or agency_of.get(row.changed_by) == reader
         item["changed_by"] = row.changed_by if seen.full or own else None
+        if hidden:
+            concealment.conceal_form(item, hidden, numbering[row.version] or row.version)
         out.append(item)
     _audit(session, actor, Action.CONSENT_HISTORY, now, family_id=family_id)
     session.commit()

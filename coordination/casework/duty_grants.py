@@ -42,6 +42,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
+from coordination.casework.concealment import concealed_from_family
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
 from coordination.model import Agency, DutyGrantRow
@@ -186,8 +187,11 @@ def list_grants(session: Session, vault: Vault, actor: Actor, family_id: str,
     rows = session.scalars(select(DutyGrantRow).where(DutyGrantRow.family_id == family_id)
                            .order_by(DutyGrantRow.created_at.desc(), DutyGrantRow.id.desc()))
     auditor = actor.role == Role.AUDITOR and not actor.is_family
+    # The family does not learn of an agency whose part a protection hold conceals.
+    hidden = (concealed_from_family(session, family_id, now).involvement
+              if actor.is_family else frozenset())
     out = [_out(r, view.cipher, now) for r in rows
-           if auditor or _readable(view, actor, r, now)]
+           if (auditor or _readable(view, actor, r, now)) and r.agency_id not in hidden]
     _audit(session, actor, Action.DUTY_GRANT_LIST, now, family_id=family_id, count=len(out))
     session.commit()
     return out
@@ -248,4 +252,6 @@ def in_force_for_family(session: Session, vault: Vault, actor: Actor, family_id:
         DutyGrantRow.state == DutyState.APPROVED.value,
         DutyGrantRow.until >= now.astimezone(UTC).date(),
     ).order_by(DutyGrantRow.created_at, DutyGrantRow.id))
-    return [_out(r, view.cipher, now) for r in rows]
+    # Nothing of an agency whose part a protection hold conceals from the family.
+    hidden = concealed_from_family(session, family_id, now).involvement
+    return [_out(r, view.cipher, now) for r in rows if r.agency_id not in hidden]

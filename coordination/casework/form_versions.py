@@ -17,6 +17,7 @@ from consent import model as consent
 from consent.model import Form
 from consent.tables import ConsentFormRow
 from coordination.actors import Actor
+from coordination.casework import concealment
 from coordination.casework.common import INVOLVEMENT, FamilyView, iso_time
 from coordination.crypto import FamilyCipher
 from coordination.errors import NotPermitted
@@ -104,13 +105,27 @@ def _form_out(
 
 
 def _family_extras(out: dict[str, Any], view: FamilyView, session: Session,
-                   actor: Actor) -> dict[str, Any]:
+                   actor: Actor, now: datetime) -> dict[str, Any]:
     """What the family itself is told besides the form: the agencies that
-    work with it, and which agency recorded the form it signed."""
+    work with it, and which agency recorded the form it signed. While a
+    protection hold is in force, the form as the family reads it
+    (`coordination.casework.concealment`)."""
     if actor.is_family:
         out["involved"] = sorted(i.agency_id for i in view.involvements
                                  if i.status == InvolvementStatus.ACTIVE)
-        out["recorded_by"] = _recorders(session, view.family.id).get(out["version"])
+        recorders = _recorders(session, view.family.id)
+        out["recorded_by"] = recorders.get(out["version"])
+        hidden = concealment.concealed_from_family(session, view.family.id, now)
+        if hidden:
+            versions = consent_store.history(session, view.family.id)
+            stored, number = concealment.shown_version(
+                concealment.family_numbering(versions, hidden), out["version"])
+            if stored != out["version"]:
+                # The version the family reads in its place: the last one shown.
+                row, form = next((r, f) for r, f in versions if r.version == stored)
+                out.update(_form_out(view.cipher, row, form, now))
+                out["recorded_by"] = recorders.get(stored)
+            concealment.conceal_form(out, hidden, number)
     return out
 
 

@@ -19,6 +19,7 @@ from consent.errors import NotAgreedToKnow
 from consent.model import Form
 from consent.tables import ConsentFormRow
 from coordination.actors import Actor
+from coordination.casework import concealment
 from coordination.casework.common import (
     INVOLVEMENT,
     FamilyView,
@@ -233,8 +234,12 @@ def end_involvement(
     errors = reference_errors(session, agency_id)
     if errors:
         raise InvalidInput(errors)
+    # As for an agency with no part: the family must not learn of a concealed one
+    # (not even through a duty grant's 409).
+    concealed = actor.is_family and agency_id in concealment.concealed_from_family(
+        session, family_id, now).involvement
     standing = [g for g in view.duty if g.agency == agency_id and g.in_force(now)]
-    if standing:
+    if standing and not concealed:
         until = max(g.until for g in standing).isoformat()
         raise Conflict(f"a duty grant keeps agency '{agency_id}' involved through {until}: "
                        "the law requires this sharing, so the family cannot end its part "
@@ -242,6 +247,8 @@ def end_involvement(
     inv = next((i for i in view.involvements
                 if i.agency_id == agency_id and i.status == InvolvementStatus.ACTIVE), None)
     column = frozenset(c for c in (view.form.cells if view.form else ()) if c[0] == agency_id)
+    if concealed:
+        inv, column = None, frozenset()
     if inv is None and not column:
         raise Conflict(f"agency '{agency_id}' has no part in this family's record: it is not "
                        "involved and the form grants it nothing; nothing to end")
@@ -279,5 +286,5 @@ def end_involvement(
     if row is not None and form is not None:
         seen = _form_view(session, actor, family_id, form, now)
         out["form"] = _family_extras(_form_out(view.cipher, row, form, now, seen), view,
-                                     session, actor)
+                                     session, actor, now)
     return out

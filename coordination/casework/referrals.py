@@ -41,6 +41,7 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
+from coordination.casework.concealment import concealed_from_family
 from coordination.casework.form_versions import _form_view, _recorders, _write_sealed
 from coordination.casework.involvements import contact_worker_errors, involve, sees_whole_form
 from coordination.crypto import FamilyCipher, Vault
@@ -307,6 +308,9 @@ def family_referrals(session: Session, vault: Vault, actor: Actor, family_id: st
         .order_by(Referral.created_at.desc(), Referral.id.desc())))
     sent = _ever_sent(session, [r.id for r in every])
     refs = [r for r in every if _sees(actor, r, r.id in sent)]
+    if actor.is_family:
+        hidden = concealed_from_family(session, family_id, now).involvement
+        refs = [r for r in refs if r.from_agency not in hidden and r.to_agency not in hidden]
     apts = _appointments(session, refs)
     out = [_out(r, _reason(view.cipher, r), view.cipher, appointments=apts[r.id])
            for r in refs]
@@ -347,6 +351,9 @@ def _find(session: Session, vault: Vault, actor: Actor, referral_id: str, now: d
             _sees(actor, ref, ever_sent)
             or (recording and _records_for(actor, ref, view, recorders, now))):
         raise refused
+    if actor.is_family and {ref.from_agency, ref.to_agency} & concealed_from_family(
+            session, family_id, now).involvement:
+        raise FamilyNotFound("absent")
     return ref, view
 
 

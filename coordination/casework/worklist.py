@@ -28,13 +28,14 @@ from coordination.casework import access_requests
 from coordination.casework import referral_states as rules
 from coordination.casework.common import _audit, _visible_to, iso_time
 from coordination.crypto import Vault
-from coordination.model import Appointment, Family, Involvement, Referral
+from coordination.model import Appointment, Family, Involvement, ProtectionHold, Referral
 from coordination.roles import InvolvementStatus
 
 UPCOMING = timedelta(days=7)  # appointments this week
 RENEW_WITHIN = timedelta(days=30)  # forms ending within 30 days
 ENDED_SHOWN_FOR = timedelta(days=30)  # how long "the family ended your part" stays
 ANSWERED_SHOWN_FOR = timedelta(days=14)  # how long "the family answered your request" stays
+HOLD_REVIEW_WITHIN = timedelta(days=14)  # protection holds due for review
 
 # Most urgent first: what is late, then what waits for an answer, then what
 # comes up, then what is to plan or to know.
@@ -46,6 +47,7 @@ RANK = {
     "access_request.answered": 4,
     "consent.renew": 5,
     "involvement.ended": 6,
+    "hold.review": 5,
 }
 # Kinds about something that happened: the newest first. The others are
 # deadlines: the soonest first.
@@ -224,8 +226,24 @@ def answered_requests(ctx: Context) -> Iterable[Item]:
                    answer=row["state"])
 
 
+def holds_to_review(ctx: Context) -> Iterable[Item]:
+    """`hold.review`: a protection hold of the caller's agency, in force, is
+    due for review within 14 days (it lapses after its review date unless
+    renewed), on a family still visible to the agency. The ref is the hold."""
+    rows = ctx.session.execute(
+        select(ProtectionHold.id, ProtectionHold.family_id, ProtectionHold.review_on)
+        .join(Family, Family.id == ProtectionHold.family_id)
+        .where(ProtectionHold.agency_id == ctx.agency, ProtectionHold.lifted_at.is_(None),
+               ProtectionHold.review_on >= ctx.today,
+               ProtectionHold.review_on <= ctx.today + HOLD_REVIEW_WITHIN,
+               _visible_to(ctx.agency, ctx.now)))
+    for hold_id, family_id, review_on in rows:
+        yield Item("hold.review", family_id, review_on, hold_id,
+                   link=Link("staff.family", (("family_id", family_id),)))
+
+
 SOURCES: tuple[Source, ...] = (referrals, appointments, forms_to_renew, endings,
-                               answered_requests)
+                               answered_requests, holds_to_review)
 
 
 def assemble(session: Session, agency: str, now: datetime,

@@ -66,6 +66,11 @@ ACTION_WORDS = {
     Action.DUTY_GRANT_APPROVE: "approved a duty grant",
     Action.DUTY_GRANT_REJECT: "rejected a duty grant",
     Action.DUTY_GRANT_LIST: "looked at a family's duty grants",
+    Action.PROTECTION_HOLD_SET: "placed a protection hold on a family",
+    Action.PROTECTION_HOLD_RENEW: "renewed a protection hold",
+    Action.PROTECTION_HOLD_LIFT: "lifted a protection hold",
+    Action.PROTECTION_HOLD_LIST: "reviewed the protection holds",
+    Action.AGENCY_PROTECTION_HOLDS: "changed whether an agency may place protection holds",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.
@@ -230,7 +235,10 @@ def _log_page(given: dict[str, str], errors: dict[str, list[str]],
 
 
 def create_blueprint() -> Blueprint:
+    from coordination.web import auditor_holds
+
     bp = Blueprint("auditor", __name__, url_prefix="/audit")
+    auditor_holds.register(bp)
 
     @bp.get("/")
     @staff_page(Role.AUDITOR)

@@ -22,6 +22,7 @@ TAGS = {
     "access_request.answered": ("Answered", "tag-ok"),
     "consent.renew": ("Consent", "tag-warn"),
     "involvement.ended": ("Ended", ""),
+    "hold.review": ("Hold review", "tag-warn"),
 }
 LINK_TEXT = {"staff.family": "Open the record", "staff.consent": "Open the consent form",
              "staff.access_requests_page": "Open the requests",
@@ -82,6 +83,9 @@ def sentence(item: worklist.Item, names: dict[str, str], today: date) -> str:
     if item.kind == "involvement.ended":
         return (f"A family ended your agency's part on {_day(item.due)} (family "
                 f"{item.family_id}): it no longer appears for you.")
+    if item.kind == "hold.review":
+        return (f"Your agency's protection hold on {family} is to be reviewed by "
+                f"{_day(item.due)}: renew or lift it, or it lapses after that day.")
     return f"{item.kind}: {family}"  # a kind this page has no words for yet
 
 

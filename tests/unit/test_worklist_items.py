@@ -80,6 +80,9 @@ def test_a_new_kind_is_one_source() -> None:
      "Mira's consent form ends on 20 December 2026: ask the family to sign a new one."),
     (Item("consent.renew", "f", date(2026, 11, 20), "v1", display_name="Mira"),
      "Mira's consent form ended on 20 November 2026: ask the family to sign a new one."),
+    (Item("hold.review", "f", date(2026, 12, 1), "hold_1", display_name="Mira"),
+     "Your agency's protection hold on Mira is to be reviewed by 1 December 2026: renew or "
+     "lift it, or it lapses after that day."),
     (Item("involvement.ended", "fam_1", date(2026, 11, 20), "v3", at=at(20)),
      "A family ended your agency's part on 20 November 2026 (family fam_1): it no longer "
      "appears for you."),

@@ -1,0 +1,73 @@
+"""Issue 11's child-safety scenario (UK): child protection opens an
+investigation on a family that has not consented to share with it. A duty
+grant, approved by a coordinator of a third agency, lets it see
+`involvement` and `protection` for 60 days; it places a protection hold; the
+family's API views and page show nothing of child protection while the
+auditor sees all of it; once the hold is lifted the family sees the grant and
+the past looks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Flask
+
+from coordination import accounts
+from tests.conftest import Api, Clock
+from tests.functional.test_duty_grants import case, in_force, record  # noqa: F401
+from tests.functional.test_protection_holds import place
+from tests.functional.test_revocation_truth import family_token
+from tests.functional.test_web_family import _signed_in as family_client
+
+CPS = ("cps", "Child protection", "child-protection")
+
+
+def _family_views(api: Api, family: str, token: str) -> str:
+    views = [api.get(f"/api/v1/families/{family}/{path}", token).get_json()
+             for path in ("consent", "consent/history", "access-log", "duty-grants",
+                          "referrals", "access-requests")]
+    return json.dumps(views)
+
+
+def test_a_duty_grant_under_a_protection_hold(
+        app: Flask, api: Api, clock: Clock, case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    family, receipt = case
+    with app.extensions["onestory"].sessions() as session:
+        accounts.set_protection_holds(session, "cps", True, clock())
+    grant = in_force(api, family, fields=["involvement", "protection"])
+    hold = place(api, family, conceal=["involvement", "entries", "access"])
+    assert hold.status_code == 201, hold.get_json()
+    read = record(api, family, "cps1")
+    assert read.status_code == 200
+    assert "Bruising seen at the health visit." in json.dumps(read.get_json())
+    token = family_token(api, receipt)
+    seen = _family_views(api, family, token)
+    for name in CPS:
+        assert name not in seen, (name, seen[max(0, seen.find(name) - 300):seen.find(name) + 100])
+    # Ending child protection's part answers as for an agency with no part at
+    # all: no 409 telling of the duty grant that keeps it involved.
+    ended = api.call("DELETE", f"/api/v1/families/{family}/involvements/cps", token, json={})
+    never = api.call("DELETE", f"/api/v1/families/{family}/involvements/ecec", token, json={})
+    assert ended.status_code == never.status_code == 409
+    assert ended.get_json()["detail"] == never.get_json()["detail"].replace("'ecec'", "'cps'")
+    page = family_client(app, receipt).get("/family/consent").get_data(as_text=True)
+    for name in CPS:
+        assert name not in page, (name, page[max(0, page.find(name) - 300):page.find(name) + 100])
+    # The auditor sees the grant, the hold and child protection's look.
+    grants = api.get(f"/api/v1/families/{family}/duty-grants", "auditor1").get_json()
+    assert [g["id"] for g in grants] == [grant]
+    holds = api.get("/api/v1/protection-holds", "auditor1").get_json()
+    assert [h["agency"] for h in holds] == ["cps"]
+    # Lifted: the family sees the grant and the look it could not see before.
+    lifted = api.call("DELETE", f"/api/v1/families/{family}/protection-holds/"
+                      f"{hold.get_json()['id']}", "cpscoord", json={})
+    assert lifted.status_code == 200, lifted.get_json()
+    token = family_token(api, receipt)
+    listed: list[dict[str, Any]] = api.get(f"/api/v1/families/{family}/duty-grants",
+                                           token).get_json()
+    assert [g["agency"] for g in listed] == ["cps"]
+    log = json.dumps(api.get(f"/api/v1/families/{family}/access-log", token).get_json())
+    assert "cps" in log
+    page = family_client(app, receipt).get("/family/consent").get_data(as_text=True)
+    assert "Child protection" in page
