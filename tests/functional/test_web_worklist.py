@@ -41,7 +41,8 @@ def test_staff_land_on_their_worklist(app: Flask, web: Api, clock: Clock) -> Non
     assert f'href="/staff/referrals/{ref}"' in text and "Open the referral" in text
     assert 'role="search"' in text  # the search is still there
     # ... and, as on the search page, a birth date alone may be searched.
-    search_form = text[text.index('role="search"'):text.index("</form>", text.index('role="search"'))]
+    start = text.index('role="search"')
+    search_form = text[start:text.index("</form>", start)]
     assert " required" not in search_form and "Whole words" in search_form
     coordinator = page_text(app, "coord1")
     assert ("Aylin Demir's consent form ends on 20 December 2026: ask the family to sign a "
