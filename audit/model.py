@@ -67,6 +67,10 @@ class Action(StrEnum):
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an action name, not a secret
     AGENCY_NAMES = "agency.names"
     USER_NAME = "user.name"
+    AGENCY_EMERGENCY_ACCESS = "agency.emergency_access"
+    EMERGENCY_OPEN = "emergency.open"
+    EMERGENCY_LIST = "emergency.list"
+    EMERGENCY_REVIEW = "emergency.review"
 
 
 class Outcome(StrEnum):

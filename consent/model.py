@@ -31,6 +31,7 @@ class Reason(StrEnum):
     NO_FORM = "no_form"
     NOT_GRANTED = "not_granted"
     EXPIRED = "expired"
+    EMERGENCY = "emergency"
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,17 @@ def cells_from_grants(grants: Mapping[str, Iterable[str]]) -> frozenset[Cell]:
     return frozenset((agency, field) for agency, fields in grants.items() for field in fields)
 
 
-def decide(form: Form | None, agency: str, field: str, now: datetime) -> Decision:
+def decide(form: Form | None, agency: str, field: str, now: datetime, *,
+           emergency: bool = False) -> Decision:
     """May `agency` see `field` of the family whose current form is `form`?
 
-    Pure function of (form, agency, field, now); deny by default.
+    Pure function of (form, agency, field, now); deny by default. With
+    `emergency` (the caller has an open emergency access to this family)
+    every cell is allowed, for the reason `EMERGENCY`; entries of
+    minimal-data agencies stay withheld all the same (`may_see_entry`).
     """
+    if emergency:
+        return Decision(True, Reason.EMERGENCY)
     if form is None:
         return Decision(False, Reason.NO_FORM)
     if (agency, field) not in form.cells:
@@ -81,11 +88,16 @@ def decide(form: Form | None, agency: str, field: str, now: datetime) -> Decisio
 
 
 def may_see_entry(
-    form: Form | None, agency: str, field: str, author_agency: str, now: datetime
+    form: Form | None, agency: str, field: str, author_agency: str, now: datetime, *,
+    emergency: bool = False, author_minimal: bool = False,
 ) -> Decision:
-    """The decision for one entry: the cell, or authorship."""
+    """The decision for one entry: the cell, or authorship. An emergency
+    access never opens an entry a minimal-data agency wrote
+    (`author_minimal`): only that agency's own consent cell does."""
     if author_agency == agency:
         return Decision(True, Reason.AUTHOR)
+    if emergency and not author_minimal:
+        return Decision(True, Reason.EMERGENCY)
     return decide(form, agency, field, now)
 
 
@@ -96,12 +108,14 @@ def holds_any_cell(form: Form | None, agency: str, now: datetime) -> bool:
     return any(cell_agency == agency for cell_agency, _ in form.cells)
 
 
-def is_visible(form: Form | None, agency: str, actively_involved: bool, now: datetime) -> bool:
-    """The one visibility rule: involved, or granted something in force.
+def is_visible(form: Form | None, agency: str, actively_involved: bool, now: datetime, *,
+               emergency: bool = False) -> bool:
+    """The one visibility rule: involved, granted something in force, or
+    (for the one staff member who broke the glass) an open emergency access.
 
     Otherwise the family does not exist for that agency.
     """
-    return actively_involved or holds_any_cell(form, agency, now)
+    return emergency or actively_involved or holds_any_cell(form, agency, now)
 
 
 def revoke(cells: frozenset[Cell], agency: str | None, field: str | None) -> frozenset[Cell]:

@@ -97,14 +97,18 @@ def agency() -> None:
 @click.option("--name", required=True, help="The agency's name.")
 @click.option("--kind", required=True, help="health, physiotherapy, ecec, school, ngo, ...")
 @click.option("--minimal-data", is_flag=True, help="Record families by pseudonym only.")
+@click.option("--emergency-access", is_flag=True,
+              help="Its practitioners and coordinators may break the glass.")
 @pass_state
-def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: bool) -> None:
+def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: bool,
+               emergency_access: bool) -> None:
     """Add an agency."""
     rt = state.runtime()
     _require_schema(rt)
     _use_case(rt, lambda session: accounts.add_agency(session, slug, name, kind, minimal_data,
-                                                      rt.now()))
-    click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else ""))
+                                                      rt.now(), emergency_access))
+    click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else "")
+               + (" (may break the glass)" if emergency_access else ""))
 
 
 @agency.command("set")
@@ -112,9 +116,13 @@ def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: b
 @click.option("--name-in", "names", multiple=True, metavar="LANG=NAME",
               help="The agency's name in a language (tr, ar, nb, ...); LANG= removes it. "
                    "Repeatable.")
+@click.option("--emergency-access", "emergency", type=click.Choice(["on", "off"]),
+              help="Whether its practitioners and coordinators may break the glass.")
 @pass_state
-def agency_set(state: CliState, slug: str, names: tuple[str, ...]) -> None:
-    """Change an agency: its names in other languages."""
+def agency_set(state: CliState, slug: str, names: tuple[str, ...],
+               emergency: str | None) -> None:
+    """Change an agency: its names in other languages, whether it may break
+    the glass."""
     parsed: dict[str, str | None] = {}
     for item in names:
         language, sep, name = item.partition("=")
@@ -122,10 +130,17 @@ def agency_set(state: CliState, slug: str, names: tuple[str, ...]) -> None:
             raise click.ClickException(f"--name-in {item!r}: use LANG=NAME, such as "
                                        "tr=Aile merkezi")
         parsed[language.strip()] = name.strip() or None
-    if not parsed:
-        raise click.ClickException("nothing to change: give --name-in LANG=NAME")
+    if not parsed and emergency is None:
+        raise click.ClickException("nothing to change: give --name-in LANG=NAME or "
+                                   "--emergency-access on|off")
     rt = state.runtime()
     _require_schema(rt)
+    if emergency is not None:
+        _use_case(rt, lambda session: accounts.set_agency_emergency_access(
+            session, slug, emergency == "on", rt.now()))
+        click.echo(f"agency {slug} emergency access: {emergency}")
+        if not parsed:
+            return
     now_names = _use_case(rt, lambda session: accounts.set_agency_names(
         session, slug, parsed, rt.now()))
     shown = "; ".join(f"{lang}: {name}" for lang, name in now_names.items()) or "none"

@@ -38,6 +38,9 @@ AGENCIES = [
     ("oversight", "Programme data protection office", "oversight", False),
 ]
 
+# The agencies whose practitioners and coordinators may break the glass.
+EMERGENCY_ACCESS = frozenset({"health-centre", "child-protection"})
+
 # The agencies' names on the family page in its other languages (the
 # low-threshold NGO keeps its own name in every language).
 AGENCY_NAMES = {
@@ -97,7 +100,8 @@ def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
     # The Belgian cases happened over the last three weeks; Norway's is today.
     start = now - timedelta(days=21)
     for slug, name, kind, minimal in AGENCIES:
-        accounts.add_agency(session, slug, name, kind, minimal, start)
+        accounts.add_agency(session, slug, name, kind, minimal, start,
+                            emergency_access=slug in EMERGENCY_ACCESS)
     for slug, names in AGENCY_NAMES.items():
         accounts.set_agency_names(session, slug, dict(names), start)
     for username, agency, role in USERS:

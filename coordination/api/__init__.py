@@ -210,6 +210,7 @@ def create_blueprint() -> Blueprint:
         audit,
         catalogue,
         consent,
+        emergency,
         families,
         openapi,
         referrals,
@@ -252,5 +253,6 @@ def create_blueprint() -> Blueprint:
     referrals.register(bp)
     access_requests.register(bp)
     worklist.register(bp)
+    emergency.register(bp)
     openapi.register(bp)
     return bp

@@ -58,7 +58,7 @@ WHY = {
     409: "The act conflicts with the current state; `detail` says how.",
     413: "The body is over 64 KiB.",
     422: "A value is invalid or a key is unknown; `errors` names each one.",
-    429: "Too many wrong attempts: try again after `Retry-After` seconds.",
+    429: "Too many attempts: try again after `Retry-After` seconds.",
     503: "The database stayed busy (with `Retry-After`), or the audit log or stored "
          "data could not be used: nothing was done and no data is returned.",
 }
@@ -79,6 +79,7 @@ class Doc:
     status: int = 200
     conflicts: bool = False
     signs_in: bool = False
+    throttled: bool = False  # limited per user: 429 after too many attempts
     token: bool = True
     database: bool = True
     headers: tuple[str, ...] = ()
@@ -136,6 +137,8 @@ def _failures(doc: Doc, method: str, has_path_ids: bool) -> list[int]:
         statuses.add(409)
     if doc.signs_in:
         statuses |= {401, 429}
+    if doc.throttled:
+        statuses.add(429)
     if doc.database:
         statuses.add(503)
     return sorted(statuses)

@@ -24,7 +24,7 @@ from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination.actors import Actor
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import FamilyNotFound, NotPermitted
-from coordination.model import Agency, Family, FieldDef, Involvement
+from coordination.model import Agency, EmergencyAccess, Family, FieldDef, Involvement
 from coordination.roles import InvolvementStatus
 
 INVOLVEMENT = "involvement"
@@ -51,6 +51,8 @@ class FamilyView:
     form_row: ConsentFormRow | None
     form: Form | None
     cipher: FamilyCipher = field(repr=False)
+    # The caller's open emergency access to this family, if any (its id).
+    emergency: str | None = None
 
     def involved(self, agency: str | None) -> bool:
         return any(
@@ -111,11 +113,29 @@ def _visible(
     agency = str(actor.agency_id)
     if not actor.does_casework:
         raise FamilyNotFound("not_visible", family_id)
-    if not consent.is_visible(view.form, agency, view.involved(agency), now):
+    view.emergency = open_emergency(session, actor, family_id, now)
+    if not consent.is_visible(view.form, agency, view.involved(agency), now,
+                              emergency=view.emergency is not None):
         expired = view.form is not None and not view.form.in_force(now) and any(
             a == agency for a, _ in view.form.cells)
         raise FamilyNotFound("expired" if expired else "not_visible", family_id)
     return view
+
+
+def open_emergency(session: Session, actor: Actor, family_id: str, now: datetime
+                   ) -> str | None:
+    """The id of the caller's own emergency access to the family open at
+    `now` (the newest), or None. Only the person who broke the glass has it;
+    their colleagues do not."""
+    if actor.staff_id is None or not actor.does_casework:
+        return None
+    found: str | None = session.scalar(
+        select(EmergencyAccess.id)
+        .where(EmergencyAccess.family_id == family_id,
+               EmergencyAccess.staff_id == actor.staff_id,
+               EmergencyAccess.opened_at <= now, EmergencyAccess.expires_at > now)
+        .order_by(EmergencyAccess.expires_at.desc()).limit(1))
+    return found
 
 
 def _audit(session: Session, actor: Actor, action: Action, now: datetime, *,
@@ -178,9 +198,11 @@ def _as_date(value: Any) -> date | None:
     return None
 
 
-def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
+def _visible_to(agency: str, now: datetime, staff_id: int | None = None
+                ) -> ColumnElement[bool]:
     """`consent.model.is_visible` as SQL, for queries over many families:
-    an active involvement, or a cell of the current form in force.
+    an active involvement, or a cell of the current form in force; with
+    `staff_id`, also that staff member's open emergency access.
     (tests/functional/test_shared_record.py holds the two to the same answers.)"""
     newest = (
         select(func.max(ConsentFormRow.version))
@@ -200,7 +222,15 @@ def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
         ConsentCellRow.form_id == ConsentFormRow.id,
         ConsentCellRow.agency_id == agency,
     )
-    return or_(involved, granted)
+    if staff_id is None:
+        return or_(involved, granted)
+    emergency = exists().where(
+        EmergencyAccess.family_id == Family.id,
+        EmergencyAccess.staff_id == staff_id,
+        EmergencyAccess.opened_at <= now,
+        EmergencyAccess.expires_at > now,
+    )
+    return or_(involved, granted, emergency)
 
 
 def reference_errors(session: Session, agency_id: Any = None, field_id: Any = None
