@@ -22,6 +22,7 @@ TAGS = {
     "access_request.answered": ("Answered", "tag-ok"),
     "consent.renew": ("Consent", "tag-warn"),
     "involvement.ended": ("Ended", ""),
+    "emergency.unreviewed": ("Emergency access", "tag-warn"),
 }
 LINK_TEXT = {"staff.family": "Open the record", "staff.consent": "Open the consent form",
              "staff.access_requests_page": "Open the requests",
@@ -82,6 +83,9 @@ def sentence(item: worklist.Item, names: dict[str, str], today: date) -> str:
     if item.kind == "involvement.ended":
         return (f"A family ended your agency's part on {_day(item.due)} (family "
                 f"{item.family_id}): it no longer appears for you.")
+    if item.kind == "emergency.unreviewed":
+        return (f"A colleague at your agency opened a family's record in an emergency on "
+                f"{_moment(item.at)} ({item.ref}): an auditor has still to review it.")
     return f"{item.kind}: {family}"  # a kind this page has no words for yet
 
 

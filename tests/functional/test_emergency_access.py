@@ -149,8 +149,8 @@ def test_no_person_and_two_people_answer_alike(
     refused = [r for r in audit_rows(app, "emergency.open") if r.outcome == "denied"]
     assert len(refused) == 3 and {r.reason for r in refused} == {"no_single_match"}
     assert all(r.family_id is None for r in refused)
-    assert all("Kaya" not in (r.detail or "") and "2015" not in (r.detail or "")
-               for r in refused)
+    # Who, when, the basis claimed: never the name, birth date or reason typed.
+    assert all(set(json.loads(r.detail)) == {"attempt", "legal_basis"} for r in refused)
     with app.extensions["onestory"].sessions() as session:
         attempts = session.query(EmergencyAccess).all()
         assert len(attempts) == 3
@@ -210,3 +210,20 @@ def test_the_family_sees_it_and_the_auditor_reviews_it(
     reviewed = api.get("/api/v1/emergency-access?reviewed=true", "auditor1").get_json()
     assert reviewed[0]["note"] == "A real emergency; the right basis."
     assert api.get("/api/v1/emergency-access?reviewed=maybe", "auditor1").status_code == 422
+
+
+def test_the_agencys_coordinators_see_it_in_their_worklist_until_reviewed(
+        api: Api, case: tuple[str, dict[str, str]]) -> None:
+    opened = open_glass(api).get_json()
+    items = api.get("/api/v1/worklist", "coord1").get_json()
+    mine = [i for i in items if i["kind"] == "emergency.unreviewed"]
+    assert [(i["ref"], i["display_name"], i["href"]) for i in mine] == [
+        (opened["id"], None, None)]
+    assert not [i for i in api.get("/api/v1/worklist", "nurse1").get_json()
+                if i["kind"] == "emergency.unreviewed"]
+    assert not [i for i in api.get("/api/v1/worklist", "physiocoord").get_json()
+                if i["kind"] == "emergency.unreviewed"]
+    api.post(f"/api/v1/emergency-access/{opened['id']}/review", "auditor1",
+             json={"verdict": "justified", "note": "A real emergency."})
+    assert not [i for i in api.get("/api/v1/worklist", "coord1").get_json()
+                if i["kind"] == "emergency.unreviewed"]

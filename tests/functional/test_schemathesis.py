@@ -162,8 +162,10 @@ APPOINTMENTS = ["book_appointment", "appointment_outcome", "close_referral"]
 ACCESS_REQUESTS = ["create_access_request", "access_requests_list"]
 ACCESS_ANSWERS = ["approve_access_request", "decline_access_request"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
-                "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items"]
-AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify"]
+                "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items",
+                "open_emergency_access"]
+EMERGENCY_REVIEW = ["emergency_accesses", "review_emergency_access"]
+AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify", *EMERGENCY_REVIEW]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
           "openapi_document", "family_referrals", "referral", "agree_referral",
           "refuse_referral", "access_requests_list", *ACCESS_ANSWERS]
@@ -171,11 +173,12 @@ STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", 
               "update_involvement", "put_consent", "hide", "audit_entries", "audit_verify",
               "erase", "create_referral", "referral_list", "accept_referral",
               "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request",
-              "worklist_items"]
+              "worklist_items", "open_emergency_access", *EMERGENCY_REVIEW]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
                "decline_referral", "withdraw_referral", *APPOINTMENTS, "agree_referral",
-               "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items"]
+               "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items",
+               "open_emergency_access"]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]
