@@ -188,9 +188,10 @@ def unreviewed_of_agency(session: Session, agency: str) -> list[EmergencyAccess]
         .order_by(EmergencyAccess.opened_at, EmergencyAccess.id)))
 
 
-def count_unjustified(session: Session) -> int:
+def count_unreviewed(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(EmergencyAccess)
-                          .where(EmergencyAccess.verdict == "unjustified")) or 0
+                          .where(EmergencyAccess.expires_at.is_not(None),
+                                 EmergencyAccess.reviewed_at.is_(None))) or 0
 
 
 def unjustified_ids(session: Session) -> set[str]:

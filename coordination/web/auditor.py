@@ -27,7 +27,7 @@ from coordination.api.audit import AuditQuery
 from coordination.casework import common
 from coordination.roles import Role
 from coordination.runtime import current, request_db
-from coordination.web import parse, staff_page
+from coordination.web import auditor_emergency, parse, staff_page
 
 FILTERS = ("family", "agency", "user", "action", "outcome", "since", "until")
 PAGING = ("cursor", "limit")
@@ -62,6 +62,10 @@ ACTION_WORDS = {
     Action.USER_PASSWORD_RESET: "reset a staff member's password",
     Action.AGENCY_NAMES: "changed an agency's names in other languages",
     Action.USER_NAME: "changed how a staff member is named to families",
+    Action.AGENCY_EMERGENCY_ACCESS: "allowed or stopped an agency's emergency access",
+    Action.EMERGENCY_OPEN: "broke the glass: opened a family's record in an emergency",
+    Action.EMERGENCY_LIST: "listed emergency accesses for review",
+    Action.EMERGENCY_REVIEW: "reviewed an emergency access",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.
@@ -91,6 +95,10 @@ REASON_WORDS: dict[str | tuple[str, str], str] = {
     "nothing_to_revoke": "nothing was left to revoke",
     "requested": "erasure requested",
     "completed": "erasure completed",
+    "no_single_match": "no single person has that name and birth date",
+    "throttled": "too many attempts within the hour",
+    "justified": "found justified",
+    "unjustified": "found unjustified",
 }
 
 
@@ -221,12 +229,14 @@ def _log_page(given: dict[str, str], errors: dict[str, list[str]],
         outcomes=OUTCOMES, rules=Rules(), export_cap=auditing.EXPORT_CAP,
         older_url=older, newest_url=newest,
         export_url=url_for("auditor.export", **filters), detail_words=detail_words,
-        reason_words=reason_words,
+        reason_words=reason_words, unjustified_entry=auditor_emergency.unjustified_entry,
+        **auditor_emergency.summary(),
     ), 422 if errors else 200
 
 
 def create_blueprint() -> Blueprint:
     bp = Blueprint("auditor", __name__, url_prefix="/audit")
+    auditor_emergency.register(bp)
 
     @bp.get("/")
     @staff_page(Role.AUDITOR)
