@@ -104,6 +104,8 @@ def _visible(
     if lock:
         _lock_family(session, family_id)
     view = _load(session, vault, family_id)
+    # Asked whether the family exists or not: the same statements either way.
+    emergency = open_emergency(session, actor, family_id, now)
     if view is None:
         raise FamilyNotFound("absent")
     if actor.is_family:
@@ -113,7 +115,7 @@ def _visible(
     agency = str(actor.agency_id)
     if not actor.does_casework:
         raise FamilyNotFound("not_visible", family_id)
-    view.emergency = open_emergency(session, actor, family_id, now)
+    view.emergency = emergency
     if not consent.is_visible(view.form, agency, view.involved(agency), now,
                               emergency=view.emergency is not None):
         expired = view.form is not None and not view.form.in_force(now) and any(

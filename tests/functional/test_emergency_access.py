@@ -227,3 +227,43 @@ def test_the_agencys_coordinators_see_it_in_their_worklist_until_reviewed(
              json={"verdict": "justified", "note": "A real emergency."})
     assert not [i for i in api.get("/api/v1/worklist", "coord1").get_json()
                 if i["kind"] == "emergency.unreviewed"]
+
+
+def test_the_cli_allows_and_stops_an_agency(
+        app: Flask, api: Api, cli_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli import assert_ok, assert_one_line_failure, run
+    api.new_family("physio1", display_name="Aylin Demir", birth_date="2024-03-14")
+    assert open_glass(api, "ecec1").status_code == 403
+    result = run(capsys, "agency", "set", "ecec", "--emergency-access", "on")
+    assert_ok(result)
+    assert result.out.strip() == "agency ecec emergency access: on"
+    assert open_glass(api, "ecec1").status_code == 201
+    assert_ok(run(capsys, "agency", "set", "ecec", "--emergency-access", "off"))
+    assert open_glass(api, "ecec1").status_code == 403
+    added = run(capsys, "agency", "add", "er", "--name", "Emergency room", "--kind", "health",
+                "--emergency-access")
+    assert_ok(added)
+    assert "may break the glass" in added.out
+    with app.extensions["onestory"].sessions() as session:
+        from coordination.model import Agency
+        agency = session.get(Agency, "er")
+        assert agency is not None and agency.emergency_access
+    assert "no agency 'nowhere'" in assert_one_line_failure(
+        run(capsys, "agency", "set", "nowhere", "--emergency-access", "on"))
+    assert_one_line_failure(run(capsys, "agency", "set", "ecec", "--emergency-access", "yes"))
+    assert [json.loads(r.detail)["allowed"] for r in audit_rows(app, "agency.emergency_access")
+            ] == [True, False]
+
+
+def test_the_demo_allows_the_health_centre_and_child_protection(app: Flask,
+                                                               clock: Clock) -> None:
+    from sqlalchemy import select
+
+    from coordination import demo
+    from coordination.model import Agency
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        demo.seed(session, rt.vault, clock())
+        allowed = set(session.scalars(select(Agency.id).where(Agency.emergency_access)))
+    assert allowed == {"health-centre", "child-protection"}
