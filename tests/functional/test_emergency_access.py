@@ -267,3 +267,23 @@ def test_the_demo_allows_the_health_centre_and_child_protection(app: Flask,
         demo.seed(session, rt.vault, clock())
         allowed = set(session.scalars(select(Agency.id).where(Agency.emergency_access)))
     assert allowed == {"health-centre", "child-protection"}
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("ONESTORY_EMERGENCY_HOURS", "25"), ("ONESTORY_EMERGENCY_HOURS", "0"),
+    ("ONESTORY_EMERGENCY_HOURS", "two"), ("ONESTORY_EMERGENCY_ATTEMPTS_PER_HOUR", "0")])
+def test_the_time_box_and_limit_are_checked_at_start_up(variable: str, value: str) -> None:
+    from coordination.config import ConfigError, load_settings
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({variable: value})
+
+
+def test_the_time_box_and_limit_come_from_the_environment() -> None:
+    from datetime import timedelta
+
+    from coordination.config import load_settings
+    settings = load_settings({"ONESTORY_EMERGENCY_HOURS": "24",
+                              "ONESTORY_EMERGENCY_ATTEMPTS_PER_HOUR": "3"})
+    assert settings.emergency_duration == timedelta(hours=24)
+    assert settings.emergency_attempts_per_hour == 3
+    assert load_settings({}).emergency_duration == timedelta(hours=2)
