@@ -25,7 +25,9 @@ def register(bp: Blueprint) -> None:
               "when no person or more than one matches. Every attempt is audited and "
               "limited per user (429); each opened access is reviewed by an auditor and "
               "shown to the family", body=EmergencyAccessIn, answer=EmergencyOpened,
-              status=201, throttled=True)
+              status=201, throttled=True,
+              not_found="No person, or more than one, has this whole name and birth date "
+                        "(the two answers are identical).")
     @allow(Role.PRACTITIONER, Role.COORDINATOR)
     def open_emergency_access() -> tuple[Response, int]:
         rt = runtime()

@@ -80,6 +80,7 @@ class Doc:
     conflicts: bool = False
     signs_in: bool = False
     throttled: bool = False  # limited per user: 429 after too many attempts
+    not_found: str | None = None  # why a route without ids in its path answers 404
     token: bool = True
     database: bool = True
     headers: tuple[str, ...] = ()
@@ -129,7 +130,7 @@ def _failures(doc: Doc, method: str, has_path_ids: bool) -> list[int]:
         statuses.add(400)
     if doc.token:
         statuses |= {401, 403}
-    if has_path_ids:
+    if has_path_ids or doc.not_found:
         statuses.add(404)
     if doc.body or doc.query:
         statuses.add(422)
@@ -173,6 +174,8 @@ def _operation(doc: Doc, method: str, endpoint: str, path_parameters: list[dict[
     responses: dict[str, Any] = {str(doc.status): answer}
     for status in _failures(doc, method, bool(path_parameters)):
         why = SIGN_IN_REFUSED if status == 401 and doc.signs_in else WHY[status]
+        if status == 404 and doc.not_found and not path_parameters:
+            why = doc.not_found
         failure: dict[str, Any] = {"description": why,
                                    "content": {PROBLEM: {"schema": "Problem"}}}
         if status == 401:
