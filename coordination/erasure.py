@@ -29,6 +29,7 @@ from coordination.model import (
     AccessRequest,
     ApiToken,
     Appointment,
+    EmergencyAccess,
     Entry,
     Erasure,
     Family,
@@ -76,7 +77,7 @@ def erase_family(
     session.execute(delete(Appointment).where(Appointment.referral_id.in_(referral_ids)))
     search_index.forget(session, family_id)
     for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement,
-                  Referral, AccessRequest):
+                  Referral, AccessRequest, EmergencyAccess):
         session.execute(delete(table).where(table.family_id == family_id))
     session.execute(delete(Family).where(Family.id == family_id))
     erasure.completed_at = now

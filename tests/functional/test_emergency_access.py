@@ -287,3 +287,14 @@ def test_the_time_box_and_limit_come_from_the_environment() -> None:
     assert settings.emergency_duration == timedelta(hours=24)
     assert settings.emergency_attempts_per_hour == 3
     assert load_settings({}).emergency_duration == timedelta(hours=2)
+
+
+def test_erasing_the_family_erases_its_emergency_accesses(
+        app: Flask, api: Api, case: tuple[str, dict[str, str]]) -> None:
+    family, _ = case
+    assert open_glass(api).status_code == 201
+    erased = api.call("DELETE", f"/api/v1/families/{family}", "admin1",
+                      json={"reason": "The family asked to be forgotten."})
+    assert erased.status_code == 204, erased.get_json()
+    assert count(app, EmergencyAccess, EmergencyAccess.family_id == family) == 0
+    assert api.get("/api/v1/emergency-access", "auditor1").get_json() == []
