@@ -96,7 +96,9 @@ def create_blueprint() -> Blueprint:
         rt = current()
         results = families.search_families(request_db(), rt.vault, me(), values.get("name"),
                                            values.get("birth_date"), rt.now())
-        return render_template("staff/search.html", errors={}, args=args, results=results)
+        return render_template("staff/search.html", errors={}, args=args, results=results,
+                               emergency_allowed=staff_emergency.emergency.allowed(
+                                   request_db(), me()))
 
     @bp.route("/families/new", methods=["GET", "POST"])
     @staff_page(*CASEWORK)

@@ -35,7 +35,11 @@ def test_the_record_offers_emergency_access_only_to_allowed_agencies(
     assert "the family sees it on its page" in page
     assert "Emergency access open" not in page
     # The physiotherapy agency is not allowed: no offer, and the page refuses.
+    found = nurse.get("/staff/?name=Nobody").get_data(as_text=True)
+    assert 'id="emergency-search"' in found
     physio = signed_in(app, "physio1")
+    assert 'id="emergency-search"' not in physio.get("/staff/?name=Nobody").get_data(
+        as_text=True)
     assert "Open emergency access" not in _text(physio.get(f"/staff/families/{family}"))
     assert physio.get("/staff/emergency-access").status_code == 403
 
