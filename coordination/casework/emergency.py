@@ -30,7 +30,15 @@ from coordination.casework import search_index
 from coordination.casework.common import _audit, iso_time, new_id
 from coordination.crypto import Vault
 from coordination.errors import Conflict, FamilyNotFound, NotFound, NotPermitted, Throttled
-from coordination.model import Agency, EmergencyAccess, Erasure, Family, SearchIndexed, SearchTerm
+from coordination.model import (
+    Agency,
+    EmergencyAccess,
+    Erasure,
+    Family,
+    SearchIndexed,
+    SearchTerm,
+    Staff,
+)
 from coordination.roles import Role
 from coordination.search_words import name_words
 
@@ -118,6 +126,10 @@ def open_access(session: Session, vault: Vault, actor: Actor, data: dict[str, An
     allowed, `Throttled` past the per-user limit. Every attempt, refused ones
     included, is on the audit log, committed before the answer."""
     check_open(session, actor)
+    if session.get_bind().dialect.name == "postgresql":
+        # One attempt of a user at a time, so that parallel ones cannot all
+        # pass the limit (SQLite runs one writer at a time anyway).
+        session.execute(select(Staff.id).where(Staff.id == actor.staff_id).with_for_update())
     since = now - WINDOW
     recent = list(session.scalars(
         select(EmergencyAccess.opened_at)
@@ -224,8 +236,6 @@ def _reads(session: Session, access: EmergencyAccess, username: str) -> list[dic
 
 
 def _out(session: Session, vault: Vault, access: EmergencyAccess) -> dict[str, Any]:
-    from coordination.model import Staff
-
     staff = session.get(Staff, access.staff_id)
     username = staff.username if staff is not None else ""
     cipher = vault.for_family(str(access.family_id))
