@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from coordination.api import actor, allow, body, db, load, runtime
 from coordination.api.answers import EmergencyAccessOut, EmergencyOpened
 from coordination.api.openapi import document
-from coordination.casework import emergency
+from coordination.casework import emergency, emergency_review
 from coordination.roles import Role
 from coordination.schemas import EmergencyAccessIn, EmergencyListArgs, EmergencyReviewIn
 
@@ -44,7 +44,7 @@ def register(bp: Blueprint) -> None:
     def emergency_accesses() -> Response:
         rt = runtime()
         args = load(EmergencyListArgs(), request.args.to_dict())
-        return jsonify(emergency.review_queue(db(), rt.vault, actor(), args["reviewed"],
+        return jsonify(emergency_review.review_queue(db(), rt.vault, actor(), args["reviewed"],
                                               rt.now()))
 
     @bp.post("/emergency-access/<id:access_id>/review")
@@ -55,6 +55,6 @@ def register(bp: Blueprint) -> None:
     def review_emergency_access(access_id: str) -> Response:
         rt = runtime()
         data = load(EmergencyReviewIn(), body(),
-                    checks_first=lambda: emergency.check_review(db(), actor(), access_id))
-        return jsonify(emergency.review(db(), rt.vault, actor(), access_id, data["verdict"],
+                    checks_first=lambda: emergency_review.check_review(db(), actor(), access_id))
+        return jsonify(emergency_review.review(db(), rt.vault, actor(), access_id, data["verdict"],
                                         data["note"], rt.now()))

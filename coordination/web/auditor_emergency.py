@@ -12,7 +12,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 
 from coordination.actors import Actor
 from coordination.api import record_denial
-from coordination.casework import common, emergency
+from coordination.casework import common, emergency_review
 from coordination.errors import Conflict
 from coordination.roles import Role
 from coordination.runtime import current, request_db
@@ -31,8 +31,8 @@ def summary() -> dict[str, Any]:
     """What the log page counts: accesses waiting for review, and those
     found unjustified (whose entries the log highlights)."""
     session = request_db()
-    unjustified = emergency.unjustified_ids(session)
-    return {"emergency_waiting": emergency.count_unreviewed(session),
+    unjustified = emergency_review.unjustified_ids(session)
+    return {"emergency_waiting": emergency_review.count_unreviewed(session),
             "emergency_unjustified": len(unjustified), "unjustified_ids": unjustified}
 
 
@@ -50,7 +50,7 @@ def register(bp: Blueprint) -> None:
     def _page(errors: dict[str, dict[str, list[str]]], forms: dict[str, dict[str, str]],
               reviewed: bool = False, status: int = 200) -> Any:
         rt = current()
-        items = emergency.review_queue(request_db(), rt.vault, me(), reviewed, rt.now())
+        items = emergency_review.review_queue(request_db(), rt.vault, me(), reviewed, rt.now())
         names = {a.id: a.name for a in common.agencies(request_db())}
         return render_template("auditor/emergency.html", items=items, names=names,
                                errors=errors, forms=forms, verdicts=VERDICTS,
@@ -65,13 +65,13 @@ def register(bp: Blueprint) -> None:
     @staff_page(Role.AUDITOR)
     def review_emergency(access_id: str) -> Any:
         rt = current()
-        emergency.check_review(request_db(), me(), access_id)
+        emergency_review.check_review(request_db(), me(), access_id)
         form = text_fields("verdict", "note")
         values, errors = parse(EmergencyReviewIn(), dict(form))
         if errors:
             return _page({access_id: errors}, {access_id: form}, status=422)
         try:
-            emergency.review(request_db(), rt.vault, me(), access_id, values["verdict"],
+            emergency_review.review(request_db(), rt.vault, me(), access_id, values["verdict"],
                              values["note"], rt.now())
         except Conflict as exc:
             record_denial(exc)
