@@ -76,6 +76,10 @@ class Action(StrEnum):
     PROTECTION_HOLD_LIFT = "protection_hold.lift"
     PROTECTION_HOLD_LIST = "protection_hold.list"
     AGENCY_PROTECTION_HOLDS = "agency.protection_holds"
+    AGENCY_EMERGENCY_ACCESS = "agency.emergency_access"
+    EMERGENCY_OPEN = "emergency.open"
+    EMERGENCY_LIST = "emergency.list"
+    EMERGENCY_REVIEW = "emergency.review"
 
 
 class Outcome(StrEnum):

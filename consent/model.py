@@ -38,10 +38,12 @@ class Reason(StrEnum):
     NOT_GRANTED = "not_granted"
     EXPIRED = "expired"
     DUTY_GRANT = "duty_grant"
+    EMERGENCY = "emergency"
 
 
 CONSENT = "consent"
 AUTHOR = "author"
+EMERGENCY = "emergency"  # the basis; the audit of a read names the access: "emergency:<id>"
 
 
 @dataclass(frozen=True)
@@ -117,15 +119,20 @@ def cells_from_grants(grants: Mapping[str, Iterable[str]]) -> frozenset[Cell]:
 
 
 def decide(form: Form | None, agency: str, field: str, now: datetime,
-           grants: Sequence[DutyGrant] = ()) -> Decision:
+           grants: Sequence[DutyGrant] = (), *, emergency: bool = False) -> Decision:
     """May `agency` see `field` of the family whose current form is `form`
     and whose duty grants are `grants`?
 
     Allowed by the form (basis "consent") when it grants the cell and is in
     force; otherwise by a duty grant in force naming the cell (basis
-    "duty_grant:<id>"). Pure function of its arguments; deny by default (a
+    "duty_grant:<id>"). With `emergency` (the caller has an open emergency
+    access to this family) every cell is allowed, for the reason and basis
+    `EMERGENCY`; entries of minimal-data agencies stay withheld all the same
+    (`may_see_entry`). Pure function of its arguments; deny by default (a
     refusal gives the form's reason).
     """
+    if emergency:
+        return Decision(True, Reason.EMERGENCY, EMERGENCY)
     if form is None:
         refused = Decision(False, Reason.NO_FORM)
     elif (agency, field) not in form.cells:
@@ -148,11 +155,15 @@ def decide_cells(form: Form | None, grants: Sequence[DutyGrant], agency: str,
 
 def may_see_entry(
     form: Form | None, agency: str, field: str, author_agency: str, now: datetime,
-    grants: Sequence[DutyGrant] = (),
+    grants: Sequence[DutyGrant] = (), *, emergency: bool = False, author_minimal: bool = False,
 ) -> Decision:
-    """The decision for one entry: the cell, or authorship."""
+    """The decision for one entry: the cell, or authorship. An emergency
+    access never opens an entry a minimal-data agency wrote
+    (`author_minimal`): only that agency's own consent cell does."""
     if author_agency == agency:
         return Decision(True, Reason.AUTHOR, AUTHOR)
+    if emergency and not author_minimal:
+        return Decision(True, Reason.EMERGENCY, EMERGENCY)
     return decide(form, agency, field, now, grants)
 
 
@@ -169,13 +180,14 @@ def holds_duty_grant(grants: Sequence[DutyGrant], agency: str, now: datetime) ->
 
 
 def is_visible(form: Form | None, agency: str, actively_involved: bool, now: datetime,
-               grants: Sequence[DutyGrant] = ()) -> bool:
+               grants: Sequence[DutyGrant] = (), *, emergency: bool = False) -> bool:
     """The one visibility rule: involved, granted something in force by the
-    form, or named by a duty grant in force.
+    form, named by a duty grant in force, or (for the one staff member who
+    broke the glass) an open emergency access.
 
     Otherwise the family does not exist for that agency.
     """
-    return (actively_involved or holds_any_cell(form, agency, now)
+    return (emergency or actively_involved or holds_any_cell(form, agency, now)
             or holds_duty_grant(grants, agency, now))
 
 

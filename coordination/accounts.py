@@ -53,7 +53,7 @@ def hash_token(token: str) -> str:
 
 def add_agency(
     session: Session, slug: str, name: str, kind: str, minimal_data: bool, now: datetime,
-    *, protection_holds: bool = False,
+    emergency_access: bool = False, *, protection_holds: bool = False,
 ) -> Agency:
     if not SLUG.match(slug):
         raise InvalidInput({"slug": ["use lower-case letters, digits and hyphens"]},
@@ -65,7 +65,8 @@ def add_agency(
     if session.get(Agency, slug) is not None:
         raise Conflict(f"agency '{slug}' already exists")
     agency = Agency(id=slug, name=name.strip(), kind=kind.strip(), minimal_data=minimal_data,
-                    created_at=now, protection_holds=protection_holds)
+                    emergency_access=emergency_access, created_at=now,
+                    protection_holds=protection_holds)
     session.add(agency)
     session.commit()
     return agency
@@ -337,6 +338,20 @@ def set_display_name(session: Session, username: str, display_name: str | None,
 
 
 LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+
+def set_agency_emergency_access(session: Session, slug: str, allowed: bool,
+                                now: datetime) -> None:
+    """Allow (or stop) the agency's practitioners and coordinators to break
+    the glass; on the audit log. Accesses already open run their course.
+    Raises `NotFound`."""
+    agency = session.get(Agency, slug)
+    if agency is None:
+        raise NotFound(f"no agency '{slug}'")
+    agency.emergency_access = allowed
+    audit_log.record(session, Event(action=Action.AGENCY_EMERGENCY_ACCESS, actor="cli",
+                                    agency_id=slug, detail={"allowed": allowed}), now)
+    session.commit()
 
 
 def set_agency_names(session: Session, slug: str, names: dict[str, str | None],

@@ -99,17 +99,20 @@ def agency() -> None:
 @click.option("--minimal-data", is_flag=True, help="Record families by pseudonym only.")
 @click.option("--protection-holds", is_flag=True,
               help="Its coordinators may place protection holds.")
+@click.option("--emergency-access", is_flag=True,
+              help="Its practitioners and coordinators may break the glass.")
 @pass_state
 def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: bool,
-               protection_holds: bool) -> None:
+               protection_holds: bool, emergency_access: bool) -> None:
     """Add an agency."""
     rt = state.runtime()
     _require_schema(rt)
     _use_case(rt, lambda session: accounts.add_agency(session, slug, name, kind, minimal_data,
-                                                      rt.now(),
+                                                      rt.now(), emergency_access,
                                                       protection_holds=protection_holds))
     click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else "")
-               + (" (may place protection holds)" if protection_holds else ""))
+               + (" (may place protection holds)" if protection_holds else "")
+               + (" (may break the glass)" if emergency_access else ""))
 
 
 @agency.command("set")
@@ -119,10 +122,13 @@ def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: b
                    "Repeatable.")
 @click.option("--protection-holds", "holds", type=click.Choice(["on", "off"]),
               help="Whether its coordinators may place protection holds.")
+@click.option("--emergency-access", "emergency", type=click.Choice(["on", "off"]),
+              help="Whether its practitioners and coordinators may break the glass.")
 @pass_state
-def agency_set(state: CliState, slug: str, names: tuple[str, ...], holds: str | None) -> None:
+def agency_set(state: CliState, slug: str, names: tuple[str, ...], holds: str | None,
+               emergency: str | None) -> None:
     """Change an agency: its names in other languages, whether it may place
-    protection holds."""
+    protection holds, whether it may break the glass."""
     parsed: dict[str, str | None] = {}
     for item in names:
         language, sep, name = item.partition("=")
@@ -130,15 +136,19 @@ def agency_set(state: CliState, slug: str, names: tuple[str, ...], holds: str | 
             raise click.ClickException(f"--name-in {item!r}: use LANG=NAME, such as "
                                        "tr=Aile merkezi")
         parsed[language.strip()] = name.strip() or None
-    if not parsed and holds is None:
-        raise click.ClickException("nothing to change: give --name-in LANG=NAME or "
-                                   "--protection-holds on|off")
+    if not parsed and holds is None and emergency is None:
+        raise click.ClickException("nothing to change: give --name-in LANG=NAME, "
+                                   "--protection-holds on|off or --emergency-access on|off")
     rt = state.runtime()
     _require_schema(rt)
     if holds is not None:
         _use_case(rt, lambda session: accounts.set_protection_holds(
             session, slug, holds == "on", rt.now()))
         click.echo(f"agency {slug} protection holds: {holds}")
+    if emergency is not None:
+        _use_case(rt, lambda session: accounts.set_agency_emergency_access(
+            session, slug, emergency == "on", rt.now()))
+        click.echo(f"agency {slug} emergency access: {emergency}")
         if not parsed:
             return
     now_names = _use_case(rt, lambda session: accounts.set_agency_names(

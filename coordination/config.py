@@ -58,6 +58,10 @@ class Settings:
     # How often (at most) each server process records in the key store that
     # its node is alive and which master key versions it holds.
     node_heartbeat_seconds: int = 60
+    # Breaking the glass: how long an emergency access stays open (at most
+    # 24 hours), and how many attempts one staff member may make an hour.
+    emergency_duration: timedelta = timedelta(hours=2)
+    emergency_attempts_per_hour: int = 5
 
     @property
     def web_policy(self) -> Any:
@@ -209,6 +213,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not heartbeat.isdigit() or not 1 <= int(heartbeat) <= 60:
         raise ConfigError("ONESTORY_NODE_HEARTBEAT_SECONDS must be a whole number of "
                           "seconds, 1 to 60")
+    emergency_hours = env_vars.get("ONESTORY_EMERGENCY_HOURS", "2")
+    if not emergency_hours.isdigit() or not 1 <= int(emergency_hours) <= 24:
+        raise ConfigError("ONESTORY_EMERGENCY_HOURS must be a whole number of hours, 1 to 24")
+    emergency_attempts = env_vars.get("ONESTORY_EMERGENCY_ATTEMPTS_PER_HOUR", "5")
+    if not emergency_attempts.isdigit() or not 1 <= int(emergency_attempts) <= 100:
+        raise ConfigError("ONESTORY_EMERGENCY_ATTEMPTS_PER_HOUR must be a whole number, "
+                          "1 to 100")
     return Settings(
         env=env,
         instance=instance,
@@ -224,6 +235,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=int(proxies),
         timezone=timezone,
         node_heartbeat_seconds=int(heartbeat),
+        emergency_duration=timedelta(hours=int(emergency_hours)),
+        emergency_attempts_per_hour=int(emergency_attempts),
         trusted_hosts=[h.strip() for h in env_vars.get("ONESTORY_TRUSTED_HOSTS", "").split(",")
                        if h.strip()],
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),

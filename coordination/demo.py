@@ -40,6 +40,8 @@ AGENCIES = [
 
 # Agencies whose coordinators may place protection holds (CONTRACT.md).
 PROTECTION_HOLDS = {"health-centre", "child-protection"}
+# The agencies whose practitioners and coordinators may break the glass.
+EMERGENCY_ACCESS = frozenset({"health-centre", "child-protection"})
 
 # The agencies' names on the family page in its other languages (the
 # low-threshold NGO keeps its own name in every language).
@@ -103,7 +105,8 @@ def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
     start = now - timedelta(days=21)
     for slug, name, kind, minimal in AGENCIES:
         accounts.add_agency(session, slug, name, kind, minimal, start,
-                            protection_holds=slug in PROTECTION_HOLDS)
+                            protection_holds=slug in PROTECTION_HOLDS,
+                            emergency_access=slug in EMERGENCY_ACCESS)
     for slug, names in AGENCY_NAMES.items():
         accounts.set_agency_names(session, slug, dict(names), start)
     for username, agency, role in USERS:

@@ -29,6 +29,7 @@ from coordination.model import (
     AccessRequest,
     ApiToken,
     Appointment,
+    EmergencyAccess,
     Entry,
     Erasure,
     Family,
@@ -80,7 +81,7 @@ def erase_family(
     session.execute(delete(ProtectionHoldEvent).where(ProtectionHoldEvent.hold_id.in_(hold_ids)))
     search_index.forget(session, family_id)
     for table in (ConsentFormRow, ConsentReceipt, ApiToken, Entry, Member, Involvement,
-                  Referral, AccessRequest, ProtectionHold):
+                  Referral, AccessRequest, ProtectionHold, EmergencyAccess):
         session.execute(delete(table).where(table.family_id == family_id))
     session.execute(delete(Family).where(Family.id == family_id))
     erasure.completed_at = now

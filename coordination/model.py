@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -34,6 +35,9 @@ class Agency(Base):
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(64))
     minimal_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether its practitioners and coordinators may break the glass.
+    emergency_access: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                   server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The agency's own OpenID Connect provider for staff sign-in (optional).
     oidc_issuer: Mapped[str | None] = mapped_column(String(300), nullable=True)
@@ -424,3 +428,34 @@ class ProtectionHoldEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     by: Mapped[str] = mapped_column(String(64))
     review_on: Mapped[date] = mapped_column(Date)
+
+
+class EmergencyAccess(Base):
+    """One attempt to break the glass (CONTRACT.md, "Exceptional access").
+
+    An attempt that matched exactly one person has its family, its reason
+    sealed under that family's key and an `expires_at`; one that did not
+    has neither family nor reason (there is no family key to seal it under,
+    and the reason may name the person), but still counts against the
+    caller's limit. The review (verdict, note sealed like the reason) is an
+    auditor's."""
+
+    __tablename__ = "emergency_accesses"
+    __table_args__ = (
+        Index("ix_emergency_accesses_staff_opened", "staff_id", "opened_at"),
+        Index("ix_emergency_accesses_family_opened", "family_id", "opened_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    family_id: Mapped[str | None] = mapped_column(
+        ForeignKey("families.id", ondelete="CASCADE"), nullable=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    review_note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

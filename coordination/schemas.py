@@ -407,3 +407,53 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     else:
         out[prefix or "_schema"] = [str(messages)]
     return out
+
+
+EMERGENCY_LEGAL_BASES = ("vital_interest", "legal_obligation")
+EMERGENCY_REASON_MIN = 20
+
+
+def _reason_long(value: str) -> None:
+    if len(value.strip()) < EMERGENCY_REASON_MIN:
+        raise ValidationError(f"write why, in at least {EMERGENCY_REASON_MIN} characters")
+
+
+class EmergencyAccessIn(StrictSchema):
+    """Breaking the glass (CONTRACT.md, "Exceptional access"): one person's
+    whole name and birth date, why, and on which legal basis. Checked
+    whole before any family is looked for."""
+
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), _not_blank],
+                         metadata={"description": "the whole name of the family or of a "
+                                                  "member"})
+    birth_date = StrictDate(required=True, metadata={"description": "that person's"})
+    reason = fields.String(required=True, validate=[validate.Length(max=2000), _reason_long],
+                           metadata={"minLength": EMERGENCY_REASON_MIN,
+                                     "description": "why, in at least 20 characters "
+                                                    "(blank space not counted)"})
+    legal_basis = fields.String(required=True, validate=validate.OneOf(
+        EMERGENCY_LEGAL_BASES, error="'vital_interest' or 'legal_obligation'"))
+
+    @validates_schema
+    def _name_has_words(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "name" in data and not name_words(data["name"]):
+            raise ValidationError({"name": ["must hold a word (letters or digits)"]})
+
+
+class EmergencyListArgs(Schema):
+    """Which emergency accesses an auditor lists."""
+
+    class Meta:
+        unknown = RAISE
+
+    reviewed = fields.Boolean(load_default=False, truthy={"true"}, falsy={"false"},
+                              metadata={"description": "`false` (default): the review "
+                                                       "queue; `true`: those reviewed"})
+
+
+class EmergencyReviewIn(StrictSchema):
+    """An auditor's verdict on one emergency access, with a note."""
+
+    verdict = fields.String(required=True, validate=validate.OneOf(
+        ("justified", "unjustified"), error="'justified' or 'unjustified'"))
+    note = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])

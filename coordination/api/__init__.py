@@ -211,6 +211,7 @@ def create_blueprint() -> Blueprint:
         catalogue,
         consent,
         duty_grants,
+        emergency,
         families,
         openapi,
         protection_holds,
@@ -256,5 +257,6 @@ def create_blueprint() -> Blueprint:
     duty_grants.register(bp)
     worklist.register(bp)
     protection_holds.register(bp)
+    emergency.register(bp)
     openapi.register(bp)
     return bp

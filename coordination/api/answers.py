@@ -303,7 +303,7 @@ class AccessRequestOut(Schema):
         "description": "the form version an approval wrote; null when none was needed"})
 WORKLIST_KINDS = ["referral.to_answer", "referral.overdue", "appointment.upcoming",
                   "appointment.missed", "access_request.answered", "consent.renew",
-                  "involvement.ended", "hold.review"]
+                  "involvement.ended", "hold.review", "emergency.unreviewed"]
 
 
 class WorklistItem(Schema):
@@ -385,3 +385,35 @@ class ProtectionHoldOut(Schema):
     lifted_at = _maybe_str(metadata=TIME)
     lifted_by = _maybe_str()
     history = fields.List(fields.Nested(HoldEvent), required=True)
+
+
+class EmergencyOpened(Schema):
+    """An emergency access just opened (CONTRACT.md, "Exceptional access")."""
+
+    id = _str(metadata={"pattern": "^emg_"})
+    family_id = _str()
+    expires_at = _str(metadata=TIME)
+
+
+class EmergencyRead(Schema):
+    at = _str(metadata=TIME)
+    shown = _strings(metadata={"description": "the fields shown"})
+
+
+class EmergencyAccessOut(Schema):
+    """An opened emergency access as an auditor reviews it."""
+
+    id = _str()
+    family_id = _str()
+    agency = _str()
+    opened_by = _str(metadata={"description": "the username of who broke the glass"})
+    legal_basis = _str(metadata={"enum": ["vital_interest", "legal_obligation"]})
+    reason = _str()
+    opened_at = _str(metadata=TIME)
+    expires_at = _str(metadata=TIME)
+    reads = fields.List(fields.Nested(EmergencyRead), required=True,
+                        metadata={"description": "the record reads under it, oldest first"})
+    verdict = _maybe_str(metadata={"enum": ["justified", "unjustified", None]})
+    note = _maybe_str()
+    reviewed_by = _maybe_str()
+    reviewed_at = _maybe_str(metadata=TIME)

@@ -58,7 +58,7 @@ WHY = {
     409: "The act conflicts with the current state; `detail` says how.",
     413: "The body is over 64 KiB.",
     422: "A value is invalid or a key is unknown; `errors` names each one.",
-    429: "Too many wrong attempts: try again after `Retry-After` seconds.",
+    429: "Too many attempts: try again after `Retry-After` seconds.",
     503: "The database stayed busy (with `Retry-After`), or the audit log or stored "
          "data could not be used: nothing was done and no data is returned.",
 }
@@ -79,6 +79,8 @@ class Doc:
     status: int = 200
     conflicts: bool = False
     signs_in: bool = False
+    throttled: bool = False  # limited per user: 429 after too many attempts
+    not_found: str | None = None  # why a route without ids in its path answers 404
     token: bool = True
     database: bool = True
     headers: tuple[str, ...] = ()
@@ -128,7 +130,7 @@ def _failures(doc: Doc, method: str, has_path_ids: bool) -> list[int]:
         statuses.add(400)
     if doc.token:
         statuses |= {401, 403}
-    if has_path_ids:
+    if has_path_ids or doc.not_found:
         statuses.add(404)
     if doc.body or doc.query:
         statuses.add(422)
@@ -136,6 +138,8 @@ def _failures(doc: Doc, method: str, has_path_ids: bool) -> list[int]:
         statuses.add(409)
     if doc.signs_in:
         statuses |= {401, 429}
+    if doc.throttled:
+        statuses.add(429)
     if doc.database:
         statuses.add(503)
     return sorted(statuses)
@@ -170,6 +174,8 @@ def _operation(doc: Doc, method: str, endpoint: str, path_parameters: list[dict[
     responses: dict[str, Any] = {str(doc.status): answer}
     for status in _failures(doc, method, bool(path_parameters)):
         why = SIGN_IN_REFUSED if status == 401 and doc.signs_in else WHY[status]
+        if status == 404 and doc.not_found and not path_parameters:
+            why = doc.not_found
         failure: dict[str, Any] = {"description": why,
                                    "content": {PROBLEM: {"schema": "Problem"}}}
         if status == 401:

@@ -50,6 +50,7 @@ FAMILY_LOG_ACTIONS = {
     Action.REFERRAL_REFUSE: "recorded that the family refused a referral",
     Action.APPOINTMENT_BOOK: "booked an appointment",
     Action.APPOINTMENT_OUTCOME: "recorded what became of an appointment",
+    Action.EMERGENCY_OPEN: "opened the whole record in an emergency (reviewed by an auditor)",
 }
 # Acts whose detail names the other service they are about (`agency`, or a
 # referral's `to`).

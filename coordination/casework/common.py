@@ -24,7 +24,7 @@ from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination.actors import Actor
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import FamilyNotFound, NotPermitted
-from coordination.model import Agency, DutyGrantRow, Family, FieldDef, Involvement
+from coordination.model import Agency, DutyGrantRow, EmergencyAccess, Family, FieldDef, Involvement
 from coordination.roles import InvolvementStatus
 
 INVOLVEMENT = "involvement"
@@ -53,6 +53,8 @@ class FamilyView:
     form: Form | None
     cipher: FamilyCipher = field(repr=False)
     duty: tuple[DutyGrant, ...] = ()  # every duty grant, in force or not
+    # The caller's open emergency access to this family, if any (its id).
+    emergency: str | None = None
 
     def involved(self, agency: str | None) -> bool:
         return any(
@@ -117,6 +119,8 @@ def _visible(
     if lock:
         _lock_family(session, family_id)
     view = _load(session, vault, family_id)
+    # Asked whether the family exists or not: the same statements either way.
+    emergency = open_emergency(session, actor, family_id, now)
     if view is None:
         raise FamilyNotFound("absent")
     if actor.is_family:
@@ -126,11 +130,29 @@ def _visible(
     agency = str(actor.agency_id)
     if not actor.does_casework:
         raise FamilyNotFound("not_visible", family_id)
-    if not consent.is_visible(view.form, agency, view.involved(agency), now, view.duty):
+    view.emergency = emergency
+    if not consent.is_visible(view.form, agency, view.involved(agency), now, view.duty,
+                              emergency=view.emergency is not None):
         expired = view.form is not None and not view.form.in_force(now) and any(
             a == agency for a, _ in view.form.cells)
         raise FamilyNotFound("expired" if expired else "not_visible", family_id)
     return view
+
+
+def open_emergency(session: Session, actor: Actor, family_id: str, now: datetime
+                   ) -> str | None:
+    """The id of the caller's own emergency access to the family open at
+    `now` (the newest), or None. Only the person who broke the glass has it;
+    their colleagues do not."""
+    if actor.staff_id is None or not actor.does_casework:
+        return None
+    found: str | None = session.scalar(
+        select(EmergencyAccess.id)
+        .where(EmergencyAccess.family_id == family_id,
+               EmergencyAccess.staff_id == actor.staff_id,
+               EmergencyAccess.opened_at <= now, EmergencyAccess.expires_at > now)
+        .order_by(EmergencyAccess.expires_at.desc()).limit(1))
+    return found
 
 
 def _audit(session: Session, actor: Actor, action: Action, now: datetime, *,
@@ -193,12 +215,14 @@ def _as_date(value: Any) -> date | None:
     return None
 
 
-def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
+def _visible_to(agency: str, now: datetime, staff_id: int | None = None
+                ) -> ColumnElement[bool]:
     """`consent.model.is_visible` as SQL, for queries over many families:
     an active involvement, a cell of the current form in force, or an
-    approved duty grant naming the agency through its `until` day.
-    (tests/functional/test_hardening.py and test_duty_grants.py hold the two
-    to the same answers.)"""
+    approved duty grant naming the agency through its `until` day; with
+    `staff_id`, also that staff member's open emergency access.
+    (tests/functional/test_hardening.py, test_shared_record.py and
+    test_duty_grants.py hold the two to the same answers.)"""
     newest = (
         select(func.max(ConsentFormRow.version))
         .where(ConsentFormRow.family_id == Family.id)
@@ -223,7 +247,15 @@ def _visible_to(agency: str, now: datetime) -> ColumnElement[bool]:
         DutyGrantRow.state == DutyState.APPROVED.value,
         DutyGrantRow.until >= now.astimezone(UTC).date(),
     )
-    return or_(involved, granted, duty)
+    if staff_id is None:
+        return or_(involved, granted, duty)
+    emergency = exists().where(
+        EmergencyAccess.family_id == Family.id,
+        EmergencyAccess.staff_id == staff_id,
+        EmergencyAccess.opened_at <= now,
+        EmergencyAccess.expires_at > now,
+    )
+    return or_(involved, granted, duty, emergency)
 
 
 def reference_errors(session: Session, agency_id: Any = None, field_id: Any = None

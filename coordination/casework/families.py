@@ -157,7 +157,7 @@ def _find(session: Session, vault: Vault, actor: Actor, name: str | None,
     query = (
         select(Family.id, Family.display_name)
         .where(*search_index.matching(vault, name, birth_date),
-               _visible_to(str(actor.agency_id), now))
+               _visible_to(str(actor.agency_id), now, actor.staff_id))
         .order_by(Family.created_at, Family.id)
         .limit(SEARCH_LIMIT)
     )

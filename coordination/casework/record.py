@@ -17,7 +17,7 @@ from coordination.actors import Actor
 from coordination.casework.common import INVOLVEMENT, _audit, _visible, catalogue, iso_time
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
-from coordination.model import Entry, FieldDef, Member, Staff
+from coordination.model import Agency, Entry, FieldDef, Member, Staff
 
 
 @dataclass
@@ -62,9 +62,22 @@ def shared_record(
     basis: dict[str, str] = {}  # which basis allowed each cell shown
     decisions = consent.decide_cells(form, view.duty, agency,
                                      [f.id for f in fields_catalogue], now)
+    emergency = view.emergency is not None
+    minimal = _minimal_agencies(session) if emergency else frozenset()
     for field_def in fields_catalogue:
         fid = field_def.id
         decision = decisions[fid]
+        if emergency and not decision:
+            # Opened by breaking the glass: every entry but minimal-data agencies'.
+            granted.add(fid)
+            basis[fid] = f"emergency:{view.emergency}"
+            seen = [(e, a) for e, a in by_field[fid] if consent.may_see_entry(
+                form, agency, fid, e.agency_id, now, view.duty, emergency=True,
+                author_minimal=e.agency_id in minimal)]
+            fields[fid] = [_entry_out(cipher, e, a) for e, a in seen]
+            if len(seen) < len(by_field[fid]):
+                partial.append(fid)
+            continue
         if decision:
             granted.add(fid)
             basis[fid] = str(decision.basis)
@@ -102,7 +115,10 @@ def shared_record(
     if INVOLVEMENT in granted:
         body["involvements"] = [_involvement_out(i) for i in view.involvements]
     extra: dict[str, Any] = {"partial": partial} if partial else {}
-    if any(b != consent.CONSENT for b in basis.values()):
+    if view.emergency is not None:
+        # The basis of this look: an emergency access, reviewed by an auditor.
+        extra["basis"] = f"emergency:{view.emergency}"
+    elif any(b != consent.CONSENT for b in basis.values()):
         # Only a read resting on more than consent says so (older entries
         # read as consent alone).
         extra["basis"] = basis
@@ -114,6 +130,10 @@ def shared_record(
     return SharedRecord(body, shown=sorted(fields), withheld=withheld,
                         involved=view.involved(agency), catalogue=fields_catalogue,
                         contact_worker=own_worker.username if own_worker else None)
+
+
+def _minimal_agencies(session: Session) -> frozenset[str]:
+    return frozenset(session.scalars(select(Agency.id).where(Agency.minimal_data.is_(True))))
 
 
 def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, str]:

@@ -24,12 +24,12 @@ from audit.model import Action
 from consent import model as consent
 from consent.tables import ConsentFormRow
 from coordination.actors import Actor
-from coordination.casework import access_requests
+from coordination.casework import access_requests, emergency
 from coordination.casework import referral_states as rules
 from coordination.casework.common import _audit, _visible_to, iso_time
 from coordination.crypto import Vault
 from coordination.model import Appointment, Family, Involvement, ProtectionHold, Referral
-from coordination.roles import InvolvementStatus
+from coordination.roles import InvolvementStatus, Role
 
 UPCOMING = timedelta(days=7)  # appointments this week
 RENEW_WITHIN = timedelta(days=30)  # forms ending within 30 days
@@ -45,13 +45,20 @@ RANK = {
     "referral.to_answer": 2,
     "appointment.upcoming": 3,
     "access_request.answered": 4,
-    "consent.renew": 5,
-    "involvement.ended": 6,
     "hold.review": 5,
+    "consent.renew": 6,
+    "emergency.unreviewed": 7,
+    "involvement.ended": 8,
 }
 # Kinds about something that happened: the newest first. The others are
 # deadlines: the soonest first.
-HAPPENED = frozenset({"appointment.missed", "access_request.answered", "involvement.ended"})
+HAPPENED = frozenset({"appointment.missed", "access_request.answered", "involvement.ended",
+                      "emergency.unreviewed"})
+# Kinds that name no family to the agency (no name, no link to the record):
+# the family may not be visible to it.
+UNNAMED = frozenset({"involvement.ended", "emergency.unreviewed"})
+# Kinds only the agency's coordinators are shown.
+COORDINATORS_ONLY = frozenset({"emergency.unreviewed"})
 
 
 @dataclass(frozen=True)
@@ -242,8 +249,19 @@ def holds_to_review(ctx: Context) -> Iterable[Item]:
                    link=Link("staff.family", (("family_id", family_id),)))
 
 
+
+def unreviewed_emergencies(ctx: Context) -> Iterable[Item]:
+    """`emergency.unreviewed`: a staff member of the caller's agency broke
+    the glass and no auditor has reviewed it yet (its coordinators' to
+    know). The ref is the access id; the family may be visible to its
+    opener alone, so it is not named."""
+    for access in emergency.unreviewed_of_agency(ctx.session, ctx.agency):
+        yield Item("emergency.unreviewed", str(access.family_id), access.opened_at.date(),
+                   access.id, at=access.opened_at)
+
+
 SOURCES: tuple[Source, ...] = (referrals, appointments, forms_to_renew, endings,
-                               answered_requests, holds_to_review)
+                               answered_requests, holds_to_review, unreviewed_emergencies)
 
 
 def assemble(session: Session, agency: str, now: datetime,
@@ -259,8 +277,9 @@ def worklist(session: Session, vault: Vault, actor: Actor, now: datetime) -> lis
     """The caller's agency's worklist, with the display names of the
     families visible to it (never of one whose part ended), on record as a
     list read naming the families it showed."""
-    items = assemble(session, str(actor.agency_id), now)
-    named = sorted({i.family_id for i in items if i.kind != "involvement.ended"})
+    items = [i for i in assemble(session, str(actor.agency_id), now)
+             if i.kind not in COORDINATORS_ONLY or actor.role == Role.COORDINATOR]
+    named = sorted({i.family_id for i in items if i.kind not in UNNAMED})
     rows = dict(session.execute(select(Family.id, Family.display_name)
                                 .where(Family.id.in_(named))).tuples().all()) if named else {}
     ciphers = vault.for_families(named)

@@ -27,7 +27,7 @@ from coordination.api.audit import AuditQuery
 from coordination.casework import common
 from coordination.roles import Role
 from coordination.runtime import current, request_db
-from coordination.web import parse, staff_page
+from coordination.web import auditor_emergency, parse, staff_page
 
 FILTERS = ("family", "agency", "user", "action", "outcome", "since", "until")
 PAGING = ("cursor", "limit")
@@ -71,6 +71,10 @@ ACTION_WORDS = {
     Action.PROTECTION_HOLD_LIFT: "lifted a protection hold",
     Action.PROTECTION_HOLD_LIST: "reviewed the protection holds",
     Action.AGENCY_PROTECTION_HOLDS: "changed whether an agency may place protection holds",
+    Action.AGENCY_EMERGENCY_ACCESS: "allowed or stopped an agency's emergency access",
+    Action.EMERGENCY_OPEN: "broke the glass: opened a family's record in an emergency",
+    Action.EMERGENCY_LIST: "listed emergency accesses for review",
+    Action.EMERGENCY_REVIEW: "reviewed an emergency access",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.
@@ -100,6 +104,10 @@ REASON_WORDS: dict[str | tuple[str, str], str] = {
     "nothing_to_revoke": "nothing was left to revoke",
     "requested": "erasure requested",
     "completed": "erasure completed",
+    "no_single_match": "no single person has that name and birth date",
+    "throttled": "too many attempts within the hour",
+    "justified": "found justified",
+    "unjustified": "found unjustified",
 }
 
 
@@ -230,7 +238,8 @@ def _log_page(given: dict[str, str], errors: dict[str, list[str]],
         outcomes=OUTCOMES, rules=Rules(), export_cap=auditing.EXPORT_CAP,
         older_url=older, newest_url=newest,
         export_url=url_for("auditor.export", **filters), detail_words=detail_words,
-        reason_words=reason_words,
+        reason_words=reason_words, unjustified_entry=auditor_emergency.unjustified_entry,
+        **auditor_emergency.summary(),
     ), 422 if errors else 200
 
 
@@ -239,6 +248,7 @@ def create_blueprint() -> Blueprint:
 
     bp = Blueprint("auditor", __name__, url_prefix="/audit")
     auditor_holds.register(bp)
+    auditor_emergency.register(bp)
 
     @bp.get("/")
     @staff_page(Role.AUDITOR)

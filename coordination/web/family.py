@@ -95,6 +95,7 @@ DID = {
     Action.APPOINTMENT_BOOK: lazy_gettext("%(who)s booked an appointment for your family."),
     Action.APPOINTMENT_OUTCOME: lazy_gettext("%(who)s wrote down what happened at an "
                                              "appointment."),
+    Action.EMERGENCY_OPEN: lazy_gettext("%(who)s opened your whole record in an emergency."),
 }
 # Asking another service names it.
 ASKED = lazy_gettext("%(who)s asked %(agency)s to help your family.")
@@ -449,7 +450,7 @@ def _invalid_choice() -> Any:
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.web import family_duty, family_requests
+    from coordination.web import family_duty, family_emergency, family_requests
 
     bp = Blueprint("family", __name__, url_prefix="/family")
     family_requests.register(bp)
@@ -519,13 +520,15 @@ def create_blueprint() -> Blueprint:
             return render_template("family/consent.html", form=None, columns=[],
                                    access_requests=family_requests.pending(actor),
                                    referral_items=family_referrals.on_page(actor, None),
-                                   helpers=_helpers(actor))
+                                   helpers=_helpers(actor),
+                                   emergencies=family_emergency.on_page(actor))
         valid_until = written_date(date.fromisoformat(form["valid_until"]))
         return render_template("family/consent.html", form=form, columns=_columns(form),
                                valid_until=valid_until,
                                access_requests=family_requests.pending(actor),
                                referral_items=family_referrals.on_page(actor, form),
-                               helpers=_helpers(actor))
+                               helpers=_helpers(actor),
+                               emergencies=family_emergency.on_page(actor))
 
     def _current(actor: Actor) -> dict[str, Any] | None:
         rt = current()

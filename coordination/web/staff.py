@@ -76,9 +76,10 @@ def _split_list(value: str) -> list[str]:
 def create_blueprint() -> Blueprint:
     bp = Blueprint("staff", __name__, url_prefix="/staff")
 
-    from coordination.web import staff_requests
+    from coordination.web import staff_emergency, staff_requests
 
     staff_requests.register(bp)
+    staff_emergency.register(bp)
 
     @bp.get("/")
     @staff_page(*CASEWORK, Role.ADMIN)
@@ -95,7 +96,9 @@ def create_blueprint() -> Blueprint:
         rt = current()
         results = families.search_families(request_db(), rt.vault, me(), values.get("name"),
                                            values.get("birth_date"), rt.now())
-        return render_template("staff/search.html", errors={}, args=args, results=results)
+        return render_template("staff/search.html", errors={}, args=args, results=results,
+                               emergency_allowed=staff_emergency.emergency.allowed(
+                                   request_db(), me()))
 
     @bp.route("/families/new", methods=["GET", "POST"])
     @staff_page(*CASEWORK)
@@ -142,7 +145,9 @@ def create_blueprint() -> Blueprint:
                                contact_worker=shared.contact_worker, colleagues=colleagues,
                                may_refer=consent_forms.may_refer(request_db(), rt.vault, me(),
                                                                  family_id, rt.now()),
-                               errors={}, form={})
+                               errors={}, form={},
+                               **staff_emergency.record_context(
+                                   family_id, bool(shared.withheld)))
 
     def _entry_page(family_id: str, errors: dict[str, list[str]], form: dict[str, str],
                     status: int) -> Any:

@@ -23,6 +23,7 @@ TAGS = {
     "consent.renew": ("Consent", "tag-warn"),
     "involvement.ended": ("Ended", ""),
     "hold.review": ("Hold review", "tag-warn"),
+    "emergency.unreviewed": ("Emergency access", "tag-warn"),
 }
 LINK_TEXT = {"staff.family": "Open the record", "staff.consent": "Open the consent form",
              "staff.access_requests_page": "Open the requests",
@@ -86,6 +87,9 @@ def sentence(item: worklist.Item, names: dict[str, str], today: date) -> str:
     if item.kind == "hold.review":
         return (f"Your agency's protection hold on {family} is to be reviewed by "
                 f"{_day(item.due)}: renew or lift it, or it lapses after that day.")
+    if item.kind == "emergency.unreviewed":
+        return (f"A colleague at your agency opened a family's record in an emergency on "
+                f"{_moment(item.at)} ({item.ref}): an auditor has still to review it.")
     return f"{item.kind}: {family}"  # a kind this page has no words for yet
 
 

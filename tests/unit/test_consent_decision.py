@@ -219,3 +219,32 @@ def test_an_expired_version_no_longer_grants_the_full_view() -> None:
 def test_change_texts_name_no_other_agency(change: str, reader: str | None, full: bool,
                                            read: str) -> None:
     assert change_as_read(change, reader, full) == read
+
+
+# --- an open emergency access (break the glass) ----------------------------------
+
+
+@pytest.mark.parametrize("form_state", ["none", "not_granted", "expired"])
+def test_an_open_emergency_access_allows_every_cell(form_state: str) -> None:
+
+    now = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    form = {"none": None,
+            "not_granted": Form(1, date(2027, 1, 1), frozenset({("physio", "health")})),
+            "expired": Form(1, date(2026, 1, 1), frozenset({("cps", "health")}))}[form_state]
+    assert not decide(form, "cps", "health", now)
+    allowed = decide(form, "cps", "health", now, emergency=True)
+    assert allowed and allowed.reason == Reason.EMERGENCY
+    assert not is_visible(form, "cps", False, now)
+    assert is_visible(form, "cps", False, now, emergency=True)
+
+
+def test_an_emergency_access_never_opens_a_minimal_data_agencys_entry() -> None:
+
+    now = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    assert not may_see_entry(None, "cps", "story", "ngo", now, emergency=True,
+                             author_minimal=True)
+    assert may_see_entry(None, "cps", "story", "physio", now, emergency=True,
+                         author_minimal=False).reason == Reason.EMERGENCY
+    assert may_see_entry(None, "cps", "story", "cps", now, emergency=True,
+                         author_minimal=True).reason == Reason.AUTHOR
+    assert not may_see_entry(None, "cps", "story", "physio", now)
