@@ -56,8 +56,9 @@ def test_the_ngo_follows_its_referrals(page: Page, base: str) -> None:
     expect(items).to_have_count(2)
     expect(items.nth(0)).to_contain_text("Yana has an appointment with Family centre health "
                                          "station on")
-    items.nth(0).get_by_role("link", name="Open the record").click()
-    expect(page.get_by_role("heading", name="Yana")).to_be_visible()
+    items.nth(0).get_by_role("link", name="Open the referral").click()
+    expect(page.get_by_role("heading", name="Referral of Yana")).to_be_visible()
+    expect(page.get_by_role("heading", name="Appointments")).to_be_visible()
     page.go_back()
     axe_check(page)
     screenshot(page, "31-worklist-ngocoord1")
