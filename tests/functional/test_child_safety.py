@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import text
 
 from coordination import accounts
 from tests.conftest import Api, Clock
@@ -71,3 +72,54 @@ def test_a_duty_grant_under_a_protection_hold(
     assert "cps" in log
     page = family_client(app, receipt).get("/family/consent").get_data(as_text=True)
     assert "Child protection" in page
+
+
+def test_an_emergency_at_night_reviewed_and_refused_by_configuration(
+        app: Flask, api: Api, clock: Clock) -> None:
+    """Issue 11's emergency scenario: a health practitioner at night breaks
+    the glass for a child its agency had no consent for, reads the record,
+    the auditor marks it justified and the family is told; the same attempt
+    by a kindergarten worker is refused by configuration (its agency may not
+    break the glass), on record all the same."""
+    # Physiotherapy records the family and its form; the health centre and
+    # the kindergarten are named nowhere on it.
+    family = api.new_family("physio1", display_name="Aylin Demir", birth_date="2024-03-14")
+    api.write(family, "health", "Allergic to penicillin.", who="physio1")
+    receipt: dict[str, str] = api.sign(family, {"physio": ["involvement", "health"]},
+                                       who="physiocoord")["receipt"]
+    with app.extensions["onestory"].sessions() as session:
+        accounts.set_agency_emergency_access(session, "health-centre", True, clock())
+    clock.advance(hours=16)  # 02:00 the next night
+    body = {"name": "Aylin Demir", "birth_date": "2024-03-14", "legal_basis": "vital_interest",
+            "reason": "Brought in unconscious at night; we need her allergies and medication."}
+    assert record(api, family, "ecec1").status_code == 404
+    assert record(api, family, "nurse1").status_code == 404
+    refused = api.post("/api/v1/emergency-access", "ecec1", json=body)
+    assert refused.status_code == 403, refused.get_json()
+    assert record(api, family, "ecec1").status_code == 404
+    opened = api.post("/api/v1/emergency-access", "nurse1", json=body)
+    assert opened.status_code == 201, opened.get_json()
+    access = opened.get_json()
+    read = record(api, family, "nurse1")
+    assert read.status_code == 200
+    assert "Allergic to penicillin." in json.dumps(read.get_json())
+    # The auditor reviews it: justified.
+    queue = api.get("/api/v1/emergency-access?reviewed=false", "auditor1").get_json()
+    assert [q["id"] for q in queue] == [access["id"]] and queue[0]["reads"]
+    done = api.post(f"/api/v1/emergency-access/{access['id']}/review", "auditor1",
+                    json={"verdict": "justified", "note": "A real emergency at night."})
+    assert done.status_code == 200, done.get_json()
+    # The family is told, with the verdict; the kindergarten's refused attempt
+    # is on the audit log (who, when), though it named no family.
+    page = family_client(app, receipt).get("/family/consent").get_data(as_text=True)
+    assert "opened your whole record in an emergency" in page
+    assert "found it was right to do so" in page
+    with app.extensions["onestory"].engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(text(
+            "SELECT actor, action, outcome, detail FROM audit_log "
+            "WHERE actor IN ('ecec1', 'nurse1') "
+            "AND (action LIKE 'emergency.%' OR outcome = 'denied') ORDER BY seq"))]
+    routes = [(actor, action, outcome, json.loads(detail or "{}").get("route"))
+              for actor, action, outcome, detail in rows]
+    assert ("ecec1", "request.denied", "denied", "api.open_emergency_access") in routes
+    assert routes[-1][:3] == ("nurse1", "emergency.open", "ok")
