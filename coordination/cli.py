@@ -149,8 +149,8 @@ def agency_set(state: CliState, slug: str, names: tuple[str, ...], holds: str | 
         _use_case(rt, lambda session: accounts.set_agency_emergency_access(
             session, slug, emergency == "on", rt.now()))
         click.echo(f"agency {slug} emergency access: {emergency}")
-        if not parsed:
-            return
+    if not parsed:
+        return
     now_names = _use_case(rt, lambda session: accounts.set_agency_names(
         session, slug, parsed, rt.now()))
     shown = "; ".join(f"{lang}: {name}" for lang, name in now_names.items()) or "none"
