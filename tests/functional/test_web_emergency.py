@@ -64,6 +64,9 @@ def test_opening_it_shows_the_banner_with_the_time_left(
     page = _text(nurse.get(f"/staff/families/{family}"))
     assert "Emergency access open: 1 h 35 min left" in page
     assert "Allergic to penicillin." in page
+    # Not "your agency already sees everything": it sees it by emergency only.
+    assert "You see this record through emergency access" in page
+    assert "already sees every part" not in page
     clock.advance(hours=2)
     # Over: the form's own cells again (contact), the health note withheld.
     after = _text(signed_in(app, "nurse1").get(f"/staff/families/{family}"))
