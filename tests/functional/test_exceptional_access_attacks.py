@@ -8,14 +8,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.conftest import Api
+from flask import Flask
+
+from coordination.model import ProtectionHold
+from tests.conftest import Api, Clock
 from tests.functional.test_duty_grants import act, propose
+from tests.functional.test_emergency_access import allow_agency
 from tests.functional.test_protection_holds import (  # noqa: F401
     CPS_NAMES,
+    GRID,
     cps_case,
     place,
 )
-from tests.functional.test_revocation_truth import family_token
+from tests.functional.test_revocation_truth import count, family_token
+from tests.functional.test_web_family import _signed_in
+from tests.unchanged import nothing_stored
 
 
 def test_a_duty_grant_the_concealed_agency_proposed_or_approved_does_not_name_it(
@@ -40,3 +47,25 @@ def test_a_duty_grant_the_concealed_agency_proposed_or_approved_does_not_name_it
     seen = json.dumps(listed)
     for name in (*CPS_NAMES, "cpscoord"):
         assert name not in seen, seen
+
+
+def test_breaking_the_glass_gives_no_standing_to_hide_it_behind_a_protection_hold(
+        app: Flask, api: Api, clock: Clock, cps_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """Child protection may break the glass and place holds. Its coordinator
+    opens a family it has no part in by breaking the glass; that access does
+    not let it place a hold, which would conceal its looks, the emergency
+    access included, from the family that must be told of it."""
+    allow_agency(app, clock, "cps")
+    family = api.new_family("nurse1", display_name="Selin Kaya", birth_date="2023-05-02")
+    receipt = api.sign(family, GRID)["receipt"]
+    opened = api.post("/api/v1/emergency-access", "cpscoord", json={
+        "name": "Selin Kaya", "birth_date": "2023-05-02", "legal_basis": "vital_interest",
+        "reason": "Child found alone at night; need to know who looks after her."})
+    assert opened.status_code == 201, opened.get_json()
+    assert api.get(f"/api/v1/families/{family}", "cpscoord").status_code == 200
+    with nothing_stored(app, reads=("record.read",)):
+        refused = place(api, family)
+        assert refused.status_code == 403, refused.get_json()
+    assert count(app, ProtectionHold) == 0
+    page = _signed_in(app, receipt).get("/family/consent").get_data(as_text=True)
+    assert "Child protection" in page
