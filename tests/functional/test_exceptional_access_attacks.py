@@ -12,15 +12,17 @@ from flask import Flask
 
 from coordination.model import ProtectionHold
 from tests.conftest import Api, Clock
+from tests.functional.test_coordination_attacks import _at_once
 from tests.functional.test_duty_grants import act, propose
-from tests.functional.test_emergency_access import allow_agency
+from tests.functional.test_emergency_access import allow_agency, open_glass
+from tests.functional.test_emergency_access import case as emergency_case  # noqa: F401
 from tests.functional.test_protection_holds import (  # noqa: F401
     CPS_NAMES,
     GRID,
     cps_case,
     place,
 )
-from tests.functional.test_revocation_truth import count, family_token
+from tests.functional.test_revocation_truth import audit_rows, count, family_token
 from tests.functional.test_web_family import _signed_in
 from tests.unchanged import nothing_stored
 
@@ -69,3 +71,23 @@ def test_breaking_the_glass_gives_no_standing_to_hide_it_behind_a_protection_hol
     assert count(app, ProtectionHold) == 0
     page = _signed_in(app, receipt).get("/family/consent").get_data(as_text=True)
     assert "Child protection" in page
+
+
+def test_two_verdicts_sent_at_once_leave_one(
+        app: Flask, api: Api, emergency_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """Two reviews of one emergency access sent at once (the second perhaps
+    to turn an `unjustified` into a `justified`): one is recorded, the other
+    is a 409, and the verdict stored is the one answered 200 (three tries)."""
+    for _ in range(3):
+        opened = open_glass(api).get_json()
+        answers = _at_once(app, api, [
+            (f"/api/v1/emergency-access/{opened['id']}/review", "auditor1",
+             {"verdict": verdict, "note": f"Found {verdict}."})
+            for verdict in ("unjustified", "justified")])
+        assert sorted(answers) == [200, 409], answers
+        reviewed = {r["id"]: r for r in api.get("/api/v1/emergency-access?reviewed=true",
+                                                "auditor1").get_json()}
+        assert reviewed[opened["id"]]["verdict"] == ["unjustified", "justified"][
+            answers.index(200)]
+        assert len([r for r in audit_rows(app, "emergency.review")
+                    if opened["id"] in (r.detail or "")]) == 1
