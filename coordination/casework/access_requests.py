@@ -36,7 +36,12 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
-from coordination.casework.concealment import concealed_from_family
+from coordination.casework.concealment import (
+    NOTHING,
+    concealed_from_family,
+    staff_agencies,
+    staff_for_family,
+)
 from coordination.casework.form_versions import _form_view, _write_sealed
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
@@ -164,15 +169,21 @@ def list_requests(session: Session, vault: Vault, actor: Actor, family_id: str,
     its own agency's to staff (of an agency the family is visible to)."""
     view = _visible(session, vault, actor, family_id, now)
     query = _newest_first(session, family_id)
+    held = NOTHING
     if not actor.is_family:
         query = query.where(AccessRequest.agency_id == actor.agency_id)
     else:
-        hidden = concealed_from_family(session, family_id, now).involvement
-        if hidden:
-            query = query.where(AccessRequest.agency_id.not_in(sorted(hidden)))
+        held = concealed_from_family(session, family_id, now)
+        if held.involvement:
+            query = query.where(AccessRequest.agency_id.not_in(sorted(held.involvement)))
     full = _sees_whole_form(session, view, actor, now)
     out = [_out(r, view.cipher.open(TABLE, "reason", r.id, r.reason), view.cipher, now,
                 full=full) for r in session.scalars(query)]
+    if actor.is_family and held.involvement:
+        # Nor does it learn of that agency's staff recording its answers.
+        agency_of = staff_agencies(session, (r["answered_by"] for r in out))
+        for r in out:
+            r["answered_by"] = staff_for_family(r["answered_by"], agency_of, held)
     _audit(session, actor, Action.ACCESS_REQUEST_LIST, now, family_id=family_id,
            count=len(out))
     session.commit()

@@ -6,6 +6,7 @@ databases."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Flask
@@ -22,6 +23,7 @@ from tests.functional.test_protection_holds import (  # noqa: F401
     cps_case,
     place,
 )
+from tests.functional.test_referrals import ask
 from tests.functional.test_revocation_truth import audit_rows, count, family_token
 from tests.functional.test_web_family import _signed_in
 from tests.unchanged import nothing_stored
@@ -91,3 +93,33 @@ def test_two_verdicts_sent_at_once_leave_one(
             answers.index(200)]
         assert len([r for r in audit_rows(app, "emergency.review")
                     if opened["id"] in (r.detail or "")]) == 1
+
+
+def test_answers_a_concealed_agency_recorded_do_not_name_it_to_the_family(
+        api: Api, cps_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """Child protection's coordinator records the family's yes to the health
+    centre's referral to the kindergarten and its yes to physiotherapy's
+    access request; once child protection's part is concealed the family
+    reads both, but nothing in them names child protection or its staff."""
+    family, receipt = cps_case
+    ref = ask(api, family, to="ecec", fields=["education"]).get_json()
+    assert ref["state"] == "awaiting_family", ref
+    agreed = api.post(f"/api/v1/families/{family}/referrals/{ref['id']}/agree", "cpscoord",
+                      json={"signed_by": "Elif Demir", "method": "in_person"})
+    assert agreed.status_code == 200, agreed.get_json()
+    base = f"/api/v1/families/{family}/access-requests"
+    asked = api.post(base, "physio1", json={"fields": ["contact"],
+                                            "reason": "To book the first session."})
+    assert asked.status_code == 201, asked.get_json()
+    answered = api.post(f"{base}/{asked.get_json()['id']}/approve", "cpscoord",
+                        json={"signed_by": "Elif Demir", "method": "in_person"})
+    assert answered.status_code == 200, answered.get_json()
+    assert place(api, family).status_code == 201
+    token = family_token(api, receipt)
+    seen = json.dumps([api.get(f"/api/v1/families/{family}/{path}", token).get_json()
+                       for path in ("referrals", "access-requests", "consent",
+                                    "consent/history")])
+    assert ref["id"] in seen and asked.get_json()["id"] in seen
+    for name in (*CPS_NAMES, "cpscoord"):
+        assert name not in seen, [seen[max(0, m.start() - 120):m.start() + 30]
+                                  for m in re.finditer(name, seen)]
