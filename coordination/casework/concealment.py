@@ -68,9 +68,10 @@ class Concealed:
 
     def log_row_hidden(self, agency: str | None, action: str, about: str | None) -> bool:
         """Whether a row of "who looked" is left out: an act of an agency whose
-        looks are concealed (refusals included), a note written by one whose
+        looks are concealed (refusals included) or whose involvement is (its
+        acts would tell that it takes part), a note written by one whose
         entries are, or an act about one whose involvement is."""
-        if agency is not None and agency in self.access:
+        if agency is not None and (agency in self.access or agency in self.involvement):
             return True
         if agency is not None and agency in self.entries and action == "entry.write":
             return True

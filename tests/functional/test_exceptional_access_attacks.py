@@ -123,3 +123,22 @@ def test_answers_a_concealed_agency_recorded_do_not_name_it_to_the_family(
     for name in (*CPS_NAMES, "cpscoord"):
         assert name not in seen, [seen[max(0, m.start() - 120):m.start() + 30]
                                   for m in re.finditer(name, seen)]
+
+
+def test_concealing_the_involvement_leaves_out_the_agencys_own_acts_too(
+        app: Flask, api: Api, cps_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """A hold concealing only child protection's involvement: its looks at
+    the record and its notes would tell the family it takes part, so the
+    family's access log and page leave them out as well."""
+    family, receipt = cps_case
+    api.get(f"/api/v1/families/{family}", "cps1")
+    api.write(family, "protection", "Home visit booked.", who="cps1")
+    assert place(api, family, conceal=["involvement"]).status_code == 201
+    token = family_token(api, receipt)
+    log = api.get(f"/api/v1/families/{family}/access-log", token).get_json()
+    seen = json.dumps(log)
+    assert any(item["agency"] == "health-centre" for item in log)
+    for name in CPS_NAMES:
+        assert name not in seen, seen
+    page = _signed_in(app, receipt).get("/family/access-log").get_data(as_text=True)
+    assert "Child protection" not in page
