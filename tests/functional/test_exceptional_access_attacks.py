@@ -116,9 +116,11 @@ def test_answers_a_concealed_agency_recorded_do_not_name_it_to_the_family(
     assert answered.status_code == 200, answered.get_json()
     assert place(api, family).status_code == 201
     token = family_token(api, receipt)
+    one = api.get(f"/api/v1/referrals/{ref['id']}", token)
+    assert one.status_code == 200, one.get_json()
     seen = json.dumps([api.get(f"/api/v1/families/{family}/{path}", token).get_json()
                        for path in ("referrals", "access-requests", "consent",
-                                    "consent/history")])
+                                    "consent/history")] + [one.get_json()])
     assert ref["id"] in seen and asked.get_json()["id"] in seen
     for name in (*CPS_NAMES, "cpscoord"):
         assert name not in seen, [seen[max(0, m.start() - 120):m.start() + 30]
