@@ -144,3 +144,27 @@ def test_concealing_the_involvement_leaves_out_the_agencys_own_acts_too(
         assert name not in seen, seen
     page = _signed_in(app, receipt).get("/family/access-log").get_data(as_text=True)
     assert "Child protection" not in page
+
+
+def test_an_answered_request_carries_the_version_number_the_family_reads(
+        api: Api, cps_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """A coordinator took back one of child protection's cells (a version
+    the family does not read while child protection's part is concealed);
+    the family then said yes to physiotherapy's request. The request names
+    the version the family reads as current, not one beyond it (a gap)."""
+    family, receipt = cps_case
+    assert api.post(f"/api/v1/families/{family}/consent/revoke", "coord1",
+                    json={"agency": "cps", "field": "health"}).status_code == 200
+    token = family_token(api, receipt)
+    base = f"/api/v1/families/{family}/access-requests"
+    asked = api.post(base, "physio1", json={"fields": ["contact"],
+                                            "reason": "To book the first session."})
+    assert asked.status_code == 201, asked.get_json()
+    assert api.post(f"{base}/{asked.get_json()['id']}/approve", token,
+                    json={}).status_code == 200
+    assert place(api, family).status_code == 201
+    current = api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"]
+    history = api.get(f"/api/v1/families/{family}/consent/history", token).get_json()
+    assert sorted(v["version"] for v in history) == list(range(1, current + 1))
+    [req] = api.get(base, token).get_json()
+    assert req["version"] == current, (req["version"], current)
