@@ -168,3 +168,30 @@ def test_an_answered_request_carries_the_version_number_the_family_reads(
     assert sorted(v["version"] for v in history) == list(range(1, current + 1))
     [req] = api.get(base, token).get_json()
     assert req["version"] == current, (req["version"], current)
+
+
+def test_the_familys_own_acts_answer_with_the_numbers_it_reads(
+        api: Api, cps_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """Child protection's part concealed after a version that changed only
+    its cells: the family's own revocation and ending of a service answer
+    with the version numbers the family reads, without a gap."""
+    family, receipt = cps_case
+    assert api.post(f"/api/v1/families/{family}/consent/revoke", "coord1",
+                    json={"agency": "cps", "field": "health"}).status_code == 200
+    assert place(api, family).status_code == 201
+    token = family_token(api, receipt)
+    before = api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"]
+    revoked = api.post(f"/api/v1/families/{family}/consent/revoke", token,
+                       json={"agency": "physio", "field": "health"})
+    assert revoked.status_code == 200, revoked.get_json()
+    after = api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"]
+    assert after == before + 1
+    assert "cps" not in json.dumps(revoked.get_json())
+    assert revoked.get_json()["version"] == after, revoked.get_json()
+    ended = api.call("DELETE", f"/api/v1/families/{family}/involvements/physio", token,
+                     json={})
+    assert ended.status_code == 200, ended.get_json()
+    assert "cps" not in json.dumps(ended.get_json())
+    last = api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"]
+    history = api.get(f"/api/v1/families/{family}/consent/history", token).get_json()
+    assert sorted(v["version"] for v in history) == list(range(1, last + 1))
