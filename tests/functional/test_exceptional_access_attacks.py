@@ -195,3 +195,56 @@ def test_the_familys_own_acts_answer_with_the_numbers_it_reads(
     last = api.get(f"/api/v1/families/{family}/consent", token).get_json()["version"]
     history = api.get(f"/api/v1/families/{family}/consent/history", token).get_json()
     assert sorted(v["version"] for v in history) == list(range(1, last + 1))
+
+
+NOT_ANY: list[Any] = [None, 1, 1.5, True, [], {}, "\x00" * 3, "é" * 5000]
+NOT_A_DAY: list[Any] = [*NOT_ANY, "", "0001-01-01", "9999-12-31", "2026-02-30", "2026-1-1",
+                        "20261122", "2026-11-22T00:00:00Z", "٢٠٢٦-١١-٢٢"]
+
+
+def test_malformed_bodies_on_every_new_route_are_422_naming_the_field(
+        app: Flask, api: Api, clock: Clock, cps_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """Wrong types, nulls, NULs, long text and days outside the calendar or
+    the allowed range: each a 422 naming that key (an unknown key too),
+    never a 500, and nothing stored."""
+    allow_agency(app, clock, "health-centre")
+    family, _ = cps_case
+    api.new_family("nurse1", display_name="Zed Probe", birth_date="2024-03-14")
+    emg = api.post("/api/v1/emergency-access", "nurse1", json={
+        "name": "Zed Probe", "birth_date": "2024-03-14", "reason": "x" * 30,
+        "legal_basis": "vital_interest"})
+    assert emg.status_code == 201, emg.get_json()
+    grant = propose(api, family, "coord1", agency="ecec", fields=["education"]).get_json()["id"]
+    hold = place(api, family, conceal=["access"]).get_json()["id"]
+    routes: list[tuple[str, str, dict[str, Any], dict[str, list[Any]]]] = [
+        ("/api/v1/emergency-access", "nurse1",
+         {"name": "Nobody Here", "birth_date": "2024-03-14", "reason": "x" * 30,
+          "legal_basis": "vital_interest"},
+         {"name": NOT_ANY, "birth_date": [*NOT_ANY, "2026-02-30", "20261122"],
+          "reason": [*NOT_ANY, "too short"], "legal_basis": [*NOT_ANY, "consent"]}),
+        (f"/api/v1/emergency-access/{emg.get_json()['id']}/review", "auditor1",
+         {"verdict": "justified", "note": "Clear."},
+         {"verdict": [*NOT_ANY, "fine"], "note": [*NOT_ANY, " "]}),
+        (f"/api/v1/families/{family}/duty-grants", "coord1",
+         {"agency": "ecec", "fields": ["education"], "legal_basis": "legal_obligation",
+          "justification": "Required by law.", "until": "2026-12-20"},
+         {"agency": [*NOT_ANY, "nowhere"], "fields": [*NOT_ANY, ["nothing"], [1]],
+          "legal_basis": [*NOT_ANY, "consent"], "justification": NOT_ANY,
+          "until": NOT_A_DAY}),
+        (f"/api/v1/families/{family}/duty-grants/{grant}/approve", "physiocoord", {}, {}),
+        (f"/api/v1/families/{family}/protection-holds", "cpscoord",
+         {"conceal": ["access"], "reason": "Because.", "review_on": "2026-12-20"},
+         {"conceal": [*NOT_ANY, ["everything"]], "reason": NOT_ANY, "review_on": NOT_A_DAY}),
+        (f"/api/v1/families/{family}/protection-holds/{hold}/renew", "cpscoord",
+         {"review_on": "2026-12-21"}, {"review_on": NOT_A_DAY}),
+    ]
+    with nothing_stored(app, reads=("emergency.open",)):
+        for path, who, good, bad in routes:
+            for key, values in {**bad, "extra": NOT_ANY}.items():
+                for value in values:
+                    answer = api.post(path, who, json={**good, key: value})
+                    assert answer.status_code == 422, (path, key, value, answer.status_code)
+                    assert answer.headers["Content-Type"].startswith("application/problem+json")
+                    named = answer.get_json()["errors"]
+                    assert any(k == key or k.startswith(f"{key}.") for k in named), (
+                        path, key, named)
