@@ -347,8 +347,9 @@ class DutyGrantOut(Schema):
     until = _str(metadata={"format": "date", "description": "its last day"})
     state = _str(metadata={"enum": ["pending_approval", "approved", "rejected", "ended"]})
     in_force = fields.Boolean(required=True)
-    proposed_by = _str()
-    proposer_agency = _str()
+    proposed_by = _maybe_str(metadata={"description": "null when the family reads it, as are "
+                                                      "the other proposer and decider keys"})
+    proposer_agency = _maybe_str()
     created_at = _str(metadata=TIME)
     decided_by = _maybe_str()
     decider_agency = _maybe_str()

@@ -36,7 +36,15 @@ from coordination.casework.common import (
     iso_time,
     new_id,
 )
-from coordination.casework.concealment import concealed_from_family
+from coordination.casework.concealment import (
+    NOTHING,
+    Concealed,
+    concealed_from_family,
+    family_numbering,
+    shown_version,
+    staff_agencies,
+    staff_for_family,
+)
 from coordination.casework.form_versions import _form_view, _write_sealed
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import Conflict, FamilyNotFound, InvalidInput, NotPermitted
@@ -164,19 +172,36 @@ def list_requests(session: Session, vault: Vault, actor: Actor, family_id: str,
     its own agency's to staff (of an agency the family is visible to)."""
     view = _visible(session, vault, actor, family_id, now)
     query = _newest_first(session, family_id)
+    held = NOTHING
     if not actor.is_family:
         query = query.where(AccessRequest.agency_id == actor.agency_id)
     else:
-        hidden = concealed_from_family(session, family_id, now).involvement
-        if hidden:
-            query = query.where(AccessRequest.agency_id.not_in(sorted(hidden)))
+        held = concealed_from_family(session, family_id, now)
+        if held.involvement:
+            query = query.where(AccessRequest.agency_id.not_in(sorted(held.involvement)))
     full = _sees_whole_form(session, view, actor, now)
     out = [_out(r, view.cipher.open(TABLE, "reason", r.id, r.reason), view.cipher, now,
                 full=full) for r in session.scalars(query)]
+    if actor.is_family and held.involvement:
+        # Nor does it learn of that agency's staff recording its answers.
+        agency_of = staff_agencies(session, (r["answered_by"] for r in out))
+        for r in out:
+            r["answered_by"] = staff_for_family(r["answered_by"], agency_of, held)
+        _versions_as_family_reads(session, family_id, held, out)
     _audit(session, actor, Action.ACCESS_REQUEST_LIST, now, family_id=family_id,
            count=len(out))
     session.commit()
     return out
+
+
+def _versions_as_family_reads(session: Session, family_id: str, held: Concealed,
+                              out: list[dict[str, Any]]) -> None:
+    """Each request's form version numbered as the family reads its form
+    while a hold leaves versions out (no number beyond its current one)."""
+    numbering = family_numbering(consent_store.history(session, family_id), held)
+    for r in out:
+        if r["version"] is not None:
+            r["version"] = shown_version(numbering, r["version"])[1]
 
 
 def _may_record(session: Session, view: FamilyView, actor: Actor, now: datetime) -> None:
@@ -280,8 +305,13 @@ def answer_request(session: Session, vault: Vault, actor: Actor, family_id: str,
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("the consent form changed meanwhile; reload it and try again") from exc
-    return _out(req, view.cipher.open(TABLE, "reason", req.id, req.reason), view.cipher, now,
-                full=True)
+    out = _out(req, view.cipher.open(TABLE, "reason", req.id, req.reason), view.cipher, now,
+               full=True)
+    if actor.is_family:
+        held = concealed_from_family(session, family_id, now)
+        if held.involvement:
+            _versions_as_family_reads(session, family_id, held, [out])
+    return out
 
 
 def _grant(session: Session, view: FamilyView, actor: Actor, req: AccessRequest,

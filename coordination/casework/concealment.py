@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from consent import model as consent
 from consent.model import Form
 from consent.tables import ConsentFormRow
-from coordination.model import ProtectionHold
+from coordination.model import ProtectionHold, Staff
 
 # What a hold may conceal.
 INVOLVEMENT = "involvement"
@@ -68,9 +68,10 @@ class Concealed:
 
     def log_row_hidden(self, agency: str | None, action: str, about: str | None) -> bool:
         """Whether a row of "who looked" is left out: an act of an agency whose
-        looks are concealed (refusals included), a note written by one whose
+        looks are concealed (refusals included) or whose involvement is (its
+        acts would tell that it takes part), a note written by one whose
         entries are, or an act about one whose involvement is."""
-        if agency is not None and agency in self.access:
+        if agency is not None and (agency in self.access or agency in self.involvement):
             return True
         if agency is not None and agency in self.entries and action == "entry.write":
             return True
@@ -136,10 +137,34 @@ def change_for_family(change: str, hidden: Concealed) -> str:
     return "changed" if named is not None and named in hidden.involvement else change
 
 
-def conceal_form(out: dict[str, Any], hidden: Concealed, number: int) -> dict[str, Any]:
+def staff_agencies(session: Session, usernames: Iterable[str | None]) -> dict[str, str]:
+    """The agency of each of these staff usernames (one query)."""
+    names = sorted({u for u in usernames if u is not None and u != "family"})
+    if not names:
+        return {}
+    return {u: a for u, a in session.execute(
+        select(Staff.username, Staff.agency_id).where(Staff.username.in_(names)))}
+
+
+def staff_for_family(username: str | None, agency_of: dict[str, str], hidden: Concealed
+                     ) -> str | None:
+    """A staff member named as having acted (recorded an answer, changed the
+    form), as the family reads it: nobody (`None`, as staff it may not know
+    read it) when that member's agency's involvement is concealed."""
+    if username is not None and agency_of.get(username) in hidden.involvement:
+        return None
+    return username
+
+
+def conceal_form(out: dict[str, Any], hidden: Concealed, number: int,
+                 agency_of: dict[str, str] | None = None) -> dict[str, Any]:
     """A form version as the family reads it (`_form_out`'s dict, with the
-    family's extras when present)."""
+    family's extras when present); `agency_of` maps the staff who changed
+    or witnessed it to their agencies."""
     out["version"] = number
+    for key in ("changed_by", "witness"):
+        if key in out:
+            out[key] = staff_for_family(out[key], agency_of or {}, hidden)
     out["grants"] = hidden.grants(out["grants"])
     if "involved" in out:
         out["involved"] = [a for a in out["involved"] if a not in hidden.involvement]

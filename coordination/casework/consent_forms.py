@@ -226,7 +226,8 @@ def consent_history(
     _involved(view, actor)
     versions = consent_store.history(session, family_id)
     recorders = _recorders(session, family_id)
-    authors = {row.changed_by for row, _ in versions}
+    authors = {row.changed_by for row, _ in versions} | {
+        row.witness for row, _ in versions if row.witness is not None}
     agency_of: dict[str, str] = {
         username: agency for username, agency in session.execute(
             select(Staff.username, Staff.agency_id).where(Staff.username.in_(authors)))}
@@ -244,7 +245,8 @@ def consent_history(
         own = row.changed_by == "family" or agency_of.get(row.changed_by) == reader
         item["changed_by"] = row.changed_by if seen.full or own else None
         if hidden:
-            concealment.conceal_form(item, hidden, numbering[row.version] or row.version)
+            concealment.conceal_form(item, hidden, numbering[row.version] or row.version,
+                                     agency_of)
         out.append(item)
     _audit(session, actor, Action.CONSENT_HISTORY, now, family_id=family_id)
     session.commit()

@@ -167,6 +167,16 @@ def _readable(view: FamilyView, actor: Actor, row: DutyGrantRow, now: datetime) 
                                                               row.proposer_agency}
 
 
+def _for_reader(grant: dict[str, Any], actor: Actor) -> dict[str, Any]:
+    """A grant as the caller reads it: the family is not told which staff and
+    agencies proposed and approved it (always `null`, so that an agency a
+    protection hold conceals leaves no trace there either)."""
+    if actor.is_family:
+        grant.update(proposed_by=None, proposer_agency=None, decided_by=None,
+                     decider_agency=None)
+    return grant
+
+
 def _family_for(session: Session, vault: Vault, actor: Actor, family_id: str,
                 now: datetime) -> FamilyView:
     """Auditors read every family's grants (the family must exist); everyone
@@ -190,7 +200,7 @@ def list_grants(session: Session, vault: Vault, actor: Actor, family_id: str,
     # The family does not learn of an agency whose part a protection hold conceals.
     hidden = (concealed_from_family(session, family_id, now).involvement
               if actor.is_family else frozenset())
-    out = [_out(r, view.cipher, now) for r in rows
+    out = [_for_reader(_out(r, view.cipher, now), actor) for r in rows
            if (auditor or _readable(view, actor, r, now)) and r.agency_id not in hidden]
     _audit(session, actor, Action.DUTY_GRANT_LIST, now, family_id=family_id, count=len(out))
     session.commit()
@@ -254,4 +264,5 @@ def in_force_for_family(session: Session, vault: Vault, actor: Actor, family_id:
     ).order_by(DutyGrantRow.created_at, DutyGrantRow.id))
     # Nothing of an agency whose part a protection hold conceals from the family.
     hidden = concealed_from_family(session, family_id, now).involvement
-    return [_out(r, view.cipher, now) for r in rows if r.agency_id not in hidden]
+    return [_for_reader(_out(r, view.cipher, now), actor) for r in rows
+            if r.agency_id not in hidden]

@@ -103,8 +103,13 @@ def check_review(session: Session, actor: Actor, access_id: str) -> None:
         raise NotFound("no such emergency access")
 
 
-def _opened(session: Session, access_id: str) -> EmergencyAccess | None:
-    access = session.get(EmergencyAccess, access_id)
+def _opened(session: Session, access_id: str, *, lock: bool = False
+            ) -> EmergencyAccess | None:
+    """The opened access (not a refused attempt); with `lock`, held until
+    the transaction ends so that two verdicts sent at once leave one
+    (PostgreSQL; SQLite runs the later one again on what the first left)."""
+    access = session.get(EmergencyAccess, access_id, with_for_update=lock,
+                         populate_existing=lock)
     if access is None or access.expires_at is None:
         return None
     return access
@@ -117,7 +122,7 @@ def review(session: Session, vault: Vault, actor: Actor, access_id: str, verdict
     `NotPermitted` (not an auditor), `NotFound`, `Conflict` when it was
     reviewed already."""
     check_review(session, actor, access_id)
-    access = _opened(session, access_id)
+    access = _opened(session, access_id, lock=True)
     assert access is not None  # noqa: S101 - checked just above
     if access.reviewed_at is not None:
         raise Conflict("this emergency access was reviewed already")

@@ -125,7 +125,8 @@ def _family_extras(out: dict[str, Any], view: FamilyView, session: Session,
                 row, form = next((r, f) for r, f in versions if r.version == stored)
                 out.update(_form_out(view.cipher, row, form, now))
                 out["recorded_by"] = recorders.get(stored)
-            concealment.conceal_form(out, hidden, number)
+            concealment.conceal_form(out, hidden, number, concealment.staff_agencies(
+                session, (out.get("changed_by"), out.get("witness"))))
     return out
 
 

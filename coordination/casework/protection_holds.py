@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit.model import Action
+from consent import model as consent
 from coordination.actors import Actor
 from coordination.casework.common import _as_date, _audit, _visible, iso_time, new_id
 from coordination.casework.concealment import KINDS, hold_in_force
@@ -60,13 +61,20 @@ def state_of(hold: ProtectionHold, now: datetime) -> str:
 def _holder(session: Session, vault: Vault, actor: Actor, family_id: str, now: datetime,
             *, lock: bool = False) -> None:
     """A coordinator of an agency allowed holds, the family visible to it;
-    else `FamilyNotFound` (not visible) or `NotPermitted`."""
-    _visible(session, vault, actor, family_id, now, lock=lock)
+    else `FamilyNotFound` (not visible) or `NotPermitted`. Visible to the
+    agency itself: the caller's own emergency access is no standing for a
+    hold (one would conceal that very access from the family, which must
+    be told of it)."""
+    view = _visible(session, vault, actor, family_id, now, lock=lock)
     if actor.role != Role.COORDINATOR:
         raise NotPermitted("only a coordinator places, renews or lifts a protection hold")
     agency = session.get(Agency, actor.agency_id)
     if agency is None or not agency.protection_holds:
         raise NotPermitted("your agency is not allowed to place protection holds")
+    if view.emergency is not None and not consent.is_visible(
+            view.form, agency.id, view.involved(agency.id), now, view.duty):
+        raise NotPermitted("an emergency access gives no standing for a protection hold: "
+                           "only an agency with a part in the family's care places one")
 
 
 def check_place(session: Session, vault: Vault, actor: Actor, family_id: str,

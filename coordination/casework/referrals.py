@@ -185,11 +185,13 @@ def _event(cipher: FamilyCipher, ref: Referral, actor: Actor, seq: int, note: st
 def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
          events: list[ReferralEvent] | None = None,
          appointments: list[Appointment] | None = None, *,
-         full: bool = True) -> dict[str, Any]:
+         full: bool = True, concealed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A referral as its reader may see it. Without `full` (a reader not
     seeing the family's whole form), a step taken by an agency other than
     the two sides (a coordinator recording the family's answer given in
-    person) reads as the family's: its name would tell that agency takes part."""
+    person) reads as the family's: its name would tell that agency takes part.
+    So does, for the family, a step taken by an agency in `concealed` (whose
+    involvement a protection hold conceals from it)."""
     out: dict[str, Any] = {
         "id": ref.id,
         "family_id": ref.family_id,
@@ -210,7 +212,8 @@ def _out(ref: Referral, reason: str, cipher: FamilyCipher | None = None,
         sides = {None, ref.from_agency, ref.to_agency}
         out["history"] = [{
             "state": e.state, "at": iso_time(e.at),
-            **({"by": e.by, "agency": e.agency_id} if full or e.agency_id in sides
+            **({"by": e.by, "agency": e.agency_id}
+               if (full or e.agency_id in sides) and e.agency_id not in concealed
                else {"by": "family", "agency": None}),
             "note": None if e.note is None else cipher.open(
                 "referral_events", "note", f"{ref.id}/{e.seq}", e.note),
@@ -379,8 +382,10 @@ def _detail(session: Session, view: FamilyView, actor: Actor, ref: Referral,
             now: datetime) -> dict[str, Any]:
     full = actor.is_family or (view.form is not None and _form_view(
         session, actor, view.family.id, view.form, now).full)
+    concealed = (concealed_from_family(session, view.family.id, now).involvement
+                 if actor.is_family else frozenset())
     return _out(ref, _reason(view.cipher, ref), view.cipher, _history(session, ref),
-                _appointments(session, [ref])[ref.id], full=full)
+                _appointments(session, [ref])[ref.id], full=full, concealed=concealed)
 
 
 def get_referral(session: Session, vault: Vault, actor: Actor, referral_id: str,
