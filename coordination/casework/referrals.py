@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, or_, select
@@ -475,6 +475,19 @@ def _record(session: Session, cipher: FamilyCipher, ref: Referral, actor: Actor,
     session.add(_event(cipher, ref, actor, seq, note, now))
 
 
+# An appointment is booked for the coming two years, or recorded after the
+# fact up to a year back; a moment outside that is a typing slip (year 252).
+BOOK_BACK = timedelta(days=366)
+BOOK_AHEAD = timedelta(days=2 * 366)
+
+
+def appointment_errors(at: datetime, now: datetime) -> dict[str, list[str]]:
+    """The appointment's moment, checked against `now` (a 422 naming `at`)."""
+    if not now - BOOK_BACK <= at <= now + BOOK_AHEAD:
+        return {"at": ["must be within a year before and two years after today"]}
+    return {}
+
+
 def check_book(session: Session, vault: Vault, actor: Actor, referral_id: str,
                now: datetime) -> None:
     """The checks of `book_appointment` that come before 422, without acting."""
@@ -491,6 +504,9 @@ def book_appointment(session: Session, vault: Vault, actor: Actor, referral_id: 
     sealed under the family's key."""
     ref, view = _find(session, vault, actor, referral_id, now, lock=True)
     _may_act(actor, ref, rules.Act.BOOK)
+    errors = appointment_errors(data["at"], now)
+    if errors:
+        raise InvalidInput(errors)
     moved = _move(ref, rules.Act.BOOK)
     apt_id = new_id("apt")
     cipher = view.cipher

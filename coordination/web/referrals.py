@@ -254,6 +254,8 @@ def register(bp: Blueprint) -> None:
         data = {**form, **({"at": _moment(form["at"])} if "at" in form else {})}
         values, errors = parse(AppointmentIn(), data)
         if not errors:
+            errors = referrals.appointment_errors(values["at"], rt.now())
+        if not errors:
             try:
                 referrals.book_appointment(request_db(), rt.vault, me(), referral_id, values,
                                            rt.now())

@@ -59,6 +59,31 @@ def test_an_appointment_time_outside_the_calendar_in_utc_is_422(
     assert count(app, Appointment) == 0
 
 
+@pytest.mark.parametrize("at", ["0252-03-01T10:00:00Z", "2025-11-20T10:00:00Z",
+                                "2028-12-01T10:00:00Z"])
+def test_an_appointment_far_from_today_is_a_typing_slip(
+        app: Flask, api: Api, case: tuple[str, str], at: str) -> None:
+    """A calendar moment, but more than a year back or two years ahead of
+    today (2026-11-22): a 422 naming `at` on the API and the page, nothing
+    stored; a year back and two years ahead are still booked."""
+    family, _ = case
+    ref = accepted(api, family)
+    with nothing_stored(app):
+        refused = api.post(f"/api/v1/referrals/{ref}/appointments", "physio1",
+                           json={"at": at, "place": "Physio unit"})
+        assert refused.status_code == 422, refused.get_json()
+        assert set(refused.get_json()["errors"]) == {"at"}
+    set_passwords(app)
+    physio = signed_in(app, "physio1")
+    with nothing_stored(app, reads=("referral.read",)):
+        page = post_form(physio, f"/staff/referrals/{ref}",
+                         f"/staff/referrals/{ref}/appointments",
+                         {"at": at[:16], "place": "Physio unit"})
+        assert page.status_code == 422  # type: ignore[attr-defined]
+    booked = api.post(f"/api/v1/referrals/{ref}/appointments", "physio1",
+                      json={"at": "2028-11-20T10:00:00Z", "place": "Physio unit"})
+    assert booked.status_code == 201, booked.get_json()
+
 
 def test_a_referrals_history_names_no_agency_the_reader_may_not_know_takes_part(
         app: Flask, api: Api, case: tuple[str, str]) -> None:
