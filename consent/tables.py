@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coordination.db import Base, UTCDateTime
@@ -33,6 +42,9 @@ class ConsentFormRow(Base):
     valid_until: Mapped[date] = mapped_column(Date)
     change: Mapped[str] = mapped_column(String(200))
     changed_by: Mapped[str] = mapped_column(String(100))
+    # Whether the family may be counted in anonymous reports (forms recorded
+    # before this answer existed say no).
+    statistics: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     cells: Mapped[list[ConsentCellRow]] = relationship(
         back_populates="form", lazy="raise", cascade="all, delete-orphan"

@@ -58,6 +58,18 @@ class AgencyName(Base):
     name: Mapped[str] = mapped_column(String(200))
 
 
+class AgencyArea(Base):
+    """An area (a district code and its name) an agency may give a family;
+    reports group by it."""
+
+    __tablename__ = "agency_areas"
+
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
 class Staff(Base):
     __tablename__ = "staff"
     __table_args__ = (
@@ -139,6 +151,13 @@ class FieldDef(Base):
     label: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer)
+    # The kinds of entry the field takes, comma-separated ("text" is free text;
+    # see coordination.casework.entry_kinds).
+    kinds: Mapped[str] = mapped_column(String(200), default="text", server_default="text")
+
+    @property
+    def kind_list(self) -> list[str]:
+        return [k for k in self.kinds.split(",") if k]
 
 
 class Family(Base):
@@ -154,6 +173,8 @@ class Family(Base):
     address: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     national_id: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     languages: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The family's one area code (an `AgencyArea.code`), sealed like its other values.
+    area: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # The agency that recorded the family's attributes (their author).
     recorded_by_agency: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -238,7 +259,8 @@ class Entry(Base):
     """A value written by an agency under one field of a family's record."""
 
     __tablename__ = "entries"
-    __table_args__ = (Index("ix_entries_family_written", "family_id", "written_at"),)
+    __table_args__ = (Index("ix_entries_family_written", "family_id", "written_at"),
+                      Index("ix_entries_kind_written", "kind", "written_at"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     family_id: Mapped[str] = mapped_column(ForeignKey("families.id", ondelete="CASCADE"))
@@ -246,6 +268,9 @@ class Entry(Base):
     agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
     author_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
     written_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # "text", or a typed kind ("attendance", "needs"): then `value` seals the
+    # entry's data as JSON (coordination.casework.entry_kinds).
+    kind: Mapped[str] = mapped_column(String(32), default="text", server_default="text")
     value: Mapped[bytes] = mapped_column(LargeBinary)
 
 

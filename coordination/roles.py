@@ -8,6 +8,8 @@ class Role(StrEnum):
     COORDINATOR = "coordinator"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    # Reports only (coordination.reports); never family content.
+    EVALUATOR = "evaluator"
 
 
 class InvolvementStatus(StrEnum):
