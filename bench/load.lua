@@ -2,10 +2,12 @@
 -- file in turn, from its own place in it (so the threads spread over the
 -- families), and at the end one summary line is printed for bench/load.py.
 --
---   wrk -t THREADS -c CONNECTIONS -d SECONDS -s bench/load.lua URL -- FILE TOKEN THREADS
+--   wrk -t THREADS -c CONNECTIONS -d SECONDS -s bench/load.lua URL -- FILE TOKEN THREADS START
 --
 -- FILE: one request per line, METHOD<TAB>PATH or METHOD<TAB>PATH<TAB>JSON BODY.
 -- TOKEN: sent as `Authorization: Bearer TOKEN`; "-" sends none.
+-- START: where in the file the first thread begins (0 to the number of lines
+-- less one); the others begin evenly spread after it.
 
 local threads = 0
 
@@ -18,7 +20,8 @@ local requests = {}
 local position = 1
 
 function init(args)
-   local file, token, count = args[1], args[2], tonumber(args[3]) or 1
+   local file, token = args[1], args[2]
+   local count, start = tonumber(args[3]) or 1, tonumber(args[4]) or 0
    for line in io.lines(file) do
       local method, path, body = line:match("^(%u+)\t([^\t]+)\t?(.*)$")
       if method then
@@ -37,7 +40,7 @@ function init(args)
    if #requests == 0 then
       error("no requests in " .. file)
    end
-   position = math.floor(id * #requests / count) % #requests + 1
+   position = (start + math.floor(id * #requests / count)) % #requests + 1
 end
 
 function request()

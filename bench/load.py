@@ -374,6 +374,7 @@ class Bench:
     engine: Engine  # the bench's own connection to the data database (one, kept open)
     postmaster: int
     threads: int
+    rng: random.Random
     runs: list[Run] = field(default_factory=list)
 
     def log_mark(self, table: Table | None) -> int:
@@ -394,6 +395,10 @@ class Bench:
         """One wrk run against `server`; `log`: the table the run must grow by
         one row per 2xx answer."""
         threads = min(self.threads, connections)
+        # Each run begins at a random place in the file: not on the families
+        # the runs before it have just read.
+        with requests.open() as handle:
+            start = self.rng.randrange(sum(1 for _ in handle))
         mark = self.log_mark(log)
         offset = server.log_size()
         roots = [server.proc.pid, self.postmaster]
@@ -401,7 +406,8 @@ class Bench:
         mine = os.times()
         busy, served, started = machine_busy_seconds(), cpu_seconds(roots), time.monotonic()
         command = [self.wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-                   "-s", str(LUA), server.base, "--", str(requests), token or "-", str(threads)]
+                   "-s", str(LUA), server.base,
+                   "--", str(requests), token or "-", str(threads), str(start)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
         if result.returncode != 0:
             raise BenchError(f"wrk failed ({result.returncode}): {result.stderr.strip()[-500:]}")
@@ -444,11 +450,15 @@ def postmaster_pid(cluster: Cluster) -> int:
 
 
 def durability(engine: Engine) -> str:
+    """The server, the settings that keep commits durable, and the data database's size."""
     with engine.connect() as conn:
         names = ("server_version", "fsync", "synchronous_commit", "full_page_writes")
         values = {n: conn.exec_driver_sql(f"SHOW {n}").scalar() for n in names}
+        size = conn.exec_driver_sql(
+            "SELECT pg_size_pretty(pg_database_size(current_database()))").scalar()
     version = str(values.pop("server_version")).split()[0]
-    return f"PostgreSQL {version}, " + ", ".join(f"{k}={v}" for k, v in values.items())
+    return (f"PostgreSQL {version}, " + ", ".join(f"{k}={v}" for k, v in values.items())
+            + f", data database {size}")
 
 
 @dataclass
@@ -479,7 +489,7 @@ def measure(args: argparse.Namespace) -> Outcome:
             files = request_files(folder, inst, rng)
             engine = create_engine(inst.data_url, poolclass=StaticPool)
             try:
-                outcome = drive_all(args, wrk, cluster, engine, inst, files, folder)
+                outcome = drive_all(args, wrk, cluster, engine, inst, files, folder, rng)
             finally:
                 engine.dispose()
             return outcome
@@ -488,8 +498,9 @@ def measure(args: argparse.Namespace) -> Outcome:
 
 
 def drive_all(args: argparse.Namespace, wrk: str, cluster: Cluster, engine: Engine,
-              inst: Installation, files: dict[str, Path], folder: Path) -> Outcome:
-    bench = Bench(wrk, engine, postmaster_pid(cluster), args.threads)
+              inst: Installation, files: dict[str, Path], folder: Path,
+              rng: random.Random) -> Outcome:
+    bench = Bench(wrk, engine, postmaster_pid(cluster), args.threads, rng)
     audit: Table = AuditEntry.__table__  # type: ignore[assignment]
     floor_log = log_table()
     floor_log.metadata.create_all(engine)
