@@ -89,6 +89,12 @@ def ok_count(statuses: Mapping[int, int]) -> int:
     return sum(n for status, n in statuses.items() if 200 <= status < 300)
 
 
+def log_exact(logged: Mapping[str, int], ok: int, action: str | None) -> bool:
+    """A run's log grew by exactly one row per 2xx answer, every row of the
+    run's action (`logged`: rows added during the run, by action)."""
+    return sum(logged.values()) == ok and set(logged) <= {action}
+
+
 # --- CPU time of process trees -----------------------------------------------------
 
 

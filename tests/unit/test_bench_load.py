@@ -74,6 +74,15 @@ def test_access_statuses_counts_answers_by_status_and_skips_other_lines() -> Non
     assert tools.ok_count(statuses) == 3
 
 
+def test_log_exact_wants_one_row_of_the_runs_action_per_2xx_answer() -> None:
+    assert tools.log_exact({"record.read": 120}, 120, "record.read")
+    assert tools.log_exact({}, 0, "record.read")
+    assert not tools.log_exact({"record.read": 121}, 120, "record.read")  # one too many
+    assert not tools.log_exact({"record.read": 119}, 120, "record.read")  # one missing
+    # as many rows, but one of them another action (a refusal's entry, say)
+    assert not tools.log_exact({"record.read": 119, "request.denied": 1}, 120, "record.read")
+
+
 def test_parse_proc_stat_reads_past_a_command_name_with_spaces_and_parentheses() -> None:
     # pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
     # utime stime cutime cstime ...
