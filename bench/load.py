@@ -96,6 +96,7 @@ WRITER = "nurse1"  # the health centre is involved with every family: it may wri
 WRITE_FIELD = "health"
 WRITE_TEXT = "Follow-up {n}: walks with support; next review in four weeks."
 WARMUP_SECONDS = 2
+WRK_TIMEOUT = 2  # seconds: a request not answered by then counts as an error (wrk's default)
 START_TIMEOUT = 60.0
 # The issue's targets (issue 13, "Targets").
 READS_TARGET = 500.0  # audited shared-record reads per second, 0 errors
@@ -350,6 +351,16 @@ class Run:
         return self.answered - self.ok + self.wrk.socket_errors
 
     @property
+    def error_detail(self) -> str:
+        """What the errors were: statuses other than 2xx, and wrk's socket errors."""
+        parts = [f"{status} x{n}" for status, n in sorted(self.statuses.items())
+                 if not 200 <= status < 300]
+        parts += [f"{kind} x{n}" for kind, n in (
+            ("connect", self.wrk.connect), ("read", self.wrk.read), ("write", self.wrk.write),
+            (f"timeout (over {WRK_TIMEOUT} s)", self.wrk.timeout)) if n]
+        return ", ".join(parts)
+
+    @property
     def cpu_ms(self) -> float:
         return self.cpu_seconds * 1000 / self.answered if self.answered else float("nan")
 
@@ -405,7 +416,7 @@ class Bench:
         mine = os.times()
         busy, served, started = machine_busy_seconds(), cpu_seconds(roots), time.monotonic()
         command = [self.wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-                   "-s", str(LUA), server.base,
+                   "--timeout", f"{WRK_TIMEOUT}s", "-s", str(LUA), server.base,
                    "--", str(requests), token or "-", str(threads), str(start)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
         if result.returncode != 0:
@@ -570,6 +581,9 @@ def report(out: Outcome) -> None:
         print(f"{r.label:<20} {r.server:<8} {r.connections:>5} {r.wrk.per_second:>8,.0f} "
               f"{r.wrk.p50_us / 1000:>7.2f} {r.wrk.p99_us / 1000:>7.2f} {r.errors:>6,} "
               f"{r.cpu_ms:>10.2f} {r.other_percent:>6.0f}%  {log}")
+    for r in out.runs:
+        if r.errors:
+            print(f"errors of {r.label} ({r.server}): {r.error_detail}")
     reads, floor_reads = out.run("reads"), out.run("reads", "floor")
     health, floor_health = out.run("/healthz"), out.run("/healthz", "floor")
     seq_read, seq_health = out.run("sequential read"), out.run("sequential /healthz")
