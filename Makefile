@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean translations
+.PHONY: demo test bench bench-load lint clean translations
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/audit_log.py
 	$(BIN)/python bench/not_found.py
 	$(BIN)/python bench/search.py
+
+# onestory serve under wrk on a durable PostgreSQL, against a floor (bench/README.md);
+# installs Debian's wrk when it is missing. BENCH_LOAD_ARGS="--families 200000 --duration 30"
+bench-load: $(VENV)/.installed-test
+	$(BIN)/python bench/load.py $(BENCH_LOAD_ARGS)
 
 # The family page's message catalogues (coordination/translations, see README
 # "Translations"): extract the English strings, merge them into each language's

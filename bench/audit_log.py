@@ -63,13 +63,15 @@ from common import (
     Store,
     Timing,
     counting,
+    durable_cluster,
     open_store,
+    plain_log_table,
     postgres_databases,
     settle,
     sqlite_databases,
     verdict,
 )
-from sqlalchemy import Column, Engine, Index, MetaData, Table, func, insert, select, text, update
+from sqlalchemy import Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
@@ -88,14 +90,7 @@ BLOCKS = 5  # the timed reads split in time, for the ratio's spread
 WARMUP = 200  # reads of each kind before timing
 
 # The plain table of the floor: audit_log's columns, types and indexes; no chain.
-_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
-FLOOR = Table(
-    "audit_floor", MetaData(),
-    *(Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable,
-             autoincrement=False) for c in _LOG.columns),
-    Index("ix_audit_floor_family_seq", "family_id", "seq"),
-    Index("ix_audit_floor_actor_seq", "actor", "seq"),
-)
+FLOOR = plain_log_table("audit_floor")
 FILLER_HASH = "f" * 64  # a 64-character hex string, as prev_hash and hash are
 
 
@@ -495,26 +490,7 @@ def sqlite_run(families: int, reads: int, entries: int, pin: bool, profile: bool
 
 def postgres_run(families: int, reads: int, entries: int, pin: bool, profile: bool
                  ) -> BackendRun:
-    from tests.pg import Cluster
-
-    class DurableCluster(Cluster):
-        """tests/pg.py's throwaway cluster without its fsync=off and
-        full_page_writes=off: every setting that keeps commits durable stays at
-        PostgreSQL's default."""
-
-        def start(self) -> None:
-            if self._as_postgres:
-                import pwd
-
-                pw = pwd.getpwnam("postgres")
-                os.chown(self.root, pw.pw_uid, pw.pw_gid)
-            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--locale=C")
-            options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
-                      "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
-
-    with postgres_databases(DurableCluster(), DATABASES) as urls:
+    with postgres_databases(durable_cluster(), DATABASES) as urls:
         results, settings = read_part("postgresql", urls, families, reads, pin)
         verification = verify_part("postgresql", urls["log"], entries, profile)
         return BackendRun("postgresql", settings, results, verification)

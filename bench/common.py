@@ -1,6 +1,7 @@
-"""What bench/shared_record.py and bench/audit_log.py share: the case they read
-(the same agencies, staff and families), the stores they read it from, the
-databases those live in, and the tools that time the reads.
+"""What the benchmarks share: the case they read (the same agencies, staff and
+families), the stores they read it from, the databases those live in (a
+durable PostgreSQL cluster among them), the plain table a floor appends its
+log rows to, and the tools that time the reads.
 
 The scripts import it as `common`: run as `python bench/<name>.py`, Python puts
 bench/ on the module path (each script puts the project root before it).
@@ -23,13 +24,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, Engine, Table, event, insert, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    event,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy import Index as SqlIndex
 from sqlalchemy.orm import Session, sessionmaker
 
 import consent.tables  # noqa: F401  (registers the consent tables)
+from audit.model import AuditEntry
 from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination import accounts, migrate
 from coordination.actors import Actor
+from coordination.casework import search_index
 from coordination.crypto import (
     EnvelopeVault,
     FamilyCipher,
@@ -42,8 +57,9 @@ from coordination.crypto import (
 )
 from coordination.db import make_engine, make_session_factory
 from coordination.keystore import DataKey, KeyStore
-from coordination.model import Entry, Family, Involvement, Member, Staff
+from coordination.model import Entry, Family, Involvement, Member, SearchIndexed, SearchTerm, Staff
 from coordination.roles import InvolvementStatus
+from coordination.search_words import name_words
 
 if TYPE_CHECKING:
     from tests.pg import Cluster
@@ -167,6 +183,16 @@ def open_store(name: str, url: str, keystore_url: str | None, now: datetime) -> 
         migrate.upgrade(keystore.engine, keystore=True)
         vault = EnvelopeVault(Keyring(new_keyring_document()), keystore,
                               secrets.token_bytes(32))
+    staff_ids, actor, _token = add_case_accounts(sessions, now)
+    return Store(name, engine, sessions, vault, actor, staff_ids, keystore)
+
+
+def add_case_accounts(sessions: sessionmaker[Session], now: datetime
+                      ) -> tuple[dict[str, int], Actor, str]:
+    """The case's AGENCIES and STAFF, added through `coordination.accounts` (as
+    the command line adds them) to a database with the schema; returns the
+    staff ids by username, READER signed in, and READER's API token (valid
+    for 2 hours)."""
     with sessions() as session:
         for slug, agency_name, kind, minimal in AGENCIES:
             accounts.add_agency(session, slug, agency_name, kind, minimal, now)
@@ -175,7 +201,7 @@ def open_store(name: str, url: str, keystore_url: str | None, now: datetime) -> 
         staff_ids = dict(session.execute(select(Staff.username, Staff.id)).tuples().all())
         token = accounts.create_token(session, READER, timedelta(hours=2), now)
         actor = accounts.authenticate(session, token, now)
-    return Store(name, engine, sessions, vault, actor, staff_ids, keystore)
+    return staff_ids, actor, token
 
 
 # --- loading families -------------------------------------------------------------
@@ -225,12 +251,17 @@ class Loader:
     """Generates families once and bulk-inserts them, sealed by each store's
     cipher, into every store with Core executemany. Each family gets a family
     row, 2 members, an active involvement (health centre), the 5 ENTRIES and a
-    consent form with the 6 CELLS."""
+    consent form with the 6 CELLS. With `index_search`, each family is also
+    indexed for search as `casework.search_index.write` indexes it (a term per
+    word of each name and per birth date, and the family marked current), and
+    `people` keeps each family's name and birth date (what a search asks)."""
 
     stores: list[Store]
     now: datetime
     staff_ids: dict[str, int]
     rng: random.Random = field(default_factory=lambda: random.Random(20261122))
+    index_search: bool = False
+    people: dict[str, tuple[str, date]] = field(default_factory=dict)
     family_ids: list[str] = field(default_factory=list)
     next_involvement: int = 1
     next_form: int = 1
@@ -291,6 +322,8 @@ class Loader:
         entries: list[dict[str, Any]] = []
         forms: list[dict[str, Any]] = []
         cells: list[dict[str, Any]] = []
+        terms: list[dict[str, Any]] = []
+        indexed: list[dict[str, Any]] = []
         for _ in range(count):
             n = len(self.family_ids)
             fid = self.hex_id("fam")
@@ -304,6 +337,7 @@ class Loader:
             name = f"{first} {last}"
             born = date(2020, 1, 1) + timedelta(days=rng.randrange(5 * 365))
             created = now - timedelta(days=rng.randrange(1, 700), seconds=rng.randrange(86_400))
+            people = [search_index.Person(fid, name, born.isoformat())]
             families.append({
                 "id": fid,
                 "display_name": seal("families", "display_name", fid, name),
@@ -319,6 +353,8 @@ class Loader:
             })
             for position, (who, relation) in enumerate(((first, "mother"), ("Emir", "child"))):
                 member_id = self.hex_id("mem")
+                people.append(search_index.Person(
+                    member_id, f"{who} {last}", born.isoformat() if relation == "child" else None))
                 members.append({
                     "id": member_id,
                     "family_id": fid,
@@ -376,6 +412,19 @@ class Loader:
             cells.extend(
                 {"form_id": form_id, "agency_id": a, "field_id": f} for a, f in CELLS
             )
+            if self.index_search:
+                self.people[fid] = (name, born)
+                terms.extend({"family_id": fid, "owner": owner, "term": term}
+                             for owner, term in sorted(_search_terms(people)))
+                indexed.append({
+                    "family_id": fid,
+                    "scheme": Index("search_scheme", search_index.SCHEME_VERSION),
+                    "indexed_at": now,
+                })
+        search_tables = [
+            (SearchTerm.__table__, terms),
+            (SearchIndexed.__table__, indexed),
+        ] if self.index_search else []
         return [
             (Family.__table__, families),  # type: ignore[list-item]
             (Member.__table__, members),
@@ -383,7 +432,19 @@ class Loader:
             (ConsentFormRow.__table__, forms),
             (ConsentCellRow.__table__, cells),
             (Entry.__table__, entries),
+            *search_tables,  # type: ignore[list-item]
         ]
+
+
+def _search_terms(people: list[search_index.Person]) -> set[tuple[str, Index]]:
+    """`search_index.terms` with the HMACs left to each store's vault."""
+    found: set[tuple[str, Index]] = set()
+    for person in people:
+        found.update((person.owner, Index(search_index.WORD, word))
+                     for word in name_words(person.name))
+        if person.birth_date:
+            found.add((person.owner, Index(search_index.BIRTH_DATE, person.birth_date)))
+    return found
 
 
 # --- the databases ------------------------------------------------------------------
@@ -407,6 +468,50 @@ def postgres_databases(cluster: Cluster, names: Iterable[str]) -> Iterator[dict[
         yield {name: create_database(cluster.admin_url) for name in names}
     finally:
         cluster.stop()
+
+
+def durable_cluster() -> Cluster:
+    """tests/pg.py's throwaway cluster without its fsync=off and
+    full_page_writes=off: every setting that keeps commits durable stays at
+    PostgreSQL's default (fsync, full_page_writes, synchronous_commit on).
+    Room for 200 connections (a multi-worker server holds a pool per worker)."""
+    from tests.pg import Cluster
+
+    class DurableCluster(Cluster):
+        def start(self) -> None:
+            if self._as_postgres:
+                import pwd
+
+                pw = pwd.getpwnam("postgres")
+                os.chown(self.root, pw.pw_uid, pw.pw_gid)
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                      "--auth=trust", "-E", "UTF8", "--locale=C")
+            options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                       "-c max_connections=200")
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                      "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+
+    return DurableCluster()
+
+
+def plain_log_table(name: str, *, numbered_by_database: bool = False) -> Table:
+    """A plain table with audit_log's columns, types and indexes and no chain:
+    where a floor appends rows of the same size as audit entries. Its `seq` is
+    given by the caller, or with `numbered_by_database` by the database (for
+    writers in several processes)."""
+    log: Table = AuditEntry.__table__  # type: ignore[assignment]
+    columns = []
+    for c in log.columns:
+        if c.name == "seq" and numbered_by_database:
+            columns.append(Column("seq", BigInteger, primary_key=True, autoincrement=True))
+        else:
+            columns.append(Column(c.name, c.type, primary_key=c.primary_key,
+                                  nullable=c.nullable, autoincrement=False))
+    return Table(
+        name, MetaData(), *columns,
+        SqlIndex(f"ix_{name}_family_seq", "family_id", "seq"),
+        SqlIndex(f"ix_{name}_actor_seq", "actor", "seq"),
+    )
 
 
 def settle(engine: Engine) -> None:

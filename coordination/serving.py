@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -100,11 +101,15 @@ def close_when_body_may_stay_unread(max_body_bytes: int) -> Any:
 
 
 def serve(host: str, port: int, workers: int, max_body_bytes: int, *,
-          quiet_start: bool = False) -> None:
+          quiet_start: bool = False, application: Callable[[], Any] | None = None) -> None:
     """Run gunicorn with the OneStory application until it is stopped.
     `quiet_start`: no start-up lines (the demo ends its output with what to
-    open); warnings, errors and the access log still come."""
+    open); warnings, errors and the access log still come. `application`:
+    another WSGI application's factory, called in each worker, served the same
+    way (bench/floor_app.py, the load benchmark's floor)."""
     from coordination.app import create_app
+
+    make_app = application or create_app
 
     class OneStoryServer(BaseApplication):
         def load_config(self) -> None:
@@ -123,6 +128,6 @@ def serve(host: str, port: int, workers: int, max_body_bytes: int, *,
                 self.cfg.set("loglevel", "warning")
 
         def load(self) -> Any:
-            return create_app()
+            return make_app()
 
     OneStoryServer().run()
