@@ -16,6 +16,7 @@ KIND_NAMES = {entry_kinds.TEXT: "Free text",
               entry_kinds.ATTENDANCE: "Attendance (sessions attended of sessions offered)",
               entry_kinds.NEEDS: "Needs"}
 WHOLE = re.compile(r"[0-9]{1,9}")
+FRACTION = re.compile(r"[0-9]{0,9}[.,][0-9]{1,9}")
 
 
 def form_context(catalogue: Sequence[FieldDef], writable: Sequence[str],
@@ -35,9 +36,14 @@ def form_context(catalogue: Sequence[FieldDef], writable: Sequence[str],
 
 
 def _count(raw: str) -> Any:
-    # A whole number as one; anything else ("80%", "0.8", "forty") as typed,
-    # for the kind's check to refuse with what to send.
-    return int(raw) if WHOLE.fullmatch(raw) else raw
+    # A whole number as one, a fraction ("0.8", "0,8") as one too, anything
+    # else ("80%", "forty") as typed: the kind's check refuses all but the
+    # first, a fraction or percentage with what to send (counts).
+    if WHOLE.fullmatch(raw):
+        return int(raw)
+    if FRACTION.fullmatch(raw):
+        return float(raw.replace(",", "."))
+    return raw
 
 
 def posted() -> tuple[dict[str, Any], dict[str, Any]]:
