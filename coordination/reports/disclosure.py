@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from typing import Literal
 
 # The smallest k an installation may configure (CONTRACT.md: never below 5).
 MIN_K = 5
@@ -87,37 +88,61 @@ def share_of(numerator: int | None, denominator: int | None) -> int | None:
     return round_half_up(100 * numerator / denominator)
 
 
-def _withheld(report: RawReport, k: int) -> set[tuple[int, str]]:
-    """The counts withheld, as (row index, count name): every count below k
-    (primary suppression) and, for each count name, the smallest other count
-    of that name when only one row withholds it (secondary suppression, so
-    that a sum over the rows -- a totals row or another breakdown of the
-    same families -- never isolates a single withheld count)."""
-    withheld = {
-        (i, name)
+# Why a count is withheld: below k, or taken with a lone withheld count of the
+# same row ("row") or of the same count name across the rows ("name").
+Reason = Literal["below k", "row", "name"]
+Cell = tuple[int, str]
+
+
+def withheld_counts(report: RawReport, k: int) -> dict[Cell, Reason]:
+    """The counts to withhold, as (row index, count name) -> why.
+
+    Primary suppression: every count below k. Secondary suppression, over
+    the report's lines -- each row, and each count name across the rows --
+    repeated until nothing changes: a line in which exactly one count is
+    withheld and some are not also withholds its smallest published count
+    (the first in the line's order on a tie). Then no line has a single
+    withheld count that its total (a totals row or column, the same count in
+    another breakdown of the same families) would give away, and the one
+    withheld with it is the smallest, so no line is left with more unknown
+    than it needs.
+    """
+    reasons: dict[Cell, Reason] = {
+        (i, name): "below k"
         for i, row in enumerate(report.rows)
         for name, value in row.counts.items()
         if value < k
     }
-    names = sorted({name for row in report.rows for name in row.counts})
-    for name in names:
-        cells = [(i, row.counts[name]) for i, row in enumerate(report.rows) if name in row.counts]
-        primary = [i for i, _ in cells if (i, name) in withheld]
-        if len(primary) != 1:
-            continue
-        others = [(value, i) for i, value in cells if (i, name) not in withheld]
-        if others:
-            # The smallest, the first such row on a tie: deterministic.
-            _, chosen = min(others)
-            withheld.add((chosen, name))
-    return withheld
+    names = list(dict.fromkeys(name for row in report.rows for name in row.counts))
+    lines: list[tuple[Reason, list[Cell]]] = [
+        ("row", [(i, name) for name in row.counts]) for i, row in enumerate(report.rows)
+    ]
+    lines += [
+        ("name", [(i, name) for i, row in enumerate(report.rows) if name in row.counts])
+        for name in names
+    ]
+    changed = True
+    while changed:
+        changed = False
+        for why, cells in lines:
+            if sum(1 for cell in cells if cell in reasons) != 1:
+                continue
+            published = [
+                (report.rows[i].counts[name], position, (i, name))
+                for position, (i, name) in enumerate(cells)
+                if (i, name) not in reasons
+            ]
+            if published:
+                reasons[min(published)[2]] = why
+                changed = True
+    return reasons
 
 
 def protect(report: RawReport, k: int) -> Published:
     """The publishable form of `report` under threshold `k` (>= MIN_K).
 
     Counts: withheld (None) below k and where secondary suppression says so
-    (`_withheld`); every other count is published rounded (`round_count`).
+    (`withheld_counts`); every other count is published rounded (`round_count`).
     Medians: only from at least k observations, rounded (`median_of`).
     Shares: from the published counts (`share_of`). `suppressed` is how many
     values are None. The rows keep the report's order; each row's values are
@@ -135,7 +160,7 @@ def protect(report: RawReport, k: int) -> Published:
         for name, (numerator, denominator) in row.shares.items():
             if numerator not in row.counts or denominator not in row.counts:
                 raise ValueError(f"share {name!r} names a count the row does not have")
-    withheld = _withheld(report, k)
+    withheld = withheld_counts(report, k)
     rows: list[dict[str, object]] = []
     suppressed = 0
     for i, row in enumerate(report.rows):

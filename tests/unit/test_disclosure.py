@@ -13,6 +13,8 @@ from coordination.reports.disclosure import (
     RawRow,
     protect,
     round_count,
+    share_of,
+    withheld_counts,
 )
 
 
@@ -76,22 +78,49 @@ def test_rounding_to_five_rounds_remainders_3_and_4_up() -> None:
 
 
 def test_a_lone_withheld_count_takes_the_smallest_other_one_with_it() -> None:
+    # By agency, with a totals row: 7 alone withheld would be 42 - 23 - 12
+    # give or take the rounding; the smallest other (12) goes with it.
     report = RawReport(
         [
-            RawRow({"agency": "a"}, counts={"families": 7, "referred": 40}),
-            RawRow({"agency": "b"}, counts={"families": 23, "referred": 41}),
-            RawRow({"agency": "c"}, counts={"families": 12, "referred": 42}),
-            RawRow({"agency": "all"}, counts={"families": 42, "referred": 123}),
+            RawRow({"agency": "a"}, counts={"families": 7}),
+            RawRow({"agency": "b"}, counts={"families": 23}),
+            RawRow({"agency": "c"}, counts={"families": 12}),
+            RawRow({"agency": "all"}, counts={"families": 42}),
         ]
     )
     published = protect(report, 10)
     assert [row["values"] for row in published.rows] == [
-        {"families": None, "referred": 40},
-        {"families": 25, "referred": 40},
-        {"families": None, "referred": 40},
-        {"families": 40, "referred": 125},
+        {"families": None}, {"families": 25}, {"families": None}, {"families": 40},
     ]
     assert published.suppressed == 2
+    assert withheld_counts(report, 10) == {(0, "families"): "below k", (2, "families"): "name"}
+
+
+def test_rows_are_lines_too_and_suppression_repeats_until_no_line_has_one() -> None:
+    # Referral states with the row's total: accepted 6 alone withheld would be
+    # 30 - 12 - 12 give or take the rounding.
+    report = RawReport(
+        [
+            RawRow({"area": "N1"}, counts={"total": 30, "accepted": 6, "refused": 12,
+                                          "waiting": 12}),
+            RawRow({"area": "N2"}, counts={"total": 60, "accepted": 20, "refused": 25,
+                                          "waiting": 15}),
+            RawRow({"area": "all"}, counts={"total": 90, "accepted": 26, "refused": 37,
+                                           "waiting": 27}),
+        ]
+    )
+    # N1 withholds accepted (below k) and refused (the smallest other, the
+    # first on a tie with waiting); the names accepted and refused then each
+    # have one withheld count, so N2's accepted and refused go too.
+    assert withheld_counts(report, 10) == {
+        (0, "accepted"): "below k", (0, "refused"): "row",
+        (1, "accepted"): "name", (1, "refused"): "name",
+    }
+    assert _values(report) == [
+        {"total": 30, "accepted": None, "refused": None, "waiting": 10},
+        {"total": 60, "accepted": None, "refused": None, "waiting": 15},
+        {"total": 90, "accepted": 25, "refused": 35, "waiting": 25},
+    ]
 
 
 def test_two_withheld_counts_of_a_name_need_no_third() -> None:
@@ -126,28 +155,36 @@ def test_medians_need_k_observations_and_are_rounded_half_up() -> None:
 
 
 def test_shares_come_from_the_published_counts_in_whole_percent() -> None:
+    shares = {"accepted_share": ("accepted", "referrals"),
+              "attended_share": ("attended", "accepted")}
     report = RawReport(
         [
-            RawRow({"agency": "a"}, counts={"referrals": 33, "accepted": 22},
-                   shares={"accepted_share": ("accepted", "referrals")}),
-            RawRow({"agency": "b"}, counts={"referrals": 40, "accepted": 4},
-                   shares={"accepted_share": ("accepted", "referrals")}),
-            RawRow({"agency": "c"}, counts={"referrals": 29, "accepted": 3},
-                   shares={"accepted_share": ("accepted", "referrals")}),
+            RawRow({"agency": "a"}, counts={"referrals": 33, "accepted": 22, "attended": 15},
+                   shares=shares),
+            RawRow({"agency": "b"}, counts={"referrals": 40, "accepted": 4, "attended": 3},
+                   shares=shares),
+            RawRow({"agency": "c"}, counts={"referrals": 29, "accepted": 12, "attended": 8},
+                   shares=shares),
         ]
     )
     assert _values(report) == [
-        # 20 of 35 published: 57 % (not 22/33 = 67 %).
-        {"referrals": 35, "accepted": 20, "accepted_share": 57},
-        {"referrals": 40, "accepted": None, "accepted_share": None},
-        {"referrals": 30, "accepted": None, "accepted_share": None},
+        # 20 of 35 published: 57 % (not 22/33 = 67 %); 15 of 20: 75 %.
+        {"referrals": 35, "accepted": 20, "attended": 15, "accepted_share": 57,
+         "attended_share": 75},
+        {"referrals": 40, "accepted": None, "attended": None, "accepted_share": None,
+         "attended_share": None},
+        {"referrals": 30, "accepted": None, "attended": None, "accepted_share": None,
+         "attended_share": None},
     ]
-    # A share of 2/3 of published counts is rounded half up: 66.67 -> 67.
-    thirds = RawReport([RawRow({"agency": "a"}, counts={"n": 15, "d": 30},
+    # Halves and thirds: 2/3 of published counts is 66.67 -> 67; 1/8 -> 12.5 -> 13.
+    thirds = RawReport([RawRow({"agency": "a"}, counts={"n": 10, "d": 15},
                                shares={"s": ("n", "d")}),
-                        RawRow({"agency": "b"}, counts={"n": 10, "d": 15},
+                        RawRow({"agency": "b"}, counts={"n": 10, "d": 80},
                                shares={"s": ("n", "d")})])
-    assert [v["s"] for v in _values(thirds)] == [50, 67]
+    assert [v["s"] for v in _values(thirds)] == [67, 13]
+    # A share is withheld when its denominator is 0 (never the case of a
+    # published count, but the rule holds for any pair).
+    assert share_of(10, 0) is None
 
 
 def test_bad_figures_are_refused() -> None:
