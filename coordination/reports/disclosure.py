@@ -55,14 +55,27 @@ class Published:
 
 
 def round_count(value: int) -> int:
-    """`value` (>= 0) to the nearest multiple of 5: a remainder of 0, 1 or 2
-    rounds down, 3 or 4 rounds up (no ties, since counts are whole numbers).
+    """`value` (>= 0) rounded up to a multiple of 5: 11 to 15 all give 15,
+    15 gives 15, 0 gives 0. A published r therefore stands for a true count
+    in r - 4 .. r.
 
-    A published r therefore stands for a true count in r-2 .. r+2.
+    Up rather than to the nearest: the least a published count can be
+    (r - 4, one more than a multiple of 5) never equals the greatest a sum
+    of other counts can be (a multiple of 5, see `withheld_below`), so a
+    total and its parts never close in on a withheld part from one
+    relation; see the README, "Disclosure control".
     """
     if value < 0:
         raise ValueError("a count is never negative")
-    return ROUNDING_BASE * ((value + ROUNDING_BASE // 2) // ROUNDING_BASE)
+    return -(-value // ROUNDING_BASE) * ROUNDING_BASE
+
+
+def withheld_below(k: int) -> int:
+    """Counts below this are withheld: k itself, raised to one more than a
+    multiple of 5 (k = 10 -> 11, k = 5 or 6 -> 6, k = 7 -> 11). A withheld
+    count then stands for 0 .. a multiple of 5, the same shape as a
+    published one's r - 4 .. r, and never reveals which side of k it is."""
+    return -(-(k - 1) // ROUNDING_BASE) * ROUNDING_BASE + 1
 
 
 def round_half_up(value: float) -> int:
@@ -88,30 +101,39 @@ def share_of(numerator: int | None, denominator: int | None) -> int | None:
     return round_half_up(100 * numerator / denominator)
 
 
-# Why a count is withheld: below k, or taken with a lone withheld count of the
-# same row ("row") or of the same count name across the rows ("name").
-Reason = Literal["below k", "row", "name"]
+# Why a count is withheld: below the threshold ("below k"), or taken with a
+# lone withheld count of the same row ("row") or of the same count name across
+# the rows ("name"); or because, were one count of its line the sum of the
+# others, the withheld ones would have a single possibility ("sum").
+Reason = Literal["below k", "row", "name", "sum"]
 Cell = tuple[int, str]
 
 
 def withheld_counts(report: RawReport, k: int) -> dict[Cell, Reason]:
     """The counts to withhold, as (row index, count name) -> why.
 
-    Primary suppression: every count below k. Secondary suppression, over
-    the report's lines -- each row, and each count name across the rows --
-    repeated until nothing changes: a line in which exactly one count is
-    withheld and some are not also withholds its smallest published count
-    (the first in the line's order on a tie). Then no line has a single
-    withheld count that its total (a totals row or column, the same count in
-    another breakdown of the same families) would give away, and the one
-    withheld with it is the smallest, so no line is left with more unknown
-    than it needs.
+    Primary suppression: every count below `withheld_below(k)`. Secondary
+    suppression, over the report's lines -- each row, and each count name
+    across the rows -- repeated until nothing changes:
+
+    - a line in which exactly one count is withheld and some are not also
+      withholds its smallest published count (the first in the line's order
+      on a tie), so that the line's total (a totals row or column, or the
+      same count in another breakdown of the same families) never gives
+      away a single withheld count;
+    - a line in which some published count, taken as the sum of the rest of
+      the line, would leave the withheld counts a single possibility (with
+      the bounds a reader has: r - 4 .. r for a published r, 0 .. the
+      threshold - 1 for a count below it, at least the threshold for one
+      withheld with another) also withholds its smallest other published
+      count, or that count itself when it has no other.
     """
+    below = withheld_below(k)
     reasons: dict[Cell, Reason] = {
         (i, name): "below k"
         for i, row in enumerate(report.rows)
         for name, value in row.counts.items()
-        if value < k
+        if value < below
     }
     names = list(dict.fromkeys(name for row in report.rows for name in row.counts))
     lines: list[tuple[Reason, list[Cell]]] = [
@@ -128,14 +150,52 @@ def withheld_counts(report: RawReport, k: int) -> dict[Cell, Reason]:
             if sum(1 for cell in cells if cell in reasons) != 1:
                 continue
             published = [
-                (report.rows[i].counts[name], position, (i, name))
-                for position, (i, name) in enumerate(cells)
-                if (i, name) not in reasons
+                (_value_of(report, cell), position, cell)
+                for position, cell in enumerate(cells)
+                if cell not in reasons
             ]
             if published:
                 reasons[min(published)[2]] = why
                 changed = True
+        for _, cells in lines:
+            squeezing = _squeezing(report, cells, reasons, below)
+            if squeezing is not None:
+                reasons[squeezing] = "sum"
+                changed = True
     return reasons
+
+
+def _value_of(report: RawReport, cell: Cell) -> int:
+    return report.rows[cell[0]].counts[cell[1]]
+
+
+def _squeezing(
+    report: RawReport, cells: list[Cell], reasons: dict[Cell, Reason], below: int
+) -> Cell | None:
+    """The count to withhold so that no published count of the line `cells`,
+    taken as the sum of the others, leaves the withheld ones a single
+    possibility; None when none does."""
+    withheld = [cell for cell in cells if cell in reasons]
+    if not withheld:
+        return None
+    # A reader cannot tell a count withheld for being small from one withheld
+    # with it, so each is at least 0; the small ones are at most below - 1.
+    least = 0
+    most = sum(below - 1 if reasons[cell] == "below k" else math.inf for cell in withheld)
+    bounds = {
+        cell: (round_count(_value_of(report, cell)) - 4, round_count(_value_of(report, cell)))
+        for cell in cells
+        if cell not in reasons
+    }
+    for cell, (low, high) in bounds.items():
+        rest_low = sum(b[0] for other, b in bounds.items() if other != cell)
+        rest_high = sum(b[1] for other, b in bounds.items() if other != cell)
+        # The withheld counts' sum, were `cell` the total: empty when it
+        # cannot be (the others add up to more), one value when it pins them.
+        if max(low - rest_high, least) == min(high - rest_low, most):
+            parts = [(_value_of(report, other), other) for other in bounds if other != cell]
+            return min(parts)[1] if parts else cell
+    return None
 
 
 def protect(report: RawReport, k: int) -> Published:
