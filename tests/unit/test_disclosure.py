@@ -460,3 +460,38 @@ def test_the_attacker_works_out_what_exact_counts_give_away() -> None:
     # Rounded, both totals are published as 40 (36 to 40 each): the
     # difference could be 0 to 4, and no other figure pins it.
     assert _attack(SPREAD, [(1, 3), (1, 4)], 5) == []
+
+
+# The README's example ("Disclosure control"): housing needs by agency, k = 10.
+README_EXAMPLE = _families(
+    {
+        (agency, "N1", month, "housing", "accepted"): n
+        for agency, per_month in (("health", (8, 7, 8, 3)), ("school", (2, 3, 2, 2)),
+                                  ("ngo", (5, 4, 5, 1)))
+        for month, n in zip(MONTHS, per_month, strict=True)
+    }
+)
+
+
+def test_the_readme_example() -> None:
+    def housing(period: tuple[int, int], by: str) -> list[object]:
+        counts = {
+            value: sum(1 for f in README_EXAMPLE
+                       if period[0] <= f[2] <= period[1] and str(f[DIMENSION[by]]) == value)
+            for value in ({"agency": AGENCIES, "month": MONTHS}[by])
+            for value in (str(value),)
+        }
+        report = RawReport([RawRow({by: g}, counts={"housing": n}) for g, n in counts.items()]
+                           + [RawRow({by: "all"}, counts={"housing": sum(counts.values())})])
+        return [row["values"]["housing"] for row in protect(report, 10).rows]  # type: ignore[index]
+
+    # health, school, ngo, all
+    assert housing((1, 3), "agency") == [25, None, None, 45]  # 23, 7, 14, 44
+    assert housing((1, 4), "agency") == [30, None, None, 50]  # 26, 9, 15, 50
+    # January .. April, all
+    assert housing((1, 4), "month") == [15, None, 15, None, 50]  # 15, 14, 15, 6, 50
+    assert _attack(README_EXAMPLE, [(1, 3), (1, 4)], 10) == []
+    # Published exactly, school's 7 is 44 - 23 - 14, April's 6 is 50 - 44.
+    exact = " ".join(_attack(README_EXAMPLE, [(1, 3), (1, 4)], 10,
+                             _weaker(secondary=False, rounding=False), rounded=False))
+    assert "7 = " in exact and "6 = " in exact
