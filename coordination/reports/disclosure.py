@@ -201,8 +201,9 @@ def _squeezing(
 def protect(report: RawReport, k: int) -> Published:
     """The publishable form of `report` under threshold `k` (>= MIN_K).
 
-    Counts: withheld (None) below k and where secondary suppression says so
-    (`withheld_counts`); every other count is published rounded (`round_count`).
+    Counts: withheld (None) below `withheld_below(k)` and where secondary
+    suppression says so (`withheld_counts`); every other count is published
+    rounded up to a multiple of 5 (`round_count`).
     Medians: only from at least k observations, rounded (`median_of`).
     Shares: from the published counts (`share_of`). `suppressed` is how many
     values are None. The rows keep the report's order; each row's values are
