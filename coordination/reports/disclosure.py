@@ -74,7 +74,7 @@ def withheld_below(k: int) -> int:
     """Counts below this are withheld: k itself, raised to one more than a
     multiple of 5 (k = 10 -> 11, k = 5 or 6 -> 6, k = 7 -> 11). A withheld
     count then stands for 0 .. a multiple of 5, the same shape as a
-    published one's r - 4 .. r, and never reveals which side of k it is."""
+    published r's r - 4 .. r (see `round_count`)."""
     return -(-(k - 1) // ROUNDING_BASE) * ROUNDING_BASE + 1
 
 
@@ -86,8 +86,10 @@ def round_half_up(value: float) -> int:
 
 def median_of(samples: list[float], k: int) -> int | None:
     """The median of `samples` rounded to a whole number (`round_half_up`),
-    or None when there are fewer than `k` of them."""
-    if len(samples) < k:
+    or None when there are fewer of them than counts must reach to be
+    published (`withheld_below(k)`, at least k): a median of 10 observations
+    beside a withheld count of those 10 would say the count is 10."""
+    if len(samples) < withheld_below(k):
         return None
     return round_half_up(statistics.median(samples))
 
@@ -112,6 +114,8 @@ Cell = tuple[int, str]
 def withheld_counts(report: RawReport, k: int) -> dict[Cell, Reason]:
     """The counts to withhold, as (row index, count name) -> why.
 
+    Raises ValueError when k < MIN_K.
+
     Primary suppression: every count below `withheld_below(k)`. Secondary
     suppression, over the report's lines -- each row, and each count name
     across the rows -- repeated until nothing changes:
@@ -128,6 +132,7 @@ def withheld_counts(report: RawReport, k: int) -> dict[Cell, Reason]:
       withheld with another) also withholds its smallest other published
       count, or that count itself when it has no other.
     """
+    _check_k(k)
     below = withheld_below(k)
     reasons: dict[Cell, Reason] = {
         (i, name): "below k"
@@ -163,6 +168,11 @@ def withheld_counts(report: RawReport, k: int) -> dict[Cell, Reason]:
                 reasons[squeezing] = "sum"
                 changed = True
     return reasons
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < MIN_K:
+        raise ValueError(f"k must be a whole number of at least {MIN_K}, not {k!r}")
 
 
 def _value_of(report: RawReport, cell: Cell) -> int:
@@ -204,7 +214,8 @@ def protect(report: RawReport, k: int) -> Published:
     Counts: withheld (None) below `withheld_below(k)` and where secondary
     suppression says so (`withheld_counts`); every other count is published
     rounded up to a multiple of 5 (`round_count`).
-    Medians: only from at least k observations, rounded (`median_of`).
+    Medians: only from as many observations as a count must reach to be
+    published, rounded (`median_of`).
     Shares: from the published counts (`share_of`). `suppressed` is how many
     values are None. The rows keep the report's order; each row's values are
     its counts, then its medians, then its shares, in the order given.
@@ -212,8 +223,7 @@ def protect(report: RawReport, k: int) -> Published:
     Raises ValueError when k < MIN_K, a count is negative or not a whole
     number, or a share names a count the row does not have.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < MIN_K:
-        raise ValueError(f"k must be a whole number of at least {MIN_K}, not {k!r}")
+    _check_k(k)
     for row in report.rows:
         for name, value in row.counts.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -20,6 +20,7 @@ from coordination.reports.disclosure import (
     RawReport,
     RawRow,
     Reason,
+    median_of,
     protect,
     round_count,
     share_of,
@@ -156,24 +157,28 @@ def test_a_total_that_would_pin_the_withheld_parts_takes_a_part_with_it() -> Non
                                    "p5": 10, "x": None, "y": None}]
 
 
-def test_medians_need_k_observations_and_are_rounded_half_up() -> None:
+def test_medians_need_as_many_observations_as_a_count_and_are_rounded_half_up() -> None:
+    # k = 10: a count of 10 is withheld, so a median of 10 observations is
+    # too (it would say the count beside it is at least 10: exactly 10).
     report = RawReport(
         [
             RawRow({"agency": "a"}, counts={"referrals": 30},
-                   samples={"days": [1, 2, 3, 4, 5, 6, 7, 8, 9]}),
-            RawRow({"agency": "b"}, counts={"referrals": 30},
                    samples={"days": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}),
+            RawRow({"agency": "b"}, counts={"referrals": 30},
+                   samples={"days": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]}),
             RawRow({"agency": "c"}, counts={"referrals": 30},
-                   samples={"days": [1, 2, 3, 4, 5, 6.2, 7, 8, 9, 10]}),
+                   samples={"days": [1, 2, 3, 4, 5, 6.5, 7, 8, 9, 10, 11, 12]}),
             RawRow({"agency": "d"}, counts={"referrals": 30},
-                   samples={"days": [4.5] * 10}),
+                   samples={"days": [4.5] * 11}),
         ]
     )
     published = protect(report, 10)
+    # b: 6; c: (6.5 + 7) / 2 = 6.75 -> 7; d: 4.5 -> 5 (Python's round() gives 4).
     assert [row["values"]["days"] for row in published.rows] == [  # type: ignore[index]
-        None, 6, 6, 5,
+        None, 6, 7, 5,
     ]
     assert published.suppressed == 1
+    assert median_of([2.5] * 6, 5) == 3
 
 
 def test_shares_come_from_the_published_counts_in_whole_percent() -> None:
