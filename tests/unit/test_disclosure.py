@@ -439,7 +439,7 @@ family_strategy = st.tuples(
     second=st.sampled_from([(1, 4), (2, 4), (2, 3)]),
     k=st.integers(MIN_K, 12),
 )
-def test_no_withheld_count_can_be_worked_out(
+def test_no_small_withheld_count_can_be_worked_out(
     families: list[Family], second: tuple[int, int], k: int
 ) -> None:
     assert _attack(families, [(1, 3), second], k) == []
