@@ -607,4 +607,7 @@ def create_blueprint() -> Blueprint:
                                rows=[_log_sentence(r, labels, order) for r in rows])
 
     family_referrals.register(bp)
+    from coordination.web import family_counting
+
+    family_counting.register(bp)
     return bp
