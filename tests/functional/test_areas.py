@@ -5,6 +5,8 @@ says they may be counted. On both databases."""
 
 from __future__ import annotations
 
+import re
+from html import unescape
 from typing import Any
 
 import pytest
@@ -14,7 +16,9 @@ from sqlalchemy import func, select, text
 from audit.model import AuditEntry
 from coordination.casework import areas
 from coordination.model import Family
+from tests.cli import assert_ok, assert_one_line_failure, run
 from tests.conftest import Api, Clock
+from tests.web import csrf_token, set_passwords, signed_in
 
 AREAS = {
     "health-centre": {"A1": "North", "A2": "South"},
@@ -256,3 +260,123 @@ def test_the_list_is_changed_whole_or_not_at_all(app: Flask, api: Api, clock: Cl
         listed = areas.set_agency_areas(session, "physio", {"A1": "Renamed"}, [], clock())
         assert [(a.code, a.name) for a in listed] == [("A1", "Renamed")]
         assert areas.set_agency_areas(session, "physio", {}, ["A1"], clock()) == []
+
+
+# --- on the command line ------------------------------------------------------------
+
+
+def _listed(app: Flask, agency: str) -> list[tuple[str, str]]:
+    with app.extensions["onestory"].sessions() as session:
+        return [(a.code, a.name) for a in areas.agency_areas(session, agency)]
+
+
+def test_the_command_line_sets_an_agencys_areas(app: Flask, api: Api,
+                                                cli_env: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    done = run(capsys, "agency", "set", "physio", "--area", "0301-01=Gamle Oslo",
+               "--area", "0301-02=Grünerløkka")
+    assert_ok(done)
+    assert "agency physio areas: 0301-01=Gamle Oslo; 0301-02=Grünerløkka" in done.out
+    assert_ok(run(capsys, "agency", "set", "physio", "--area", "0301-01=Old Oslo",
+                  "--remove-area", "0301-02"))
+    assert _listed(app, "physio") == [("0301-01", "Old Oslo")]
+    added = run(capsys, "agency", "add", "school", "--name", "School", "--kind", "school",
+                "--area", "S1=Hill")
+    assert_ok(added)
+    assert _listed(app, "school") == [("S1", "Hill")]
+    with app.extensions["onestory"].sessions() as session:
+        assert session.scalars(select(AuditEntry.detail).where(
+            AuditEntry.action == "agency.areas", AuditEntry.agency_id == "physio")).all() == [
+            '{"removed":[],"set":["0301-01","0301-02"]}',
+            '{"removed":["0301-02"],"set":["0301-01"]}']
+
+
+@pytest.mark.parametrize("args", [
+    ("--area", "no-equals"), ("--area", "=Name"), ("--area", "A1="),
+    ("--area", "bad code=Name"), ("--remove-area", "ZZ"),
+    ("--area", "A1=One", "--remove-area", "A1"), ("--area", f"A1={'x' * 201}"),
+])
+def test_bad_areas_are_a_one_line_error_and_change_nothing(
+        app: Flask, api: Api, cli_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], args: tuple[str, ...]) -> None:
+    assert_ok(run(capsys, "agency", "set", "physio", "--area", "P1=Pier"))
+    message = assert_one_line_failure(run(capsys, "agency", "set", "physio", *args))
+    assert "area" in message
+    assert _listed(app, "physio") == [("P1", "Pier")]
+
+
+def test_an_unknown_agency_is_a_one_line_error(api: Api, cli_env: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    message = assert_one_line_failure(run(capsys, "agency", "set", "nowhere", "--area", "A=B"))
+    assert "no agency 'nowhere'" in message
+
+
+# --- on the staff pages -------------------------------------------------------------
+
+
+def _page_text(response: Any) -> str:
+    html = re.sub(r"</?(?:bdi|span|strong)\b[^>]*>", "", response.get_data(as_text=True))
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def test_the_new_family_form_offers_the_agencys_areas(app: Flask, with_areas: Api) -> None:
+    set_passwords(app)
+    client = signed_in(app, "nurse1")
+    form = client.get("/staff/families/new").get_data(as_text=True)
+    assert re.findall(r'<option value="([^"]*)"', form) == ["", "A1", "A2"]
+    before = _families(app)
+    bad = client.post("/staff/families/new", data={"display_name": "Aylin Demir", "area": "Z9",
+                                                   "csrf_token": csrf_token(form)})
+    assert bad.status_code == 422
+    assert "is not one of your agency's areas" in _page_text(bad)
+    assert _families(app) == before
+    done = client.post("/staff/families/new", data={"display_name": "Aylin Demir",
+                                                    "area": "A2",
+                                                    "csrf_token": csrf_token(form)})
+    assert done.status_code == 302
+    family = done.headers["Location"].rsplit("/", 1)[1]
+    assert _area(with_areas, family, "nurse1") == {"code": "A2", "name": "South"}
+    assert "South (A2)" in _page_text(client.get(f"/staff/families/{family}"))
+
+
+def test_the_record_page_changes_the_area(app: Flask, with_areas: Api) -> None:
+    set_passwords(app)
+    family = with_areas.new_family("nurse1", area="A1")
+    client = signed_in(app, "nurse1")
+    page = client.get(f"/staff/families/{family}").get_data(as_text=True)
+    assert re.search(r'<option value="A1" selected>', page)
+    token = csrf_token(page)
+    changed = client.post(f"/staff/families/{family}/area", data={"area": "A2",
+                                                                 "csrf_token": token})
+    assert changed.status_code == 302
+    assert _area(with_areas, family, "nurse1") == {"code": "A2", "name": "South"}
+    for bad in ("Z9", "x" * 40):
+        refused = client.post(f"/staff/families/{family}/area",
+                              data={"area": bad, "csrf_token": token}, follow_redirects=True)
+        assert refused.status_code == 200
+        assert "The area was not changed" in _page_text(refused)
+        assert _area(with_areas, family, "nurse1") == {"code": "A2", "name": "South"}
+    cleared = client.post(f"/staff/families/{family}/area", data={"area": "",
+                                                                 "csrf_token": token})
+    assert cleared.status_code == 302 and _stored_area(app, family) is None
+    # Another agency that cannot see the family: the same 404 as none.
+    other = signed_in(app, "cps1")
+    other_token = csrf_token(other.get("/staff/families/new").get_data(as_text=True))
+    assert other.post(f"/staff/families/{family}/area",
+                      data={"area": "A1", "csrf_token": other_token}).status_code == 404
+
+
+def test_a_minimal_data_agency_is_told_why_it_cannot_give_an_area(app: Flask,
+                                                                  with_areas: Api) -> None:
+    set_passwords(app)
+    client = signed_in(app, "ngo1")
+    form = client.get("/staff/families/new").get_data(as_text=True)
+    assert 'name="area"' not in form
+    family = with_areas.new_family("ngo1", display_name="K.")
+    page = client.get(f"/staff/families/{family}").get_data(as_text=True)
+    refused = client.post(f"/staff/families/{family}/area",
+                          data={"area": "N1", "csrf_token": csrf_token(page)},
+                          follow_redirects=True)
+    assert refused.status_code == 200
+    assert '"statistics": true' in _page_text(refused)
+    assert _stored_area(app, family) is None
