@@ -380,3 +380,18 @@ def test_a_minimal_data_agency_is_told_why_it_cannot_give_an_area(app: Flask,
     assert refused.status_code == 200
     assert '"statistics": true' in _page_text(refused)
     assert _stored_area(app, family) is None
+
+
+def test_the_family_reads_who_changed_its_area(app: Flask, with_areas: Api) -> None:
+    api = with_areas
+    family = api.new_family("nurse1")
+    receipt = api.sign(family, {"health-centre": ["involvement", "contact"]})["receipt"]
+    assert api.put(f"/api/v1/families/{family}/area", "nurse1",
+                   json={"area": "A1"}).status_code == 200
+    client = app.test_client()
+    token = csrf_token(client.get("/family/").get_data(as_text=True))
+    client.post("/family/", data={"receipt_code": receipt["code"], "pin": receipt["pin"],
+                                  "csrf_token": token})
+    log = _page_text(client.get("/family/access-log"))
+    assert "wrote down which area your family lives in, or removed it." in log
+    assert "A1" not in log and "North" not in log
