@@ -1,0 +1,81 @@
+"""The reports page's chart: a published report drawn as SVG on the server
+with matplotlib's SVG backend (no pyplot, no global figure state, so it is
+safe in a threaded server).
+
+Only published figures reach it (`coordination.reports.disclosure`): a
+withheld value is drawn as no bar, labelled with a dash, like the table.
+The SVG holds no script and loads nothing; its response gets its own
+Content-Security-Policy (`CHART_CSP`) that allows only the inline styles
+matplotlib writes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+# Stable ids inside the SVG (the same report draws the same bytes) and text
+# drawn as paths (no dependence on the viewer's fonts).
+matplotlib.rcParams.update({
+    "svg.hashsalt": "onestory",
+    "svg.fonttype": "path",
+    "font.size": 9,
+})
+
+# The chart is an image: no script, no fetches, nothing but matplotlib's
+# inline style element and style attributes.
+CHART_CSP = ("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; "
+             "base-uri 'none'; form-action 'none'")
+
+BAR = "#1d5c8c"
+WITHHELD = "#6b6b6b"
+COLUMNS = 3
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def draw(title: str, groups: Sequence[str], values: Sequence[tuple[str, str]],
+         rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """One small horizontal bar chart per value (its words in `values`:
+    (key, label)), the groups (`groups`, one label per row, in order) down
+    each. `rows[i]` holds row i's published values by key; None (withheld)
+    draws no bar and a dash. Returns the SVG document."""
+    shown = list(values)
+    panels = max(1, len(shown))
+    cols = min(COLUMNS, panels)
+    lines = math.ceil(panels / cols)
+    height_each = 0.6 + 0.28 * max(1, len(groups))
+    fig = Figure(figsize=(3.9 * cols, height_each * lines + 0.6), layout="constrained")
+    fig.suptitle(title, fontsize=11, fontweight="bold")
+    axes = fig.subplots(lines, cols, squeeze=False)
+    positions = list(range(len(groups)))
+    for index, ax in enumerate(axes.flat):
+        if index >= len(shown):
+            ax.set_axis_off()
+            continue
+        key, label = shown[index]
+        numbers = [_number(row.get(key)) for row in rows]
+        ax.barh(positions, [n if n is not None else 0 for n in numbers], color=BAR)
+        top = max([n for n in numbers if n is not None] + [1.0])
+        for y, n in zip(positions, numbers, strict=True):
+            text = "–" if n is None else f"{n:g}"
+            ax.text(n if n is not None else 0, y, f" {text}", va="center", fontsize=8,
+                    color=WITHHELD if n is None else "#222222")
+        ax.set_xlim(0, top * 1.25)
+        ax.set_yticks(positions, labels=list(groups))
+        ax.invert_yaxis()
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(axis="x", labelsize=7)
+    out = io.BytesIO()
+    fig.savefig(out, format="svg", metadata={"Date": None})
+    return out.getvalue()
