@@ -80,6 +80,9 @@ class Action(StrEnum):
     EMERGENCY_OPEN = "emergency.open"
     EMERGENCY_LIST = "emergency.list"
     EMERGENCY_REVIEW = "emergency.review"
+    AGENCY_AREAS = "agency.areas"
+    FAMILY_AREA = "family.area"
+    CONSENT_STATISTICS = "consent.statistics"
 
 
 class Outcome(StrEnum):

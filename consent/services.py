@@ -114,6 +114,10 @@ class FormMeta:
     purpose: bytes  # sealed by the caller
     legal_basis: str
     valid_until: date
+    # May the family be counted in anonymous statistics? Carried over by every
+    # version derived from this one; only a newly signed form or the family
+    # itself changes it.
+    statistics: bool = False
 
     @classmethod
     def of(cls, row: ConsentFormRow) -> FormMeta:
@@ -126,6 +130,7 @@ class FormMeta:
             purpose=row.purpose,
             legal_basis=row.legal_basis,
             valid_until=row.valid_until,
+            statistics=bool(row.statistics),
         )
 
 
@@ -154,6 +159,7 @@ def write_version(
         purpose=meta.purpose,
         legal_basis=meta.legal_basis,
         valid_until=meta.valid_until,
+        statistics=meta.statistics,
         change=change,
         changed_by=changed_by,
     )

@@ -101,10 +101,14 @@ def agency() -> None:
               help="Its coordinators may place protection holds.")
 @click.option("--emergency-access", is_flag=True,
               help="Its practitioners and coordinators may break the glass.")
+@click.option("--area", "area_items", multiple=True, metavar="CODE=NAME",
+              help="An area (district code and name) it may give a family. Repeatable.")
 @pass_state
 def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: bool,
-               protection_holds: bool, emergency_access: bool) -> None:
+               protection_holds: bool, emergency_access: bool,
+               area_items: tuple[str, ...]) -> None:
     """Add an agency."""
+    added_areas = _parse_areas(area_items)
     rt = state.runtime()
     _require_schema(rt)
     _use_case(rt, lambda session: accounts.add_agency(session, slug, name, kind, minimal_data,
@@ -113,6 +117,28 @@ def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: b
     click.echo(f"agency {slug} added" + (" (minimal-data mode)" if minimal_data else "")
                + (" (may place protection holds)" if protection_holds else "")
                + (" (may break the glass)" if emergency_access else ""))
+    if added_areas:
+        _set_areas(rt, slug, added_areas, [])
+
+
+def _parse_areas(items: tuple[str, ...]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for item in items:
+        code, sep, name = item.partition("=")
+        if not sep or not code.strip() or not name.strip():
+            raise click.ClickException(f"--area {item!r}: use CODE=NAME, such as "
+                                       "0301-01=Gamle Oslo")
+        parsed[code.strip()] = name.strip()
+    return parsed
+
+
+def _set_areas(rt: Runtime, slug: str, add: dict[str, str], remove: list[str]) -> None:
+    from coordination.casework import areas
+
+    now_areas = _use_case(rt, lambda session: [
+        (a.code, a.name) for a in areas.set_agency_areas(session, slug, add, remove, rt.now())])
+    shown = "; ".join(f"{code}={name}" for code, name in now_areas) or "none"
+    click.echo(f"agency {slug} areas: {shown}")
 
 
 @agency.command("set")
@@ -124,11 +150,20 @@ def agency_add(state: CliState, slug: str, name: str, kind: str, minimal_data: b
               help="Whether its coordinators may place protection holds.")
 @click.option("--emergency-access", "emergency", type=click.Choice(["on", "off"]),
               help="Whether its practitioners and coordinators may break the glass.")
+@click.option("--area", "area_items", multiple=True, metavar="CODE=NAME",
+              help="Add an area it may give a family, or rename one. Repeatable.")
+@click.option("--remove-area", "removed_areas", multiple=True, metavar="CODE",
+              help="Remove an area from its list (families keep theirs). Repeatable.")
 @pass_state
 def agency_set(state: CliState, slug: str, names: tuple[str, ...], holds: str | None,
-               emergency: str | None) -> None:
+               emergency: str | None, area_items: tuple[str, ...],
+               removed_areas: tuple[str, ...]) -> None:
     """Change an agency: its names in other languages, whether it may place
-    protection holds, whether it may break the glass."""
+    protection holds, whether it may break the glass, its areas."""
+    added_areas = _parse_areas(area_items)
+    if set(added_areas) & set(removed_areas):
+        raise click.ClickException("an area cannot be both added and removed: "
+                                   + ", ".join(sorted(set(added_areas) & set(removed_areas))))
     parsed: dict[str, str | None] = {}
     for item in names:
         language, sep, name = item.partition("=")
@@ -136,11 +171,15 @@ def agency_set(state: CliState, slug: str, names: tuple[str, ...], holds: str | 
             raise click.ClickException(f"--name-in {item!r}: use LANG=NAME, such as "
                                        "tr=Aile merkezi")
         parsed[language.strip()] = name.strip() or None
-    if not parsed and holds is None and emergency is None:
+    if not parsed and holds is None and emergency is None and not (
+            added_areas or removed_areas):
         raise click.ClickException("nothing to change: give --name-in LANG=NAME, "
-                                   "--protection-holds on|off or --emergency-access on|off")
+                                   "--protection-holds on|off, --emergency-access on|off, "
+                                   "--area CODE=NAME or --remove-area CODE")
     rt = state.runtime()
     _require_schema(rt)
+    if added_areas or removed_areas:
+        _set_areas(rt, slug, added_areas, list(removed_areas))
     if holds is not None:
         _use_case(rt, lambda session: accounts.set_protection_holds(
             session, slug, holds == "on", rt.now()))
@@ -188,7 +227,9 @@ def user() -> None:
 @user.command("add")
 @click.argument("username")
 @click.option("--agency", "agency_id", required=True, help="The agency's slug.")
-@click.option("--role", required=True, help="practitioner, coordinator, auditor or admin.")
+@click.option("--role", required=True,
+              help="practitioner, coordinator, auditor, admin or evaluator (reports only, "
+                   "never family content).")
 @click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
 @click.option("--display-name", help="The person's name as families are told it.")
 @pass_state

@@ -107,6 +107,8 @@ class FamilyIn(StrictSchema):
         validate=validate.Length(max=20),
     )
     members = fields.List(fields.Nested(MemberIn), validate=validate.Length(max=30))
+    area = fields.String(validate=validate.Length(min=1, max=32), metadata={
+        "description": "the code of one of the recording agency's areas (GET /api/v1/areas)"})
     refuse_duplicate = StrictBoolean(metadata={
         "description": "true: answer 409, recording nothing, when a family the agency can "
                        "already see has this name and birth date"})
@@ -115,6 +117,13 @@ class FamilyIn(StrictSchema):
     def _name_not_blank(self, data: dict[str, Any], **_kw: Any) -> None:
         if "display_name" in data and not data["display_name"].strip():
             raise ValidationError({"display_name": ["must not be blank"]})
+
+
+class FamilyAreaIn(StrictSchema):
+    """Give the family one of the caller's agency's areas, or none (null)."""
+
+    area = fields.String(required=True, allow_none=True,
+                         validate=validate.Length(min=1, max=32))
 
 
 class SearchArgs(Schema):
@@ -278,6 +287,9 @@ class ConsentIn(StrictSchema):
         required=True,
     )
     reissue_pin = StrictBoolean()
+    statistics = StrictBoolean(load_default=False, metadata={
+        "description": "whether the family may be counted in anonymous statistics "
+                       "(reports that never show a family); false unless the family said yes"})
 
 
 class RevokeIn(StrictSchema):

@@ -207,6 +207,7 @@ class IdConverter(BaseConverter):
 def create_blueprint() -> Blueprint:
     from coordination.api import (
         access_requests,
+        areas,
         audit,
         catalogue,
         consent,
@@ -258,5 +259,6 @@ def create_blueprint() -> Blueprint:
     worklist.register(bp)
     protection_holds.register(bp)
     emergency.register(bp)
+    areas.register(bp)
     openapi.register(bp)
     return bp

@@ -58,6 +58,19 @@ class FieldOut(Schema):
     description = _str()
 
 
+class AreaOut(Schema):
+    """An area: a district code and its name."""
+
+    code = _str()
+    name = _str()
+
+
+class FamilyArea(Schema):
+    """The family's area after a change (null: none)."""
+
+    area = fields.Nested(AreaOut, required=True, allow_none=True)
+
+
 class FamilyRef(Schema):
     """A family as created or found: its id and display name."""
 
@@ -109,6 +122,8 @@ class SharedRecord(Schema):
     languages = fields.List(fields.String(), metadata={"description": "with `household`"})
     members = fields.List(fields.Nested(MemberOut), metadata={"description": "with `household`"})
     address = fields.String(metadata={"description": "with `contact`"})
+    area = fields.Nested(AreaOut, metadata={
+        "description": "with `contact`: the family's area, named"})
     national_id = fields.String(metadata={"description": "to the recording agency only"})
     fields_ = fields.Dict(keys=fields.String(), values=fields.List(fields.Nested(EntryOut)),
                           required=True, data_key="fields")
@@ -139,6 +154,8 @@ class ConsentForm(Schema):
     legal_basis = _str()
     valid_until = _str(metadata={"format": "date"})
     in_force = fields.Boolean(required=True)
+    statistics = fields.Boolean(required=True, metadata={
+        "description": "whether the family may be counted in anonymous statistics"})
     grants = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                          required=True, metadata={"description": "agency -> its fields"})
     receipt = fields.Nested(Receipt, metadata={

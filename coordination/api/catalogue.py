@@ -1,4 +1,5 @@
-"""Agencies and the consent form's rows: readable by every staff role."""
+"""Agencies and the consent form's rows: readable by every staff role but the
+evaluator's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from coordination.api.openapi import document
 from coordination.casework import common
 from coordination.roles import Role
 
-STAFF = tuple(Role)
+# Evaluators read reports only (coordination.reports): no other route.
+STAFF = tuple(r for r in Role if r is not Role.EVALUATOR)
 
 
 def register(bp: Blueprint) -> None:

@@ -41,7 +41,7 @@ def register(bp: Blueprint) -> None:
     def create_family() -> tuple[Response, int, dict[str, str]]:
         rt = runtime()
         data = load(FamilyIn(), body(),
-                    also=lambda: families.family_errors(actor(), body(), rt.now()))
+                    also=lambda: families.family_errors(actor(), body(), rt.now(), db()))
         created = families.create_family(db(), rt.vault, actor(), data, rt.now())
         location = url_for("api.family", family_id=created["id"])
         return jsonify(created), 201, {"Location": location}

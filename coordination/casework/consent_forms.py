@@ -17,7 +17,7 @@ from consent import model as consent
 from consent.errors import NoConsentForm
 from consent.tables import ConsentFormRow
 from coordination.actors import Actor
-from coordination.casework import concealment
+from coordination.casework import areas, concealment
 from coordination.casework.common import (
     _as_date,
     _audit,
@@ -121,6 +121,7 @@ def record_consent(
         purpose=b"",
         legal_basis=data.get("legal_basis", "consent"),
         valid_until=data["valid_until"],
+        statistics=bool(data.get("statistics", False)),
     )
     try:
         row, form = _write_sealed(
@@ -138,8 +139,10 @@ def record_consent(
                 .where(ApiToken.family_id == family_id, ApiToken.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+        dropped = areas.drop_area_unless_counted(session, view, meta.statistics)
         _audit(session, actor, Action.CONSENT_SIGN, now, family_id=family_id,
-               version=version, reissued_pin=receipt is not None)
+               version=version, reissued_pin=receipt is not None, statistics=meta.statistics,
+               area_cleared=dropped)
         session.commit()
     except IntegrityError as exc:
         session.rollback()

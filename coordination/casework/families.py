@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from audit.model import Action
 from coordination.actors import Actor
-from coordination.casework import search_index
+from coordination.casework import areas, search_index
 from coordination.casework.common import _as_date, _audit, _visible_to, new_id
 from coordination.crypto import Vault
 from coordination.errors import Conflict, InvalidInput, MinimalDataViolation
@@ -40,12 +40,19 @@ class PossibleDuplicate(Conflict):
         self.matches = matches
 
 
-def family_errors(actor: Actor, data: dict[str, Any], now: datetime) -> dict[str, list[str]]:
-    """What is wrong with a new family beyond its shape (works on raw input)."""
+def family_errors(actor: Actor, data: dict[str, Any], now: datetime,
+                  session: Session | None = None) -> dict[str, list[str]]:
+    """What is wrong with a new family beyond its shape (works on raw input);
+    with `session`, also its area (`areas.area_errors`)."""
     errors: dict[str, list[str]] = {}
     if actor.minimal_data:
         for key in sorted(set(data) - MINIMAL_FAMILY_KEYS - OPTIONS):
             errors[key] = ["a minimal-data agency records only display_name and languages"]
+        if "area" in errors:
+            # No form can say yes yet: the family is only now being recorded.
+            errors["area"] = [areas.MINIMAL_NEEDS_COUNTING + ", then set the area"]
+    elif session is not None:
+        errors.update(areas.area_errors(session, actor, data.get("area")))
     born = _as_date(data.get("birth_date"))
     if born and born > now.date():
         errors.setdefault("birth_date", []).append("must not be in the future")
@@ -72,7 +79,7 @@ def create_family(
     those `confirmed` (ids the caller was shown and recorded anyway),
     `PossibleDuplicate` (nothing stored; the look is audited as a search).
     """
-    errors = family_errors(actor, data, now)
+    errors = family_errors(actor, data, now, session)
     if errors:
         kind = MinimalDataViolation if actor.minimal_data and \
             set(data) - MINIMAL_FAMILY_KEYS - OPTIONS else InvalidInput
@@ -102,6 +109,7 @@ def create_family(
         address=seal("address", data.get("address")),
         national_id=seal("national_id", data.get("national_id")),
         languages=seal("languages", json.dumps(data["languages"]) if "languages" in data else None),
+        area=seal("area", data.get("area")),
         recorded_by_agency=actor.agency_id,
         created_at=now,
     )

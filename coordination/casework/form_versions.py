@@ -99,6 +99,7 @@ def _form_out(
         "legal_basis": row.legal_basis,
         "valid_until": row.valid_until.isoformat(),
         "in_force": form.in_force(now),
+        "statistics": bool(row.statistics),
         "grants": form.grants() if view is None else view.grants(),
         "view": "full" if full else "own_column",
     }

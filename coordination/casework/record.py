@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
+from coordination.casework import areas
 from coordination.casework.common import INVOLVEMENT, _audit, _visible, catalogue, iso_time
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
@@ -107,6 +108,8 @@ def shared_record(
         body["members"] = _members(session, cipher, family.id)
     if ("contact" in granted or authored) and family.address is not None:
         body["address"] = cipher.open("families", "address", family.id, family.address)
+    if ("contact" in granted or authored) and family.area is not None:
+        body["area"] = areas.family_area(session, cipher, family, agency)
     if authored and family.national_id is not None:
         body["national_id"] = cipher.open("families", "national_id", family.id, family.national_id)
     body["fields"] = fields
