@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from coordination.casework.entry_kinds import DEFAULT_NEEDS_CODES, needs_code_errors
 from coordination.crypto import Keyring, new_keyring_document, write_secret_file
 from coordination.db import private_folder
 
@@ -62,6 +63,8 @@ class Settings:
     # 24 hours), and how many attempts one staff member may make an hour.
     emergency_duration: timedelta = timedelta(hours=2)
     emergency_attempts_per_hour: int = 5
+    # The codes a `needs` entry may carry (ONESTORY_NEEDS_CODES, comma-separated).
+    needs_codes: tuple[str, ...] = DEFAULT_NEEDS_CODES
 
     @property
     def web_policy(self) -> Any:
@@ -220,6 +223,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not emergency_attempts.isdigit() or not 1 <= int(emergency_attempts) <= 100:
         raise ConfigError("ONESTORY_EMERGENCY_ATTEMPTS_PER_HOUR must be a whole number, "
                           "1 to 100")
+    needs = env_vars.get("ONESTORY_NEEDS_CODES")
+    needs_codes = (tuple(c.strip() for c in needs.split(",") if c.strip())
+                   if needs is not None else DEFAULT_NEEDS_CODES)
+    problems = needs_code_errors(needs_codes)
+    if problems:
+        raise ConfigError("ONESTORY_NEEDS_CODES must be comma-separated codes such as "
+                          "'income,housing,other': " + "; ".join(problems))
     return Settings(
         env=env,
         instance=instance,
@@ -237,6 +247,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         node_heartbeat_seconds=int(heartbeat),
         emergency_duration=timedelta(hours=int(emergency_hours)),
         emergency_attempts_per_hour=int(emergency_attempts),
+        needs_codes=needs_codes,
         trusted_hosts=[h.strip() for h in env_vars.get("ONESTORY_TRUSTED_HOSTS", "").split(",")
                        if h.strip()],
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),

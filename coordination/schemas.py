@@ -20,6 +20,14 @@ from marshmallow import (
     validates_schema,
 )
 
+from coordination.casework.entry_kinds import (
+    ATTENDANCE,
+    MAX_PERIOD_DAYS,
+    MAX_SESSIONS,
+    NEEDS,
+    NEEDS_CODE,
+    TYPED,
+)
 from coordination.search_words import name_words
 
 LANGUAGE_ERROR = "a language code such as 'tr', 'ar' or 'nb'"
@@ -147,9 +155,49 @@ class SearchArgs(Schema):
             raise ValidationError({"name": ["must hold a word (letters or digits)"]})
 
 
+DAY = {"type": "string", "format": "date"}
+ENTRY_DATA = {
+    ATTENDANCE: {"type": "object", "additionalProperties": False,
+                 "required": ["attended", "offered", "from", "to"],
+                 "description": "sessions attended of sessions offered over a period (whole "
+                                f"numbers, never a percentage; at most {MAX_PERIOD_DAYS} days)",
+                 "properties": {
+                     "attended": {"type": "integer", "minimum": 0, "maximum": MAX_SESSIONS},
+                     "offered": {"type": "integer", "minimum": 1, "maximum": MAX_SESSIONS},
+                     "from": DAY, "to": DAY}},
+    NEEDS: {"type": "object", "additionalProperties": False, "required": ["codes"],
+            "description": "codes from the configured list (ONESTORY_NEEDS_CODES)",
+            "properties": {"codes": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                     "items": {"type": "string",
+                                               "pattern": f"^{NEEDS_CODE.pattern}$"}}}},
+}
+
+
 class EntryIn(StrictSchema):
+    """Free text, `{"field", "value"}`, or a typed entry, `{"field", "kind",
+    "data"}`. Whether the field takes the kind and the data's shape for its
+    kind are checked by `casework.entries.entry_errors`."""
+
     field = text(1, 64, required=True)
-    value = text(1, 10_000, required=True)
+    value = text(1, 10_000, metadata={"description": "free text (without `kind`)"})
+    kind = fields.String(validate=validate.OneOf(TYPED), metadata={
+        "description": "a typed entry's kind, with `data` (instead of `value`)"})
+    data = fields.Raw(metadata={"description": "a typed entry's data, in its kind's shape",
+                                "oneOf": [ENTRY_DATA[k] for k in TYPED]})
+
+    @validates_schema
+    def _text_or_typed(self, data: dict[str, Any], **_kw: Any) -> None:
+        if "value" in data and ("kind" in data or "data" in data):
+            raise ValidationError("either a value (free text) or a kind with its data, "
+                                  "not both", "value")
+        if "value" in data:
+            return
+        if "kind" not in data and "data" not in data:
+            raise ValidationError("give the entry's text, or a kind and its data", "value")
+        if "kind" not in data:
+            raise ValidationError(f"the kind of the data: {' or '.join(TYPED)}", "kind")
+        if "data" not in data:
+            raise ValidationError(f"the data of the '{data['kind']}' entry", "data")
 
 
 class ReferralIn(StrictSchema):

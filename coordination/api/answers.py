@@ -94,12 +94,26 @@ class MemberOut(Schema):
     birth_date = fields.String(metadata={"format": "date"})
 
 
+class EntryData(Schema):
+    """A typed entry's data: attendance (`attended`, `offered`, `from`, `to`)
+    or needs (`codes`)."""
+
+    attended = fields.Integer(metadata={"minimum": 0})
+    offered = fields.Integer(metadata={"minimum": 1})
+    from_ = fields.String(data_key="from", metadata={"format": "date"})
+    to = fields.String(metadata={"format": "date"})
+    codes = fields.List(fields.String())
+
+
 class EntryOut(Schema):
     id = _str()
     agency = _str()
     author = _str()
     written_at = _str(metadata=TIME)
-    value = _str()
+    kind = _str(metadata={"enum": ["text", "attendance", "needs"]})
+    data = fields.Nested(EntryData, required=True, allow_none=True,
+                         metadata={"description": "null for free text"})
+    value = _str(metadata={"description": "the entry in words (free text as written)"})
 
 
 class EntryWritten(EntryOut):

@@ -73,11 +73,15 @@ def register(bp: Blueprint) -> None:
     @allow(*CASEWORK)
     def write_entry(family_id: str) -> tuple[Response, int]:
         rt = runtime()
+        codes = rt.settings.needs_codes
         data = load(EntryIn(), body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True),
-            also=lambda: entries.entry_errors(db(), actor(), body().get("field")))
+            also=lambda: entries.entry_errors(db(), actor(), body().get("field"),
+                                              body().get("kind", "text"), body().get("data"),
+                                              codes))
         entry = entries.write_entry(
-            db(), rt.vault, actor(), family_id, data["field"], data["value"], rt.now()
+            db(), rt.vault, actor(), family_id, data["field"], data.get("value"), rt.now(),
+            kind=data.get("kind", "text"), data=data.get("data"), needs_codes=codes,
         )
         return jsonify(entry), 201
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
+from coordination.casework import entry_kinds
 from coordination.casework.common import (
     INVOLVEMENT,
     _audit,
@@ -29,18 +31,32 @@ from coordination.model import Entry
 MINIMAL_ENTRY_FIELDS = frozenset({"contact", "story"})
 
 
-def entry_errors(session: Session, actor: Actor, field_id: Any) -> dict[str, list[str]]:
-    """What is wrong with the field an entry is written under (raw input)."""
+def entry_errors(session: Session, actor: Actor, field_id: Any, kind: Any = entry_kinds.TEXT,
+                 data: Any = None,
+                 needs_codes: Sequence[str] = entry_kinds.DEFAULT_NEEDS_CODES,
+                 ) -> dict[str, list[str]]:
+    """What is wrong with the field an entry is written under, the kind (one
+    the field takes) and a typed entry's data (its kind's shape; see
+    `entry_kinds.data_errors`) — raw input: what is not a string is left to
+    the schema."""
     if not isinstance(field_id, str):
         return {}
-    if field_id not in {f.id for f in catalogue(session)}:
+    fields = {f.id: f for f in catalogue(session)}
+    if field_id not in fields:
         return {"field": [f"unknown field '{field_id}'"]}
     if field_id == INVOLVEMENT:
         return {"field": ["'involvement' is kept by referrals, not written as an entry"]}
     if actor.minimal_data and field_id not in MINIMAL_ENTRY_FIELDS:
         return {"field": [f"a minimal-data agency writes only contact and story, "
                           f"not '{field_id}'"]}
-    return {}
+    if not isinstance(kind, str) or kind not in entry_kinds.KINDS:
+        return {}
+    wrong = entry_kinds.kind_errors(field_id, fields[field_id].kind_list, kind)
+    if wrong:
+        return {"kind": wrong}
+    if kind == entry_kinds.TEXT:
+        return {}
+    return entry_kinds.data_errors(kind, data, needs_codes)[1]
 
 
 def write_entry(
@@ -49,16 +65,35 @@ def write_entry(
     actor: Actor,
     family_id: str,
     field_id: str,
-    value: str,
+    value: str | None,
     now: datetime,
-) -> dict[str, str]:
-    """Write an entry under one field for an involved agency."""
+    *,
+    kind: str = entry_kinds.TEXT,
+    data: Any = None,
+    needs_codes: Sequence[str] = entry_kinds.DEFAULT_NEEDS_CODES,
+) -> dict[str, Any]:
+    """Write an entry under one field for an involved agency: free text
+    (`value`), or a typed `kind` with its `data` (sealed as canonical JSON).
+    Raises `FamilyNotFound`, `NotPermitted` (not involved), then
+    `MinimalDataViolation` (a field a minimal-data agency may not write) or
+    `InvalidInput` (unknown field, a kind the field does not take, data not
+    in its kind's shape). Returns the entry as read back, `value` in words."""
     view = _visible(session, vault, actor, family_id, now, lock=True)
     _involved(view, actor)
-    errors = entry_errors(session, actor, field_id)
+    errors = entry_errors(session, actor, field_id, kind, data, needs_codes)
     if errors:
-        kind = MinimalDataViolation if actor.minimal_data else InvalidInput
-        raise kind(errors)
+        raise (MinimalDataViolation if "field" in errors and actor.minimal_data
+               else InvalidInput)(errors)
+    stored: dict[str, Any] | None = None
+    if kind == entry_kinds.TEXT:
+        if value is None:
+            raise InvalidInput({"value": ["the entry's text"]})
+        plain = value
+    else:
+        stored = entry_kinds.data_errors(kind, data, needs_codes)[0]
+        if stored is None:  # entry_errors said nothing: not reached
+            raise InvalidInput({"data": [f"the data of a '{kind}' entry"]})
+        plain = entry_kinds.canonical(stored)
     entry_id = new_id("ent")
     entry = Entry(
         id=entry_id,
@@ -67,7 +102,8 @@ def write_entry(
         agency_id=actor.agency_id,
         author_id=actor.staff_id,
         written_at=now,
-        value=view.cipher.seal("entries", "value", entry_id, value),
+        kind=kind,
+        value=view.cipher.seal("entries", "value", entry_id, plain),
     )
     session.add(entry)
     _audit(session, actor, Action.ENTRY_WRITE, now, family_id=family_id, shown=[field_id],
@@ -79,7 +115,9 @@ def write_entry(
         "agency": str(actor.agency_id),
         "author": str(actor.username),
         "written_at": iso_time(now),
-        "value": value,
+        "kind": kind,
+        "data": stored,
+        "value": entry_kinds.in_words(kind, stored, plain),
     }
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
-from coordination.casework import areas
+from coordination.casework import areas, entry_kinds
 from coordination.casework.common import INVOLVEMENT, _audit, _visible, catalogue, iso_time
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
@@ -55,7 +55,7 @@ def shared_record(
     for entry, author in rows:
         by_field[entry.field_id].append((entry, author))
 
-    fields: dict[str, list[dict[str, str]]] = {}
+    fields: dict[str, list[dict[str, Any]]] = {}
     partial: list[str] = []
     withheld: list[str] = []
     granted: set[str] = set()
@@ -139,13 +139,17 @@ def _minimal_agencies(session: Session) -> frozenset[str]:
     return frozenset(session.scalars(select(Agency.id).where(Agency.minimal_data.is_(True))))
 
 
-def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, str]:
+def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, Any]:
+    opened = cipher.open("entries", "value", entry.id, entry.value)
+    data = entry_kinds.stored_data(entry.kind, opened)
     return {
         "id": entry.id,
         "agency": entry.agency_id,
         "author": author,
         "written_at": iso_time(entry.written_at),
-        "value": cipher.open("entries", "value", entry.id, entry.value),
+        "kind": entry.kind,
+        "data": data,
+        "value": entry_kinds.in_words(entry.kind, data, opened),
     }
 
 
