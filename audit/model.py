@@ -80,6 +80,7 @@ class Action(StrEnum):
     EMERGENCY_OPEN = "emergency.open"
     EMERGENCY_LIST = "emergency.list"
     EMERGENCY_REVIEW = "emergency.review"
+    REPORT_RUN = "report.run"
 
 
 class Outcome(StrEnum):

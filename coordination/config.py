@@ -22,6 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordination.crypto import Keyring, new_keyring_document, write_secret_file
 from coordination.db import private_folder
+from coordination.reports.disclosure import DEFAULT_K, MIN_K
+
+MAX_K = 1000
+REPORT_K_MESSAGE = (f"ONESTORY_REPORT_K must be a whole number, {MIN_K} to {MAX_K}: reports "
+                    "suppress every count below it")
 
 
 class ConfigError(Exception):
@@ -62,6 +67,9 @@ class Settings:
     # 24 hours), and how many attempts one staff member may make an hour.
     emergency_duration: timedelta = timedelta(hours=2)
     emergency_attempts_per_hour: int = 5
+    # Reports: a count below this is suppressed (coordination.reports.disclosure;
+    # never below its MIN_K).
+    report_k: int = DEFAULT_K
 
     @property
     def web_policy(self) -> Any:
@@ -69,6 +77,12 @@ class Settings:
         from coordination.signin import Policy
 
         return Policy(idle=self.session_idle)
+
+    def checked(self) -> Settings:
+        """These settings, or ConfigError for a value no installation may run with."""
+        if not MIN_K <= self.report_k <= MAX_K:
+            raise ConfigError(REPORT_K_MESSAGE)
+        return self
 
     @property
     def development(self) -> bool:
@@ -220,6 +234,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not emergency_attempts.isdigit() or not 1 <= int(emergency_attempts) <= 100:
         raise ConfigError("ONESTORY_EMERGENCY_ATTEMPTS_PER_HOUR must be a whole number, "
                           "1 to 100")
+    report_k = env_vars.get("ONESTORY_REPORT_K", str(DEFAULT_K))
+    if not report_k.isdigit():
+        raise ConfigError(REPORT_K_MESSAGE)
     return Settings(
         env=env,
         instance=instance,
@@ -237,6 +254,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         node_heartbeat_seconds=int(heartbeat),
         emergency_duration=timedelta(hours=int(emergency_hours)),
         emergency_attempts_per_hour=int(emergency_attempts),
+        report_k=int(report_k),
         trusted_hosts=[h.strip() for h in env_vars.get("ONESTORY_TRUSTED_HOSTS", "").split(",")
                        if h.strip()],
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),

@@ -216,6 +216,7 @@ def create_blueprint() -> Blueprint:
         openapi,
         protection_holds,
         referrals,
+        reports,
         worklist,
     )
 
@@ -258,5 +259,6 @@ def create_blueprint() -> Blueprint:
     worklist.register(bp)
     protection_holds.register(bp)
     emergency.register(bp)
+    reports.register(bp)
     openapi.register(bp)
     return bp
