@@ -27,7 +27,7 @@ $(NODE_TOOLS): tests/browser/node/package.json tests/browser/node/package-lock.j
 	fi
 
 demo: $(VENV)/.installed
-	ONESTORY_ENV=development $(BIN)/onestory demo
+	ONESTORY_ENV=development $(BIN)/onestory demo --population
 
 test: $(VENV)/.installed-test $(NODE_TOOLS)
 	$(BIN)/ruff check .

@@ -99,10 +99,10 @@ def is_seeded(session: Session) -> bool:
     return session.scalars(select(Agency.id).limit(1)).first() is not None
 
 
-def seed(session: Session, vault: Vault, now: datetime, population: bool = False) -> DemoData:
+def seed(session: Session, vault: Vault, now: datetime, population: int = 0) -> DemoData:
     """Load the demo; refuses (`Conflict`) if the database has agencies already.
-    With `population`, a year of families before the scenarios as well
-    (`coordination.demo_population`), for the reports page."""
+    With `population` (a number of families), a year of families before the
+    scenarios as well (`coordination.demo_population`), for the reports page."""
     if is_seeded(session):
         raise Conflict("the database already has agencies; the demo loads only into an empty one")
     out = DemoData()
@@ -130,7 +130,7 @@ def seed(session: Session, vault: Vault, now: datetime, population: bool = False
         everyone = {u: as_user(u, opened) for u, _a, role in USERS
                     if role in ("practitioner", "coordinator")}
         out.population = demo_population.seed_population(
-            session, vault, everyone, now, until=start - timedelta(hours=1))
+            session, vault, everyone, now, until=start - timedelta(hours=1), count=population)
 
     # Signed in once, before anything happens (token creation is on record too).
     staff = {u: as_user(u) for u in ("nurse1", "coord1", "ngo1", "ngocoord1")}

@@ -41,7 +41,7 @@ FAMILIES = 320
 
 # Areas of the town the demo agencies serve (one list for every agency).
 AREAS = {
-    "harbour": "Harbour",
+    "docklands": "Docklands",
     "old-town": "Old Town",
     "riverside": "Riverside",
     "north-hill": "North Hill",
@@ -238,8 +238,8 @@ def _needs_steps(state: dict[str, Any], actor: Actor, agency: str, needs: list[s
         field_id = "social"
 
     def write(session: Session, vault: Vault) -> None:
-        entries.write_typed_entry(session, vault, actor, state["id"], field_id, "needs",
-                                  {"codes": needs}, moment)
+        entries.write_entry(session, vault, actor, state["id"], field_id, None, moment,
+                            kind="needs", data={"codes": needs})
 
     return [(moment, write)]
 
@@ -335,8 +335,8 @@ def _attendance_steps(rng: random.Random, state: dict[str, Any], staff: dict[str
 
         def write(session: Session, vault: Vault, data: dict[str, Any] = data,
                   moment: datetime = moment) -> None:
-            entries.write_typed_entry(session, vault, staff[who], state["id"], field_id,
-                                      "attendance", data, moment)
+            entries.write_entry(session, vault, staff[who], state["id"], field_id, None,
+                                moment, kind="attendance", data=data)
             out.attendance += 1
 
         steps.append((moment, write))

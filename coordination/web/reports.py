@@ -22,11 +22,13 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, render_template, request, url_for
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from coordination.actors import Actor
+from coordination.api.reports import ReportQuery
+from coordination.casework.entry_kinds import need_label
 from coordination.errors import InvalidInput
-from coordination.reports import service
+from coordination.reports import figures
+from coordination.reports.services import run_report
 from coordination.roles import Role
 from coordination.runtime import current, request_db
 from coordination.web import parse, report_chart, staff_page
@@ -34,10 +36,8 @@ from coordination.web.auditor import safe_cell
 
 READERS = (Role.EVALUATOR, Role.AUDITOR, Role.COORDINATOR)
 PARAMS = ("report", "from", "to", "by")
-MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-MONTH_ERROR = "a month as YYYY-MM, e.g. 2026-03"
 
-REPORTS = {
+REPORTS = {  # in the order of coordination.reports.figures.REPORTS
     "needs": ("Needs", "What families asked for help with: families with each need "
                        "recorded in the period."),
     "involvement": ("Involvement", "Families per agency, and how many agencies work with "
@@ -50,42 +50,25 @@ REPORTS = {
                                  "offered) by group."),
 }
 GROUPINGS = {"agency": "Agency", "area": "Area", "month": "Month"}
+GROUP_WORDS = {**GROUPINGS, "name": "Name"}
 
-# Words for the values the reports publish; any other shows as its key.
+# Words for the values the reports publish (coordination.reports.figures);
+# need codes, `state:`, `granted:` and `cells:` names are put in words by
+# `value_words`; any other shows as its key.
 VALUE_WORDS = {
     "families": "Families",
-    "agencies": "Agencies",
-    "sent": "Sent", "accepted": "Accepted", "declined": "Declined", "booked": "Booked",
-    "attended": "Attended", "missed": "Missed", "closed": "Closed",
-    "awaiting_family": "Awaiting the family", "withdrawn": "Withdrawn",
+    "agencies_1": "With 1 agency", "agencies_2": "With 2 agencies",
+    "agencies_3": "With 3 agencies", "agencies_4_plus": "With 4 or more agencies",
+    "median_agencies": "Median agencies per family",
     "referrals": "Referrals",
+    "accepted": "Ever accepted", "attended": "Ever attended",
     "share_accepted": "Accepted (%)", "share_attended": "Attended (%)",
-    "median_days_to_attended": "Median days to first attended appointment",
-    "median_attendance": "Median attendance (%)",
-    "median_rate": "Median attendance (%)",
-    "forms_in_force": "Families with a form in force",
-    "cells_granted": "Cells granted",
+    "median_days_to_service": "Median days from referral to first attended appointment",
+    "median_rate": "Median attendance rate (%)",
 }
-
-
-class ReportForm(Schema):
-    """The page's query: all four are needed to run a report."""
-
-    class Meta:
-        unknown = RAISE
-
-    report = fields.String(required=True, validate=validate.OneOf(
-        list(REPORTS), error="one of: " + ", ".join(REPORTS)))
-    from_ = fields.String(required=True, data_key="from",
-                          validate=validate.Regexp(MONTH, error=MONTH_ERROR))
-    to = fields.String(required=True, validate=validate.Regexp(MONTH, error=MONTH_ERROR))
-    by = fields.String(required=True, validate=validate.OneOf(
-        list(GROUPINGS), error="one of: " + ", ".join(GROUPINGS)))
-
-    @validates_schema
-    def _order(self, data: dict[str, Any], **_: Any) -> None:
-        if "from_" in data and "to" in data and data["to"] < data["from_"]:
-            raise ValidationError("must not be before the “from” month", "to")
+STATE_WORDS = {
+    "awaiting_family": "awaiting the family", "declined_by_family": "declined by the family",
+}
 
 
 def me() -> Actor:
@@ -115,14 +98,23 @@ def _run(values: dict[str, Any]) -> dict[str, Any]:
     """The published report: the service checks the actor's role and
     agency, computes, protects and audits, in one transaction."""
     rt = current()
-    return service.run_report(request_db(), rt.vault, me(), values["report"],
-                              values["from_"], values["to"], values["by"], rt.now())
+    return run_report(request_db(), rt.vault, me(), values["report"], values["first"],
+                      values["last"], values["by"], rt.now(), k=rt.settings.report_k).out()
 
 
 def _checked() -> tuple[dict[str, str], dict[str, Any], dict[str, list[str]]]:
+    """The form's parameters as given, checked with the API's query schema
+    (months, period, grouping) and the list of reports."""
     given = _given()
-    values, errors = parse(ReportForm(), given)
-    return given, values, errors
+    values, errors = parse(ReportQuery(), {k: v for k, v in given.items() if k != "report"})
+    if "by" not in given:
+        errors["by"] = ["one of " + ", ".join(GROUPINGS)]
+    report = given.get("report")
+    if report not in figures.REPORTS:
+        errors["report"] = ["one of " + ", ".join(figures.REPORTS)]
+    if errors:
+        return given, {}, errors
+    return given, {**values, "report": report}, {}
 
 
 def _table(published: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +132,7 @@ def _table(published: dict[str, Any]) -> dict[str, Any]:
                 value_keys.append(key)
     return {
         "group_keys": group_keys,
-        "group_words": [GROUPINGS.get(key, key.replace("_", " ").capitalize())
+        "group_words": [GROUP_WORDS.get(key, key.replace("_", " ").capitalize())
                         for key in group_keys],
         "value_keys": value_keys,
         "value_words": [value_words(key) for key in value_keys],
@@ -150,22 +142,38 @@ def _table(published: dict[str, Any]) -> dict[str, Any]:
 
 
 def value_words(key: str) -> str:
+    """A published value's name in words."""
     if key in VALUE_WORDS:
         return VALUE_WORDS[key]
+    kind, _, rest = key.partition(":")
+    if kind == "state" and rest:
+        return "Now " + STATE_WORDS.get(rest, rest.replace("_", " "))
+    if kind == "granted" and rest:
+        return f"Form grants {rest}"
+    if kind == "cells" and rest:
+        return f"Cells granted to {rest}"
+    if key in figures.NEED_CODES:
+        return "Need: " + need_label(key)
     return key.replace("_", " ").replace("-", " ").capitalize()
 
 
 def group_label(group: dict[str, Any]) -> str:
-    return " · ".join(str(v) for v in group.values() if v is not None) or "all"
+    """A row's short label on the chart: the month, the area's name (or
+    code), or the agency's id."""
+    if "month" in group:
+        return str(group["month"])
+    if "area" in group:
+        return str(group.get("name") or group["area"])
+    return str(group.get("agency") or " · ".join(str(v) for v in group.values()))
 
 
-def _query(values: dict[str, Any]) -> dict[str, str]:
-    return {"report": values["report"], "from": values["from_"], "to": values["to"],
+def _query(values: dict[str, Any]) -> dict[str, Any]:
+    return {"report": values["report"], "from": values["first"], "to": values["last"],
             "by": values["by"]}
 
 
 def _page(given: dict[str, str], errors: dict[str, list[str]],
-          published: dict[str, Any] | None = None, query: dict[str, str] | None = None,
+          published: dict[str, Any] | None = None, query: dict[str, Any] | None = None,
           ) -> tuple[str, int]:
     args = given if (given or errors) else defaults(current().now())
     return render_template(
@@ -210,7 +218,7 @@ def create_blueprint() -> Blueprint:
                 for row in table["rows"]]
         labels = [group_label(row["group"]) for row in published.get("rows") or []]
         title = (f"{REPORTS[values['report']][0]} by {values['by']}, "
-                 f"{values['from_']} to {values['to']}")
+                 f"{values['first']} to {values['last']}")
         svg = report_chart.draw(title, labels,
                                 list(zip(table["value_keys"], table["value_words"],
                                          strict=True)), rows)
@@ -229,7 +237,7 @@ def create_blueprint() -> Blueprint:
             published = _run(values)
         except InvalidInput as exc:
             return _page(_given_, exc.errors or {"report": [str(exc)]})
-        filename = (f"onestory-{values['report']}-{values['from_']}-to-{values['to']}"
+        filename = (f"onestory-{values['report']}-{values['first']}-to-{values['last']}"
                     f"-by-{values['by']}.csv")
         return Response(csv_text(published), mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{filename}"',

@@ -244,7 +244,8 @@ def demo_server(env: dict[str, str], port: int,
         proc.stdout.close()
 
 
-LOGIN = re.compile(r"^  (\S+)\s+/ (\S+)\s+(practitioner|coordinator|auditor|admin)\s+(\S+)$")
+LOGIN = re.compile(
+    r"^  (\S+)\s+/ (\S+)\s+(practitioner|coordinator|auditor|admin|evaluator)\s+(\S+)$")
 TOKEN = re.compile(r"^\s+API token: (\S+)$")
 FAMILY = re.compile(r"^  (norway|belgium)\s+(\S+)$")
 
