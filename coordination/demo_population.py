@@ -216,12 +216,14 @@ def _plan_family(rng: random.Random, staff: dict[str, Actor], agency: str, worke
         }, signed)
         if counted:
             out.counted += 1
-            if minimal:  # a pseudonymous family carries an area once it agreed to be counted
-                areas.set_family_area(session, vault, staff[worker], state["id"], area,
-                                      signed + timedelta(minutes=5))
 
-    steps: list[tuple[datetime, Callable[[Session, Vault], None]]] = [
-        (begun, record), (begun + timedelta(hours=1), sign)]
+    def give_area(session: Session, vault: Vault) -> None:
+        areas.set_family_area(session, vault, staff[worker], state["id"], area,
+                              begun + timedelta(hours=1, minutes=5))
+
+    steps: list[tuple[datetime, Run]] = [(begun, record), (begun + timedelta(hours=1), sign)]
+    if minimal and counted:  # a pseudonymous family carries an area once it agreed to be counted
+        steps.append((begun + timedelta(hours=1, minutes=5), give_area))
     steps += _needs_steps(state, staff[worker], agency, needs, begun + timedelta(hours=2))
     if referred:
         steps += _referral_steps(rng, state, staff, agency, worker, to, asked, answerer,
@@ -232,7 +234,7 @@ def _plan_family(rng: random.Random, staff: dict[str, Actor], agency: str, worke
 
 
 def _needs_steps(state: dict[str, Any], actor: Actor, agency: str, needs: list[str],
-                 moment: datetime) -> list[tuple[datetime, Callable[[Session, Vault], None]]]:
+                 moment: datetime) -> list[tuple[datetime, Run]]:
     field_id = "story" if agency in ("harbour", "ecec") else "social"
     if agency == "child-protection":
         field_id = "social"
@@ -247,8 +249,8 @@ def _needs_steps(state: dict[str, Any], actor: Actor, agency: str, needs: list[s
 def _referral_steps(rng: random.Random, state: dict[str, Any], staff: dict[str, Actor],
                     agency: str, worker: str, to: str, asked: list[str], answerer: str,
                     contact: str, sent: datetime, out: Population,
-                    ) -> list[tuple[datetime, Callable[[Session, Vault], None]]]:
-    steps: list[tuple[datetime, Callable[[Session, Vault], None]]] = []
+                    ) -> list[tuple[datetime, Run]]:
+    steps: list[tuple[datetime, Run]] = []
     answered = sent + timedelta(days=rng.randint(1, 6), hours=2)
     accepted = rng.random() < 0.8
     place = "Health centre, room 2" if to == "health-centre" else "Child protective services"
@@ -288,7 +290,7 @@ def _referral_steps(rng: random.Random, state: dict[str, Any], staff: dict[str, 
 
 def _appointment(state: dict[str, Any], actor: Actor, place: str, booked: datetime,
                  when: datetime, came: bool,
-                 ) -> list[tuple[datetime, Callable[[Session, Vault], None]]]:
+                 ) -> list[tuple[datetime, Run]]:
     def book(session: Session, vault: Vault) -> None:
         state["apt"] = referrals.book_appointment(session, vault, actor, state["ref"], {
             "at": when, "place": place}, booked)["id"]
@@ -313,7 +315,7 @@ def _close(state: dict[str, Any], actor: Actor, moment: datetime
 
 def _attendance_steps(rng: random.Random, state: dict[str, Any], staff: dict[str, Actor],
                       agency: str, begun: datetime, out: Population,
-                      ) -> list[tuple[datetime, Callable[[Session, Vault], None]]]:
+                      ) -> list[tuple[datetime, Run]]:
     """Kindergarten days (ECEC's families, under education) or parenting-group
     sessions (some of the health centre's, under health), month by month."""
     if agency == "ecec":
@@ -322,7 +324,7 @@ def _attendance_steps(rng: random.Random, state: dict[str, Any], staff: dict[str
         who, field_id, offered, months, rate = "nurse2", "health", 4, 3, rng.uniform(.4, 1.0)
     else:
         return []
-    steps: list[tuple[datetime, Callable[[Session, Vault], None]]] = []
+    steps: list[tuple[datetime, Run]] = []
     start = begun.date().replace(day=1)
     for n in range(1, months + 1):
         total = start.year * 12 + start.month - 1 + n

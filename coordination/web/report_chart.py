@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,37 +44,55 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
 def draw(title: str, groups: Sequence[str], values: Sequence[tuple[str, str]],
          rows: Sequence[Mapping[str, Any]]) -> bytes:
     """One small horizontal bar chart per value (its words in `values`:
     (key, label)), the groups (`groups`, one label per row, in order) down
     each. `rows[i]` holds row i's published values by key; None (withheld)
-    draws no bar and a dash. Returns the SVG document."""
-    shown = list(values)
+    draws no bar and a dash. A value withheld in every row gets no panel;
+    the chart names it below instead. Returns the SVG document."""
+    def known(key: str) -> list[float]:
+        return [n for n in (_number(row.get(key)) for row in rows) if n is not None]
+
+    shown = [(key, label) for key, label in values if known(key)]
+    hidden = [label for key, label in values if not known(key)]
     panels = max(1, len(shown))
     cols = min(COLUMNS, panels)
     lines = math.ceil(panels / cols)
     height_each = 0.6 + 0.28 * max(1, len(groups))
-    fig = Figure(figsize=(3.9 * cols, height_each * lines + 0.6), layout="constrained")
+    note = 0.3 + 0.18 * math.ceil(len(", ".join(hidden)) / 120) if hidden else 0.0
+    fig = Figure(figsize=(3.9 * cols, height_each * lines + 0.6 + note), layout="constrained")
     fig.suptitle(title, fontsize=11, fontweight="bold")
+    if hidden:
+        fig.supxlabel(_wrap("Every figure withheld, not drawn: " + ", ".join(hidden), 120),
+                      fontsize=8, color=WITHHELD)
     axes = fig.subplots(lines, cols, squeeze=False)
     positions = list(range(len(groups)))
     for index, ax in enumerate(axes.flat):
         if index >= len(shown):
             ax.set_axis_off()
+            if not shown and index == 0:
+                ax.text(0.5, 0.5, "Every figure in this report is withheld.", ha="center",
+                        va="center", fontsize=10, color=WITHHELD, transform=ax.transAxes)
             continue
         key, label = shown[index]
         numbers = [_number(row.get(key)) for row in rows]
         ax.barh(positions, [n if n is not None else 0 for n in numbers], color=BAR)
-        top = max([n for n in numbers if n is not None] + [1.0])
+        top = max(known(key))
         for y, n in zip(positions, numbers, strict=True):
-            text = "–" if n is None else f"{n:g}"
-            ax.text(n if n is not None else 0, y, f" {text}", va="center", fontsize=8,
-                    color=WITHHELD if n is None else "#222222")
+            if n is None:  # withheld: a dash where the bar would start, as in the table
+                ax.text(top * 0.02, y, "–", va="center", fontsize=10, fontweight="bold",
+                        color=WITHHELD)
+            else:
+                ax.text(n, y, f" {n:g}", va="center", fontsize=8, color="#222222")
         ax.set_xlim(0, top * 1.25)
         ax.set_yticks(positions, labels=list(groups))
         ax.invert_yaxis()
-        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_title(_wrap(label, 48), fontsize=9, loc="left")
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(axis="x", labelsize=7)
     out = io.BytesIO()

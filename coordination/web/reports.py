@@ -28,6 +28,7 @@ from coordination.api.reports import ReportQuery
 from coordination.casework.entry_kinds import need_label
 from coordination.errors import InvalidInput
 from coordination.reports import figures
+from coordination.reports.period import UNKNOWN_AREA
 from coordination.reports.services import run_report
 from coordination.roles import Role
 from coordination.runtime import current, request_db
@@ -136,7 +137,10 @@ def _table(published: dict[str, Any]) -> dict[str, Any]:
                         for key in group_keys],
         "value_keys": value_keys,
         "value_words": [value_words(key) for key in value_keys],
+        "by_words": GROUPINGS.get(str(published.get("by")), "Group"),
+        "value_heads": [column_words(key) for key in value_keys],
         "rows": [{"group": [row["group"].get(key) for key in group_keys],
+                  "label": row_words(row["group"]),
                   "values": [row["values"].get(key) for key in value_keys]} for row in rows],
     }
 
@@ -155,6 +159,24 @@ def value_words(key: str) -> str:
     if key in figures.NEED_CODES:
         return "Need: " + need_label(key)
     return key.replace("_", " ").replace("-", " ").capitalize()
+
+
+def column_words(key: str) -> str:
+    """A value's column heading: a need code alone under the needs report."""
+    if key in figures.NEED_CODES:
+        return need_label(key).capitalize()
+    return value_words(key)
+
+
+def row_words(group: dict[str, Any]) -> tuple[str, str | None]:
+    """A row's heading in the table: (words, the code beside them or None)."""
+    if "month" in group:
+        return str(group["month"]), None
+    code = str(group.get("area") or group.get("agency") or "")
+    name = group.get("name")
+    if code == UNKNOWN_AREA:
+        return "Unknown (no area recorded)", None
+    return (str(name), code) if name else (code, None)
 
 
 def group_label(group: dict[str, Any]) -> str:

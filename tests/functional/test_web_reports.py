@@ -127,11 +127,11 @@ def test_the_table_shows_what_is_published_with_dashes_and_a_legend(app: Flask,
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     table = html.split('class="report-table"')[1].split("</table>")[0]
-    health = table.split('<th scope="row">health-centre</th>')[1].split("</tr>")[0]
+    health = table.split('<span class="code">health-centre</span></th>')[1].split("</tr>")[0]
     cells = [c.split(">", 1)[1].split("</td>")[0] for c in health.split('<td class="num"')[1:]]
     # Same order as the published values: families, then the codes.
     assert cells[0] == "10" and cells[2] == "10"  # families, housing
-    physio = table.split('<th scope="row">physio</th>')[1].split("</tr>")[0]
+    physio = table.split('<span class="code">physio</span></th>')[1].split("</tr>")[0]
     assert physio.count('<span class="withheld" title="withheld">–</span>') == len(rows["physio"])
     assert str(NEEDY) not in health  # never the raw count
     assert "withheld: the count is below 10" in html
@@ -224,6 +224,6 @@ def test_a_coordinator_counts_only_its_own_agency(app: Flask, arranged: Api) -> 
     client = signed_in(app, "physiocoord")
     html = client.get(f"/reports/?{query()}").get_data(as_text=True)
     table = html.split('class="report-table"')[1].split("</table>")[0]
-    health = table.split('<th scope="row">health-centre</th>')[1].split("</tr>")[0]
+    health = table.split('<span class="code">health-centre</span></th>')[1].split("</tr>")[0]
     assert "10" not in health  # the health centre's families are not physio's
     assert report_runs(app)[0]["actor"] == "physiocoord"
