@@ -15,18 +15,8 @@ import io
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
-
-import matplotlib
-from matplotlib.figure import Figure
-
-# Stable ids inside the SVG (the same report draws the same bytes) and text
-# drawn as paths (no dependence on the viewer's fonts).
-matplotlib.rcParams.update({
-    "svg.hashsalt": "onestory",
-    "svg.fonttype": "path",
-    "font.size": 9,
-})
 
 # The chart is an image: no script, no fetches, nothing but matplotlib's
 # inline style element and style attributes.
@@ -42,6 +32,20 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+@cache
+def _figure() -> Any:
+    """matplotlib's Figure, imported on first use (a second or so: not at
+    every start of the command line), with stable ids inside the SVG (the
+    same report draws the same bytes) and text drawn as paths (no
+    dependence on the viewer's fonts)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    matplotlib.rcParams.update({"svg.hashsalt": "onestory", "svg.fonttype": "path",
+                                "font.size": 9})
+    return Figure
 
 
 def _wrap(text: str, width: int) -> str:
@@ -65,7 +69,7 @@ def draw(title: str, groups: Sequence[str], values: Sequence[tuple[str, str]],
     lines = math.ceil(panels / cols)
     height_each = 0.6 + 0.28 * max(1, len(groups))
     note = 0.3 + 0.18 * math.ceil(len(", ".join(hidden)) / 120) if hidden else 0.0
-    fig = Figure(figsize=(3.9 * cols, height_each * lines + 0.6 + note), layout="constrained")
+    fig = _figure()(figsize=(3.9 * cols, height_each * lines + 0.6 + note), layout="constrained")
     fig.suptitle(title, fontsize=11, fontweight="bold")
     if hidden:
         fig.supxlabel(_wrap("Every figure withheld, not drawn: " + ", ".join(hidden), 120),
