@@ -281,7 +281,7 @@ def test_demo_serves_with_printed_logins(tmp_path: Path) -> None:
         logins, families = parse_demo(lines)
 
         roles = {login["role"] for login in logins.values()}
-        assert roles == {"practitioner", "coordinator", "auditor", "admin"}
+        assert roles == {"practitioner", "coordinator", "auditor", "admin", "evaluator"}
         assert all(login.get("token") for login in logins.values()), logins
         assert len({login["token"] for login in logins.values()}) == len(logins)
         assert set(families) == {"norway", "belgium"}
