@@ -51,6 +51,7 @@ FAMILY_LOG_ACTIONS = {
     Action.APPOINTMENT_BOOK: "booked an appointment",
     Action.APPOINTMENT_OUTCOME: "recorded what became of an appointment",
     Action.EMERGENCY_OPEN: "opened the whole record in an emergency (reviewed by an auditor)",
+    Action.FAMILY_AREA: "recorded or removed the family's area",
 }
 # Acts whose detail names the other service they are about (`agency`, or a
 # referral's `to`).

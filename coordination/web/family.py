@@ -96,6 +96,8 @@ DID = {
     Action.APPOINTMENT_OUTCOME: lazy_gettext("%(who)s wrote down what happened at an "
                                              "appointment."),
     Action.EMERGENCY_OPEN: lazy_gettext("%(who)s opened your whole record in an emergency."),
+    Action.FAMILY_AREA: lazy_gettext("%(who)s wrote down which area your family lives in, "
+                                     "or removed it."),
 }
 # Asking another service names it.
 ASKED = lazy_gettext("%(who)s asked %(agency)s to help your family.")
@@ -112,6 +114,7 @@ ROLES = {
     "coordinator": lazy_gettext("coordinator"),
     "auditor": lazy_gettext("auditor"),
     "admin": lazy_gettext("administrator"),
+    "evaluator": lazy_gettext("evaluator"),
 }
 
 
@@ -607,4 +610,7 @@ def create_blueprint() -> Blueprint:
                                rows=[_log_sentence(r, labels, order) for r in rows])
 
     family_referrals.register(bp)
+    from coordination.web import family_counting
+
+    family_counting.register(bp)
     return bp

@@ -76,8 +76,9 @@ def _split_list(value: str) -> list[str]:
 def create_blueprint() -> Blueprint:
     bp = Blueprint("staff", __name__, url_prefix="/staff")
 
-    from coordination.web import staff_emergency, staff_requests
+    from coordination.web import staff_areas, staff_emergency, staff_requests
 
+    staff_areas.register(bp)
     staff_requests.register(bp)
     staff_emergency.register(bp)
 
@@ -106,13 +107,14 @@ def create_blueprint() -> Blueprint:
         if request.method == "GET":
             return render_template("staff/new_family.html", errors={}, form={})
         form = text_fields("display_name", "birth_date", "address", "national_id",
-                           "languages")
+                           "languages", "area")
         data: dict[str, Any] = dict(form)
         if "languages" in data:
             data["languages"] = _split_list(data["languages"])
         rt = current()
         values, errors = parse(FamilyIn(), data)
-        for key, messages in families.family_errors(me(), data, rt.now()).items():
+        for key, messages in families.family_errors(me(), data, rt.now(),
+                                                    request_db()).items():
             errors.setdefault(key, []).extend(messages)
         if errors:
             return render_template("staff/new_family.html", errors=errors, form=form), 422
@@ -270,6 +272,8 @@ def create_blueprint() -> Blueprint:
         data: dict[str, Any] = {**form, "grants": grants}
         if request.form.get("reissue_pin"):
             data["reissue_pin"] = True
+        if request.form.get("statistics"):
+            data["statistics"] = form["statistics"] = True
         rt = current()
         values, errors = parse(ConsentIn(), data)
         if lang not in LANGUAGES:

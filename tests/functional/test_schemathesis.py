@@ -162,9 +162,10 @@ APPOINTMENTS = ["book_appointment", "appointment_outcome", "close_referral"]
 ACCESS_REQUESTS = ["create_access_request", "access_requests_list"]
 ACCESS_ANSWERS = ["approve_access_request", "decline_access_request"]
 DUTY_ACTS = ["propose_duty_grant", "approve_duty_grant", "reject_duty_grant"]
+AREAS = ["areas_list", "set_family_area"]
 PRACTITIONER = [*STAFF_READS, "create_family", "search", "family", "write_entry",
                 "get_consent", *REFERRALS, *APPOINTMENTS, *ACCESS_REQUESTS, "worklist_items",
-                "duty_grants_list", "open_emergency_access"]
+                "duty_grants_list", "open_emergency_access", *AREAS]
 HOLDS = ["place_protection_hold", "family_protection_holds", "renew_protection_hold",
          "lift_protection_hold"]
 HOLD_REVIEWS = ["protection_holds_list", "protection_holds_review_queue"]
@@ -179,7 +180,7 @@ STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", 
               "erase", "create_referral", "referral_list", "accept_referral",
               "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request",
               "worklist_items", *DUTY_ACTS, *HOLDS, *HOLD_REVIEWS, "open_emergency_access",
-              *EMERGENCY_REVIEW]
+              *EMERGENCY_REVIEW, *AREAS]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
                "decline_referral", "withdraw_referral", *APPOINTMENTS, "agree_referral",
