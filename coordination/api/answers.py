@@ -56,6 +56,9 @@ class FieldOut(Schema):
     id = _str()
     label = _str()
     description = _str()
+    kinds = fields.List(fields.String(metadata={"enum": ["text", "attendance", "needs"]}),
+                        required=True,
+                        metadata={"description": "the kinds of entry the field takes"})
 
 
 class AreaOut(Schema):

@@ -30,6 +30,6 @@ def register(bp: Blueprint) -> None:
     @allow(*STAFF)
     def fields() -> Response:
         return jsonify([
-            {"id": f.id, "label": f.label, "description": f.description}
+            {"id": f.id, "label": f.label, "description": f.description, "kinds": f.kind_list}
             for f in common.catalogue(db())
         ])

@@ -453,7 +453,7 @@ def _invalid_choice() -> Any:
 
 
 def create_blueprint() -> Blueprint:
-    from coordination.web import family_duty, family_emergency, family_requests
+    from coordination.web import family_duty, family_emergency, family_entries, family_requests
 
     bp = Blueprint("family", __name__, url_prefix="/family")
     family_requests.register(bp)
@@ -524,14 +524,16 @@ def create_blueprint() -> Blueprint:
                                    access_requests=family_requests.pending(actor),
                                    referral_items=family_referrals.on_page(actor, None),
                                    helpers=_helpers(actor),
-                                   emergencies=family_emergency.on_page(actor))
+                                   emergencies=family_emergency.on_page(actor),
+                                   typed_entries=family_entries.on_page(actor))
         valid_until = written_date(date.fromisoformat(form["valid_until"]))
         return render_template("family/consent.html", form=form, columns=_columns(form),
                                valid_until=valid_until,
                                access_requests=family_requests.pending(actor),
                                referral_items=family_referrals.on_page(actor, form),
                                helpers=_helpers(actor),
-                               emergencies=family_emergency.on_page(actor))
+                               emergencies=family_emergency.on_page(actor),
+                               typed_entries=family_entries.on_page(actor))
 
     def _current(actor: Actor) -> dict[str, Any] | None:
         rt = current()

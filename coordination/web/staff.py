@@ -29,7 +29,7 @@ from coordination.schemas import (
     InvolvementPatch,
     SearchArgs,
 )
-from coordination.web import LANGUAGES, RTL, parse, staff_page, text_fields, worklist
+from coordination.web import LANGUAGES, RTL, entry_form, parse, staff_page, text_fields, worklist
 from coordination.web import referrals as referral_pages
 from coordination.web.words import can_see
 
@@ -60,6 +60,13 @@ def _new_form_key() -> str:
     key = secrets.token_urlsafe(16)
     session[FORM_KEYS] = [*session.get(FORM_KEYS, [])[-4:], key]
     return key
+
+
+def _kinds(catalogue: list[FieldDef] | None = None) -> dict[str, Any]:
+    """The entry form's kinds and needs codes (`entry_form.form_context`)."""
+    rows = catalogue or common.catalogue(request_db())
+    return entry_form.form_context(rows, [f for f, _ in _entry_fields(rows)],
+                                   current().settings.needs_codes)
 
 
 def _entry_fields(catalogue: list[FieldDef] | None = None) -> list[tuple[str, str]]:
@@ -144,6 +151,7 @@ def create_blueprint() -> Blueprint:
         return render_template("staff/record.html", record=shared.body, readers=readers,
                                involved=shared.involved, fields=shared.catalogue,
                                names=_names(), entry_fields=_entry_fields(shared.catalogue),
+                               **_kinds(shared.catalogue),
                                contact_worker=shared.contact_worker, colleagues=colleagues,
                                may_refer=consent_forms.may_refer(request_db(), rt.vault, me(),
                                                                  family_id, rt.now()),
@@ -157,13 +165,13 @@ def create_blueprint() -> Blueprint:
         readers = entries.entry_readers(request_db(), rt.vault, me(), family_id, rt.now())
         return render_template("staff/entry.html", family_id=family_id, errors=errors,
                                form=form, entry_fields=_entry_fields(), readers=readers,
-                               names=_names()), status
+                               names=_names(), **_kinds()), status
 
     @bp.post("/families/<id:family_id>/entries")
     @staff_page(*CASEWORK)
     def write_entry(family_id: str) -> Any:
-        form = text_fields("field", "value")
-        values, errors = parse(EntryIn(), form)
+        form, posted = entry_form.posted()
+        values, errors = parse(EntryIn(), posted)
         rt = current()
         if errors:
             common.check_access(request_db(), rt.vault, me(), family_id, rt.now(),
@@ -171,7 +179,9 @@ def create_blueprint() -> Blueprint:
             return _entry_page(family_id, errors, form, 422)
         try:
             entries.write_entry(request_db(), rt.vault, me(), family_id, values["field"],
-                                values["value"], rt.now())
+                                values.get("value"), rt.now(),
+                                kind=values.get("kind", "text"), data=values.get("data"),
+                                needs_codes=rt.settings.needs_codes)
         except InvalidInput as exc:
             return _entry_page(family_id, exc.errors, form, 422)
         flash("The entry is saved.", "success")

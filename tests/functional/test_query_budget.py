@@ -46,6 +46,12 @@ def test_shared_record_query_count_does_not_grow(app: Flask, api: Api) -> None:
                                             for i in range(10)])
     for i in range(40):
         api.write(big, CATALOGUE[i % len(CATALOGUE)], f"entry {i}")
+    for field, kind, data in [  # typed entries read in words without another query
+            ("education", "attendance",
+             {"attended": 4, "offered": 5, "from": "2026-09-01", "to": "2026-09-30"}),
+            ("social", "needs", {"codes": ["housing"]})]:
+        assert api.post(f"/api/v1/families/{big}/entries", "nurse1",
+                        json={"field": field, "kind": kind, "data": data}).status_code == 201
     api.sign(big, {"physio": ["involvement", *CATALOGUE], "ecec": CATALOGUE,
                    "cps": CATALOGUE})
     for _ in range(3):  # several versions in the history

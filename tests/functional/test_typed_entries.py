@@ -28,6 +28,13 @@ def typed(api: Api, family: str, field: str, kind: str, data: Any, who: str = "n
     return api.post(entries_url(family), who, json={"field": field, "kind": kind, "data": data})
 
 
+def test_the_catalogue_says_the_kinds_each_field_takes(api: Api) -> None:
+    kinds = {f["id"]: f["kinds"] for f in api.get("/api/v1/fields", "nurse1").get_json()}
+    assert kinds["story"] == kinds["social"] == ["text", "needs"]
+    assert kinds["health"] == kinds["education"] == ["text", "attendance"]
+    assert kinds["contact"] == ["text"]
+
+
 def test_typed_entries_round_trip(api: Api) -> None:
     family = api.new_family()
     written = typed(api, family, "education", "attendance", ATTENDANCE)
