@@ -308,3 +308,66 @@ def test_k_below_five_stops_start_up(settings: Settings, clock: Clock) -> None:
     assert load_settings({"ONESTORY_REPORT_K": "7"}).report_k == 7
     with pytest.raises(ConfigError, match="ONESTORY_REPORT_K"):
         create_app(dataclasses.replace(settings, report_k=4), clock=clock)
+
+
+def test_a_value_that_does_not_open_returns_nothing(
+        app: Flask, api: Api, population: Population) -> None:
+    rt = app.extensions["onestory"]
+    with rt.engine.begin() as conn:
+        # Another family's sealed area, moved onto this family: it does not open here.
+        moved = conn.execute(select(Family.area).where(Family.id == population.a[1])).scalar()
+        conn.execute(Family.__table__.update().where(Family.__table__.c.id == population.a[0])
+                     .values(area=moved))
+    refused = api.get(f"/api/v1/reports/needs?{NOV}&by=area", "eval1")
+    assert refused.status_code == 503
+    assert refused.content_type == "application/problem+json"
+    assert "rows" not in refused.get_json()
+    assert audit_rows(app, "report.run") == []
+    # A report that does not read areas still runs.
+    assert api.get(f"/api/v1/reports/involvement?{NOV}", "eval1").status_code == 200
+
+
+def test_statements_do_not_grow_with_the_families(
+        app: Flask, api: Api, population: Population) -> None:
+    """One statement per table per chunk of families, never one per family."""
+    from sqlalchemy import event
+
+    rt = app.extensions["onestory"]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    def count(name: str) -> int:
+        statements.clear()
+        for engine in (rt.engine, rt.keystore.engine):
+            event.listen(engine, "before_cursor_execute", record)
+        try:
+            run(api, name, NOV + "&by=area")
+        finally:
+            for engine in (rt.engine, rt.keystore.engine):
+                event.remove(engine, "before_cursor_execute", record)
+        return len(statements)
+
+    before = {name: count(name) for name in ("needs", "referrals", "consent-coverage")}
+    for n in range(6):
+        family = api.new_family(display_name=f"F{n}")
+        api.sign(family, GRID_A)
+        count_in_statistics(app, family)
+        set_area(app, family, "S1")
+        needs(app, family, ["income"], WRITTEN)
+        _attended_referral(api, family)
+    after = {name: count(name) for name in ("needs", "referrals", "consent-coverage")}
+    assert after == before
+    assert rows(run(api, "needs", NOV + "&by=area"), "area")["S1"]["families"] == 5  # E + 6
+
+
+def test_free_text_is_never_opened(app: Flask, api: Api, population: Population) -> None:
+    """A report opens typed entries and areas only: free text that would not
+    even open is never touched."""
+    entry = api.write(population.a[0], "story", "Moved here last spring.")
+    with app.extensions["onestory"].engine.begin() as conn:
+        conn.execute(Entry.__table__.update().where(Entry.__table__.c.id == entry["id"])
+                     .values(value=b"\x01not a sealed value at all"))
+    for name in ("needs", "involvement", "consent-coverage", "referrals", "attendance"):
+        run(api, name, NOV + "&by=area")
