@@ -261,6 +261,9 @@ def test_an_unknown_report_is_a_404(app: Flask, api: Api, population: Population
     missing = api.get(f"/api/v1/reports/salaries?{NOV}", "eval1")
     assert missing.status_code == 404
     assert missing.content_type == "application/problem+json"
+    # Before its parameters are looked at; after the role.
+    assert api.get("/api/v1/reports/salaries?from=x", "eval1").status_code == 404
+    assert api.get("/api/v1/reports/salaries?from=x", "nurse1").status_code == 403
     assert audit_rows(app, "report.run") == []
 
 
