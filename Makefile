@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/audit_log.py
 	$(BIN)/python bench/not_found.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/reports.py
 
 # The family page's message catalogues (coordination/translations, see README
 # "Translations"): extract the English strings, merge them into each language's

@@ -269,7 +269,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_hosts=[h.strip() for h in env_vars.get("ONESTORY_TRUSTED_HOSTS", "").split(",")
                        if h.strip()],
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),
-    )
+    ).checked()
 
 
 def _client_secrets(file_name: str | None) -> dict[str, str]:

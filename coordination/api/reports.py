@@ -12,7 +12,7 @@ from coordination.api import actor, allow, db, load, runtime
 from coordination.api.answers import ReportOut
 from coordination.api.openapi import document
 from coordination.reports.period import GROUPINGS, MONTH, period_errors
-from coordination.reports.services import run_report
+from coordination.reports.services import check_report, run_report
 from coordination.roles import Role
 from coordination.schemas import StrictSchema
 
@@ -45,7 +45,8 @@ def register(bp: Blueprint) -> None:
               not_found="No report of that name.")
     @allow(Role.EVALUATOR, Role.AUDITOR, Role.COORDINATOR)
     def report(name: str) -> Response:
-        args = load(ReportQuery(), request.args.to_dict())
+        args = load(ReportQuery(), request.args.to_dict(),
+                    checks_first=lambda: check_report(actor(), name))
         rt = runtime()
         found = run_report(db(), rt.vault, actor(), name, args["first"], args["last"],
                            args["by"], rt.now(), k=rt.settings.report_k)

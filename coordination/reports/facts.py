@@ -60,7 +60,7 @@ class ReferralFact:
     days_to_service: float | None
 
 
-@dataclass
+@dataclass(slots=True)
 class FamilyFacts:
     """One counted family's facts in the period (months are indexes into
     `Period.months`; no family id)."""

@@ -150,7 +150,7 @@ def _involvement(by: str, period: Period, facts: Iterable[FamilyFacts],
                  groups: list[tuple[Hashable, dict[str, str]]], area_of: AreaOf,
                  agency_ids: list[str], codes: tuple[str, ...]) -> RawReport:
     table = _Table(groups, ["families", *AGENCY_BUCKETS], ["median_agencies"])
-    months = len(period.months)
+    months = period.length
     for family in facts:
         for key, agencies in _involved(by, family, area_of, months).items():
             if key not in table.rows:
@@ -168,7 +168,7 @@ def _coverage(by: str, period: Period, facts: Iterable[FamilyFacts],
     for agency in agency_ids:
         names += [f"granted:{agency}", f"cells:{agency}"]
     table = _Table(groups, names)
-    months = len(period.months)
+    months = period.length
     for family in facts:
         for key in _involved(by, family, area_of, months):
             if key not in table.rows:

@@ -91,10 +91,15 @@ class Period:
         """The month of `day` as an index into `months` (may fall outside it)."""
         return (day.year - self.first.year) * 12 + day.month - self.first.month
 
+    @property
+    def length(self) -> int:
+        """How many months."""
+        return self.index(self.last) + 1
+
     def clip(self, first_day: date, last_day: date | None) -> tuple[int, int] | None:
         """The months of the period a span of days touches (indexes, both
         included); None when it touches none. `last_day` None: still going."""
-        top = len(self.months) - 1
+        top = self.length - 1
         if first_day >= self.end_day or (last_day is not None and last_day < self.first):
             return None
         low = max(0, self.index(first_day))

@@ -67,6 +67,15 @@ def _areas(session: Session) -> list[tuple[str, str]]:
     return list(named.items())
 
 
+def check_report(actor: Actor, name: str) -> None:
+    """The checks of `run_report` that come before its parameters': the role
+    (RoleNotPermitted), then the report's name (NotFound)."""
+    if actor.is_family or actor.role not in REPORT_ROLES:
+        raise RoleNotPermitted("your role may not run reports")
+    if name not in REPORTS:
+        raise NotFound(f"no report '{name}'")
+
+
 def run_report(session: Session, vault: Vault, actor: Actor, name: str, first_month: str,
                last_month: str, by: str, now: datetime, *, k: int = disclosure.DEFAULT_K,
                need_codes: Sequence[str] = NEED_CODES) -> Report:
@@ -81,10 +90,7 @@ def run_report(session: Session, vault: Vault, actor: Actor, name: str, first_mo
     NotFound (no such report), InvalidInput (bad period or grouping),
     ValueError (k below `disclosure.MIN_K`: a configuration error), VaultError
     (a sealed value did not open: nothing is returned)."""
-    if actor.is_family or actor.role not in REPORT_ROLES:
-        raise RoleNotPermitted("your role may not run reports")
-    if name not in REPORTS:
-        raise NotFound(f"no report '{name}'")
+    check_report(actor, name)
     errors = report_errors(first_month, last_month, by)
     if errors:
         raise InvalidInput(errors)
