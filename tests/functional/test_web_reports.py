@@ -19,13 +19,15 @@ from sqlalchemy import select
 
 from audit.model import Action, AuditEntry
 from coordination import accounts
+from coordination.reports.disclosure import round_count
 from coordination.web import CSP
 from coordination.web.report_chart import CHART_CSP
 from tests.conftest import Api, Clock
 from tests.web import set_passwords, signed_in
 
 MONTH = "2026-11"  # the test clock's month (tests.conftest.T0)
-NEEDY = 12  # families with needs at the health centre: published as 10 (rounded to 5)
+NEEDY = 12  # families with needs at the health centre: published rounded to a multiple of 5
+SHOWN = round_count(NEEDY)
 
 
 @pytest.fixture
@@ -120,7 +122,8 @@ def test_the_table_shows_what_is_published_with_dashes_and_a_legend(app: Flask,
                                                                       arranged: Api) -> None:
     published = api_report(app, "needs", "agency")
     rows = {r["group"]["agency"]: r["values"] for r in published["rows"]}
-    assert rows["health-centre"]["families"] == 10 and rows["health-centre"]["housing"] == 10
+    assert rows["health-centre"]["families"] == SHOWN == rows["health-centre"]["housing"]
+    assert SHOWN != NEEDY
     assert rows["physio"]["families"] is None  # three families: withheld
     client = signed_in(app, "eval1")
     page = client.get(f"/reports/?{query()}")
@@ -130,7 +133,7 @@ def test_the_table_shows_what_is_published_with_dashes_and_a_legend(app: Flask,
     health = table.split('<span class="code">health-centre</span></th>')[1].split("</tr>")[0]
     cells = [c.split(">", 1)[1].split("</td>")[0] for c in health.split('<td class="num"')[1:]]
     # Same order as the published values: families, then the codes.
-    assert cells[0] == "10" and cells[2] == "10"  # families, housing
+    assert cells[0] == str(SHOWN) and cells[2] == str(SHOWN)  # families, housing
     physio = table.split('<span class="code">physio</span></th>')[1].split("</tr>")[0]
     assert physio.count('<span class="withheld" title="withheld">–</span>') == len(rows["physio"])
     assert str(NEEDY) not in health  # never the raw count
@@ -170,7 +173,7 @@ def test_the_csv_holds_the_published_figures(app: Flask, arranged: Api) -> None:
         assert line[2:] == ["" if row["values"][k] is None else str(row["values"][k])
                             for k in value_keys]
     health = next(line for line in lines if line[0] == "health-centre")
-    assert health[2] == "10" and str(NEEDY) not in health
+    assert health[2] == str(SHOWN) and str(NEEDY) not in health
 
 
 def test_every_run_is_audited_with_its_parameters(app: Flask, arranged: Api) -> None:
@@ -225,5 +228,5 @@ def test_a_coordinator_counts_only_its_own_agency(app: Flask, arranged: Api) -> 
     html = client.get(f"/reports/?{query()}").get_data(as_text=True)
     table = html.split('class="report-table"')[1].split("</table>")[0]
     health = table.split('<span class="code">health-centre</span></th>')[1].split("</tr>")[0]
-    assert "10" not in health  # the health centre's families are not physio's
+    assert str(SHOWN) not in health  # the health centre's families are not physio's
     assert report_runs(app)[0]["actor"] == "physiocoord"
