@@ -312,7 +312,10 @@ def test_demo_serves_with_printed_logins(tmp_path: Path) -> None:
 
         # Every printed token works.
         for username, login in logins.items():
-            status, _h, body = request(f"{base}/api/v1/agencies", login["token"])
+            # Evaluators read reports only (the catalogue refuses them).
+            path = ("/api/v1/reports/needs?from=2026-01&to=2026-01"
+                    if login["role"] == "evaluator" else "/api/v1/agencies")
+            status, _h, body = request(f"{base}{path}", login["token"])
             assert status == 200, (username, body)
         assert proc.poll() is None, output.text()
     assert proc.poll() is not None
