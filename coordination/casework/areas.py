@@ -21,7 +21,7 @@ from audit.model import Action
 from audit.services import Event
 from coordination.actors import Actor
 from coordination.casework.common import FamilyView, _audit, _involved, _visible
-from coordination.crypto import FamilyCipher, Vault
+from coordination.crypto import Vault
 from coordination.errors import InvalidInput, NotFound
 from coordination.model import Agency, AgencyArea, Family
 
@@ -147,13 +147,16 @@ def area_named(session: Session, code: str, *agencies: str | None) -> dict[str, 
     return {"code": code, "name": name}
 
 
-def family_area(session: Session, cipher: FamilyCipher, family: Family, reader: str | None
+def family_area(session: Session, view: FamilyView, reader: str | None, now: datetime
                 ) -> dict[str, str] | None:
     """The family's area as `reader`'s agency reads it (opened here; the
-    caller decides whether the reader may see it), or None."""
-    if family.area is None:
+    caller decides whether the reader may see it), or None. A family
+    recorded by a minimal-data agency whose form in force no longer says yes
+    (it expired) has none, whatever is stored."""
+    family = view.family
+    if family.area is None or (_recorded_minimal(session, family) and not counted(view, now)):
         return None
-    code = cipher.open("families", "area", family.id, family.area)
+    code = view.cipher.open("families", "area", family.id, family.area)
     return area_named(session, code, reader, family.recorded_by_agency)
 
 

@@ -108,8 +108,10 @@ def shared_record(
         body["members"] = _members(session, cipher, family.id)
     if ("contact" in granted or authored) and family.address is not None:
         body["address"] = cipher.open("families", "address", family.id, family.address)
-    if ("contact" in granted or authored) and family.area is not None:
-        body["area"] = areas.family_area(session, cipher, family, agency)
+    area = (areas.family_area(session, view, agency, now)
+            if "contact" in granted or authored else None)
+    if area is not None:
+        body["area"] = area
     if authored and family.national_id is not None:
         body["national_id"] = cipher.open("families", "national_id", family.id, family.national_id)
     body["fields"] = fields

@@ -221,9 +221,12 @@ def test_minimal_data_family_carries_an_area_only_while_counted(app: Flask, with
     assert api.put(path, "ngo1", json={"area": "N1"}).status_code == 200
     api.sign(family, {"ngo": ["involvement", "contact"]}, who="ngocoord")
     assert _stored_area(app, family) is None
-    # An expired form that said yes does not count either.
+    # An expired form that said yes does not count either: the area is not
+    # shown, and cannot be set again.
     api.sign(family, {"ngo": ["involvement", "contact"]}, who="ngocoord", statistics=True)
+    assert api.put(path, "ngo1", json={"area": "N1"}).status_code == 200
     clock.advance(days=400)
+    assert _area(api, family, "ngo1") is None
     assert api.put(path, "ngo1", json={"area": "N1"}).status_code == 422
 
 

@@ -105,6 +105,8 @@ def test_every_new_version_carries_the_answer_over(app: Flask, api: Api) -> None
     assert len(versions) == 6, versions
     assert all(statistics for _, statistics, _ in versions), versions
     assert _form(api, family)["statistics"] is True
+    # The family reads its own answer through the API too.
+    assert api.get(f"{base}/consent", token).get_json()["statistics"] is True
 
 
 def test_forms_recorded_before_the_question_count_as_no(app: Flask, api: Api) -> None:
