@@ -305,6 +305,8 @@ def measure(stores: dict[str, Store], actors: dict[str, Actor], repeats: int
         run_once(encrypted, actors["encrypted"], name, by)
         found.peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
+        print(f"  {name} by {by}: sealed {median(found.seconds['encrypted']):.2f} s, "
+              f"plaintext {median(found.seconds['plaintext']):.2f} s", flush=True)
     return results
 
 
