@@ -27,7 +27,7 @@ $(NODE_TOOLS): tests/browser/node/package.json tests/browser/node/package-lock.j
 	fi
 
 demo: $(VENV)/.installed
-	ONESTORY_ENV=development $(BIN)/onestory demo
+	ONESTORY_ENV=development $(BIN)/onestory demo --population
 
 test: $(VENV)/.installed-test $(NODE_TOOLS)
 	$(BIN)/ruff check .
@@ -39,6 +39,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/audit_log.py
 	$(BIN)/python bench/not_found.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/reports.py
 
 # onestory serve under wrk on a durable PostgreSQL, against a floor (bench/README.md);
 # installs Debian's wrk when it is missing. BENCH_LOAD_ARGS="--families 200000 --duration 30"

@@ -83,6 +83,7 @@ class Action(StrEnum):
     AGENCY_AREAS = "agency.areas"
     FAMILY_AREA = "family.area"
     CONSENT_STATISTICS = "consent.statistics"
+    REPORT_RUN = "report.run"
 
 
 class Outcome(StrEnum):

@@ -20,7 +20,7 @@ from coordination.web import register_web
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] = utc_now
 ) -> Flask:
-    settings = settings or load_settings()
+    settings = (settings or load_settings()).checked()
     app = Flask(__name__)
     app.config["SECRET_KEY"] = settings.require_secret_key()
     # One byte over the limit, so that a chunked body that reaches it is seen

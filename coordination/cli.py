@@ -331,15 +331,19 @@ def token_revoke(state: CliState, username: str) -> None:
 
 
 @cli.command("seed-demo")
+@click.option("--population", is_flag=True,
+              help="Also a year of a few hundred families (areas, needs, referrals, "
+                   "attendance) for the reports page.")
 @pass_state
-def seed_demo(state: CliState) -> None:
+def seed_demo(state: CliState, population: bool) -> None:
     """Load the demo agencies, staff and families (both scenarios)."""
     from coordination import demo
 
     rt = state.runtime()
     _require_schema(rt, keystore=True)
     with rt.sessions() as session:
-        data = demo.seed(session, rt.vault, rt.now())
+        data = demo.seed(session, rt.vault, rt.now(),
+                         population=demo.demo_population.FAMILIES if population else 0)
     _print_demo(data)
 
 
@@ -359,6 +363,11 @@ def _print_demo(data: Any, tokens: dict[str, str] | None = None) -> None:
             f"Norway family's consent receipt: code {data.receipt['code']}, "
             f"PIN {data.receipt['pin']}"
         )
+    if data.population:
+        made = data.population
+        click.echo(f"Population: {made.families} families over the last year "
+                   f"({made.counted} agreed to be counted), {made.referrals} referrals, "
+                   f"{made.attendance} attendance entries; evaluators see them under Reports.")
 
 
 @cli.command()
@@ -389,8 +398,11 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
 
 @cli.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--population", is_flag=True,
+              help="Seed a year of a few hundred families too (when empty; `make demo` "
+                   "does), so the reports page has figures to show.")
 @pass_state
-def demo(state: CliState, port: int) -> None:
+def demo(state: CliState, port: int, population: bool) -> None:
     """init + seed-demo when empty + serve, on 127.0.0.1; prints the demo logins."""
     from coordination import demo as demo_data
 
@@ -409,7 +421,13 @@ def demo(state: CliState, port: int) -> None:
             ])
             click.echo("The demo data was loaded before; the receipt PIN was printed then.")
         else:
-            data = demo_data.seed(session, rt.vault, rt.now())
+            if population:
+                click.echo("Seeding a year of demo families for the reports page "
+                           "(half a minute or so)...")
+                sys.stdout.flush()
+            data = demo_data.seed(
+                session, rt.vault, rt.now(),
+                population=demo_data.demo_population.FAMILIES if population else 0)
 
     def day_token(username: str) -> str:
         return _use_case(rt, lambda session: accounts.create_token(
@@ -423,6 +441,8 @@ def demo(state: CliState, port: int) -> None:
                " (health centre)")
     click.echo(f"  or ngocoord1 / {demo_data.demo_password('ngocoord1')} (the NGO): each lands "
                "on its agency's worklist.")
+    click.echo(f"  Evaluators sign in as eval1 / {demo_data.demo_password('eval1')} and land on "
+               "the reports page.")
     click.echo("  Every demo user signs in the same way: the password is <username>-demo.")
     click.echo(f"  Families sign in at {base}/family/ with the Norway receipt code and PIN above.")
     sys.stdout.flush()

@@ -23,6 +23,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordination.casework.entry_kinds import DEFAULT_NEEDS_CODES, needs_code_errors
 from coordination.crypto import Keyring, new_keyring_document, write_secret_file
 from coordination.db import private_folder
+from coordination.reports.disclosure import DEFAULT_K, MIN_K
+
+MAX_K = 1000
+REPORT_K_MESSAGE = (f"ONESTORY_REPORT_K must be a whole number, {MIN_K} to {MAX_K}: reports "
+                    "suppress every count below it")
 
 
 class ConfigError(Exception):
@@ -65,6 +70,9 @@ class Settings:
     emergency_attempts_per_hour: int = 5
     # The codes a `needs` entry may carry (ONESTORY_NEEDS_CODES, comma-separated).
     needs_codes: tuple[str, ...] = DEFAULT_NEEDS_CODES
+    # Reports: a count below this is suppressed (coordination.reports.disclosure;
+    # never below its MIN_K).
+    report_k: int = DEFAULT_K
 
     @property
     def web_policy(self) -> Any:
@@ -72,6 +80,12 @@ class Settings:
         from coordination.signin import Policy
 
         return Policy(idle=self.session_idle)
+
+    def checked(self) -> Settings:
+        """These settings, or ConfigError for a value no installation may run with."""
+        if not MIN_K <= self.report_k <= MAX_K:
+            raise ConfigError(REPORT_K_MESSAGE)
+        return self
 
     @property
     def development(self) -> bool:
@@ -230,6 +244,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise ConfigError("ONESTORY_NEEDS_CODES must be comma-separated codes such as "
                           "'income,housing,other': " + "; ".join(problems))
+    report_k = env_vars.get("ONESTORY_REPORT_K", str(DEFAULT_K))
+    if not report_k.isdigit():
+        raise ConfigError(REPORT_K_MESSAGE)
     return Settings(
         env=env,
         instance=instance,
@@ -248,10 +265,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         emergency_duration=timedelta(hours=int(emergency_hours)),
         emergency_attempts_per_hour=int(emergency_attempts),
         needs_codes=needs_codes,
+        report_k=int(report_k),
         trusted_hosts=[h.strip() for h in env_vars.get("ONESTORY_TRUSTED_HOSTS", "").split(",")
                        if h.strip()],
         oidc_client_secrets=_client_secrets(env_vars.get("ONESTORY_OIDC_CLIENT_SECRETS_FILE")),
-    )
+    ).checked()
 
 
 def _client_secrets(file_name: str | None) -> dict[str, str]:

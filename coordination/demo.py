@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coordination import accounts
+from coordination import accounts, demo_population
 from coordination.casework import consent_forms, entries, families, referrals
 from coordination.casework.referral_states import Act
 from coordination.crypto import Vault
@@ -63,21 +63,23 @@ USERS = [
     ("coord1", "health-centre", "coordinator"),
     ("physio1", "physio", "practitioner"),
     ("ecec1", "ecec", "practitioner"),
+    ("ececcoord1", "ecec", "coordinator"),
     ("cps1", "child-protection", "practitioner"),
     ("cpscoord1", "child-protection", "coordinator"),
     ("ngo1", "harbour", "practitioner"),
     ("ngocoord1", "harbour", "coordinator"),
     ("auditor1", "oversight", "auditor"),
+    ("eval1", "oversight", "evaluator"),
     ("admin1", "oversight", "admin"),
     ("hcadmin1", "health-centre", "admin"),
 ]
 # How families are told their contact person's name.
 DISPLAY_NAMES = {
     "nurse1": "Kari Nordmann", "nurse2": "Sigrid Haugen", "coord1": "Ingrid Berg",
-    "physio1": "Ola Hansen", "ecec1": "Nora Lie", "cps1": "Per Olsen",
+    "physio1": "Ola Hansen", "ecec1": "Nora Lie", "ececcoord1": "Liv Aas", "cps1": "Per Olsen",
     "cpscoord1": "Anne Moe",
     "ngo1": "Lotte Peeters", "ngocoord1": "Jan Claes", "auditor1": "Eva Strand",
-    "admin1": "Tor Bakke", "hcadmin1": "Marit Dahl",
+    "admin1": "Tor Bakke", "hcadmin1": "Marit Dahl", "eval1": "Siri Holm",
 }
 
 
@@ -90,33 +92,45 @@ class DemoData:
     logins: list[tuple[str, str, str, str]] = field(default_factory=list)
     families: dict[str, str] = field(default_factory=dict)
     receipt: dict[str, str] = field(default_factory=dict)
+    population: demo_population.Population | None = None
 
 
 def is_seeded(session: Session) -> bool:
     return session.scalars(select(Agency.id).limit(1)).first() is not None
 
 
-def seed(session: Session, vault: Vault, now: datetime) -> DemoData:
-    """Load the demo; refuses (`Conflict`) if the database has agencies already."""
+def seed(session: Session, vault: Vault, now: datetime, population: int = 0) -> DemoData:
+    """Load the demo; refuses (`Conflict`) if the database has agencies already.
+    With `population` (a number of families), a year of families before the
+    scenarios as well (`coordination.demo_population`), for the reports page."""
     if is_seeded(session):
         raise Conflict("the database already has agencies; the demo loads only into an empty one")
     out = DemoData()
     # The Belgian cases happened over the last three weeks; Norway's is today.
     start = now - timedelta(days=21)
+    # The agencies exist from the start of what is seeded.
+    opened = now - timedelta(days=366) if population else start
     for slug, name, kind, minimal in AGENCIES:
-        accounts.add_agency(session, slug, name, kind, minimal, start,
+        accounts.add_agency(session, slug, name, kind, minimal, opened,
                             protection_holds=slug in PROTECTION_HOLDS,
                             emergency_access=slug in EMERGENCY_ACCESS)
     for slug, names in AGENCY_NAMES.items():
-        accounts.set_agency_names(session, slug, dict(names), start)
+        accounts.set_agency_names(session, slug, dict(names), opened)
+    demo_population.set_areas(session, [a[0] for a in AGENCIES if a[0] != "oversight"], opened)
     for username, agency, role in USERS:
-        accounts.add_staff(session, username, agency, role, demo_password(username), start,
+        accounts.add_staff(session, username, agency, role, demo_password(username), opened,
                            DISPLAY_NAMES.get(username))
         out.logins.append((username, role, agency, demo_password(username)))
 
-    def as_user(username: str) -> Any:
-        token = accounts.create_token(session, username, timedelta(minutes=5), start)
-        return accounts.authenticate(session, token, start)
+    def as_user(username: str, at: datetime = start) -> Any:
+        token = accounts.create_token(session, username, timedelta(minutes=5), at)
+        return accounts.authenticate(session, token, at)
+
+    if population:
+        everyone = {u: as_user(u, opened) for u, _a, role in USERS
+                    if role in ("practitioner", "coordinator")}
+        out.population = demo_population.seed_population(
+            session, vault, everyone, now, until=start - timedelta(hours=1), count=population)
 
     # Signed in once, before anything happens (token creation is on record too).
     staff = {u: as_user(u) for u in ("nurse1", "coord1", "ngo1", "ngocoord1")}

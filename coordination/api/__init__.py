@@ -217,6 +217,7 @@ def create_blueprint() -> Blueprint:
         openapi,
         protection_holds,
         referrals,
+        reports,
         worklist,
     )
 
@@ -260,5 +261,6 @@ def create_blueprint() -> Blueprint:
     protection_holds.register(bp)
     emergency.register(bp)
     areas.register(bp)
+    reports.register(bp)
     openapi.register(bp)
     return bp

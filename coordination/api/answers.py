@@ -452,3 +452,28 @@ class EmergencyAccessOut(Schema):
     note = _maybe_str()
     reviewed_by = _maybe_str()
     reviewed_at = _maybe_str(metadata=TIME)
+
+
+class ReportRowOut(Schema):
+    group = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                        metadata={"description": "what the row is about: {agency, name}, "
+                                                 "{area, name} (area `unknown` for families "
+                                                 "without one) or {month}"})
+    values = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True),
+                         required=True,
+                         metadata={"description": "counts, shares in whole percent and "
+                                                  "medians; null where withheld"})
+
+
+class ReportOut(Schema):
+    """A report as published (CONTRACT.md, "Reports"): no count below `k`, and
+    nothing that would reveal one."""
+
+    report = _str()
+    from_ = _str(data_key="from", metadata={"description": "first month, YYYY-MM"})
+    to = _str(metadata={"description": "last month, YYYY-MM"})
+    by = _str(metadata={"enum": ["agency", "area", "month"]})
+    k = fields.Integer(required=True, metadata={"description": "counts below k are withheld"})
+    rows = fields.List(fields.Nested(ReportRowOut), required=True)
+    suppressed = fields.Integer(required=True,
+                                metadata={"description": "how many values were withheld"})

@@ -10,6 +10,7 @@ registry, and the four blueprints:
 - `web/family.py`   the family's own page (receipt code + PIN), translated
 - `web/auditor.py`  the audit log, its verification and CSV export
 - `web/admin.py`    the admin's page: the agency's staff and their accounts
+- `web/reports.py`  the reports page (evaluators, auditors, coordinators)
 
 Views parse a form with a marshmallow schema, call one service and render.
 """
@@ -105,9 +106,9 @@ def register_web(app: Flask) -> None:
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, current_locale=locale,
                                  text_direction=text_direction, Role=Role)
 
-    from coordination.web import admin, auditor, auth, family, staff
+    from coordination.web import admin, auditor, auth, family, reports, staff
 
-    for module in (auth, staff, family, auditor, admin):
+    for module in (auth, staff, family, auditor, admin, reports):
         app.register_blueprint(module.create_blueprint())
 
     app.after_request(_security_headers)
@@ -191,6 +192,8 @@ def home_for(actor: Actor) -> str:
         return url_for("auditor.log")
     if actor.role == Role.ADMIN:
         return url_for("admin.people")
+    if actor.role == Role.EVALUATOR:
+        return url_for("reports.page")
     return url_for("staff.home")
 
 

@@ -75,6 +75,7 @@ ACTION_WORDS = {
     Action.EMERGENCY_OPEN: "broke the glass: opened a family's record in an emergency",
     Action.EMERGENCY_LIST: "listed emergency accesses for review",
     Action.EMERGENCY_REVIEW: "reviewed an emergency access",
+    Action.REPORT_RUN: "ran a report (counts over families, none named)",
 }
 # Why an entry came about, in words, by its reason code; `(action, code)`
 # where a code means something else for that action.

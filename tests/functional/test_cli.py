@@ -542,7 +542,7 @@ def test_seed_demo_loads_both_scenarios_once(engine: Engine,
     assert {"health-centre", "physio", "ecec", "harbour"} <= set(agencies)
     assert agencies["harbour"].minimal_data is True
     assert agencies["health-centre"].minimal_data is False
-    assert {str(s.role) for s in staff} == set(ROLES)
+    assert {str(s.role) for s in staff} == {*ROLES, "evaluator"}
     assert all(s.password_hash and s.password_hash.startswith("$argon2") for s in staff)
     assert len(family_ids) == 3
     # The printed family ids are the stored ones.

@@ -171,7 +171,7 @@ HOLDS = ["place_protection_hold", "family_protection_holds", "renew_protection_h
 HOLD_REVIEWS = ["protection_holds_list", "protection_holds_review_queue"]
 EMERGENCY_REVIEW = ["emergency_accesses", "review_emergency_access"]
 AUDITOR = [*STAFF_READS, "audit_entries", "audit_verify", "duty_grants_list", *HOLD_REVIEWS,
-           *EMERGENCY_REVIEW]
+           *EMERGENCY_REVIEW, "report"]
 FAMILY = ["get_consent", "history", "access_log", "revoke", "family_session",
           "openapi_document", "family_referrals", "referral", "agree_referral",
           "refuse_referral", "access_requests_list", *ACCESS_ANSWERS, "duty_grants_list"]
@@ -180,12 +180,12 @@ STAFF_ONLY = [*STAFF_READS, "create_family", "search", "family", "write_entry", 
               "erase", "create_referral", "referral_list", "accept_referral",
               "decline_referral", "withdraw_referral", *APPOINTMENTS, "create_access_request",
               "worklist_items", *DUTY_ACTS, *HOLDS, *HOLD_REVIEWS, "open_emergency_access",
-              *EMERGENCY_REVIEW, *AREAS]
+              *EMERGENCY_REVIEW, *AREAS, "report"]
 COORDINATOR = ["family", "get_consent", "put_consent", "revoke", "history", "access_log",
                "hide", "refer", "write_entry", *REFERRALS, "accept_referral",
                "decline_referral", "withdraw_referral", *APPOINTMENTS, "agree_referral",
                "refuse_referral", *ACCESS_REQUESTS, *ACCESS_ANSWERS, "worklist_items",
-               "duty_grants_list", *DUTY_ACTS, *HOLDS, "open_emergency_access"]
+               "duty_grants_list", *DUTY_ACTS, *HOLDS, "open_emergency_access", "report"]
 COORDINATOR_LAST = ["update_involvement", "end_involvement"]
 # The family ends an agency's part after every staff run that needs that agency.
 FAMILY_LAST = ["end_involvement"]

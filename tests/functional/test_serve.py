@@ -244,7 +244,8 @@ def demo_server(env: dict[str, str], port: int,
         proc.stdout.close()
 
 
-LOGIN = re.compile(r"^  (\S+)\s+/ (\S+)\s+(practitioner|coordinator|auditor|admin)\s+(\S+)$")
+LOGIN = re.compile(
+    r"^  (\S+)\s+/ (\S+)\s+(practitioner|coordinator|auditor|admin|evaluator)\s+(\S+)$")
 TOKEN = re.compile(r"^\s+API token: (\S+)$")
 FAMILY = re.compile(r"^  (norway|belgium)\s+(\S+)$")
 
@@ -280,7 +281,7 @@ def test_demo_serves_with_printed_logins(tmp_path: Path) -> None:
         logins, families = parse_demo(lines)
 
         roles = {login["role"] for login in logins.values()}
-        assert roles == {"practitioner", "coordinator", "auditor", "admin"}
+        assert roles == {"practitioner", "coordinator", "auditor", "admin", "evaluator"}
         assert all(login.get("token") for login in logins.values()), logins
         assert len({login["token"] for login in logins.values()}) == len(logins)
         assert set(families) == {"norway", "belgium"}
@@ -311,7 +312,10 @@ def test_demo_serves_with_printed_logins(tmp_path: Path) -> None:
 
         # Every printed token works.
         for username, login in logins.items():
-            status, _h, body = request(f"{base}/api/v1/agencies", login["token"])
+            # Evaluators read reports only (the catalogue refuses them).
+            path = ("/api/v1/reports/needs?from=2026-01&to=2026-01"
+                    if login["role"] == "evaluator" else "/api/v1/agencies")
+            status, _h, body = request(f"{base}{path}", login["token"])
             assert status == 200, (username, body)
         assert proc.poll() is None, output.text()
     assert proc.poll() is not None
