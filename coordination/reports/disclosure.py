@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from typing import Literal
 
 # The smallest k an installation may configure (CONTRACT.md: never below 5).
 MIN_K = 5
@@ -54,14 +55,27 @@ class Published:
 
 
 def round_count(value: int) -> int:
-    """`value` (>= 0) to the nearest multiple of 5: a remainder of 0, 1 or 2
-    rounds down, 3 or 4 rounds up (no ties, since counts are whole numbers).
+    """`value` (>= 0) rounded up to a multiple of 5: 11 to 15 all give 15,
+    15 gives 15, 0 gives 0. A published r therefore stands for a true count
+    in r - 4 .. r.
 
-    A published r therefore stands for a true count in r-2 .. r+2.
+    Up rather than to the nearest: the least a published count can be
+    (r - 4, one more than a multiple of 5) never equals the greatest a sum
+    of other counts can be (a multiple of 5, see `withheld_below`), so a
+    total and its parts never close in on a withheld part from one
+    relation; see the README, "Disclosure control".
     """
     if value < 0:
         raise ValueError("a count is never negative")
-    return ROUNDING_BASE * ((value + ROUNDING_BASE // 2) // ROUNDING_BASE)
+    return -(-value // ROUNDING_BASE) * ROUNDING_BASE
+
+
+def withheld_below(k: int) -> int:
+    """Counts below this are withheld: k itself, raised to one more than a
+    multiple of 5 (k = 10 -> 11, k = 5 or 6 -> 6, k = 7 -> 11). A withheld
+    count then stands for 0 .. a multiple of 5, the same shape as a
+    published r's r - 4 .. r (see `round_count`)."""
+    return -(-(k - 1) // ROUNDING_BASE) * ROUNDING_BASE + 1
 
 
 def round_half_up(value: float) -> int:
@@ -72,8 +86,10 @@ def round_half_up(value: float) -> int:
 
 def median_of(samples: list[float], k: int) -> int | None:
     """The median of `samples` rounded to a whole number (`round_half_up`),
-    or None when there are fewer than `k` of them."""
-    if len(samples) < k:
+    or None when there are fewer of them than counts must reach to be
+    published (`withheld_below(k)`, at least k): a median of 10 observations
+    beside a withheld count of those 10 would say the count is 10."""
+    if len(samples) < withheld_below(k):
         return None
     return round_half_up(statistics.median(samples))
 
@@ -87,38 +103,119 @@ def share_of(numerator: int | None, denominator: int | None) -> int | None:
     return round_half_up(100 * numerator / denominator)
 
 
-def _withheld(report: RawReport, k: int) -> set[tuple[int, str]]:
-    """The counts withheld, as (row index, count name): every count below k
-    (primary suppression) and, for each count name, the smallest other count
-    of that name when only one row withholds it (secondary suppression, so
-    that a sum over the rows -- a totals row or another breakdown of the
-    same families -- never isolates a single withheld count)."""
-    withheld = {
-        (i, name)
+# Why a count is withheld: below the threshold ("below k"), or taken with a
+# lone withheld count of the same row ("row") or of the same count name across
+# the rows ("name"); or because, were one count of its line the sum of the
+# others, the withheld ones would have a single possibility ("sum").
+Reason = Literal["below k", "row", "name", "sum"]
+Cell = tuple[int, str]
+
+
+def withheld_counts(report: RawReport, k: int) -> dict[Cell, Reason]:
+    """The counts to withhold, as (row index, count name) -> why.
+
+    Raises ValueError when k < MIN_K.
+
+    Primary suppression: every count below `withheld_below(k)`. Secondary
+    suppression, over the report's lines -- each row, and each count name
+    across the rows -- repeated until nothing changes:
+
+    - a line in which exactly one count is withheld and some are not also
+      withholds its smallest published count (the first in the line's order
+      on a tie), so that the line's total (a totals row or column, or the
+      same count in another breakdown of the same families) never gives
+      away a single withheld count;
+    - a line in which some published count, taken as the sum of the rest of
+      the line, would leave the withheld counts a single possibility (with
+      the bounds a reader has: r - 4 .. r for a published r, 0 .. the
+      threshold - 1 for a count below it, at least the threshold for one
+      withheld with another) also withholds its smallest other published
+      count, or that count itself when it has no other.
+    """
+    _check_k(k)
+    below = withheld_below(k)
+    reasons: dict[Cell, Reason] = {
+        (i, name): "below k"
         for i, row in enumerate(report.rows)
         for name, value in row.counts.items()
-        if value < k
+        if value < below
     }
-    names = sorted({name for row in report.rows for name in row.counts})
-    for name in names:
-        cells = [(i, row.counts[name]) for i, row in enumerate(report.rows) if name in row.counts]
-        primary = [i for i, _ in cells if (i, name) in withheld]
-        if len(primary) != 1:
-            continue
-        others = [(value, i) for i, value in cells if (i, name) not in withheld]
-        if others:
-            # The smallest, the first such row on a tie: deterministic.
-            _, chosen = min(others)
-            withheld.add((chosen, name))
-    return withheld
+    names = list(dict.fromkeys(name for row in report.rows for name in row.counts))
+    lines: list[tuple[Reason, list[Cell]]] = [
+        ("row", [(i, name) for name in row.counts]) for i, row in enumerate(report.rows)
+    ]
+    lines += [
+        ("name", [(i, name) for i, row in enumerate(report.rows) if name in row.counts])
+        for name in names
+    ]
+    changed = True
+    while changed:
+        changed = False
+        for why, cells in lines:
+            if sum(1 for cell in cells if cell in reasons) != 1:
+                continue
+            published = [
+                (_value_of(report, cell), position, cell)
+                for position, cell in enumerate(cells)
+                if cell not in reasons
+            ]
+            if published:
+                reasons[min(published)[2]] = why
+                changed = True
+        for _, cells in lines:
+            squeezing = _squeezing(report, cells, reasons, below)
+            if squeezing is not None:
+                reasons[squeezing] = "sum"
+                changed = True
+    return reasons
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < MIN_K:
+        raise ValueError(f"k must be a whole number of at least {MIN_K}, not {k!r}")
+
+
+def _value_of(report: RawReport, cell: Cell) -> int:
+    return report.rows[cell[0]].counts[cell[1]]
+
+
+def _squeezing(
+    report: RawReport, cells: list[Cell], reasons: dict[Cell, Reason], below: int
+) -> Cell | None:
+    """The count to withhold so that no published count of the line `cells`,
+    taken as the sum of the others, leaves the withheld ones a single
+    possibility; None when none does."""
+    withheld = [cell for cell in cells if cell in reasons]
+    if not withheld:
+        return None
+    # A reader cannot tell a count withheld for being small from one withheld
+    # with it, so each is at least 0; the small ones are at most below - 1.
+    least = 0
+    most = sum(below - 1 if reasons[cell] == "below k" else math.inf for cell in withheld)
+    bounds = {
+        cell: (round_count(_value_of(report, cell)) - 4, round_count(_value_of(report, cell)))
+        for cell in cells
+        if cell not in reasons
+    }
+    for cell, (low, high) in bounds.items():
+        rest_low = sum(b[0] for other, b in bounds.items() if other != cell)
+        rest_high = sum(b[1] for other, b in bounds.items() if other != cell)
+        # The withheld counts' sum, were `cell` the total: empty when it
+        # cannot be (the others add up to more), one value when it pins them.
+        if max(low - rest_high, least) == min(high - rest_low, most):
+            parts = [(_value_of(report, other), other) for other in bounds if other != cell]
+            return min(parts)[1] if parts else cell
+    return None
 
 
 def protect(report: RawReport, k: int) -> Published:
     """The publishable form of `report` under threshold `k` (>= MIN_K).
 
-    Counts: withheld (None) below k and where secondary suppression says so
-    (`_withheld`); every other count is published rounded (`round_count`).
-    Medians: only from at least k observations, rounded (`median_of`).
+    Counts: withheld (None) below `withheld_below(k)` and where secondary
+    suppression says so (`withheld_counts`); every other count is published
+    rounded up to a multiple of 5 (`round_count`).
+    Medians: only from as many observations as a count must reach to be
+    published, rounded (`median_of`).
     Shares: from the published counts (`share_of`). `suppressed` is how many
     values are None. The rows keep the report's order; each row's values are
     its counts, then its medians, then its shares, in the order given.
@@ -126,8 +223,7 @@ def protect(report: RawReport, k: int) -> Published:
     Raises ValueError when k < MIN_K, a count is negative or not a whole
     number, or a share names a count the row does not have.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < MIN_K:
-        raise ValueError(f"k must be a whole number of at least {MIN_K}, not {k!r}")
+    _check_k(k)
     for row in report.rows:
         for name, value in row.counts.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -135,7 +231,7 @@ def protect(report: RawReport, k: int) -> Published:
         for name, (numerator, denominator) in row.shares.items():
             if numerator not in row.counts or denominator not in row.counts:
                 raise ValueError(f"share {name!r} names a count the row does not have")
-    withheld = _withheld(report, k)
+    withheld = withheld_counts(report, k)
     rows: list[dict[str, object]] = []
     suppressed = 0
     for i, row in enumerate(report.rows):
