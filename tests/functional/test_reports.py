@@ -2,16 +2,17 @@
 population, who may run them, bad parameters, the audit of a run, and what
 the database holds.
 
-The population (k = 5; every published count is rounded to 5):
+The population (k = 5: counts below 6 are withheld, every published count is
+rounded up to a multiple of 5):
 
-- A1..A5: counted, area N1, the health centre and physiotherapy involved
+- A1..A6: counted, area N1, the health centre and physiotherapy involved
   (through an accepted referral whose appointment was attended), needs
   housing and income (A1, A2 also health: 2 families, withheld), attendance
   8 of 10 at physiotherapy;
-- B1..B5: counted, no area, only the health centre; attendance 2 of 10 there;
+- B1..B6: counted, no area, only the health centre; attendance 2 of 10 there;
 - C1..C3: their form says `statistics: false`; otherwise like A (needs,
   attendance at physiotherapy, area N1) but without referrals; counted, they
-  would move every figure they touch past a multiple of 5;
+  would move the figures they touch past a multiple of 5;
 - D: no form at all, a needs entry: in no report either;
 - E: counted, area S1, a needs entry: a group of 1, withheld.
 """
@@ -79,7 +80,7 @@ def population(app: Flask, api: Api) -> Population:
     add_area(app, "health-centre", "S1", "South")
     a, b, c = [], [], []
     receipt: dict[str, str] = {}
-    for n in range(5):
+    for n in range(6):
         family = api.new_family(display_name=f"A{n}")
         receipt = api.sign(family, GRID_A)["receipt"]
         count_in_statistics(app, family)
@@ -88,7 +89,7 @@ def population(app: Flask, api: Api) -> Population:
         needs(app, family, ["housing", "income", *(["health"] if n < 2 else [])], WRITTEN)
         attendance(app, family, 8, 10, WRITTEN, author="physio1")
         a.append(family)
-    for n in range(5):
+    for n in range(6):
         family = api.new_family(display_name=f"B{n}")
         api.sign(family, GRID_B)
         count_in_statistics(app, family)
@@ -130,8 +131,8 @@ def test_needs_by_agency_area_and_month(api: Api, population: Population) -> Non
     agencies = rows(body, "agency")
     assert list(agencies) == ["cps", "ecec", "health-centre", "ngo", "oversight", "physio"]
     health = agencies["health-centre"]
-    # A1..A5 and E (6, published 5); housing: A and E; income: A; health: 2, withheld.
-    assert health["families"] == 5 and health["housing"] == 5 and health["income"] == 5
+    # A1..A6 and E (7, published 10); housing: A and E; income: A; health: 2, withheld.
+    assert health["families"] == 10 and health["housing"] == 10 and health["income"] == 10
     assert health["health"] is None and health["pregnancy"] is None
     assert agencies["physio"]["families"] is None  # physiotherapy recorded no needs
     assert body["suppressed"] == sum(v is None for r in body["rows"]
@@ -141,13 +142,13 @@ def test_needs_by_agency_area_and_month(api: Api, population: Population) -> Non
 
     areas = rows(run(api, "needs", NOV + "&by=area"), "area")
     assert list(areas) == ["N1", "S1", "unknown"]
-    assert areas["N1"]["families"] == 5 and areas["N1"]["income"] == 5
+    assert areas["N1"]["families"] == 10 and areas["N1"]["income"] == 10
     assert areas["S1"]["families"] is None  # E alone
     assert areas["unknown"]["families"] is None
 
     months = rows(run(api, "needs", "from=2026-10&to=2026-12&by=month"), "month")
     assert list(months) == ["2026-10", "2026-11", "2026-12"]
-    assert months["2026-11"]["families"] == 5
+    assert months["2026-11"]["families"] == 10
     assert months["2026-10"]["families"] is None and months["2026-12"]["families"] is None
     # A period with nothing in it.
     empty = rows(run(api, "needs", "from=2025-01&to=2025-02&by=agency"), "agency")
@@ -156,43 +157,43 @@ def test_needs_by_agency_area_and_month(api: Api, population: Population) -> Non
 
 def test_involvement_and_consent_coverage(api: Api, population: Population) -> None:
     agencies = rows(run(api, "involvement", NOV), "agency")
-    # A (health centre and physiotherapy), B and E (health centre): 11; C would make 14.
+    # A (health centre and physiotherapy), B and E (health centre): 13; C would make 16.
     assert agencies["health-centre"] == {
-        "families": 10, "agencies_1": 5, "agencies_2": 5, "agencies_3": None,
+        "families": 15, "agencies_1": 10, "agencies_2": 10, "agencies_3": None,
         "agencies_4_plus": None, "median_agencies": 1}
-    assert agencies["physio"]["families"] == 5 and agencies["physio"]["agencies_2"] == 5
+    assert agencies["physio"]["families"] == 10 and agencies["physio"]["agencies_2"] == 10
     assert agencies["physio"]["median_agencies"] == 2
     assert agencies["ecec"]["families"] is None
 
     coverage = rows(run(api, "consent-coverage", NOV), "agency")
     health = coverage["health-centre"]
-    assert health["families"] == 10
-    assert health["granted:health-centre"] == 10 and health["granted:physio"] == 5
-    # A grant the health centre 3 cells, B and E 2: 27; A grant physiotherapy 2: 10.
-    assert health["cells:health-centre"] == 25 and health["cells:physio"] == 10
+    assert health["families"] == 15
+    assert health["granted:health-centre"] == 15 and health["granted:physio"] == 10
+    # A grant the health centre 3 cells, B and E 2: 32; A grant physiotherapy 2: 12.
+    assert health["cells:health-centre"] == 35 and health["cells:physio"] == 15
     assert health["granted:ecec"] is None
-    assert coverage["physio"]["families"] == 5
+    assert coverage["physio"]["families"] == 10
 
 
 def test_referrals_and_attendance(api: Api, population: Population) -> None:
     physio = rows(run(api, "referrals", NOV), "agency")["physio"]
-    assert physio["referrals"] == 5 and physio["state:attended"] == 5
-    assert physio["accepted"] == 5 and physio["attended"] == 5
+    assert physio["referrals"] == 10 and physio["state:attended"] == 10
+    assert physio["accepted"] == 10 and physio["attended"] == 10
     assert physio["share_accepted"] == 100 and physio["share_attended"] == 100
     assert physio["median_days_to_service"] == 4  # 3.94 days, rounded
     assert physio["state:sent"] is None
     areas = rows(run(api, "referrals", NOV + "&by=area"), "area")
-    assert areas["N1"]["referrals"] == 5 and areas["unknown"]["referrals"] is None
+    assert areas["N1"]["referrals"] == 10 and areas["unknown"]["referrals"] is None
 
     attended = rows(run(api, "attendance", NOV), "agency")
-    assert attended["physio"] == {"families": 5, "median_rate": 80}
-    assert attended["health-centre"] == {"families": 5, "median_rate": 20}
+    assert attended["physio"] == {"families": 10, "median_rate": 80}
+    assert attended["health-centre"] == {"families": 10, "median_rate": 20}
     areas = rows(run(api, "attendance", NOV + "&by=area"), "area")
     # S1 has no attendance (0, withheld); alone withheld, it could be worked
-    # out from the agency breakdown's total: N1's 5 is withheld with it.
+    # out from the agency breakdown's total: N1's 6 is withheld with it.
     assert areas["S1"] == {"families": None, "median_rate": None}
     assert areas["N1"] == {"families": None, "median_rate": 80}
-    assert areas["unknown"] == {"families": 5, "median_rate": 20}
+    assert areas["unknown"] == {"families": 10, "median_rate": 20}
 
 
 def test_families_who_said_no_are_left_out_until_they_say_yes(
@@ -201,23 +202,22 @@ def test_families_who_said_no_are_left_out_until_they_say_yes(
     for family in population.c:
         count_in_statistics(app, family)
     after = rows(run(api, "involvement", NOV), "agency")
-    assert (before, after["health-centre"]["families"]) == (10, 15)  # 11 and 14, rounded
-    assert rows(run(api, "attendance", NOV), "agency")["physio"]["families"] == 10  # 8
+    assert (before, after["health-centre"]["families"]) == (15, 20)  # 13 and 16, rounded
     # A form that has expired counts no more.
     with app.extensions["onestory"].engine.begin() as conn:
         conn.execute(text("UPDATE consent_forms SET valid_until = :d WHERE family_id = :f"),
                      [{"d": T0.date() - timedelta(days=1), "f": f} for f in population.c])
-    assert rows(run(api, "involvement", NOV), "agency")["health-centre"]["families"] == 10
+    assert rows(run(api, "involvement", NOV), "agency")["health-centre"]["families"] == 15
 
 
 def test_a_coordinator_counts_only_its_own_agencys_families(
         api: Api, population: Population) -> None:
     mine = rows(run(api, "involvement", NOV, who="physiocoord"), "agency")
     # Only A are involved with physiotherapy.
-    assert mine["health-centre"]["families"] == 5
+    assert mine["health-centre"]["families"] == 10
     assert mine["health-centre"]["agencies_1"] is None
     assert rows(run(api, "involvement", NOV, who="coord1"), "agency")[
-        "health-centre"]["families"] == 10
+        "health-centre"]["families"] == 15
     assert rows(run(api, "attendance", NOV, who="physiocoord"), "agency")[
         "health-centre"]["families"] is None
     # The NGO is involved with no family: nothing at all.
@@ -289,7 +289,7 @@ def test_report_values_are_sealed_in_the_database(
                                 .where(Family.id.in_(population.a))).all()
         typed = session.execute(select(Entry.id, Entry.family_id, Entry.kind, Entry.value)
                                 .where(Entry.kind != "text")).all()
-    assert len(areas) == 5 and len(typed) == 5 + 5 + 5 + 3 + 3 + 1 + 1
+    assert len(areas) == 6 and len(typed) == 6 + 6 + 6 + 3 + 3 + 1 + 1
     for family, sealed in areas:
         assert b"N1" not in sealed
         assert rt.vault.for_family(family).open("families", "area", family, sealed) == "N1"
@@ -362,7 +362,7 @@ def test_statements_do_not_grow_with_the_families(
         _attended_referral(api, family)
     after = {name: count(name) for name in ("needs", "referrals", "consent-coverage")}
     assert after == before
-    assert rows(run(api, "needs", NOV + "&by=area"), "area")["S1"]["families"] == 5  # E + 6
+    assert rows(run(api, "needs", NOV + "&by=area"), "area")["S1"]["families"] == 10  # E + 6
 
 
 def test_free_text_is_never_opened(app: Flask, api: Api, population: Population) -> None:
