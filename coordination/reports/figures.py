@@ -33,15 +33,16 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from coordination.casework.entry_kinds import DEFAULT_NEEDS_CODES
 from coordination.casework.referral_states import State
 from coordination.reports.disclosure import RawReport, RawRow
 from coordination.reports.facts import FamilyFacts
 from coordination.reports.period import UNKNOWN_AREA, Period
 
 REPORTS = ("needs", "involvement", "consent-coverage", "referrals", "attendance")
-# De Sloep's reception questions (DOMAIN.md), as need codes.
-NEED_CODES = ("income", "housing", "health", "material_help", "child_benefit", "childcare",
-              "family", "education", "parenting", "pregnancy", "training", "other")
+# The default need codes (De Sloep's reception questions, DOMAIN.md); an
+# installation's own list is `Settings.needs_codes` (ONESTORY_NEEDS_CODES).
+NEED_CODES = DEFAULT_NEEDS_CODES
 AGENCY_BUCKETS = ("agencies_1", "agencies_2", "agencies_3", "agencies_4_plus")
 
 

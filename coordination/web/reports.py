@@ -100,7 +100,8 @@ def _run(values: dict[str, Any]) -> dict[str, Any]:
     agency, computes, protects and audits, in one transaction."""
     rt = current()
     return run_report(request_db(), rt.vault, me(), values["report"], values["first"],
-                      values["last"], values["by"], rt.now(), k=rt.settings.report_k).out()
+                      values["last"], values["by"], rt.now(), k=rt.settings.report_k,
+                      need_codes=rt.settings.needs_codes).out()
 
 
 def _checked() -> tuple[dict[str, str], dict[str, Any], dict[str, list[str]]]:
@@ -156,14 +157,14 @@ def value_words(key: str) -> str:
         return f"Form grants {rest}"
     if kind == "cells" and rest:
         return f"Cells granted to {rest}"
-    if key in figures.NEED_CODES:
+    if key in current().settings.needs_codes:
         return "Need: " + need_label(key)
     return key.replace("_", " ").replace("-", " ").capitalize()
 
 
 def column_words(key: str) -> str:
     """A value's column heading: a need code alone under the needs report."""
-    if key in figures.NEED_CODES:
+    if key in current().settings.needs_codes:
         return need_label(key).capitalize()
     return value_words(key)
 
