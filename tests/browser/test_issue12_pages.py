@@ -249,6 +249,19 @@ def test_the_reports_page_for_evaluator_and_coordinator(page: Page, population: 
         assert page.evaluate("""() => { const s = document.querySelector('.table-scroll');
             return s.scrollWidth <= s.clientWidth; }""")
         expect(table.locator("thead")).to_contain_text("Housing")
+        own = page.locator("#own-agency")
+        if who == "coord1":  # a coordinator is told whose families it sees
+            expect(own).to_contain_text("only the families your agency works with")
+        else:
+            expect(own).to_have_count(0)
+        # The month fields are as wide as the others, in the page's font.
+        widths = page.evaluate("""() => ['#f-from', '#f-report'].map(
+            s => document.querySelector(s).getBoundingClientRect().width)""")
+        assert widths[0] >= widths[1] - 1, widths
+        chart = page.locator(".report-chart img")
+        chart.scroll_into_view_if_needed()
+        page.wait_for_function("""() => { const i = document.querySelector('.report-chart img');
+            return i.complete && i.naturalWidth > 300; }""")
         axe_check(page)
         screenshot(page, shot)
         page.get_by_role("button", name="Sign out").click()
