@@ -1,7 +1,7 @@
 """Issue 12's pages in Chromium as their users meet them: the family page's
 needs and attendance in words and its answer about being counted in
 anonymous numbers (with the confirmation page) on a 375 px phone in
-English, Turkish and Arabic (right to left), nothing wider than the screen;
+English, Norwegian, Turkish and Arabic (right to left), nothing wider than the screen;
 the staff entry form with its kinds, the record with typed entries and the
 area, the new-family form's area, the consent form's statistics question,
 and the reports page as evaluator and coordinator, at 1280 px. Screenshots
@@ -80,6 +80,12 @@ SAYS = {
            "They never show your name, and small numbers are hidden.",
            "From now on, your family is left out of all numbers, also numbers about past "
            "months."),
+    "nb": ("Behov: bolig, inntekt og barnepass.",
+           "Møtte 7 av 10 tilbudte timer",
+           "Dere har sagt ja: familien deres telles med i tall uten navn.",
+           "De viser aldri navnet deres, og små tall skjules.",
+           "Fra nå av er familien deres holdt utenfor alle tall, også tall om tidligere "
+           "måneder."),
     "tr": ("İhtiyaçlar: konut, gelir ve çocuk bakımı.",
            "1 Eylül 2025 ile 19 Aralık 2025 arasında sunulan 10 oturumun 7 tanesine katıldı.",
            "Evet dediniz: aileniz isimsiz sayılara dahil ediliyor.",
@@ -91,7 +97,7 @@ SAYS = {
            "لا تُظهر اسمكم أبدًا، وتُخفى الأرقام الصغيرة.",
            "من الآن فصاعدًا، لن تُحتسب عائلتكم في أي أرقام"),
 }
-LANGUAGES = {"en": "English", "tr": "Türkçe", "ar": "العربية"}
+LANGUAGES = {"en": "English", "nb": "Norsk", "tr": "Türkçe", "ar": "العربية"}
 
 
 def test_the_family_reads_its_needs_attendance_and_counting_on_a_phone(
