@@ -268,6 +268,21 @@ def test_the_reports_page_for_evaluator_and_coordinator(page: Page, population: 
         chart.scroll_into_view_if_needed()
         page.wait_for_function("""() => { const i = document.querySelector('.report-chart img');
             return i.complete && i.naturalWidth > 300; }""")
+        expect(page.locator("#legend")).to_contain_text(
+            "Families without an area are counted in the last row, Unknown (no area "
+            "recorded).")
+        assert rows[-1][0] == "Unknown (no area recorded)"
         axe_check(page)
         screenshot(page, shot)
+        if who == "eval1":  # every other report's table fits the page too
+            for report, by in (("Involvement", "Agency"), ("Consent coverage", "Agency"),
+                               ("Referrals", "Month"), ("Attendance", "Agency")):
+                run(page, report, first, last, by)
+                assert page.evaluate("""() => { const s = document.querySelector(
+                    '.table-scroll'); return s.scrollWidth <= s.clientWidth; }"""), report
+                # Not grouped by area: no word about families without one.
+                expect(page.locator("#legend")).not_to_contain_text("without an area")
+                slug = report.lower().replace(" ", "-")
+                section_shot(page, "section:has(#report-title)",
+                             f"84-reports-{slug}-by-{by.lower()}")
         page.get_by_role("button", name="Sign out").click()
