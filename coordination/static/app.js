@@ -37,6 +37,16 @@ document.addEventListener("DOMContentLoaded", () => {
       for (const part of parts) part.hidden = Boolean(chosen) && part.dataset.kind !== chosen.value;
     };
     for (const kind of kinds) kind.addEventListener("change", choose);
-    choose();
+    // Only the kinds the chosen field takes can be chosen (free text: all).
+    const fieldOf = document.getElementById("f-field");
+    const offer = () => {
+      for (const kind of kinds) {
+        kind.disabled = Boolean(fieldOf) && !kind.dataset.fields.split(" ").includes(fieldOf.value);
+        if (kind.disabled && kind.checked) kinds[0].checked = true;
+      }
+      choose();
+    };
+    if (fieldOf) fieldOf.addEventListener("change", offer);
+    offer();
   }
 });

@@ -175,6 +175,8 @@ def test_staff_write_typed_entries_and_see_the_area(page: Page, base: str,
     expect(attendance).to_be_hidden()
     expect(needs).to_be_hidden()
     page.get_by_label("Field", exact=True).select_option(label="Health")
+    # Only the kinds the chosen field takes can be chosen.
+    expect(kinds.get_by_label("Needs")).to_be_disabled()
     kinds.get_by_label("Attendance (sessions attended of sessions offered)").check()
     expect(attendance).to_be_visible()
     expect(needs).to_be_hidden()
@@ -196,6 +198,8 @@ def test_staff_write_typed_entries_and_see_the_area(page: Page, base: str,
         "Attended 16 of 20 sessions offered, 1 Sep 2026 to 30 Oct 2026")
 
     page.get_by_label("Field", exact=True).select_option(label="The family's story")
+    expect(kinds.get_by_label("Attendance (sessions attended of sessions offered)")
+           ).to_be_disabled()
     kinds.get_by_label("Needs").check()
     expect(needs).to_be_visible()
     expect(attendance).to_be_hidden()
