@@ -27,4 +27,26 @@ document.addEventListener("DOMContentLoaded", () => {
     field.addEventListener("change", show);
     show();
   }
+  // The entry form's kinds: only the chosen kind's inputs are shown (all of
+  // them without this file; only the chosen kind's are sent either way).
+  const kinds = document.querySelectorAll('#f-kind input[name="kind"]');
+  if (kinds.length) {
+    const parts = document.querySelectorAll("[data-kind]");
+    const choose = () => {
+      const chosen = document.querySelector('#f-kind input[name="kind"]:checked');
+      for (const part of parts) part.hidden = Boolean(chosen) && part.dataset.kind !== chosen.value;
+    };
+    for (const kind of kinds) kind.addEventListener("change", choose);
+    // Only the kinds the chosen field takes can be chosen (free text: all).
+    const fieldOf = document.getElementById("f-field");
+    const offer = () => {
+      for (const kind of kinds) {
+        kind.disabled = Boolean(fieldOf) && !kind.dataset.fields.split(" ").includes(fieldOf.value);
+        if (kind.disabled && kind.checked) kinds[0].checked = true;
+      }
+      choose();
+    };
+    if (fieldOf) fieldOf.addEventListener("change", offer);
+    offer();
+  }
 });

@@ -22,16 +22,19 @@ FRACTION = re.compile(r"[0-9]{0,9}[.,][0-9]{1,9}")
 def form_context(catalogue: Sequence[FieldDef], writable: Sequence[str],
                  needs_codes: Sequence[str]) -> dict[str, Any]:
     """`kind_choices`: each kind some writable field takes, with those fields'
-    labels (only when a field takes more than free text); `need_choices`:
-    each configured needs code with its words."""
+    labels (only when a field takes more than free text); `kind_fields`:
+    each kind's field ids (the page offers only the chosen field's kinds);
+    `need_choices`: each configured needs code with its words."""
     takes: dict[str, list[str]] = {}
+    ids: dict[str, list[str]] = {}
     for field_def in catalogue:
         if field_def.id in writable:
             for kind in field_def.kind_list:
                 takes.setdefault(kind, []).append(field_def.label)
+                ids.setdefault(kind, []).append(field_def.id)
     several = any(kind != entry_kinds.TEXT for kind in takes)
     choices = [(k, KIND_NAMES.get(k, k), takes[k]) for k in entry_kinds.KINDS if k in takes]
-    return {"kind_choices": choices if several else [],
+    return {"kind_choices": choices if several else [], "kind_fields": ids,
             "need_choices": [(c, entry_kinds.need_label(c)) for c in needs_codes]}
 
 

@@ -35,6 +35,16 @@ def _number(value: Any) -> float | None:
 
 
 @cache
+def _integer_ticks() -> Any:
+    """matplotlib's locator of whole-number ticks (imported on first use)."""
+    from functools import partial
+
+    from matplotlib.ticker import MaxNLocator
+
+    return partial(MaxNLocator, integer=True)
+
+
+@cache
 def _figure() -> Any:
     """matplotlib's Figure, imported on first use (a second or so: not at
     every start of the command line), with stable ids inside the SVG (the
@@ -99,6 +109,8 @@ def draw(title: str, groups: Sequence[str], values: Sequence[tuple[str, str]],
         ax.set_title(_wrap(label, 48), fontsize=9, loc="left")
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(axis="x", labelsize=7)
+        # Whole-number ticks: counts, days and whole percentages have no 2.5.
+        ax.xaxis.set_major_locator(_integer_ticks()())
     out = io.BytesIO()
     fig.savefig(out, format="svg", metadata={"Date": None})
     return out.getvalue()

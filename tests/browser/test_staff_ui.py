@@ -83,7 +83,7 @@ def test_a_form_without_its_csrf_token_changes_nothing(page: Page, base: str,
     for token in page.locator("form[action$='/entries'] input[name=csrf_token]").all():
         token.evaluate("e => e.value = 'forged'")
     page.get_by_label("Field").select_option("story")
-    page.get_by_label("Entry", exact=True).fill("This must not be saved")
+    page.get_by_label("Entry (free text)").fill("This must not be saved")
     page.get_by_role("button", name="Save the entry").click()
     expect(page.get_by_role("heading", name="Please try again")).to_be_visible()
     record = api.get(f"/api/v1/families/{family_id}", "nurse1").get_json()
@@ -107,7 +107,7 @@ def test_belgian_minimal_data_scenario(page: Page, base: str, api: Api) -> None:
     page.get_by_role("button", name="Record the family").click()
     expect(page.get_by_role("heading", name="Mira")).to_be_visible()
     page.get_by_label("Field").select_option("contact")
-    page.get_by_label("Entry", exact=True).fill("Aunt's phone: +32 470 00 00 00")
+    page.get_by_label("Entry (free text)").fill("Aunt's phone: +32 470 00 00 00")
     page.get_by_role("button", name="Save the entry").click()
     expect(page.get_by_text("Aunt's phone: +32 470 00 00 00")).to_be_visible()
     axe_check(page)

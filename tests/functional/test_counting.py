@@ -152,7 +152,7 @@ def test_the_family_page_says_it_and_the_family_changes_it(app: Flask, api: Api)
     client = _family_client(app, receipt)
     page = _text(client.get("/family/consent"))
     assert "Your family is not counted in any numbers." in page
-    assert "Totals never show your family, and small numbers are hidden." in page
+    assert "Totals never show your name, and small numbers are hidden." in page
     # A confirmation step first: nothing changes on the way.
     ask = client.get("/family/counting/yes")
     assert ask.status_code == 200 and "Are you sure?" in _text(ask)
@@ -165,7 +165,7 @@ def test_the_family_page_says_it_and_the_family_changes_it(app: Flask, api: Api)
     assert _versions(app, family)[-1] == (2, True, "statistics yes")
     assert _form(api, family)["statistics"] is True
     page = _text(client.get("/family/consent"))
-    assert "You said yes: your family is counted in anonymous numbers." in page
+    assert "You said yes: your family is counted in numbers without names." in page
     with app.extensions["onestory"].sessions() as session:
         entry = session.scalars(select(AuditEntry).where(
             AuditEntry.action == "consent.statistics")).one()
@@ -204,6 +204,26 @@ def test_a_family_without_a_form_is_told_nothing_changed(app: Flask, api: Api) -
         assert session.scalar(select(func.count()).select_from(ConsentFormRow)) == 1
     assert client.get("/family/counting/maybe").status_code == 404
 
+
+
+def test_an_ended_form_is_counted_in_nothing_and_offers_no_change(app: Flask, api: Api,
+                                                                   clock: Clock) -> None:
+    """Reports count only families whose form is in force: once it has ended,
+    the page says the family is not counted (even if it said yes) and the
+    answer cannot be changed on it (it would change nothing)."""
+    family = api.new_family()
+    receipt = api.sign(family, GRID, statistics=True)["receipt"]
+    clock.advance(days=400)
+    client = _family_client(app, receipt)
+    page = _text(client.get("/family/consent"))
+    assert "Your form has ended, so your family is not counted in any numbers." in page
+    assert "You said yes" not in page and "/family/counting/" not in page
+    ask = client.get("/family/counting/no")
+    assert ask.status_code == 302 and ask.headers["Location"].endswith("/family/consent")
+    token = csrf_token(client.get("/family/consent").get_data(as_text=True))
+    done = client.post("/family/counting/no", data={"csrf_token": token, "confirmed": "1"})
+    assert done.status_code == 302 and len(_versions(app, family)) == 1
+    assert "ask one of the services for a new form" in _text(client.get("/family/consent"))
 
 # --- on the staff pages -------------------------------------------------------------
 

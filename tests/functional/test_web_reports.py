@@ -230,3 +230,17 @@ def test_a_coordinator_counts_only_its_own_agency(app: Flask, arranged: Api) -> 
     health = table.split('<span class="code">health-centre</span></th>')[1].split("</tr>")[0]
     assert str(SHOWN) not in health  # the health centre's families are not physio's
     assert report_runs(app)[0]["actor"] == "physiocoord"
+
+
+def test_the_charts_axes_tick_whole_numbers() -> None:
+    """Counts of families have no 2.5: the ticks are whole numbers, whatever
+    the largest figure (matplotlib's text in the SVG is marked by comments)."""
+    import re
+
+    from coordination.web.report_chart import draw
+
+    svg = draw("Needs by area", ["North", "South"], [("families", "Families")],
+               [{"families": 15}, {"families": 10}]).decode()
+    ticks = re.findall(r"<!-- +([0-9.]+) -->", svg)
+    assert ticks and "15" in ticks, ticks
+    assert [t for t in ticks if "." in t] == [], ticks
