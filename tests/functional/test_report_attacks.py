@@ -1,0 +1,130 @@
+"""Reports attacked from outside: parameters an outsider sends, names an
+administrator types, families being erased; never a 500, never a run
+without audit, never a family shown or counted that must not be."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from audit.model import Action, AuditEntry
+from coordination import accounts
+from coordination.config import Settings
+from tests.conftest import T0, Api, Clock
+from tests.reports_data import add_area, needs, set_area
+from tests.web import set_passwords, signed_in
+
+NOV = "from=2026-11&to=2026-11"
+WRITTEN = T0 - timedelta(days=1)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, report_k=5)
+
+
+@pytest.fixture
+def evaluator(app: Flask, api: Api, clock: Clock) -> Api:
+    with app.extensions["onestory"].sessions() as session:
+        accounts.add_staff(session, "eval1", "oversight", "evaluator", None, clock())
+        api.tokens["eval1"] = accounts.create_token(session, "eval1", timedelta(days=1),
+                                                    clock())
+    set_passwords(app)
+    return api
+
+
+def counted_family(api: Api, name: str) -> str:
+    family = api.new_family(display_name=name)
+    api.sign(family, {"health-centre": ["involvement", "social"]}, statistics=True)
+    return family
+
+
+def runs(app: Flask) -> int:
+    with app.extensions["onestory"].sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == Action.REPORT_RUN.value)) or 0)
+
+
+def report(api: Api, name: str, query: str) -> Any:
+    return api.get(f"/api/v1/reports/{name}?{query}", "eval1")
+
+
+# --- parameters ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [
+    "from=2026-11%0A&to=2026-11",  # a trailing newline
+    "from=2026-11&to=2026-11%0A",
+    # FULLWIDTH DIGITs: digits to Python's \d, not a month to anyone reading the audit log
+    "from=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-11&to=2026-11",
+    "from=2026-%D9%A1%D9%A1&to=2026-11",  # ARABIC-INDIC DIGIT ONE twice
+    "from=2026-11&to=2026-11&k=1",
+    "from=2026-12&to=2026-11",
+    "from=2000-01&to=2100-12",
+    "from=1999-12&to=2000-01",
+    "from=2026-13&to=2027-01",
+    "from=2026-11-01&to=2026-11",
+    "from=2026-11&to=2026-11&by=area'--",
+    "from=2026-11&to=2026-11&by=AREA",
+    "from=%00&to=2026-11",
+    "to=2026-11",
+])
+def test_a_report_with_bad_parameters_is_refused_unrun(app: Flask, evaluator: Api,
+                                                       query: str) -> None:
+    before = runs(app)
+    answer = report(evaluator, "needs", query)
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.mimetype == "application/problem+json"
+    assert runs(app) == before
+    # The page takes its fields stripped (a trailing newline is typing), and
+    # otherwise says what is wrong on the form; each run it makes is audited.
+    web = signed_in(app, "eval1")
+    for path in ("/reports/", "/reports/chart.svg", "/reports/export.csv"):
+        page = web.get(f"{path}?report=needs&{query}")
+        assert page.status_code in (200, 422), (path, page.status_code)
+        if page.status_code == 422:
+            assert page.mimetype == "text/html"
+        else:
+            before += 1
+        assert runs(app) == before
+
+
+def test_repeated_parameters_run_the_first_and_say_so(app: Flask, evaluator: Api) -> None:
+    answer = report(evaluator, "needs", "from=2026-11&from=2020-01&to=2026-11&by=month&by=area")
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert (body["from"], body["to"], body["by"]) == ("2026-11", "2026-11", "month")
+    with app.extensions["onestory"].sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(
+            AuditEntry.action == Action.REPORT_RUN.value)).one()
+    assert json.loads(entry.detail or "{}")["from"] == "2026-11"
+
+
+# --- the chart -----------------------------------------------------------------------
+
+
+def test_an_area_named_with_dollar_signs_is_drawn_as_written(app: Flask, evaluator: Api
+                                                             ) -> None:
+    """matplotlib reads $...$ as mathematics and fails on what does not parse:
+    an administrator's area name must not make the chart a 500."""
+    add_area(app, "health-centre", "N1", "North $x^$ \\frac{")
+    for n in range(12):
+        family = counted_family(evaluator, f"North {n}")
+        set_area(app, family, "N1")
+        needs(app, family, ["housing"], WRITTEN)
+        needs(app, counted_family(evaluator, f"Elsewhere {n}"), ["housing"], WRITTEN)
+    web = signed_in(app, "eval1")
+    before = runs(app)
+    chart = web.get("/reports/chart.svg?report=needs&from=2026-11&to=2026-11&by=area")
+    assert chart.status_code == 200
+    assert chart.mimetype == "image/svg+xml"
+    assert "script-src" not in chart.headers["Content-Security-Policy"]
+    assert chart.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert b"<script" not in chart.data
+    assert runs(app) == before + 1
