@@ -2,8 +2,8 @@
 
 Counted families are those whose newest consent form is in force and says
 `statistics: true`; a family without a form, with an expired one or one
-that says no is in no report. A coordinator's reports count only the
-families involved with its agency.
+that says no is in no report, nor is a family whose erasure has begun. A
+coordinator's reports count only the families involved with its agency.
 
 The facts are gathered a chunk of families at a time, in a few set-based
 statements per chunk (one per table the report needs: never one per family)
@@ -29,7 +29,15 @@ from sqlalchemy.orm import Session, aliased
 
 from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination.crypto import FamilyCipher, Vault
-from coordination.model import Appointment, Entry, Family, Involvement, Referral, ReferralEvent
+from coordination.model import (
+    Appointment,
+    Entry,
+    Erasure,
+    Family,
+    Involvement,
+    Referral,
+    ReferralEvent,
+)
 from coordination.reports.period import Period
 from coordination.roles import InvolvementStatus
 
@@ -86,7 +94,9 @@ def _counted(after: str, limit: int, today: date, agency: str | None) -> Any:
                ConsentFormRow.statistics == true(),
                ConsentFormRow.valid_until >= today,
                ~exists().where(newer.family_id == ConsentFormRow.family_id,
-                               newer.version > ConsentFormRow.version))
+                               newer.version > ConsentFormRow.version),
+               # Being erased (its key may be gone already, its rows not yet).
+               ~exists().where(Erasure.family_id == ConsentFormRow.family_id))
         .order_by(ConsentFormRow.family_id).limit(limit))
     if agency is not None:
         query = query.where(exists().where(Involvement.family_id == ConsentFormRow.family_id,

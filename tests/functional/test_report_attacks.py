@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from audit.model import Action, AuditEntry
 from coordination import accounts
 from coordination.config import Settings
+from coordination.model import Erasure
 from tests.conftest import T0, Api, Clock
 from tests.reports_data import add_area, needs, set_area
 from tests.web import set_passwords, signed_in
@@ -128,3 +129,43 @@ def test_an_area_named_with_dollar_signs_is_drawn_as_written(app: Flask, evaluat
     assert chart.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert b"<script" not in chart.data
     assert runs(app) == before + 1
+
+
+# --- erased families -------------------------------------------------------------------
+
+
+def _erasing(app: Flask, family: str, clock: Clock) -> None:
+    """The family's erasure interrupted after its key went (erasure.py step
+    2): its rows are all still there."""
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        session.add(Erasure(family_id=family, reason="asked", requested_by="admin",
+                            requested_at=clock()))
+        session.commit()
+    rt.keystore.destroy(family)
+
+
+@pytest.mark.parametrize("name", ["involvement", "needs", "referrals"])
+def test_a_family_being_erased_is_in_no_report(app: Flask, evaluator: Api, clock: Clock,
+                                                name: str) -> None:
+    """Counted, the family moves the published counts from 10 to 15; being
+    erased it is counted no more, and the others' figures are still given
+    (its destroyed key does not make every report fail)."""
+    families = [counted_family(evaluator, f"F{n}") for n in range(11)]
+    for family in families:
+        needs(app, family, ["housing"], WRITTEN)
+        made = evaluator.post(f"/api/v1/families/{family}/referrals", "nurse1",
+                              json={"to": "physio", "reason": "Motor", "fields": ["social"]})
+        assert made.status_code == 201, made.get_json()
+
+    def published() -> Any:
+        answer = report(evaluator, name, NOV + "&by=agency")
+        assert answer.status_code == 200, answer.get_json()
+        row = next(r for r in answer.get_json()["rows"]
+                   if r["group"]["agency"] == ("physio" if name == "referrals"
+                                               else "health-centre"))
+        return row["values"]["referrals" if name == "referrals" else "families"]
+
+    assert published() == 15
+    _erasing(app, families[0], clock)
+    assert published() == 10
