@@ -18,8 +18,14 @@ from coordination import accounts
 from coordination.config import Settings
 from coordination.model import Erasure
 from tests.conftest import T0, Api, Clock
+from tests.functional.test_counting import _family_client, _text
+from tests.functional.test_protection_holds import (
+    cps_case,  # noqa: F401 (a fixture)
+    place,
+)
+from tests.functional.test_revocation_truth import family_token
 from tests.reports_data import add_area, needs, set_area
-from tests.web import set_passwords, signed_in
+from tests.web import csrf_token, set_passwords, signed_in
 
 NOV = "from=2026-11&to=2026-11"
 WRITTEN = T0 - timedelta(days=1)
@@ -169,3 +175,30 @@ def test_a_family_being_erased_is_in_no_report(app: Flask, evaluator: Api, clock
     assert published() == 15
     _erasing(app, families[0], clock)
     assert published() == 10
+
+
+# --- the family's answer under a protection hold ----------------------------------------
+
+
+def test_the_family_reads_its_counting_answer_while_a_hold_is_in_force(
+        app: Flask, api: Api, cps_case: tuple[str, dict[str, str]]) -> None:  # noqa: F811
+    """A version where the family changed only its answer changes nothing in
+    the concealed agency's column, yet it is what the family did: it is kept
+    in the family's history and read as the form in force (left out, the
+    family read "not counted" right after saying yes, while it was)."""
+    family, receipt = cps_case
+    assert place(api, family).status_code == 201
+    client = _family_client(app, receipt)
+    token = csrf_token(client.get("/family/counting/yes").get_data(as_text=True))
+    assert client.post("/family/counting/yes",
+                       data={"csrf_token": token, "confirmed": "1"}).status_code == 302
+    page = _text(client.get("/family/consent"))
+    assert "You said yes: your family is counted in anonymous numbers." in page, page
+    own = family_token(api, receipt)
+    form = api.get(f"/api/v1/families/{family}/consent", own).get_json()
+    assert form["statistics"] is True
+    history = api.get(f"/api/v1/families/{family}/consent/history", own).get_json()
+    versions = history
+    assert [(v["version"], v["statistics"]) for v in versions] == [(1, False), (2, True)]
+    assert versions[-1]["change"] == "statistics yes"
+    assert "cps" not in json.dumps(history) and "cps" not in json.dumps(form)
