@@ -15,11 +15,17 @@ from sqlalchemy import func, select
 
 from audit.model import Action, AuditEntry
 from coordination import accounts
-from coordination.config import Settings
+from coordination.config import ConfigError, Settings, load_settings
 from coordination.model import Erasure
 from tests.conftest import T0, Api, Clock
 from tests.functional.test_counting import _family_client, _text
 from tests.functional.test_protection_holds import (
+    CPS_GRID,
+    CPS_NAMES,
+    GRID,
+    _allow_holds,
+    _family_views,
+    _pages,
     cps_case,  # noqa: F401 (a fixture)
     place,
 )
@@ -202,3 +208,57 @@ def test_the_family_reads_its_counting_answer_while_a_hold_is_in_force(
     assert [(v["version"], v["statistics"]) for v in versions] == [(1, False), (2, True)]
     assert versions[-1]["change"] == "statistics yes"
     assert "cps" not in json.dumps(history) and "cps" not in json.dumps(form)
+
+
+def _typed_acts(app: Flask, api: Api, family: str, with_cps: bool) -> None:
+    api.post(f"/api/v1/families/{family}/entries", "nurse1", json={
+        "field": "health", "kind": "attendance",
+        "data": {"attended": 4, "offered": 5, "from": "2026-09-01", "to": "2026-11-01"}})
+    if with_cps:
+        written = api.post(f"/api/v1/families/{family}/entries", "cps1", json={
+            "field": "health", "kind": "attendance",
+            "data": {"attended": 1, "offered": 9, "from": "2026-09-01", "to": "2026-11-01"}})
+        assert written.status_code == 201, written.get_json()
+        given = api.put(f"/api/v1/families/{family}/area", "cps1", json={"area": "C9"})
+        assert given.status_code == 200, given.get_json()
+
+
+def test_a_concealed_agency_s_typed_entries_and_area_leave_no_trace_for_the_family(
+        app: Flask, api: Api, clock: Clock) -> None:
+    """While a hold is in force, what child protection wrote with issue 12's
+    means (typed entries, the family's area) is no more seen by the family
+    than its notes: the family's views are those of a family it never
+    worked with."""
+    _allow_holds(app, clock, api)
+    add_area(app, "cps", "C9", "Child protection district")
+    held = api.new_family("nurse1", display_name="Aylin Demir")
+    plain = api.new_family("nurse1", display_name="Aylin Demir")
+    held_receipt = api.sign(held, CPS_GRID, statistics=True)["receipt"]
+    plain_receipt = api.sign(plain, GRID, statistics=True)["receipt"]
+    assert api.post(f"/api/v1/families/{held}/involvements", "coord1",
+                    json={"agency": "cps"}).status_code == 201
+    _typed_acts(app, api, held, with_cps=True)
+    _typed_acts(app, api, plain, with_cps=False)
+    assert place(api, held).status_code == 201
+    clock.advance(minutes=5)
+    with_hold = _family_views(api, held, family_token(api, held_receipt))
+    without_cps = _family_views(api, plain, family_token(api, plain_receipt))
+    assert with_hold == without_cps
+    for lang in ("en", "tr"):
+        held_pages, plain_pages = _pages(app, held_receipt, lang), _pages(app, plain_receipt, lang)
+        assert held_pages == plain_pages
+        for page in ("/family/consent", "/family/access-log"):
+            for name in (*CPS_NAMES, "Child protection district", "C9", "1 of 9"):
+                assert name not in held_pages[page]
+
+
+# --- configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u2070", "\uff11\uff10", "\u0661\u0660",
+                                   " 10", "10\n", "1_0", "+10", "0x10"])
+def test_k_in_other_scripts_digits_is_a_configuration_error(value: str) -> None:
+    """Superscripts pass str.isdigit() and then fail int() with a traceback;
+    other scripts' digits would be read as a number no one wrote."""
+    with pytest.raises(ConfigError, match="ONESTORY_REPORT_K"):
+        load_settings({"ONESTORY_REPORT_K": value})
