@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 
 from audit.model import Action, AuditEntry
 from coordination import accounts
+from coordination.casework.areas import agency_areas, set_agency_areas
 from coordination.config import ConfigError, Settings, load_settings
+from coordination.errors import InvalidInput
 from coordination.model import Erasure
 from tests.conftest import T0, Api, Clock
 from tests.functional.test_counting import _family_client, _text
@@ -262,3 +264,17 @@ def test_k_in_other_scripts_digits_is_a_configuration_error(value: str) -> None:
     other scripts' digits would be read as a number no one wrote."""
     with pytest.raises(ConfigError, match="ONESTORY_REPORT_K"):
         load_settings({"ONESTORY_REPORT_K": value})
+
+
+# --- area codes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["unknown", "Unknown", "UNKNOWN"])
+def test_no_agency_names_an_area_as_reports_name_families_without_one(
+        app: Flask, api: Api, clock: Clock, code: str) -> None:
+    """Reports group families without an area as `unknown`: an area of that
+    code would be merged with them, its families reported as having none."""
+    with app.extensions["onestory"].sessions() as session:
+        with pytest.raises(InvalidInput, match="without an area"):
+            set_agency_areas(session, "health-centre", {code: "Unknown street"}, [], clock())
+        assert agency_areas(session, "health-centre") == []
