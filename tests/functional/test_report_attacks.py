@@ -48,7 +48,7 @@ def settings(settings: Settings) -> Settings:
 def evaluator(app: Flask, api: Api, clock: Clock) -> Api:
     with app.extensions["onestory"].sessions() as session:
         accounts.add_staff(session, "eval1", "oversight", "evaluator", None, clock())
-        api.tokens["eval1"] = accounts.create_token(session, "eval1", timedelta(days=1),
+        api.tokens["eval1"] = accounts.create_token(session, "eval1", timedelta(days=30),
                                                     clock())
     set_passwords(app)
     return api
@@ -278,3 +278,41 @@ def test_no_agency_names_an_area_as_reports_name_families_without_one(
         with pytest.raises(InvalidInput, match="without an area"):
             set_agency_areas(session, "health-centre", {code: "Unknown street"}, [], clock())
         assert agency_areas(session, "health-centre") == []
+
+
+# --- a coordinator's families ----------------------------------------------------------
+
+
+def test_a_family_that_ended_an_agency_s_part_leaves_its_coordinator_s_later_reports(
+        app: Flask, api: Api, evaluator: Api, clock: Clock) -> None:
+    """A coordinator's reports count its agency's families: once a family
+    has ended the agency's part, what other agencies do with it in later
+    months is no longer in that agency's figures (it was, for ever)."""
+    families = []
+    for n in range(11):
+        family = api.new_family(display_name=f"F{n}")
+        receipt = api.sign(family, {"health-centre": ["involvement", "social"],
+                                    "physio": ["involvement"]}, statistics=True)["receipt"]
+        assert api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                        json={"agency": "physio"}).status_code == 201
+        ended = api.call("DELETE", f"/api/v1/families/{family}/involvements/physio",
+                         family_token(api, receipt), json={})
+        assert ended.status_code == 200, ended.get_json()
+        families.append(family)
+    clock.advance(days=15)  # December
+    for family in families:
+        written = api.post(f"/api/v1/families/{family}/entries", "nurse1", json={
+            "field": "social", "kind": "needs", "data": {"codes": ["housing"]}})
+        assert written.status_code == 201, written.get_json()
+
+    def health_centre(who: str, month: str) -> Any:
+        answer = api.get(f"/api/v1/reports/needs?from={month}&to={month}&by=agency", who)
+        assert answer.status_code == 200, answer.get_json()
+        row = next(r for r in answer.get_json()["rows"]
+                   if r["group"]["agency"] == "health-centre")
+        return row["values"]["housing"]
+
+    assert health_centre("eval1", "2026-12") == 15
+    assert health_centre("coord1", "2026-12") == 15
+    # Physiotherapy worked with them in November, not in December.
+    assert health_centre("physiocoord", "2026-12") in (0, None)
