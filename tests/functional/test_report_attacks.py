@@ -316,3 +316,28 @@ def test_a_family_that_ended_an_agency_s_part_leaves_its_coordinator_s_later_rep
     assert health_centre("coord1", "2026-12") == 15
     # Physiotherapy worked with them in November, not in December.
     assert health_centre("physiocoord", "2026-12") in (0, None)
+
+
+# --- what the family reads about being counted --------------------------------------------
+
+
+def test_a_family_whose_form_ended_is_not_told_it_is_counted(
+        app: Flask, api: Api, evaluator: Api, clock: Clock) -> None:
+    """Reports leave out a family whose form has ended, whatever it said:
+    its page says so rather than "you said yes: your family is counted"."""
+    family = api.new_family(display_name="Ended")
+    receipt = api.sign(family, {"health-centre": ["involvement", "social"]}, statistics=True,
+                       valid_until=(T0 + timedelta(days=10)).date().isoformat())["receipt"]
+    client = _family_client(app, receipt)
+    assert "You said yes: your family is counted in anonymous numbers." in _text(
+        client.get("/family/consent"))
+    clock.advance(days=11)
+    client = _family_client(app, receipt)
+    for lang in ("en", "nb", "tr", "ar"):
+        page = _text(client.get(f"/family/consent?lang={lang}"))
+        assert "You said yes: your family is counted" not in page
+        if lang == "en":
+            assert "Your form has ended: your family is not counted in any numbers." in page
+        for answer in ("yes", "no"):
+            assert f"/family/counting/{answer}" not in client.get(
+                f"/family/consent?lang={lang}").get_data(as_text=True)
