@@ -49,5 +49,6 @@ def register(bp: Blueprint) -> None:
                     checks_first=lambda: check_report(actor(), name))
         rt = runtime()
         found = run_report(db(), rt.vault, actor(), name, args["first"], args["last"],
-                           args["by"], rt.now(), k=rt.settings.report_k)
+                           args["by"], rt.now(), k=rt.settings.report_k,
+                           need_codes=rt.settings.needs_codes)
         return jsonify(found.out())

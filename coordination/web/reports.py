@@ -100,7 +100,8 @@ def _run(values: dict[str, Any]) -> dict[str, Any]:
     agency, computes, protects and audits, in one transaction."""
     rt = current()
     return run_report(request_db(), rt.vault, me(), values["report"], values["first"],
-                      values["last"], values["by"], rt.now(), k=rt.settings.report_k).out()
+                      values["last"], values["by"], rt.now(), k=rt.settings.report_k,
+                      need_codes=rt.settings.needs_codes).out()
 
 
 def _checked() -> tuple[dict[str, str], dict[str, Any], dict[str, list[str]]]:

@@ -341,3 +341,27 @@ def test_a_family_whose_form_ended_is_not_told_it_is_counted(
         for answer in ("yes", "no"):
             assert f"/family/counting/{answer}" not in client.get(
                 f"/family/consent?lang={lang}").get_data(as_text=True)
+
+
+# --- configured needs codes ----------------------------------------------------------------
+
+
+def test_the_needs_report_counts_the_configured_codes(app: Flask, evaluator: Api) -> None:
+    """An installation that configures its own needs codes reads them in its
+    reports (they were all counted as `other`, or not at all)."""
+    rt = app.extensions["onestory"]
+    rt.settings = dataclasses.replace(rt.settings, needs_codes=("housing", "language"))
+    for n in range(11):
+        family = counted_family(evaluator, f"F{n}")
+        written = evaluator.post(f"/api/v1/families/{family}/entries", "nurse1", json={
+            "field": "social", "kind": "needs", "data": {"codes": ["language"]}})
+        assert written.status_code == 201, written.get_json()
+    answer = report(evaluator, "needs", NOV + "&by=agency")
+    assert answer.status_code == 200, answer.get_json()
+    row = next(r for r in answer.get_json()["rows"] if r["group"]["agency"] == "health-centre")
+    assert row["values"]["language"] == 15
+    assert set(row["values"]) == {"families", "housing", "language"}
+    web = signed_in(app, "eval1")
+    exported = web.get("/reports/export.csv?report=needs&from=2026-11&to=2026-11&by=agency")
+    head = exported.get_data(as_text=True).splitlines()[0]
+    assert head == "agency,name,families,housing,language"
