@@ -245,7 +245,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("ONESTORY_NEEDS_CODES must be comma-separated codes such as "
                           "'income,housing,other': " + "; ".join(problems))
     report_k = env_vars.get("ONESTORY_REPORT_K", str(DEFAULT_K))
-    if not report_k.isdigit():
+    if not (report_k.isascii() and report_k.isdigit()):  # "²" is a digit int() refuses
         raise ConfigError(REPORT_K_MESSAGE)
     return Settings(
         env=env,

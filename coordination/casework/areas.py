@@ -24,6 +24,7 @@ from coordination.casework.common import FamilyView, _audit, _involved, _visible
 from coordination.crypto import Vault
 from coordination.errors import InvalidInput, NotFound
 from coordination.model import Agency, AgencyArea, Family
+from coordination.reports.period import UNKNOWN_AREA
 
 CODE_MAX = 32
 NAME_MAX = 200
@@ -48,6 +49,11 @@ def _check_code(code: str) -> str:
         raise InvalidInput({"area": [f"a code of 1-{CODE_MAX} letters, digits, '-', '_', '.'"]},
                            f"invalid area code {code!r}: use 1-{CODE_MAX} letters, digits, "
                            "'-', '_' or '.'")
+    if code.casefold() == UNKNOWN_AREA:
+        # Reports group families without an area under this code.
+        raise InvalidInput({"area": [f"'{UNKNOWN_AREA}' stands for no area in reports"]},
+                           f"an area cannot be called {code!r}: reports group families "
+                           "without an area under that code")
     return code
 
 

@@ -15,9 +15,10 @@ change text names the concealed agency, the neutral "changed" that readers
 without the full view already read). A later version that changed nothing
 the family can see — only the concealed agency's cells, whoever made it: a
 coordinator revoking that column, a grant to it on the family's answer, a
-family's revocation of a row only that agency held — is left out, so the
-versions are numbered again from 1 without a gap and the current form
-carries the number of the last version shown. (A version naming a visible
+family's revocation of a row only that agency held — is left out (unless it
+changed the counting answer, which only the family or a newly signed form
+does), so the versions are numbered again from 1 without a gap and the
+current form carries the number of the last version shown. (A version naming a visible
 agency, such as ending the part of an agency that held no cell, stays.)
 So the family's answer to a revocation that took away only concealed cells
 is the answer to one that took away nothing.
@@ -110,15 +111,19 @@ def family_numbering(versions: Sequence[tuple[ConsentFormRow, Form]], hidden: Co
     out: dict[int, int | None] = {}
     shown = 0
     before: frozenset[consent.Cell] | None = None
+    counted: bool | None = None
     for row, form in versions:
         visible = _without(form.cells, hidden.involvement)
         named = consent.named_agency(row.change)
+        # A version that changed the counting answer is the family's own act
+        # (`casework.counting`): kept, or the family would read its old answer.
         keep = (before is None or row.change in consent.SIGNED_CHANGES or visible != before
+                or bool(row.statistics) != counted
                 or (named is not None and named not in hidden.involvement))
         if keep:
             shown += 1
         out[row.version] = shown if keep else None
-        before = visible
+        before, counted = visible, bool(row.statistics)
     return out
 
 

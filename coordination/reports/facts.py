@@ -2,8 +2,9 @@
 
 Counted families are those whose newest consent form is in force and says
 `statistics: true`; a family without a form, with an expired one or one
-that says no is in no report. A coordinator's reports count only the
-families involved with its agency.
+that says no is in no report, nor is a family whose erasure has begun. A
+coordinator's reports count only the families involved with its agency
+during the period (not those that had ended its part before).
 
 The facts are gathered a chunk of families at a time, in a few set-based
 statements per chunk (one per table the report needs: never one per family)
@@ -29,7 +30,15 @@ from sqlalchemy.orm import Session, aliased
 
 from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination.crypto import FamilyCipher, Vault
-from coordination.model import Appointment, Entry, Family, Involvement, Referral, ReferralEvent
+from coordination.model import (
+    Appointment,
+    Entry,
+    Erasure,
+    Family,
+    Involvement,
+    Referral,
+    ReferralEvent,
+)
 from coordination.reports.period import Period
 from coordination.roles import InvolvementStatus
 
@@ -77,8 +86,11 @@ class FamilyFacts:
     referrals: list[ReferralFact] = field(default_factory=list)
 
 
-def _counted(after: str, limit: int, today: date, agency: str | None) -> Any:
-    """The next `limit` counted families after id `after`: (family id, form row id)."""
+def _counted(after: str, limit: int, today: date, agency: str | None,
+             period: Period) -> Any:
+    """The next `limit` counted families after id `after`: (family id, form row id);
+    with `agency`, only those it was involved with during `period` (a family
+    that ended the agency's part before it is no longer the agency's)."""
     newer = aliased(ConsentFormRow)
     query = (
         select(ConsentFormRow.family_id, ConsentFormRow.id)
@@ -86,11 +98,16 @@ def _counted(after: str, limit: int, today: date, agency: str | None) -> Any:
                ConsentFormRow.statistics == true(),
                ConsentFormRow.valid_until >= today,
                ~exists().where(newer.family_id == ConsentFormRow.family_id,
-                               newer.version > ConsentFormRow.version))
+                               newer.version > ConsentFormRow.version),
+               # Being erased (its key may be gone already, its rows not yet).
+               ~exists().where(Erasure.family_id == ConsentFormRow.family_id))
         .order_by(ConsentFormRow.family_id).limit(limit))
     if agency is not None:
-        query = query.where(exists().where(Involvement.family_id == ConsentFormRow.family_id,
-                                           Involvement.agency_id == agency))
+        query = query.where(exists().where(
+            Involvement.family_id == ConsentFormRow.family_id,
+            Involvement.agency_id == agency, Involvement.since < period.end_day,
+            or_(Involvement.status == InvolvementStatus.ACTIVE.value,
+                Involvement.updated_at >= period.start)))
     return query
 
 
@@ -104,7 +121,7 @@ def gather(session: Session, vault: Vault, parts: frozenset[str], period: Period
     made from data that could not be read."""
     after = ""
     while True:
-        rows = session.execute(_counted(after, chunk, now.date(), agency)).all()
+        rows = session.execute(_counted(after, chunk, now.date(), agency, period)).all()
         if not rows:
             return
         ids = [row[0] for row in rows]

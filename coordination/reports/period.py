@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits only (\d would take other scripts' digits) and nothing after
+# the month (`$` alone would take a trailing newline): see `parse_month`.
+MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 # Reports go back no further than this, and cover at most MAX_MONTHS.
 FIRST_YEAR = 2000
 LAST_YEAR = 2100
@@ -22,7 +24,7 @@ UNKNOWN_AREA = "unknown"
 
 def parse_month(text: str) -> date | None:
     """The first day of month `text` ("YYYY-MM"), or None when it is not one."""
-    found = MONTH.match(text) if isinstance(text, str) else None
+    found = MONTH.fullmatch(text) if isinstance(text, str) else None
     if found is None or not FIRST_YEAR <= int(found[1]) <= LAST_YEAR:
         return None
     return date(int(found[1]), int(found[2]), 1)

@@ -83,7 +83,7 @@ def run_report(session: Session, vault: Vault, actor: Actor, name: str, first_mo
     ("YYYY-MM"), grouped `by` agency, area or month, with every count below
     `k` (and whatever would reveal one) withheld by `disclosure.protect`.
     Counts only the families whose form in force says `statistics: true`; a
-    coordinator's, only those involved with its agency. The run is audited
+    coordinator's, only those involved with its agency during the period. The run is audited
     with its parameters and how much it withheld, never with a family id.
 
     Raises RoleNotPermitted (not an evaluator, auditor or coordinator),

@@ -58,6 +58,13 @@ def _figure() -> Any:
     return Figure
 
 
+def _plain(text: str) -> str:
+    """`text` drawn as written: matplotlib takes what stands between two
+    dollar signs as mathematics (and fails on what does not parse, such as
+    an area named "North $x^$"); an escaped dollar is a dollar."""
+    return text.replace("$", r"\$")
+
+
 def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
@@ -69,6 +76,9 @@ def draw(title: str, groups: Sequence[str], values: Sequence[tuple[str, str]],
     each. `rows[i]` holds row i's published values by key; None (withheld)
     draws no bar and a dash. A value withheld in every row gets no panel;
     the chart names it below instead. Returns the SVG document."""
+    title, groups = _plain(title), [_plain(group) for group in groups]
+    values = [(key, _plain(label)) for key, label in values]
+
     def known(key: str) -> list[float]:
         return [n for n in (_number(row.get(key)) for row in rows) if n is not None]
 

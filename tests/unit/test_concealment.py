@@ -20,8 +20,10 @@ from coordination.casework.concealment import (
 HIDE_CPS = Concealed(involvement=frozenset({"cps"}))
 
 
-def _v(version: int, change: str, changed_by: str, *cells: tuple[str, str]) -> Any:
-    row = SimpleNamespace(version=version, change=change, changed_by=changed_by)
+def _v(version: int, change: str, changed_by: str, *cells: tuple[str, str],
+       statistics: bool = False) -> Any:
+    row = SimpleNamespace(version=version, change=change, changed_by=changed_by,
+                          statistics=statistics)
     return row, Form(version, date(2027, 1, 1), frozenset(cells))
 
 
@@ -44,6 +46,21 @@ def test_versions_that_changed_only_the_concealed_agency_are_left_out() -> None:
     assert shown_version(numbering, 2) == (1, 1)
     assert shown_version(numbering, 4) == (3, 2)
     assert shown_version(numbering, 6) == (6, 4)
+
+
+def test_a_version_that_changed_the_counting_answer_stays() -> None:
+    """The family's answer (`statistics yes|no`) changes no cell, but it is
+    the family's act: left out, the family would read its old answer."""
+    versions = [
+        _v(1, "signed", "coord1", ("hc", "health"), ("cps", "protection")),
+        _v(2, "statistics yes", "family", ("hc", "health"), ("cps", "protection"),
+           statistics=True),
+        _v(3, "revoke cell cps/protection", "coord1", ("hc", "health"), statistics=True),
+        _v(4, "statistics no", "family", ("hc", "health")),
+    ]
+    numbering = family_numbering(versions, HIDE_CPS)
+    assert numbering == {1: 1, 2: 2, 3: None, 4: 3}
+    assert shown_version(numbering, 3) == (2, 2)
 
 
 def test_without_a_hold_every_version_keeps_its_number() -> None:
