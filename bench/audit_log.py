@@ -20,8 +20,9 @@ synchronous=NORMAL, deferred BEGIN), PostgreSQL on a cluster started here
 with fsync, full_page_writes and synchronous_commit at their defaults (on).
 
 (2) Verification: a valid chain of --entries entries (1 000 000 by default) is
-built in Python with `audit.chain.entry_hash` and bulk-inserted with Core
-executemany (the head set to its end); then a fresh child process times
+built in Python with `audit.chain.entry_hash` and bulk-inserted through the
+driver (PostgreSQL COPY, SQLite executemany; the head set to its end; several
+sizes, as with --ten-million, grow the same chain); then a fresh child process times
 `audit.services.verify(engine)`, times the same rows only fetched, and reports
 its memory growth during verification (peak resident set, ru_maxrss, and
 tracemalloc's peak in a second pass, per half of the walk). --profile adds a
