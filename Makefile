@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-load lint clean translations
+.PHONY: demo test bench bench-load bench-audit-10m lint clean translations
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/not_found.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/chain_hold.py
+
+# Audit verification at 1 and then 10 million entries, on both backends (bench/README.md):
+# about 4 GB of disk per backend and several minutes of building.
+bench-audit-10m: $(VENV)/.installed-test
+	$(BIN)/python bench/audit_log.py --ten-million
 
 # onestory serve under wrk on a durable PostgreSQL, against a floor (bench/README.md);
 # installs Debian's wrk when it is missing. BENCH_LOAD_ARGS="--families 200000 --duration 30"

@@ -168,37 +168,67 @@ def hide_from_family(session: Session, seq: int, by: str, mark_seq: int, now: da
 # --- verification -------------------------------------------------------------------
 
 
-def _stream(engine: Engine) -> Iterator[Sequence[Any]]:
+STREAM_BATCH = 5_000  # rows per fetch while verifying: memory stays flat over any length
+
+
+def _columns_sql(engine: Engine) -> str:
     table = AuditEntry.__table__
     columns = [table.c[name] for name in HASHED] + [table.c.prev_hash, table.c.hash]
-    # Straight from the driver, in batches: memory stays flat over millions of rows.
-    query = select(*columns).order_by(table.c.seq).execution_options(
-        stream_results=True, yield_per=2_000)
-    with engine.connect() as conn, conn.execute(query) as result:
-        for partition in result.partitions():
-            yield from partition
+    return str(select(*columns).order_by(table.c.seq).compile(dialect=engine.dialect))
+
+
+@contextlib.contextmanager
+def _snapshot(engine: Engine) -> Iterator[Any]:
+    """A driver connection in one read-only transaction: the head, the
+    checkpoints and every entry are read from the same snapshot, so appends
+    that commit while a long log is walked are not taken for tampering.
+    The driver's own cursor, not SQLAlchemy's rows: building a Row per entry
+    cost as much as the checking."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():  # SQLite: `make_engine`'s BEGIN; the snapshot starts at the first read
+            raw = conn.connection.dbapi_connection
+            if raw is None:  # pragma: no cover - a checked-out connection has one
+                raise RuntimeError("no driver connection")
+            yield raw
+
+
+def _stream(raw: Any, sql: str, dialect: str) -> Generator[Sequence[Any], None, None]:
+    """Every entry in seq order, STREAM_BATCH rows at a time (PostgreSQL: a
+    server-side cursor; SQLite: the driver steps the statement as it goes)."""
+    if dialect == "postgresql":
+        cursor = raw.cursor(name="onestory_audit_verify")
+        cursor.itersize = STREAM_BATCH
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(sql)
+        while batch := cursor.fetchmany(STREAM_BATCH):
+            yield from batch
+    finally:
+        cursor.close()
 
 
 def verify(engine: Engine, public_key: Any | None = None,
            checkpoints: Sequence[dict[str, Any]] = ()) -> Verification:
     """Walk the whole chain; then hold it to the head row and to every
-    signed checkpoint (stored ones, and any given by an auditor)."""
-    with Session(engine) as session:
-        stored = list(session.scalars(select(AuditCheckpoint)))
-        head = session.get(AuditHead, 1)
-    every = [*checkpoints, *({"seq": r.seq, "hash": r.hash, "at": r.at_text,
-                              "signature": r.signature} for r in stored)]
-    wanted = {int(c["seq"]) for c in every}
-    seen: dict[int, str] = {}
-
-    def rows() -> Generator[Sequence[Any], None, None]:
-        for row in _stream(engine):
-            if int(row[0]) in wanted:
-                seen[int(row[0])] = row[-1]
-            yield row
-
-    with contextlib.closing(rows()) as walk:  # closes the cursor on an early stop
-        result = verify_rows(walk)
+    signed checkpoint (stored ones, and any given by an auditor). Every
+    entry's hash is recomputed and chained; memory stays flat."""
+    sql = _columns_sql(engine)
+    with _snapshot(engine) as raw:
+        cursor = raw.cursor()
+        cursor.execute("SELECT seq, hash, at_text, signature FROM audit_checkpoints")
+        stored = cursor.fetchall()
+        cursor.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
+        head = cursor.fetchone()
+        cursor.close()
+        every = [*checkpoints, *({"seq": r[0], "hash": r[1], "at": r[2], "signature": r[3]}
+                                 for r in stored)]
+        seen: dict[int, str] = {}
+        walk = _stream(raw, sql, engine.dialect.name)
+        with contextlib.closing(walk):  # closes the cursor on an early stop
+            result = verify_rows(walk, {int(c["seq"]) for c in every}, seen)
     if not result.ok:
         return result
     last = result.head_seq
@@ -217,12 +247,13 @@ def verify(engine: Engine, public_key: Any | None = None,
             return bad(seq, f"entry {seq} differs from its signed checkpoint")
     if head is None:
         return bad(last + 1, "the chain's head row is missing")
-    if head.seq > last:
-        return bad(last + 1, f"the head is at entry {head.seq} but the log ends at {last}: "
+    head_seq, head_hash = int(head[0]), head[1]
+    if head_seq > last:
+        return bad(last + 1, f"the head is at entry {head_seq} but the log ends at {last}: "
                              "entries were removed from the end")
-    if head.seq < last:
-        return bad(head.seq + 1, f"entries after {head.seq} were added behind the head")
-    if head.hash != result.head:
+    if head_seq < last:
+        return bad(head_seq + 1, f"entries after {head_seq} were added behind the head")
+    if head_hash != result.head:
         return bad(last, f"entry {last} does not match the chain's head")
     return result
 

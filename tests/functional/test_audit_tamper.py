@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask
 from sqlalchemy import Engine, event, text
 
+from audit import services as audit_services
 from audit.chain import GENESIS, HASHED, entry_hash, sign_checkpoint
 from coordination import cli
 from coordination.app import create_app
@@ -658,3 +659,29 @@ def test_a_malformed_checkpoint_file_fails_in_one_line(log: Log, content: str) -
     assert message and "\n" not in message and "Traceback" not in result.err
     assert "intact" not in result.out
     assert "bad.json" in message and "unexpected" not in message, message
+
+
+def test_appends_during_a_walk_are_not_taken_for_tampering(
+        log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verification reads the head, the checkpoints and every entry in one
+    snapshot: a look that commits after the head was read and before the walk
+    starts is simply not part of this verification (read apart, the walk would
+    find an entry behind the head and call the log tampered with)."""
+    before = log.last()
+    public_key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(AUDIT_KEY)).public_key()
+    original = audit_services._stream
+    looked: list[int] = []
+
+    def stream_after_a_look(raw: Any, sql: str, dialect: str) -> Iterator[Any]:
+        ok(log.api.get(f"/api/v1/families/{log.families[0]}", "physio1"))
+        looked.append(log.last())
+        yield from original(raw, sql, dialect)
+
+    monkeypatch.setattr(audit_services, "_stream", stream_after_a_look)
+    result = audit_services.verify(log.engine, public_key)
+    assert looked == [before + 1]
+    assert result.ok, result
+    assert (result.entries, result.head_seq) == (before, before)
+    monkeypatch.setattr(audit_services, "_stream", original)
+    again = audit_services.verify(log.engine, public_key)
+    assert again.ok and again.entries == before + 1, again

@@ -413,3 +413,31 @@ def test_a_non_numeric_seq_is_refused(key: Ed25519PrivateKey) -> None:
     signed = checkpoint(key)
     signed["seq"] = "twelve"
     assert not checkpoint_is_signed(key.public_key(), signed)
+
+
+def test_verify_rows_hashes_every_value_as_entry_hash_does() -> None:
+    """`verify_rows` builds each entry's message inline: it must accept exactly
+    the chains `entry_hash` makes, with a missing value in any column (and a
+    value that is not text), and refuse the chain when any value changes."""
+    for name in HASHED[1:]:
+        for value in (None, "", "-", "+", 7):
+            rows: list[Row] = []
+            prev = GENESIS
+            for seq in range(1, 4):
+                values = values_for(seq, **{name: value})
+                digest = entry_hash(prev, values)
+                rows.append([*values, prev, digest])
+                prev = digest
+            assert verify_rows(rows).ok, (name, value)
+            assert verify_rows(rows).head == prev
+            changed = [list(r) for r in rows]
+            changed[1][HASHED.index(name)] = "x" if value is None else None
+            result = verify_rows(changed)
+            assert not result.ok and result.first_bad == 2, (name, value)
+
+
+def test_verify_rows_keeps_the_hashes_of_the_entries_asked_for() -> None:
+    rows = build_chain()
+    kept: dict[int, str] = {}
+    assert verify_rows(rows, {3, 7, 99}, kept).ok
+    assert kept == {3: rows[2][-1], 7: rows[6][-1]}
