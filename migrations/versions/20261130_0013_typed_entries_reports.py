@@ -58,13 +58,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('consent_forms', schema=None) as batch_op:
-        batch_op.drop_column('statistics')
-    with op.batch_alter_table('families', schema=None) as batch_op:
-        batch_op.drop_column('area')
+    # Plain column drops (SQLite: ALTER TABLE ... DROP COLUMN), never a batch
+    # copy: recreating `families` would cascade-delete every row that refers
+    # to it (foreign keys are on).
+    op.drop_column('consent_forms', 'statistics')
+    op.drop_column('families', 'area')
     op.drop_table('agency_areas')
-    with op.batch_alter_table('entries', schema=None) as batch_op:
-        batch_op.drop_index('ix_entries_kind_written')
-        batch_op.drop_column('kind')
-    with op.batch_alter_table('fields', schema=None) as batch_op:
-        batch_op.drop_column('kinds')
+    op.drop_index('ix_entries_kind_written', table_name='entries')
+    op.drop_column('entries', 'kind')
+    op.drop_column('fields', 'kinds')
