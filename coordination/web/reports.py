@@ -209,33 +209,40 @@ def _page(given: dict[str, str], errors: dict[str, list[str]],
     ), 422 if errors else 200
 
 
+def _published(checked: tuple[dict[str, str], dict[str, Any], dict[str, list[str]]]
+               ) -> tuple[dict[str, Any], Any]:
+    """From `_checked()`: the parameters and the published report (run, so
+    audited), or, for bad parameters, the page with its form errors (a 422)
+    in place of the report."""
+    given, values, errors = checked
+    if errors:
+        return values, _page(given, errors)
+    try:
+        return values, _run(values)
+    except InvalidInput as exc:
+        return values, _page(given, exc.errors or {"report": [str(exc)]})
+
+
 def create_blueprint() -> Blueprint:
     bp = Blueprint("reports", __name__, url_prefix="/reports")
 
     @bp.get("/")
     @staff_page(*READERS)
     def page() -> Any:
-        given, values, errors = _checked()
-        if not given:
+        checked = _checked()
+        if not checked[0]:
             return _page({}, {})
-        if errors:
-            return _page(given, errors)
-        try:
-            published = _run(values)
-        except InvalidInput as exc:
-            return _page(given, exc.errors or {"report": [str(exc)]})
-        return _page(given, {}, published, _query(values))
+        values, published = _published(checked)
+        if isinstance(published, tuple):
+            return published
+        return _page(checked[0], {}, published, _query(values))
 
     @bp.get("/chart.svg")
     @staff_page(*READERS)
     def chart() -> Any:
-        _given_, values, errors = _checked()
-        if errors:
-            return _page(_given_, errors)
-        try:
-            published = _run(values)
-        except InvalidInput as exc:
-            return _page(_given_, exc.errors or {"report": [str(exc)]})
+        values, published = _published(_checked())
+        if isinstance(published, tuple):
+            return published
         table = _table(published)
         rows = [dict(zip(table["value_keys"], row["values"], strict=True))
                 for row in table["rows"]]
@@ -253,13 +260,9 @@ def create_blueprint() -> Blueprint:
     @bp.get("/export.csv")
     @staff_page(*READERS)
     def export() -> Any:
-        _given_, values, errors = _checked()
-        if errors:
-            return _page(_given_, errors)
-        try:
-            published = _run(values)
-        except InvalidInput as exc:
-            return _page(_given_, exc.errors or {"report": [str(exc)]})
+        values, published = _published(_checked())
+        if isinstance(published, tuple):
+            return published
         filename = (f"onestory-{values['report']}-{values['first']}-to-{values['last']}"
                     f"-by-{values['by']}.csv")
         return Response(csv_text(published), mimetype="text/csv", headers={
