@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
@@ -100,13 +100,18 @@ def record(session: Session, event: Event, now: datetime) -> AuditEntry:
               _joined(event.shown), _joined(event.withheld), detail_text(event.detail),
               event.request_id)
     digest = entry_hash(prev_hash, values)
-    entry = AuditEntry(**dict(zip(HASHED, values, strict=True)), prev_hash=prev_hash,
-                       hash=digest)
-    session.add(entry)
-    # Core statements, not the ORM's, for the head: they cost a read less.
-    head = _head_table()
-    session.execute(update(head).where(head.c.id == 1).values(seq=seq, hash=digest))
-    return entry
+    row = {**dict(zip(HASHED, values, strict=True)), "prev_hash": prev_hash, "hash": digest}
+    # Core statements, not the ORM's unit of work: the entry is written now,
+    # not at the next flush, and the head moves with it.
+    head, log = _head_table(), cast(Table, AuditEntry.__table__)
+    move = update(head).where(head.c.id == 1).values(seq=seq, hash=digest)
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement (a data-modifying WITH runs whether or not it is referenced).
+        session.execute(insert(log).values(row).add_cte(move.cte("head_moved")))
+    else:
+        session.execute(insert(log).values(row))
+        session.execute(move)
+    return AuditEntry(**row)  # as written; not added to the session
 
 
 # --- queries ----------------------------------------------------------------------

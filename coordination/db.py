@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -36,6 +36,9 @@ GIVE_UP_AFTER = 30.0  # seconds of running a use case again before its conflict 
 _SQLITE_BUSY = 5  # primary result code; SQLITE_BUSY_SNAPSHOT (517) and others extend it
 # PostgreSQL: serialization_failure and deadlock_detected ask for the same answer.
 _PG_RETRY = frozenset({"40001", "40P01"})
+# A pooled server connection idle longer than this is checked (one round trip)
+# before a request uses it; one in steady use is not (see `make_engine`).
+PING_AFTER_IDLE = 5.0
 
 
 class Base(DeclarativeBase):
@@ -120,7 +123,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     # Values never appear in error messages or logs.
-    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+    engine = create_engine(url, hide_parameters=True, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it has lain idle in
+    the pool for `PING_AFTER_IDLE` seconds: one that fails is replaced by a
+    new one (the pool tries again), so a request after a quiet spell does not
+    meet a server restart or a dropped connection. A connection in steady use
+    costs no check (SQLAlchemy's `pool_pre_ping` would add a round trip to
+    every request); one the server drops while busy fails its request, and
+    the pool replaces every connection of that server."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return  # new, or back in the pool a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+            dbapi_connection.rollback()  # the driver may have begun a transaction
+        except Exception as exc:  # noqa: BLE001 - any failure means a new connection
+            raise DisconnectionError("a pooled connection did not answer") from exc
+        if not alive:
+            raise DisconnectionError("a pooled connection did not answer")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
