@@ -32,7 +32,8 @@ FREE_ATTEMPTS = 3
 MAX_DELAY = timedelta(minutes=15)
 
 
-def _form(row: ConsentFormRow, cells: Iterable[Cell]) -> Form:
+def form_of(row: ConsentFormRow, cells: Iterable[Cell]) -> Form:
+    """The decision's form: a stored version with its cells."""
     return Form(version=row.version, valid_until=row.valid_until, cells=frozenset(cells))
 
 
@@ -67,7 +68,7 @@ def current_form(session: Session, family_id: str) -> tuple[ConsentFormRow | Non
     if not rows:
         return None, None
     row = rows[0][0]
-    return row, _form(row, ((a, f) for _, a, f in rows if a is not None))
+    return row, form_of(row, ((a, f) for _, a, f in rows if a is not None))
 
 
 def current_forms(session: Session, family_ids: Sequence[str]) -> dict[str, Form]:
@@ -88,7 +89,7 @@ def current_forms(session: Session, family_ids: Sequence[str]) -> dict[str, Form
         )
     ).all()
     cells = _cells_of(session, [row.id for row in rows])
-    return {row.family_id: _form(row, cells[row.id]) for row in rows}
+    return {row.family_id: form_of(row, cells[row.id]) for row in rows}
 
 
 def history(session: Session, family_id: str) -> list[tuple[ConsentFormRow, Form]]:
@@ -99,7 +100,7 @@ def history(session: Session, family_id: str) -> list[tuple[ConsentFormRow, Form
         .order_by(ConsentFormRow.version)
     ).all()
     cells = _cells_of(session, [row.id for row in rows])
-    return [(row, _form(row, cells[row.id])) for row in rows]
+    return [(row, form_of(row, cells[row.id])) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def write_version(
         ConsentCellRow(form_id=row.id, agency_id=agency, field_id=field)
         for agency, field in sorted(cells)
     )
-    return row, _form(row, cells)
+    return row, form_of(row, cells)
 
 
 def _refuse_changes_to_forms(session: Session, _context: Any, _instances: Any) -> None:

@@ -128,25 +128,42 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+# Bumped whenever a server connection is found lost, on any engine of the process.
+_losses = [0]
+
+
 def _ping_when_idle(engine: Engine) -> None:
     """Check a pooled connection before use only when it has lain idle in
-    the pool for `PING_AFTER_IDLE` seconds: one that fails is replaced by a
-    new one (the pool tries again), so a request after a quiet spell does not
-    meet a server restart or a dropped connection. A connection in steady use
+    the pool for `PING_AFTER_IDLE` seconds, or when a connection of any
+    engine of this process (the data database's, the key store's) has been
+    lost since it was last used: one that fails is replaced by a new one
+    (the pool tries again), so a request after a quiet spell or after an
+    outage does not meet a dead connection. A connection in steady use
     costs no check (SQLAlchemy's `pool_pre_ping` would add a round trip to
-    every request); one the server drops while busy fails its request, and
-    the pool replaces every connection of that server."""
+    every request); one the server drops while in use fails its request,
+    and the pool then replaces every connection it holds to that server."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["losses"] = _losses[0]
 
     @event.listens_for(engine, "checkin")
     def _idle_from(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:
             record.info["idle_since"] = time.monotonic()
 
+    @event.listens_for(engine, "handle_error")
+    def _lost(context: Any) -> None:
+        if context.is_disconnect:
+            _losses[0] += 1
+
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
-            return  # new, or back in the pool a moment ago
+        quiet = since is not None and time.monotonic() - since >= PING_AFTER_IDLE
+        if not quiet and record.info.get("losses") == _losses[0]:
+            return  # in steady use, and nothing lost since
+        record.info["losses"] = _losses[0]
         try:
             alive = engine.dialect.do_ping(dbapi_connection)
             dbapi_connection.rollback()  # the driver may have begun a transaction

@@ -5,13 +5,14 @@ ids and times, the catalogue and agencies.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, Text, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
@@ -63,25 +64,80 @@ class FamilyView:
         )
 
 
-def _load(session: Session, vault: Vault, family_id: str) -> FamilyView | None:
+def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = None,
+          now: datetime | None = None) -> FamilyView | None:
     """The family as the visibility decision needs it, or None when it does
-    not exist. The same statements and the same work either way (no key is
-    read before a value is opened), so that the 404 for a family that does
-    not exist and the one for a family not visible take equally long."""
-    family = session.get(Family, family_id)
-    involvements = list(
-        session.scalars(
-            select(Involvement)
-            .where(Involvement.family_id == family_id)
-            .order_by(Involvement.since, Involvement.id)
-        )
-    )
-    row, form = consent_store.current_form(session, family_id)
-    duty = duty_grants_of(session, family_id)
+    not exist: in one statement, the family, its current form version with
+    the form's cells, its involvements (with their contact workers), its
+    duty grants and, given `actor` and `now`, the actor's open emergency
+    access to it (`FamilyView.emergency`; see `open_emergency`).
+
+    The same statement and the same work either way (no key is read before
+    a value is opened), so that the 404 for a family that does not exist and
+    the one for a family not visible take equally long."""
+    asked = select(literal(family_id, String).label("id")).subquery("asked")
+    newest = (select(ConsentFormRow.id).where(ConsentFormRow.family_id == asked.c.id)
+              .order_by(ConsentFormRow.version.desc()).limit(1).correlate(asked)
+              .scalar_subquery())
+    json_rows = _json_rows(session)
+    cells = json_rows([ConsentCellRow.agency_id, ConsentCellRow.field_id],
+                      ConsentCellRow.form_id == ConsentFormRow.id, ConsentFormRow)
+    duty = json_rows([DutyGrantRow.created_at, DutyGrantRow.id, DutyGrantRow.agency_id,
+                      DutyGrantRow.fields, DutyGrantRow.state, DutyGrantRow.until],
+                     DutyGrantRow.family_id == asked.c.id, asked)
+    emergency: Any = literal(None, String)
+    if actor is not None and now is not None and actor.staff_id is not None \
+            and actor.does_casework:
+        emergency = _open_emergency_query(asked.c.id, actor.staff_id, now) \
+            .correlate(asked).scalar_subquery()
+    rows = session.execute(
+        select(Family, ConsentFormRow, Involvement, cells.label("cells"), duty.label("duty"),
+               emergency.label("emergency"))
+        .select_from(asked)
+        .outerjoin(Family, Family.id == asked.c.id)
+        .outerjoin(ConsentFormRow, ConsentFormRow.id == newest)
+        .outerjoin(Involvement, Involvement.family_id == asked.c.id)
+        .order_by(Involvement.since, Involvement.id)
+    ).all()
     cipher = vault.for_family(family_id)
+    first = rows[0]
+    family, form_row = first[0], first[1]
     if family is None:
         return None
-    return FamilyView(family, involvements, row, form, cipher, duty)
+    involvements = [row[2] for row in rows if row[2] is not None]
+    form = (None if form_row is None else
+            consent_store.form_of(form_row, ((a, f) for a, f in _parsed(first.cells))))
+    grants = sorted(_parsed(first.duty), key=lambda g: (str(g[0]), str(g[1])))
+    view = FamilyView(family, involvements, form_row, form, cipher, tuple(
+        DutyGrant(gid, agency, frozenset(fields.split(",")), DutyState(state),
+                  _as_date(until) or date.min)
+        for _, gid, agency, fields, state, until in grants))
+    view.emergency = first.emergency
+    return view
+
+
+def _json_rows(session: Session) -> Any:
+    """`json_rows(columns, where, correlate_to)`: a scalar subquery giving the
+    matching rows' `columns` as one JSON array of arrays (text), in this
+    session's dialect."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+
+    def json_rows(columns: list[Any], where: ColumnElement[bool], outer: Any) -> Any:
+        agg: Any
+        if postgres:
+            agg = func.json_agg(func.json_build_array(*columns)).cast(Text)  # NULL: none
+        else:
+            agg = func.json_group_array(func.json_array(*columns))
+        return select(agg).where(where).correlate(outer).scalar_subquery()
+
+    return json_rows
+
+
+def _parsed(text: Any) -> list[list[Any]]:
+    if text is None:
+        return []
+    rows = json.loads(text) if isinstance(text, str) else text
+    return [json.loads(r) if isinstance(r, str) else r for r in rows]
 
 
 def duty_grant_of(row: DutyGrantRow) -> DutyGrant:
@@ -118,9 +174,8 @@ def _visible(
     With `lock`, consent-dependent writes to the family are serialised."""
     if lock:
         _lock_family(session, family_id)
-    view = _load(session, vault, family_id)
-    # Asked whether the family exists or not: the same statements either way.
-    emergency = open_emergency(session, actor, family_id, now)
+    # Asked whether the family exists or not: the same statement either way.
+    view = _load(session, vault, family_id, actor, now)
     if view is None:
         raise FamilyNotFound("absent")
     if actor.is_family:
@@ -130,7 +185,6 @@ def _visible(
     agency = str(actor.agency_id)
     if not actor.does_casework:
         raise FamilyNotFound("not_visible", family_id)
-    view.emergency = emergency
     if not consent.is_visible(view.form, agency, view.involved(agency), now, view.duty,
                               emergency=view.emergency is not None):
         expired = view.form is not None and not view.form.in_force(now) and any(
@@ -147,12 +201,16 @@ def open_emergency(session: Session, actor: Actor, family_id: str, now: datetime
     if actor.staff_id is None or not actor.does_casework:
         return None
     found: str | None = session.scalar(
-        select(EmergencyAccess.id)
-        .where(EmergencyAccess.family_id == family_id,
-               EmergencyAccess.staff_id == actor.staff_id,
-               EmergencyAccess.opened_at <= now, EmergencyAccess.expires_at > now)
-        .order_by(EmergencyAccess.expires_at.desc()).limit(1))
+        _open_emergency_query(family_id, actor.staff_id, now))
     return found
+
+
+def _open_emergency_query(family_id: Any, staff_id: int, now: datetime) -> Select[Any]:
+    return (select(EmergencyAccess.id)
+            .where(EmergencyAccess.family_id == family_id,
+                   EmergencyAccess.staff_id == staff_id,
+                   EmergencyAccess.opened_at <= now, EmergencyAccess.expires_at > now)
+            .order_by(EmergencyAccess.expires_at.desc()).limit(1))
 
 
 def _audit(session: Session, actor: Actor, action: Action, now: datetime, *,
