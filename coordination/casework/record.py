@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, and_, func, select
 from sqlalchemy.orm import Session
 
 from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
 from coordination.casework import areas, entry_kinds
-from coordination.casework.common import INVOLVEMENT, _audit, _visible, catalogue, iso_time
+from coordination.casework.common import INVOLVEMENT, _audit, _visible, iso_time
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
 from coordination.model import Agency, Entry, FieldDef, Member, Staff
@@ -45,26 +45,18 @@ def shared_record(
     view = _visible(session, vault, actor, family_id, now)
     agency = str(actor.agency_id)
     form, family, cipher = view.form, view.family, view.cipher
-    rows = session.execute(
-        select(Entry, Staff.username)
-        .join(Staff, Staff.id == Entry.author_id)
-        .where(Entry.family_id == family_id)
-        .order_by(Entry.written_at, Entry.id)
-    ).all()
-    by_field: dict[str, list[tuple[Entry, str]]] = defaultdict(list)
-    for entry, author in rows:
-        by_field[entry.field_id].append((entry, author))
+    content = _content(session, family_id)
+    by_field, members, fields_catalogue = content.by_field, content.members, content.catalogue
 
     fields: dict[str, list[dict[str, Any]]] = {}
     partial: list[str] = []
     withheld: list[str] = []
     granted: set[str] = set()
-    fields_catalogue = catalogue(session)
     basis: dict[str, str] = {}  # which basis allowed each cell shown
     decisions = consent.decide_cells(form, view.duty, agency,
                                      [f.id for f in fields_catalogue], now)
     emergency = view.emergency is not None
-    minimal = _minimal_agencies(session) if emergency else frozenset()
+    minimal = content.minimal_authors
     for field_def in fields_catalogue:
         fid = field_def.id
         decision = decisions[fid]
@@ -105,7 +97,7 @@ def shared_record(
             body["languages"] = json.loads(
                 cipher.open("families", "languages", family.id, family.languages)
             )
-        body["members"] = _members(session, cipher, family.id)
+        body["members"] = _members(cipher, members)
     if ("contact" in granted or authored) and family.address is not None:
         body["address"] = cipher.open("families", "address", family.id, family.address)
     area = (areas.family_area(session, view, agency, now)
@@ -137,8 +129,49 @@ def shared_record(
                         contact_worker=own_worker.username if own_worker else None)
 
 
-def _minimal_agencies(session: Session) -> frozenset[str]:
-    return frozenset(session.scalars(select(Agency.id).where(Agency.minimal_data.is_(True))))
+@dataclass
+class _Content:
+    catalogue: list[FieldDef]
+    by_field: dict[str, list[tuple[Entry, str]]]  # each field's entries, oldest first
+    minimal_authors: frozenset[str]  # the entries' agencies in minimal-data mode
+    members: list[list[Any]]  # [id, position, name, relation, birth date], sealed, hex
+
+
+def _content(session: Session, family_id: str) -> _Content:
+    """In one statement: the field catalogue, each field's entries of the
+    family with their author's username and whether their agency keeps
+    minimal data, and the family's members (sealed, as hex)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    hexed: Any = (lambda c: func.encode(c, "hex")) if postgres else func.hex
+    member_cols = [Member.id, Member.position, hexed(Member.name), hexed(Member.relation),
+                   hexed(Member.birth_date)]
+    if postgres:
+        members_agg: Any = func.json_agg(func.json_build_array(*member_cols)).cast(Text)
+    else:
+        members_agg = func.json_group_array(func.json_array(*member_cols))
+    members = (select(members_agg).where(Member.family_id == family_id)
+               .scalar_subquery().label("members"))
+    rows = session.execute(
+        select(FieldDef, Entry, Staff.username, Agency.minimal_data, members)
+        .outerjoin(Entry, and_(Entry.field_id == FieldDef.id, Entry.family_id == family_id))
+        .outerjoin(Staff, Staff.id == Entry.author_id)
+        .outerjoin(Agency, Agency.id == Entry.agency_id)
+        .order_by(FieldDef.position, FieldDef.id, Entry.written_at, Entry.id)
+    ).all()
+    fields: list[FieldDef] = []
+    by_field: dict[str, list[tuple[Entry, str]]] = defaultdict(list)
+    minimal: set[str] = set()
+    for field_def, entry, author, author_minimal, _ in rows:
+        if not fields or fields[-1] is not field_def:
+            fields.append(field_def)
+        if entry is not None:
+            by_field[entry.field_id].append((entry, author))
+            if author_minimal:
+                minimal.add(entry.agency_id)
+    listed = rows[0].members if rows else None
+    found = json.loads(listed) if isinstance(listed, str) else (listed or [])
+    return _Content(fields, by_field, frozenset(minimal),
+                    sorted(found, key=lambda m: int(m[1])))
 
 
 def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, Any]:
@@ -155,16 +188,16 @@ def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, Any
     }
 
 
-def _members(session: Session, cipher: FamilyCipher, family_id: str) -> list[dict[str, str]]:
+def _members(cipher: FamilyCipher, members: list[list[Any]]) -> list[dict[str, str]]:
     out = []
-    for m in session.scalars(
-        select(Member).where(Member.family_id == family_id).order_by(Member.position)
-    ):
+    for member_id, _, name, relation, birth_date in members:
         item = {
-            "name": cipher.open("family_members", "name", m.id, m.name),
-            "relation": cipher.open("family_members", "relation", m.id, m.relation),
+            "name": cipher.open("family_members", "name", member_id, bytes.fromhex(name)),
+            "relation": cipher.open("family_members", "relation", member_id,
+                                    bytes.fromhex(relation)),
         }
-        if m.birth_date is not None:
-            item["birth_date"] = cipher.open("family_members", "birth_date", m.id, m.birth_date)
+        if birth_date:  # SQLite's hex() of NULL is ''
+            item["birth_date"] = cipher.open("family_members", "birth_date", member_id,
+                                             bytes.fromhex(birth_date))
         out.append(item)
     return out
