@@ -10,12 +10,13 @@ whole request. Everything else here is a query.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
@@ -68,20 +69,45 @@ def _head_table() -> Table:
 
 def _locked_head(session: Session) -> tuple[int, str] | None:
     """The chain's head (seq, hash), read fresh and locked until the commit."""
-    head = _head_table()
-    if session.get_bind().dialect.name == "sqlite":
+    row = session.execute(_statements(session).lock_head).first()
+    return None if row is None else (row.seq, row.hash)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    lock_head: Executable
+    append: tuple[Executable, ...]  # the entry written and the head moved
+
+
+@functools.cache
+def _statements_for(dialect: str) -> _Statements:
+    """The append's statements for a dialect, built once."""
+    head, log = _head_table(), cast(Table, AuditEntry.__table__)
+    lock: Executable
+    if dialect == "sqlite":
         # SQLite has one write lock for the whole database. Taking it with a
         # write (a no-op, which also reads the head) rather than a read means:
         # a transaction that has read nothing yet waits for it (busy
         # timeout); one whose earlier reads went stale meanwhile is refused
         # at once (SQLITE_BUSY_SNAPSHOT), and the caller runs its use case
         # again (`coordination.db.retry_on_conflict`).
-        query: Executable = (update(head).where(head.c.id == 1).values(seq=head.c.seq)
-                             .returning(head.c.seq, head.c.hash))
+        lock = (update(head).where(head.c.id == 1).values(seq=head.c.seq)
+                .returning(head.c.seq, head.c.hash))
     else:
-        query = select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
-    row = session.execute(query).first()
-    return None if row is None else (row.seq, row.hash)
+        lock = select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
+    write = insert(log).values({name: bindparam(name, type_=log.c[name].type)
+                                for name in (*HASHED, "prev_hash", "hash")})
+    move = (update(head).where(head.c.id == 1)
+            .values(seq=bindparam("head_seq", type_=head.c.seq.type),
+                    hash=bindparam("head_hash", type_=head.c.hash.type)))
+    if dialect == "postgresql":
+        # One statement (a data-modifying WITH runs whether or not it is referenced).
+        return _Statements(lock, (write.add_cte(move.cte("head_moved")),))
+    return _Statements(lock, (write, move))
+
+
+def _statements(session: Session) -> _Statements:
+    return _statements_for(session.get_bind().dialect.name)
 
 
 def record(session: Session, event: Event, now: datetime) -> AuditEntry:
@@ -103,14 +129,8 @@ def record(session: Session, event: Event, now: datetime) -> AuditEntry:
     row = {**dict(zip(HASHED, values, strict=True)), "prev_hash": prev_hash, "hash": digest}
     # Core statements, not the ORM's unit of work: the entry is written now,
     # not at the next flush, and the head moves with it.
-    head, log = _head_table(), cast(Table, AuditEntry.__table__)
-    move = update(head).where(head.c.id == 1).values(seq=seq, hash=digest)
-    if session.get_bind().dialect.name == "postgresql":
-        # One statement (a data-modifying WITH runs whether or not it is referenced).
-        session.execute(insert(log).values(row).add_cte(move.cte("head_moved")))
-    else:
-        session.execute(insert(log).values(row))
-        session.execute(move)
+    for statement in _statements(session).append:
+        session.execute(statement, {**row, "head_seq": seq, "head_hash": digest})
     return AuditEntry(**row)  # as written; not added to the session
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -475,18 +475,20 @@ def create_token(session: Session, username: str, lifetime: timedelta, now: date
     return token
 
 
+# Built once (every API request runs it): the token with its staff member and agency.
+_TOKEN_LOOKUP = (select(ApiToken, Staff, Agency)
+                 .outerjoin(Staff, Staff.id == ApiToken.staff_id)
+                 .outerjoin(Agency, Agency.id == Staff.agency_id)
+                 .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
 def authenticate(session: Session, token: str, now: datetime) -> Actor:
     """The actor behind a bearer token. Unknown, expired and revoked tokens,
     and tokens of deactivated staff, all raise the same `NotAuthenticated`.
 
     The staff member's current agency and role apply, not those at issue.
     """
-    row = session.execute(
-        select(ApiToken, Staff, Agency)
-        .outerjoin(Staff, Staff.id == ApiToken.staff_id)
-        .outerjoin(Agency, Agency.id == Staff.agency_id)
-        .where(ApiToken.token_hash == hash_token(token))
-    ).first()
+    row = session.execute(_TOKEN_LOOKUP, {"token_hash": hash_token(token)}).first()
     if row is None:
         raise NotAuthenticated()
     api_token, staff, agency = row

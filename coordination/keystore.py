@@ -112,6 +112,12 @@ class WrappedKey:
     wrapped: bytes
 
 
+_KEYS = DataKey.__table__
+_KEYS_OF = (select(_KEYS.c.family_id, _KEYS.c.key_version, _KEYS.c.master_version,
+                   _KEYS.c.wrapped)
+            .where(_KEYS.c.family_id.in_(bindparam("ids", expanding=True))))
+
+
 class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -137,14 +143,11 @@ class KeyStore:
         """The wrapped keys of these families, in one query."""
         if not family_ids:
             return {}
-        table = DataKey.__table__
-        query = select(table.c.family_id, table.c.key_version, table.c.master_version,
-                       table.c.wrapped).where(table.c.family_id.in_(list(family_ids)))
         # One statement, no transaction around it: one round trip.
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return {row.family_id: WrappedKey(row.family_id, row.key_version,
                                               row.master_version, bytes(row.wrapped))
-                    for row in conn.execute(query)}
+                    for row in conn.execute(_KEYS_OF, {"ids": list(family_ids)})}
 
     # --- the active master version ------------------------------------------------
 

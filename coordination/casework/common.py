@@ -5,6 +5,7 @@ ids and times, the catalogue and agencies.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Sequence
@@ -12,7 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, Text, exists, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Text,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 import audit.services as audit_log
@@ -75,30 +87,14 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
     The same statement and the same work either way (no key is read before
     a value is opened), so that the 404 for a family that does not exist and
     the one for a family not visible take equally long."""
-    asked = select(literal(family_id, String).label("id")).subquery("asked")
-    newest = (select(ConsentFormRow.id).where(ConsentFormRow.family_id == asked.c.id)
-              .order_by(ConsentFormRow.version.desc()).limit(1).correlate(asked)
-              .scalar_subquery())
-    json_rows = _json_rows(session)
-    cells = json_rows([ConsentCellRow.agency_id, ConsentCellRow.field_id],
-                      ConsentCellRow.form_id == ConsentFormRow.id, ConsentFormRow)
-    duty = json_rows([DutyGrantRow.created_at, DutyGrantRow.id, DutyGrantRow.agency_id,
-                      DutyGrantRow.fields, DutyGrantRow.state, DutyGrantRow.until],
-                     DutyGrantRow.family_id == asked.c.id, asked)
-    emergency: Any = literal(None, String)
-    if actor is not None and now is not None and actor.staff_id is not None \
-            and actor.does_casework:
-        emergency = _open_emergency_query(asked.c.id, actor.staff_id, now) \
-            .correlate(asked).scalar_subquery()
-    rows = session.execute(
-        select(Family, ConsentFormRow, Involvement, cells.label("cells"), duty.label("duty"),
-               emergency.label("emergency"))
-        .select_from(asked)
-        .outerjoin(Family, Family.id == asked.c.id)
-        .outerjoin(ConsentFormRow, ConsentFormRow.id == newest)
-        .outerjoin(Involvement, Involvement.family_id == asked.c.id)
-        .order_by(Involvement.since, Involvement.id)
-    ).all()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    emergency = (actor is not None and now is not None and actor.staff_id is not None
+                 and actor.does_casework)
+    params: dict[str, Any] = {"family_id": family_id}
+    if emergency:
+        assert actor is not None
+        params.update(staff_id=actor.staff_id, now=now)
+    rows = session.execute(_load_statement(postgres, emergency), params).all()
     cipher = vault.for_family(family_id)
     first = rows[0]
     family, form_row = first[0], first[1]
@@ -106,8 +102,8 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
         return None
     involvements = [row[2] for row in rows if row[2] is not None]
     form = (None if form_row is None else
-            consent_store.form_of(form_row, ((a, f) for a, f in _parsed(first.cells))))
-    grants = sorted(_parsed(first.duty), key=lambda g: (str(g[0]), str(g[1])))
+            consent_store.form_of(form_row, ((a, f) for a, f in parsed(first.cells))))
+    grants = sorted(parsed(first.duty), key=lambda g: (str(g[0]), str(g[1])))
     view = FamilyView(family, involvements, form_row, form, cipher, tuple(
         DutyGrant(gid, agency, frozenset(fields.split(",")), DutyState(state),
                   _as_date(until) or date.min)
@@ -116,24 +112,47 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
     return view
 
 
-def _json_rows(session: Session) -> Any:
-    """`json_rows(columns, where, correlate_to)`: a scalar subquery giving the
-    matching rows' `columns` as one JSON array of arrays (text), in this
-    session's dialect."""
-    postgres = session.get_bind().dialect.name == "postgresql"
+@functools.cache
+def _load_statement(postgres: bool, emergency: bool) -> Select[Any]:
+    """`_load`'s statement (built once): parameters `family_id` and, with
+    `emergency`, `staff_id` and `now`."""
+    asked = select(bindparam("family_id", type_=String).label("id")).subquery("asked")
+    newest = (select(ConsentFormRow.id).where(ConsentFormRow.family_id == asked.c.id)
+              .order_by(ConsentFormRow.version.desc()).limit(1).correlate(asked)
+              .scalar_subquery())
+    cells = json_rows(postgres, [ConsentCellRow.agency_id, ConsentCellRow.field_id],
+                      ConsentCellRow.form_id == ConsentFormRow.id, ConsentFormRow)
+    duty = json_rows(postgres, [DutyGrantRow.created_at, DutyGrantRow.id,
+                                DutyGrantRow.agency_id, DutyGrantRow.fields,
+                                DutyGrantRow.state, DutyGrantRow.until],
+                     DutyGrantRow.family_id == asked.c.id, asked)
+    opened: Any = literal(None, String)
+    if emergency:
+        opened = _open_emergency_query(asked.c.id, bindparam("staff_id"), bindparam("now")) \
+            .correlate(asked).scalar_subquery()
+    return (select(Family, ConsentFormRow, Involvement, cells.label("cells"),
+                   duty.label("duty"), opened.label("emergency"))
+            .select_from(asked)
+            .outerjoin(Family, Family.id == asked.c.id)
+            .outerjoin(ConsentFormRow, ConsentFormRow.id == newest)
+            .outerjoin(Involvement, Involvement.family_id == asked.c.id)
+            .order_by(Involvement.since, Involvement.id))
 
-    def json_rows(columns: list[Any], where: ColumnElement[bool], outer: Any) -> Any:
-        agg: Any
-        if postgres:
-            agg = func.json_agg(func.json_build_array(*columns)).cast(Text)  # NULL: none
-        else:
-            agg = func.json_group_array(func.json_array(*columns))
-        return select(agg).where(where).correlate(outer).scalar_subquery()
 
-    return json_rows
+def json_rows(postgres: bool, columns: list[Any], where: ColumnElement[bool],
+              outer: Any) -> Any:
+    """A scalar subquery (correlated to `outer`) giving the rows matching
+    `where` as one JSON array (text) of arrays of `columns`, on PostgreSQL
+    or SQLite; `parsed` reads it back."""
+    agg: Any
+    if postgres:
+        agg = func.json_agg(func.json_build_array(*columns)).cast(Text)  # NULL: none
+    else:
+        agg = func.json_group_array(func.json_array(*columns))
+    return select(agg).where(where).correlate(outer).scalar_subquery()
 
 
-def _parsed(text: Any) -> list[list[Any]]:
+def parsed(text: Any) -> list[list[Any]]:
     if text is None:
         return []
     rows = json.loads(text) if isinstance(text, str) else text
@@ -205,7 +224,7 @@ def open_emergency(session: Session, actor: Actor, family_id: str, now: datetime
     return found
 
 
-def _open_emergency_query(family_id: Any, staff_id: int, now: datetime) -> Select[Any]:
+def _open_emergency_query(family_id: Any, staff_id: Any, now: Any) -> Select[Any]:
     return (select(EmergencyAccess.id)
             .where(EmergencyAccess.family_id == family_id,
                    EmergencyAccess.staff_id == staff_id,

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, func, select
+from sqlalchemy import Select, String, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
 from coordination.casework import areas, entry_kinds
-from coordination.casework.common import INVOLVEMENT, _audit, _visible, iso_time
+from coordination.casework.common import INVOLVEMENT, _audit, _visible, iso_time, json_rows, parsed
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
 from coordination.model import Agency, Entry, FieldDef, Member, Staff
@@ -142,22 +143,7 @@ def _content(session: Session, family_id: str) -> _Content:
     family with their author's username and whether their agency keeps
     minimal data, and the family's members (sealed, as hex)."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    hexed: Any = (lambda c: func.encode(c, "hex")) if postgres else func.hex
-    member_cols = [Member.id, Member.position, hexed(Member.name), hexed(Member.relation),
-                   hexed(Member.birth_date)]
-    if postgres:
-        members_agg: Any = func.json_agg(func.json_build_array(*member_cols)).cast(Text)
-    else:
-        members_agg = func.json_group_array(func.json_array(*member_cols))
-    members = (select(members_agg).where(Member.family_id == family_id)
-               .scalar_subquery().label("members"))
-    rows = session.execute(
-        select(FieldDef, Entry, Staff.username, Agency.minimal_data, members)
-        .outerjoin(Entry, and_(Entry.field_id == FieldDef.id, Entry.family_id == family_id))
-        .outerjoin(Staff, Staff.id == Entry.author_id)
-        .outerjoin(Agency, Agency.id == Entry.agency_id)
-        .order_by(FieldDef.position, FieldDef.id, Entry.written_at, Entry.id)
-    ).all()
+    rows = session.execute(_content_statement(postgres), {"family_id": family_id}).all()
     fields: list[FieldDef] = []
     by_field: dict[str, list[tuple[Entry, str]]] = defaultdict(list)
     minimal: set[str] = set()
@@ -168,10 +154,24 @@ def _content(session: Session, family_id: str) -> _Content:
             by_field[entry.field_id].append((entry, author))
             if author_minimal:
                 minimal.add(entry.agency_id)
-    listed = rows[0].members if rows else None
-    found = json.loads(listed) if isinstance(listed, str) else (listed or [])
-    return _Content(fields, by_field, frozenset(minimal),
-                    sorted(found, key=lambda m: int(m[1])))
+    members = parsed(rows[0].members) if rows else []
+    return _Content(fields, by_field, frozenset(minimal), sorted(members, key=lambda m: int(m[1])))
+
+
+@functools.cache
+def _content_statement(postgres: bool) -> Select[Any]:
+    """`_content`'s statement (built once), parameter `family_id`."""
+    family_id = bindparam("family_id", type_=String)
+    hexed: Any = (lambda c: func.encode(c, "hex")) if postgres else func.hex
+    members = json_rows(postgres, [Member.id, Member.position, hexed(Member.name),
+                                   hexed(Member.relation), hexed(Member.birth_date)],
+                        Member.family_id == family_id, None)
+    return (select(FieldDef, Entry, Staff.username, Agency.minimal_data,
+                   members.label("members"))
+            .outerjoin(Entry, and_(Entry.field_id == FieldDef.id, Entry.family_id == family_id))
+            .outerjoin(Staff, Staff.id == Entry.author_id)
+            .outerjoin(Agency, Agency.id == Entry.agency_id)
+            .order_by(FieldDef.position, FieldDef.id, Entry.written_at, Entry.id))
 
 
 def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, Any]:
