@@ -407,7 +407,7 @@ def serve(state: CliState, host: str, port: int, workers: int | None) -> None:
         click.echo(f"onestory: warning: {MasterKeyMissing(active, keyring.where, True)}",
                    err=True)
     state.close()  # workers open their own connections after the fork
-    _gunicorn(host, port, workers or WORKERS, rt.settings.max_body_bytes, threads=threads)
+    _gunicorn(host, port, workers or WORKERS, rt.settings.max_body_bytes, threads)
 
 
 @cli.command()
@@ -801,8 +801,8 @@ def audit_checkpoint(state: CliState) -> None:
     click.echo(json.dumps(_use_case(rt, checkpoint), indent=2))
 
 
-def _gunicorn(host: str, port: int, workers: int, max_body_bytes: int, *,
-              quiet_start: bool = False, threads: int = THREADS) -> None:
+def _gunicorn(host: str, port: int, workers: int, max_body_bytes: int,
+              threads: int = THREADS, *, quiet_start: bool = False) -> None:
     from coordination.serving import serve
 
     serve(host, port, workers, max_body_bytes, quiet_start=quiet_start, threads=threads)

@@ -12,6 +12,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -105,6 +106,11 @@ class Turns:
         self._owner: object | None = None  # the driver connection holding the turn
         self._thread: int | None = None  # the thread that took it
 
+    def waiting(self) -> int:
+        """Transactions waiting for their turn."""
+        with self._changed:
+            return len(self._queue)
+
     def held_by_this_thread(self) -> bool:
         return self._owner is not None and self._thread == threading.get_ident()
 
@@ -137,6 +143,12 @@ class Turns:
 
 
 _serving_in_turns = False
+_turns: weakref.WeakKeyDictionary[Engine, Turns] = weakref.WeakKeyDictionary()
+
+
+def turns_of(engine: Engine) -> Turns | None:
+    """The turns `engine`'s transactions take (None: they do not)."""
+    return _turns.get(engine)
 
 
 def serve_in_turns() -> None:
@@ -157,7 +169,7 @@ def serve_in_turns() -> None:
 def _install_turns(engine: Engine) -> Turns:
     """Hand the turn back when the driver has committed or rolled back
     (also when the pool rolls a returned connection back, or drops it)."""
-    turns = Turns()
+    turns = _turns[engine] = Turns()
     dialect = engine.dialect
     commit, rollback = dialect.do_commit, dialect.do_rollback
 
