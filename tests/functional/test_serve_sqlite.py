@@ -5,8 +5,11 @@ it. Real `onestory serve` and command line processes; nothing is timed."""
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -164,3 +167,86 @@ def test_concurrent_writers_on_sqlite_all_land_with_their_entries(
     assert logged["record.read"] == total
     assert logged["request.denied"] >= total  # each absent family's refusal, on record
     assert "intact" in checked(onestory(env, "audit", "verify"))
+
+
+WAIT = 20.0  # seconds a step may take before the test fails (never reached when it works)
+
+
+class Provider(http.server.BaseHTTPRequestHandler):
+    """An agency's sign-in provider whose discovery document is answered only
+    once the test says so (`release`), noting when it is asked (`asked`)."""
+
+    asked = threading.Event()
+    release = threading.Event()
+    issuer = ""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.asked.set()
+        self.release.wait(3 * WAIT)
+        body = json.dumps({"issuer": self.issuer,
+                           "authorization_endpoint": f"{self.issuer}/auth",
+                           "token_endpoint": f"{self.issuer}/token",
+                           "jwks_uri": f"{self.issuer}/jwks"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_no_turn_is_held_while_a_provider_is_asked(tmp_path: Path,
+                                                   keyring_file: Path) -> None:
+    """The OpenID Connect sign-in asks the agency's provider over the network:
+    meanwhile the server's other requests still write (no transaction, so no
+    turn, is held across it)."""
+    env = embedded_env(tmp_path, keyring_file)
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    provider = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    Provider.issuer = f"http://127.0.0.1:{provider.server_address[1]}"
+    Provider.asked.clear()
+    Provider.release.clear()
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    checked(onestory(env, "agency", "oidc", "health-centre", "--issuer", Provider.issuer,
+                     "--client-id", "onestory"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    signed: list[int] = []
+    written = threading.Event()
+
+    def sign_in() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=4 * WAIT)
+        try:
+            conn.request("GET", "/sign-in/oidc/health-centre")
+            signed.append(conn.getresponse().status)
+        finally:
+            conn.close()
+
+    def write() -> None:
+        status, _ = send(f"{base}/api/v1/families", token, "POST", {"display_name": "Ada"})
+        if status == 201:
+            written.set()
+
+    try:
+        with server(env, "serve", "--host", "127.0.0.1", "--port", str(port),
+                    log=log) as proc:
+            wait_healthy(base, proc, log.read_text)
+            asking = threading.Thread(target=sign_in)
+            asking.start()
+            assert Provider.asked.wait(WAIT), log.read_text()
+            writer = threading.Thread(target=write)
+            writer.start()
+            landed = written.wait(WAIT)
+            Provider.release.set()
+            asking.join(4 * WAIT)
+            writer.join(4 * WAIT)
+            assert landed, "a write waited for the sign-in's call to its provider"
+            assert signed == [302]  # on to the provider's sign-in page
+        assert "Traceback" not in log.read_text()
+    finally:
+        Provider.release.set()
+        provider.shutdown()
+        provider.server_close()
