@@ -18,7 +18,14 @@ import pytest
 from sqlalchemy import Engine, text
 
 from coordination import db
-from coordination.db import make_engine, retry_on_conflict, turns_of
+from coordination.db import (
+    Turns,
+    TurnTimeout,
+    is_write_conflict,
+    make_engine,
+    retry_on_conflict,
+    turns_of,
+)
 
 WAIT = 20.0  # seconds any step may take before the test fails (never reached when it works)
 
@@ -180,3 +187,26 @@ def test_a_second_transaction_of_the_thread_holding_the_turn_does_not_wait(
         request.execute(text("INSERT INTO acts (n, who) VALUES (1, 'request')"))
         request.commit()
     assert acts(url) == ["request"]
+
+
+def test_a_wait_that_runs_out_takes_nothing_and_answers_busy() -> None:
+    """A transaction that waited too long leaves the queue (the next still
+    gets the turn) and counts as a write conflict: the request is run again
+    or answered 503 "busy", nothing kept."""
+    turns = Turns()
+    first, late, next_one = object(), object(), object()
+    turns.take(first, WAIT)
+    with pytest.raises(TurnTimeout) as raised:
+        turns.take(late, 0.05)
+    assert is_write_conflict(raised.value)
+    assert turns.waiting() == 0
+    got: list[object] = []
+    thread = threading.Thread(target=lambda: (turns.take(next_one, WAIT), got.append(next_one)))
+    thread.start()
+    until(lambda: turns.waiting() == 1, "the next one queued")
+    turns.give_back(late)  # holds none: nothing changes
+    assert got == []
+    turns.give_back(first)
+    thread.join(WAIT)
+    assert got == [next_one]
+    assert not turns.held_by_this_thread()
