@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-load bench-audit-10m lint clean translations
+.PHONY: demo test bench bench-load bench-sqlite bench-audit-10m lint clean translations
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench-audit-10m: $(VENV)/.installed-test
 # installs Debian's wrk when it is missing. BENCH_LOAD_ARGS="--families 200000 --duration 30"
 bench-load: $(VENV)/.installed-test
 	$(BIN)/python bench/load.py $(BENCH_LOAD_ARGS)
+
+# onestory serve on the embedded default (SQLite) under 16 mixed clients with wrk: p99 against
+# the median, the slowest request (bench/README.md). BENCH_SQLITE_ARGS="--duration 60"
+bench-sqlite: $(VENV)/.installed-test
+	$(BIN)/python bench/sqlite_load.py $(BENCH_SQLITE_ARGS)
 
 # The family page's message catalogues (coordination/translations, see README
 # "Translations"): extract the English strings, merge them into each language's

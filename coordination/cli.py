@@ -23,6 +23,9 @@ from coordination.keystore import NoActiveVersion, NodeReport
 from coordination.runtime import Runtime
 
 T = TypeVar("T")
+WORKERS = 2  # `onestory serve`'s processes by default (PostgreSQL)
+THREADS = 4  # threads per process
+SQLITE_THREADS = 8  # threads of the one process on SQLite (their transactions take turns)
 
 
 class CliState:
@@ -373,12 +376,23 @@ def _print_demo(data: Any, tokens: dict[str, str] | None = None) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Server processes, 4 threads each (default 2). On SQLite the server "
+                   "is one process of 8 threads, whose transactions take turns in order; "
+                   "several are refused: use PostgreSQL for more.")
 @pass_state
-def serve(state: CliState, host: str, port: int, workers: int) -> None:
+def serve(state: CliState, host: str, port: int, workers: int | None) -> None:
     """Serve the web UI and API with gunicorn."""
     rt = state.runtime()
     rt.settings.require_secret_key()
+    threads = THREADS
+    if rt.engine.dialect.name == "sqlite":
+        if workers is not None and workers > 1:
+            raise click.UsageError(
+                f"--workers {workers}: on SQLite the server runs one process (SQLite has "
+                "one write lock, and its requests take turns for it in order only within "
+                "a process); leave out --workers, or use PostgreSQL for several")
+        workers, threads = 1, SQLITE_THREADS
     _require_schema(rt, keystore=True)
     # Fail now, not in a worker, when a key is missing.
     rt.vault  # noqa: B018
@@ -393,7 +407,7 @@ def serve(state: CliState, host: str, port: int, workers: int) -> None:
         click.echo(f"onestory: warning: {MasterKeyMissing(active, keyring.where, True)}",
                    err=True)
     state.close()  # workers open their own connections after the fork
-    _gunicorn(host, port, workers, rt.settings.max_body_bytes)
+    _gunicorn(host, port, workers or WORKERS, rt.settings.max_body_bytes, threads)
 
 
 @cli.command()
@@ -787,11 +801,11 @@ def audit_checkpoint(state: CliState) -> None:
     click.echo(json.dumps(_use_case(rt, checkpoint), indent=2))
 
 
-def _gunicorn(host: str, port: int, workers: int, max_body_bytes: int, *,
-              quiet_start: bool = False) -> None:
+def _gunicorn(host: str, port: int, workers: int, max_body_bytes: int,
+              threads: int = THREADS, *, quiet_start: bool = False) -> None:
     from coordination.serving import serve
 
-    serve(host, port, workers, max_body_bytes, quiet_start=quiet_start)
+    serve(host, port, workers, max_body_bytes, quiet_start=quiet_start, threads=threads)
 
 
 def _safe_url(url: str) -> str:

@@ -10,7 +10,10 @@ import contextlib
 import os
 import random
 import sqlite3
+import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,15 +89,131 @@ def _private_sqlite_file(url: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+# --- SQLite: transactions of one server process take turns -------------------------
+
+
+class TurnTimeout(Exception):
+    """A transaction waited `BUSY_TIMEOUT` seconds for its turn: the database
+    stayed busy (a write conflict, `is_write_conflict`)."""
+
+
+class Turns:
+    """A fair (first come, first served) lock for the transactions of one
+    process on one SQLite database: a waiting thread gets the turn in the
+    order it asked, handed over directly by the one before it. Owned by a
+    driver connection, from its BEGIN to its COMMIT or ROLLBACK."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._owner: object | None = None  # the driver connection holding the turn
+        self._thread: int | None = None  # the thread that took it
+
+    def waiting(self) -> int:
+        """Transactions waiting for their turn."""
+        with self._changed:
+            return len(self._queue)
+
+    def held_by_this_thread(self) -> bool:
+        return self._owner is not None and self._thread == threading.get_ident()
+
+    def take(self, owner: object, timeout: float) -> None:
+        """Wait for the turn (in order), then hold it for `owner`;
+        `TurnTimeout` after `timeout` seconds, having taken nothing."""
+        with self._changed:
+            if self._owner is None and not self._queue:
+                self._owner, self._thread = owner, threading.get_ident()
+                return
+            self._queue.append(owner)
+            deadline = time.monotonic() + timeout
+            while self._owner is not owner:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._queue.remove(owner)
+                    raise TurnTimeout(f"no turn to write within {timeout:.0f} s")
+                self._changed.wait(left)
+            self._thread = threading.get_ident()
+
+    def give_back(self, owner: object) -> None:
+        """End `owner`'s turn (nothing when it holds none) and hand it to
+        the first in the queue."""
+        with self._changed:
+            if self._owner is not owner:
+                return
+            self._owner = self._queue.popleft() if self._queue else None
+            self._thread = None
+            self._changed.notify_all()
+
+
+_serving_in_turns = False
+_turns: weakref.WeakKeyDictionary[Engine, Turns] = weakref.WeakKeyDictionary()
+
+
+def turns_of(engine: Engine) -> Turns | None:
+    """The turns `engine`'s transactions take (None: they do not)."""
+    return _turns.get(engine)
+
+
+def serve_in_turns() -> None:
+    """From now on, SQLite engines made in this process (`make_engine`)
+    run their transactions in turns: each waits for its turn (`Turns`, first
+    come first served) at its BEGIN, begins IMMEDIATE (taking SQLite's write
+    lock, or waiting up to `BUSY_TIMEOUT` for another process to leave it)
+    and holds both until its COMMIT or ROLLBACK. Its reads can then never go
+    stale before its writes, so no use case of this process runs twice
+    because of another of its threads; other processes (the command line)
+    still meet it through the busy timeout and `retry_on_conflict`.
+    `onestory serve` calls it before its worker starts: requests take turns
+    instead of racing for the write lock and backing off at random."""
+    global _serving_in_turns
+    _serving_in_turns = True
+
+
+def _install_turns(engine: Engine) -> Turns:
+    """Hand the turn back when the driver has committed or rolled back
+    (also when the pool rolls a returned connection back, or drops it)."""
+    turns = _turns[engine] = Turns()
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    # SQLAlchemy passes the pool's proxy of the driver connection here.
+    def do_commit(connection: Any) -> None:
+        try:
+            commit(connection)
+        finally:
+            turns.give_back(getattr(connection, "dbapi_connection", connection))
+
+    def do_rollback(connection: Any) -> None:
+        try:
+            rollback(connection)
+        finally:
+            turns.give_back(getattr(connection, "dbapi_connection", connection))
+
+    setattr(dialect, "do_commit", do_commit)  # noqa: B010 - this engine's dialect only
+    setattr(dialect, "do_rollback", do_rollback)  # noqa: B010
+
+    @event.listens_for(engine, "close")
+    def _closed(dbapi_connection: Any, _record: Any) -> None:
+        turns.give_back(dbapi_connection)
+
+    @event.listens_for(engine, "invalidate")
+    def _invalidated(dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        turns.give_back(dbapi_connection)
+
+    return turns
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Build an engine; SQLite gets foreign keys, WAL, synchronous=NORMAL and a
-    busy timeout, and deferred transactions (see `retry_on_conflict`); its
-    file is created with mode 0600 in a 0700 folder."""
+    busy timeout, and deferred transactions (see `retry_on_conflict`), or
+    in a server, transactions in turns (`serve_in_turns`); its file is
+    created with mode 0600 in a 0700 folder."""
     if url.startswith("sqlite"):
         _private_sqlite_file(url)
         engine = create_engine(
             url, connect_args={"timeout": BUSY_TIMEOUT}, hide_parameters=True, **kwargs
         )
+        turns = _install_turns(engine) if _serving_in_turns else None
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -115,6 +234,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 # Set back after an AUTOCOMMIT block: the driver must never
                 # begin transactions on its own (see `_sqlite_pragmas`).
                 driver.isolation_level = None
+            if turns is not None and not turns.held_by_this_thread():
+                # In a server (`serve_in_turns`): this thread's turn, then the
+                # write lock, both until the transaction ends. (A second
+                # transaction of the thread that holds the turn, a log
+                # verification beside the request's own, begins deferred.)
+                turns.take(driver, BUSY_TIMEOUT)
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except BaseException:
+                    turns.give_back(driver)
+                    raise
+                return
             # Deferred: reads take no lock, so requests read side by side; a
             # transaction takes the database's write lock at its first write
             # (for a use case, its audit append). One whose reads have gone
@@ -189,6 +320,8 @@ def is_write_conflict(exc: BaseException) -> bool:
     its first write), or a PostgreSQL serialization failure or deadlock.
     Running the whole use case again in a new transaction is then correct."""
     driver = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(driver, TurnTimeout):
+        return True
     if isinstance(driver, sqlite3.Error):
         return (getattr(driver, "sqlite_errorcode", 0) & 0xFF) == _SQLITE_BUSY
     return getattr(driver, "sqlstate", None) in _PG_RETRY

@@ -101,21 +101,25 @@ def close_when_body_may_stay_unread(max_body_bytes: int) -> Any:
 
 
 def serve(host: str, port: int, workers: int, max_body_bytes: int, *,
-          quiet_start: bool = False, application: Callable[[], Any] | None = None) -> None:
+          quiet_start: bool = False, application: Callable[[], Any] | None = None,
+          threads: int = 4) -> None:
     """Run gunicorn with the OneStory application until it is stopped.
     `quiet_start`: no start-up lines (the demo ends its output with what to
     open); warnings, errors and the access log still come. `application`:
     another WSGI application's factory, called in each worker, served the same
-    way (bench/floor_app.py, the load benchmark's floor)."""
+    way (bench/floor_app.py, the load benchmark's floor). On SQLite the
+    workers' transactions take turns (`coordination.db.serve_in_turns`)."""
     from coordination.app import create_app
+    from coordination.db import serve_in_turns
 
+    serve_in_turns()
     make_app = application or create_app
 
     class OneStoryServer(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("threads", 4)
+            self.cfg.set("threads", threads)
             self.cfg.set("worker_class", f"{__name__}.Worker")
             self.cfg.set("limit_request_line", LIMIT_REQUEST_LINE)
             self.cfg.set("limit_request_fields", LIMIT_REQUEST_FIELDS)

@@ -139,6 +139,9 @@ def create_blueprint() -> Blueprint:
         found = None if errors else request_db().get(Agency, agency)
         if found is None or not found.oidc_issuer or not found.oidc_client_id:
             return _page(status=404, message="That agency does not offer sign-in here.")
+        # No transaction stays open while the provider is asked (on SQLite it
+        # would hold the server's turn: coordination.db.serve_in_turns).
+        request_db().commit()
         session[OIDC_STATE] = found.id
         redirect_uri = url_for("auth.oidc_callback", agency=found.id, _external=True)
         try:
@@ -159,6 +162,7 @@ def create_blueprint() -> Blueprint:
         found = request_db().get(Agency, agency) if expected == agency else None
         if found is None or not found.oidc_issuer or not found.oidc_client_id:
             return _page(status=400, message="That sign-in could not be completed; start again.")
+        request_db().commit()  # none open across the provider's round trips (see oidc_start)
         issuer = str(found.oidc_issuer)
         try:
             # authlib checks state, exchanges the code with the PKCE verifier and

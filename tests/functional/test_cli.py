@@ -700,6 +700,9 @@ def test_serve_with_secret_key_reaches_the_server(
     assert_ok(run(capsys, "serve", "--host", "127.0.0.1", "--port", "8765"))
     assert len(started) == 1
     assert started[0][:2] == ("127.0.0.1", 8765)
+    # Workers and threads: on SQLite one process of 8 (its transactions take turns).
+    sqlite = db_env.startswith("sqlite")
+    assert (started[0][2], started[0][4]) == ((1, 8) if sqlite else (2, 4))
 
 
 def test_bad_onestory_env_fails_in_one_line(env: pytest.MonkeyPatch,

@@ -1,0 +1,252 @@
+"""`onestory serve` on the embedded default (SQLite): one process whose
+requests take turns; many concurrent writers all land with their audit
+entries, failures hand the turn on, and the command line still writes beside
+it. Real `onestory serve` and command line processes; nothing is timed."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select
+
+from audit.model import AuditEntry
+from tests.conftest import AUDIT_KEY, INDEX_KEY
+from tests.functional.test_serve import (
+    SECRET,
+    checked,
+    clean_env,
+    onestory,
+    request,
+    server,
+    wait_healthy,
+)
+from tests.pg import free_port
+
+CLIENTS = 12
+ROUNDS = 3
+
+
+def embedded_env(tmp_path: Path, keyring_file: Path) -> dict[str, str]:
+    """The embedded default: no database URL, SQLite in the instance folder."""
+    env = clean_env(tmp_path, ONESTORY_SECRET_KEY=SECRET,
+                    ONESTORY_KEYRING_FILE=str(keyring_file), ONESTORY_INDEX_KEY=INDEX_KEY,
+                    ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY)
+    checked(onestory(env, "init"))
+    checked(onestory(env, "agency", "add", "health-centre", "--name", "Health centre",
+                     "--kind", "health"))
+    checked(onestory(env, "user", "add", "nurse1", "--agency", "health-centre",
+                     "--role", "practitioner", "--password-stdin",
+                     stdin="a long enough password\n"))
+    return env
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def send(url: str, token: str, method: str = "GET",
+         body: dict[str, object] | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, headers=headers,  # noqa: S310 - loopback
+                                 method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def test_serve_on_sqlite_is_one_process_and_refuses_several(tmp_path: Path,
+                                                           keyring_file: Path) -> None:
+    env = embedded_env(tmp_path, keyring_file)
+    port = free_port()
+    refused = onestory(env, "serve", "--host", "127.0.0.1", "--port", str(port),
+                       "--workers", "2")
+    assert refused.returncode == 2
+    message = refused.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message, refused.stderr
+    assert "--workers 2" in message and "SQLite" in message and "PostgreSQL" in message
+    assert "SQLite" in checked(onestory(env, "serve", "--help"))
+
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        assert len(children(proc.pid)) == 1, log.read_text()  # gunicorn's master and one worker
+    assert "Traceback" not in log.read_text()
+
+
+def test_concurrent_writers_on_sqlite_all_land_with_their_entries(
+        tmp_path: Path, keyring_file: Path) -> None:
+    env = embedded_env(tmp_path, keyring_file)
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    answers: Counter[tuple[str, int]] = Counter()
+    guard = threading.Lock()
+    problems: list[str] = []
+
+    def client(n: int) -> None:
+        try:
+            for r in range(ROUNDS):
+                status, body = send(f"{base}/api/v1/families", token, "POST",
+                                    {"display_name": f"Family {n}-{r}"})
+                got = [("create", status)]
+                if status == 201:
+                    family = json.loads(body)["id"]
+                    status, _ = send(f"{base}/api/v1/families/{family}/entries", token,
+                                     "POST", {"field": "health", "value": f"Visit {n}-{r}"})
+                    got.append(("write", status))
+                    status, _ = send(f"{base}/api/v1/families/{family}", token)
+                    got.append(("read", status))
+                # Use cases that fail and roll back: the next writers must still get on.
+                status, _ = send(f"{base}/api/v1/families/fam_absent{n}r{r}/entries", token,
+                                 "POST", {"field": "health", "value": "nobody"})
+                got.append(("absent", status))
+                status, _ = send(f"{base}/api/v1/families", token, "POST", {"bogus": 1})
+                got.append(("invalid", status))
+                with guard:
+                    answers.update(got)
+        except Exception as exc:  # noqa: BLE001 - reported by the test below
+            with guard:
+                problems.append(repr(exc))
+
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        # The command line, another process, writes while the server is loaded.
+        for name in ("ecec", "physio", "school"):
+            checked(onestory(env, "agency", "add", name, "--name", name.title(),
+                             "--kind", "ecec" if name != "physio" else "physiotherapy"))
+        cli_token = checked(onestory(env, "token", "create", "nurse1")).strip()
+        for thread in threads:
+            thread.join(300)
+            assert not thread.is_alive()
+        assert problems == []
+        assert request(f"{base}/api/v1/agencies", cli_token)[0] == 200
+        assert proc.poll() is None, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+    total = CLIENTS * ROUNDS
+    assert answers == Counter({("create", 201): total, ("write", 201): total,
+                               ("read", 200): total, ("absent", 404): total,
+                               ("invalid", 422): total})
+    engine = create_engine(f"sqlite:///{tmp_path / 'instance' / 'onestory.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(AuditEntry.action, func.count())
+                                .group_by(AuditEntry.action)).all()
+        logged = Counter({str(action): int(n) for action, n in rows})
+    finally:
+        engine.dispose()
+    assert logged["family.create"] == total
+    assert logged["entry.write"] == total
+    assert logged["record.read"] == total
+    assert logged["request.denied"] >= total  # each absent family's refusal, on record
+    assert "intact" in checked(onestory(env, "audit", "verify"))
+
+
+WAIT = 20.0  # seconds a step may take before the test fails (never reached when it works)
+
+
+class Provider(http.server.BaseHTTPRequestHandler):
+    """An agency's sign-in provider whose discovery document is answered only
+    once the test says so (`release`), noting when it is asked (`asked`)."""
+
+    asked = threading.Event()
+    release = threading.Event()
+    issuer = ""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.asked.set()
+        self.release.wait(3 * WAIT)
+        body = json.dumps({"issuer": self.issuer,
+                           "authorization_endpoint": f"{self.issuer}/auth",
+                           "token_endpoint": f"{self.issuer}/token",
+                           "jwks_uri": f"{self.issuer}/jwks"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_no_turn_is_held_while_a_provider_is_asked(tmp_path: Path,
+                                                   keyring_file: Path) -> None:
+    """The OpenID Connect sign-in asks the agency's provider over the network:
+    meanwhile the server's other requests still write (no transaction, so no
+    turn, is held across it)."""
+    env = embedded_env(tmp_path, keyring_file)
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    provider = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    Provider.issuer = f"http://127.0.0.1:{provider.server_address[1]}"
+    Provider.asked.clear()
+    Provider.release.clear()
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    checked(onestory(env, "agency", "oidc", "health-centre", "--issuer", Provider.issuer,
+                     "--client-id", "onestory"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    signed: list[int] = []
+    written = threading.Event()
+
+    def sign_in() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=4 * WAIT)
+        try:
+            conn.request("GET", "/sign-in/oidc/health-centre")
+            signed.append(conn.getresponse().status)
+        finally:
+            conn.close()
+
+    def write() -> None:
+        status, _ = send(f"{base}/api/v1/families", token, "POST", {"display_name": "Ada"})
+        if status == 201:
+            written.set()
+
+    try:
+        with server(env, "serve", "--host", "127.0.0.1", "--port", str(port),
+                    log=log) as proc:
+            wait_healthy(base, proc, log.read_text)
+            asking = threading.Thread(target=sign_in)
+            asking.start()
+            assert Provider.asked.wait(WAIT), log.read_text()
+            writer = threading.Thread(target=write)
+            writer.start()
+            landed = written.wait(WAIT)
+            Provider.release.set()
+            asking.join(4 * WAIT)
+            writer.join(4 * WAIT)
+            assert landed, "a write waited for the sign-in's call to its provider"
+            assert signed == [302]  # on to the provider's sign-in page
+        assert "Traceback" not in log.read_text()
+    finally:
+        Provider.release.set()
+        provider.shutdown()
+        provider.server_close()
