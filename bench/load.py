@@ -332,6 +332,7 @@ class Run:
     wrk: WrkResult
     statuses: Counter[int]  # answers by status, from the server's access log
     cpu_seconds: float  # the server's processes and the PostgreSQL cluster
+    db_seconds: float  # of which the PostgreSQL cluster's
     client_seconds: float  # wrk's own CPU
     other_seconds: float  # the rest of the machine
     wall_seconds: float
@@ -363,6 +364,10 @@ class Run:
     @property
     def cpu_ms(self) -> float:
         return self.cpu_seconds * 1000 / self.answered if self.answered else float("nan")
+
+    @property
+    def db_ms(self) -> float:
+        return self.db_seconds * 1000 / self.answered if self.answered else float("nan")
 
     @property
     def other_percent(self) -> float:
@@ -415,6 +420,7 @@ class Bench:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         mine = os.times()
         busy, served, started = machine_busy_seconds(), cpu_seconds(roots), time.monotonic()
+        database = cpu_seconds([self.postmaster])
         command = [self.wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
                    "--timeout", f"{WRK_TIMEOUT}s", "-s", str(LUA), server.base,
                    "--", str(requests), token or "-", str(threads), str(start)]
@@ -428,13 +434,14 @@ class Bench:
         server.wait_idle()
         wall = time.monotonic() - started
         served = cpu_seconds(roots) - served
+        database = cpu_seconds([self.postmaster]) - database
         busy = machine_busy_seconds() - busy
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         client = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
         me = os.times()
         own = (me.user - mine.user) + (me.system - mine.system)
         run = Run(label, server.name, connections, summary, server.statuses_since(offset),
-                  served, client, max(0.0, busy - served - client - own), wall)
+                  served, database, client, max(0.0, busy - served - client - own), wall)
         if log is not None:
             run.logged = self.log_since(log, mark)
             run.expected_action = action
@@ -569,7 +576,8 @@ def report(out: Outcome) -> None:
           f"wrk with {out.threads} threads, {out.connections} connections, {out.seconds} s per "
           f"run (sequential: 1 connection, {out.sequential_seconds} s)")
     header = (f"{'run':<20} {'server':<8} {'conns':>5} {'req/s':>8} {'p50 ms':>7} "
-              f"{'p99 ms':>7} {'errors':>6} {'CPU ms/req':>10} {'other %':>7}  audit log")
+              f"{'p99 ms':>7} {'errors':>6} {'CPU ms/req':>10} {'of it db':>8} {'other %':>7}  "
+              "audit log")
     print(header)
     print("-" * len(header))
     for r in out.runs:
@@ -580,7 +588,7 @@ def report(out: Outcome) -> None:
                    f"{'exact' if r.log_exact else 'MISMATCH ' + str(dict(r.logged))}")
         print(f"{r.label:<20} {r.server:<8} {r.connections:>5} {r.wrk.per_second:>8,.0f} "
               f"{r.wrk.p50_us / 1000:>7.2f} {r.wrk.p99_us / 1000:>7.2f} {r.errors:>6,} "
-              f"{r.cpu_ms:>10.2f} {r.other_percent:>6.0f}%  {log}")
+              f"{r.cpu_ms:>10.2f} {r.db_ms:>8.2f} {r.other_percent:>6.0f}%  {log}")
     for r in out.runs:
         if r.errors:
             print(f"errors of {r.label} ({r.server}): {r.error_detail}")
@@ -629,7 +637,8 @@ def report(out: Outcome) -> None:
     print("(req/s, p50, p99: wrk; errors: answers other than 2xx in the server's access log "
           "plus wrk's socket errors; CPU ms/req: CPU time of the server's processes (gunicorn "
           "master and workers) and of the whole PostgreSQL cluster over the run, from /proc, "
-          "per request answered; other %: CPU the rest of the machine used meanwhile, wrk and "
+          "per request answered, and of it the PostgreSQL cluster's (of it db); other %: "
+          "CPU the rest of the machine used meanwhile, wrk and "
           "this script excluded, in % of one CPU -- a high figure means a noisy run; audit log: "
           "rows the run added to audit_log (onestory) or to the floor's plain table (floor), "
           "against the requests answered with 2xx)")
