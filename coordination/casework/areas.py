@@ -10,6 +10,7 @@ says no (`drop_area_unless_counted`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from coordination.actors import Actor
 from coordination.casework.common import FamilyView, _audit, _involved, _visible
 from coordination.crypto import Vault
 from coordination.errors import InvalidInput, NotFound
-from coordination.model import Agency, AgencyArea, Family
+from coordination.model import Agency, AgencyArea
 from coordination.reports.period import UNKNOWN_AREA
 
 CODE_MAX = 32
@@ -115,8 +116,8 @@ def counted(view: FamilyView, now: datetime) -> bool:
             and bool(view.form_row.statistics) and view.form.in_force(now))
 
 
-def _recorded_minimal(session: Session, family: Family) -> bool:
-    agency = session.get(Agency, family.recorded_by_agency)
+def _recorded_minimal(session: Session, view: FamilyView) -> bool:
+    agency = view.recorded_by or session.get(Agency, view.family.recorded_by_agency)
     return agency is not None and agency.minimal_data
 
 
@@ -134,7 +135,7 @@ def set_family_area(session: Session, vault: Vault, actor: Actor, family_id: str
         errors = area_errors(session, actor, code)
         if errors:
             raise InvalidInput(errors)
-        if _recorded_minimal(session, view.family) and not counted(view, now):
+        if _recorded_minimal(session, view) and not counted(view, now):
             raise InvalidInput({"area": [MINIMAL_NEEDS_COUNTING]})
     family = view.family
     family.area = None if code is None else view.cipher.seal("families", "area", family.id, code)
@@ -144,33 +145,39 @@ def set_family_area(session: Session, vault: Vault, actor: Actor, family_id: str
                                                          family.recorded_by_agency)}
 
 
-def area_named(session: Session, code: str, *agencies: str | None) -> dict[str, str]:
+def area_named(session: Session, code: str, *agencies: str | None,
+               listed: Sequence[Sequence[str]] = ()) -> dict[str, str]:
     """The area `code` with its name: as the first of `agencies` whose list
-    holds it names it, else as any list does (the code alone if none)."""
-    names = {a.agency_id: a.name for a in session.scalars(
-        select(AgencyArea).where(AgencyArea.code == code).order_by(AgencyArea.agency_id))}
+    holds it names it, else as any list does (the code alone if none).
+    `listed`: (agency, code, name) rows already read, at least the whole
+    lists of `agencies`; the lists are read only when none of those holds it."""
+    names = {agency: name for agency, listed_code, name in listed
+             if listed_code == code and agency in agencies}
+    if not names:
+        names = {a.agency_id: a.name for a in session.scalars(
+            select(AgencyArea).where(AgencyArea.code == code).order_by(AgencyArea.agency_id))}
     name = next((names[a] for a in agencies if a in names), next(iter(names.values()), code))
     return {"code": code, "name": name}
 
 
-def family_area(session: Session, view: FamilyView, reader: str | None, now: datetime
-                ) -> dict[str, str] | None:
+def family_area(session: Session, view: FamilyView, reader: str | None, now: datetime,
+                listed: Sequence[Sequence[str]] = ()) -> dict[str, str] | None:
     """The family's area as `reader`'s agency reads it (opened here; the
     caller decides whether the reader may see it), or None. A family
     recorded by a minimal-data agency whose form in force no longer says yes
     (it expired) has none, whatever is stored."""
     family = view.family
-    if family.area is None or (_recorded_minimal(session, family) and not counted(view, now)):
+    if family.area is None or (_recorded_minimal(session, view) and not counted(view, now)):
         return None
     code = view.cipher.open("families", "area", family.id, family.area)
-    return area_named(session, code, reader, family.recorded_by_agency)
+    return area_named(session, code, reader, family.recorded_by_agency, listed=listed)
 
 
 def drop_area_unless_counted(session: Session, view: FamilyView, statistics: bool) -> bool:
     """Within a use case writing a new form version that says `statistics`:
     a family recorded by a minimal-data agency loses its area when the new
     version says no. Returns whether it was dropped (the caller audits)."""
-    if statistics or view.family.area is None or not _recorded_minimal(session, view.family):
+    if statistics or view.family.area is None or not _recorded_minimal(session, view):
         return False
     view.family.area = None
     return True

@@ -25,7 +25,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 import audit.services as audit_log
 import consent.services as consent_store
@@ -68,6 +68,7 @@ class FamilyView:
     duty: tuple[DutyGrant, ...] = ()  # every duty grant, in force or not
     # The caller's open emergency access to this family, if any (its id).
     emergency: str | None = None
+    recorded_by: Agency | None = None  # the agency that recorded the family
 
     def involved(self, agency: str | None) -> bool:
         return any(
@@ -108,7 +109,7 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
         DutyGrant(gid, agency, frozenset(fields.split(",")), DutyState(state),
                   _as_date(until) or date.min)
         for _, gid, agency, fields, state, until in grants))
-    view.emergency = first.emergency
+    view.emergency, view.recorded_by = first.emergency, first[6]
     return view
 
 
@@ -130,10 +131,12 @@ def _load_statement(postgres: bool, emergency: bool) -> Select[Any]:
     if emergency:
         opened = _open_emergency_query(asked.c.id, bindparam("staff_id"), bindparam("now")) \
             .correlate(asked).scalar_subquery()
+    recorder = aliased(Agency)  # read with the family: its area's rules ask it
     return (select(Family, ConsentFormRow, Involvement, cells.label("cells"),
-                   duty.label("duty"), opened.label("emergency"))
+                   duty.label("duty"), opened.label("emergency"), recorder)
             .select_from(asked)
             .outerjoin(Family, Family.id == asked.c.id)
+            .outerjoin(recorder, recorder.id == Family.recorded_by_agency)
             .outerjoin(ConsentFormRow, ConsentFormRow.id == newest)
             .outerjoin(Involvement, Involvement.family_id == asked.c.id)
             .order_by(Involvement.since, Involvement.id))

@@ -19,7 +19,7 @@ from coordination.casework import areas, entry_kinds
 from coordination.casework.common import INVOLVEMENT, _audit, _visible, iso_time, json_rows, parsed
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
-from coordination.model import Agency, Entry, FieldDef, Member, Staff
+from coordination.model import Agency, AgencyArea, Entry, FieldDef, Member, Staff
 
 
 @dataclass
@@ -46,7 +46,7 @@ def shared_record(
     view = _visible(session, vault, actor, family_id, now)
     agency = str(actor.agency_id)
     form, family, cipher = view.form, view.family, view.cipher
-    content = _content(session, family_id)
+    content = _content(session, family_id, agency, family.recorded_by_agency)
     by_field, members, fields_catalogue = content.by_field, content.members, content.catalogue
 
     fields: dict[str, list[dict[str, Any]]] = {}
@@ -101,7 +101,7 @@ def shared_record(
         body["members"] = _members(cipher, members)
     if ("contact" in granted or authored) and family.address is not None:
         body["address"] = cipher.open("families", "address", family.id, family.address)
-    area = (areas.family_area(session, view, agency, now)
+    area = (areas.family_area(session, view, agency, now, listed=content.areas)
             if "contact" in granted or authored else None)
     if area is not None:
         body["area"] = area
@@ -136,18 +136,21 @@ class _Content:
     by_field: dict[str, list[tuple[Entry, str]]]  # each field's entries, oldest first
     minimal_authors: frozenset[str]  # the entries' agencies in minimal-data mode
     members: list[list[Any]]  # [id, position, name, relation, birth date], sealed, hex
+    areas: list[list[str]]  # [agency, code, name] of the reader's and the recorder's lists
 
 
-def _content(session: Session, family_id: str) -> _Content:
+def _content(session: Session, family_id: str, reader: str, recorder: str) -> _Content:
     """In one statement: the field catalogue, each field's entries of the
     family with their author's username and whether their agency keeps
-    minimal data, and the family's members (sealed, as hex)."""
+    minimal data, the family's members (sealed, as hex), and the area lists
+    of the reader's agency and of the agency that recorded the family."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    rows = session.execute(_content_statement(postgres), {"family_id": family_id}).all()
+    rows = session.execute(_content_statement(postgres), {
+        "family_id": family_id, "reader": reader, "recorder": recorder}).all()
     fields: list[FieldDef] = []
     by_field: dict[str, list[tuple[Entry, str]]] = defaultdict(list)
     minimal: set[str] = set()
-    for field_def, entry, author, author_minimal, _ in rows:
+    for field_def, entry, author, author_minimal, _, _ in rows:
         if not fields or fields[-1] is not field_def:
             fields.append(field_def)
         if entry is not None:
@@ -155,7 +158,8 @@ def _content(session: Session, family_id: str) -> _Content:
             if author_minimal:
                 minimal.add(entry.agency_id)
     members = parsed(rows[0].members) if rows else []
-    return _Content(fields, by_field, frozenset(minimal), sorted(members, key=lambda m: int(m[1])))
+    return _Content(fields, by_field, frozenset(minimal), sorted(members, key=lambda m: int(m[1])),
+                    parsed(rows[0].areas) if rows else [])
 
 
 @functools.cache
@@ -166,8 +170,11 @@ def _content_statement(postgres: bool) -> Select[Any]:
     members = json_rows(postgres, [Member.id, Member.position, hexed(Member.name),
                                    hexed(Member.relation), hexed(Member.birth_date)],
                         Member.family_id == family_id, None)
+    areas_listed = json_rows(postgres, [AgencyArea.agency_id, AgencyArea.code, AgencyArea.name],
+                             AgencyArea.agency_id.in_([bindparam("reader"),
+                                                       bindparam("recorder")]), None)
     return (select(FieldDef, Entry, Staff.username, Agency.minimal_data,
-                   members.label("members"))
+                   members.label("members"), areas_listed.label("areas"))
             .outerjoin(Entry, and_(Entry.field_id == FieldDef.id, Entry.family_id == family_id))
             .outerjoin(Staff, Staff.id == Entry.author_id)
             .outerjoin(Agency, Agency.id == Entry.agency_id)

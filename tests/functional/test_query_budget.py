@@ -90,6 +90,25 @@ def test_exceptional_access_adds_no_statement(app: Flask, api: Api, clock: Clock
     assert len(statements) == consented
 
 
+def test_an_area_adds_no_statement(app: Flask, api: Api, clock: Clock) -> None:
+    """The family's area, named from the reader's or the recorder's list,
+    comes with the read's statements (another agency's list only when
+    neither names the code)."""
+    from coordination.casework import areas
+
+    with app.extensions["onestory"].sessions() as session:
+        areas.set_agency_areas(session, "health-centre", {"A2": "South"}, [], clock())
+        areas.set_agency_areas(session, "physio", {"A1": "Nord"}, [], clock())
+    plain = api.new_family("nurse1", members=[{"name": "A", "relation": "child"}])
+    placed = api.new_family("nurse1", members=[{"name": "A", "relation": "child"}], area="A2")
+    for family in (plain, placed):
+        api.write(family, "health", "one")
+        api.sign(family, {"physio": ["involvement", "contact", "health", "household"]})
+    assert _read(app, api, plain) == _read(app, api, placed)
+    read = api.get(f"/api/v1/families/{placed}", "physio1").get_json()
+    assert read["area"] == {"code": "A2", "name": "South"}
+
+
 def test_one_cipher_per_family_per_request(app: Flask, api: Api,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     family = api.new_family("nurse1", members=[{"name": "A", "relation": "child"}])
