@@ -475,8 +475,11 @@ def create_token(session: Session, username: str, lifetime: timedelta, now: date
     return token
 
 
-# Built once (every API request runs it): the token with its staff member and agency.
-_TOKEN_LOOKUP = (select(ApiToken, Staff, Agency)
+# Built once (every API request runs it): the token with its staff member and
+# agency, as plain columns (no objects to track).
+_TOKEN_LOOKUP = (select(ApiToken.revoked_at, ApiToken.expires_at, ApiToken.family_id,
+                        Staff.id.label("staff_id"), Staff.username, Staff.role, Staff.active,
+                        Agency.id.label("agency_id"), Agency.minimal_data)
                  .outerjoin(Staff, Staff.id == ApiToken.staff_id)
                  .outerjoin(Agency, Agency.id == Staff.agency_id)
                  .where(ApiToken.token_hash == bindparam("token_hash")))
@@ -491,19 +494,18 @@ def authenticate(session: Session, token: str, now: datetime) -> Actor:
     row = session.execute(_TOKEN_LOOKUP, {"token_hash": hash_token(token)}).first()
     if row is None:
         raise NotAuthenticated()
-    api_token, staff, agency = row
-    if api_token.revoked_at is not None or now >= api_token.expires_at:
+    if row.revoked_at is not None or now >= row.expires_at:
         raise NotAuthenticated()
-    if api_token.family_id is not None:
-        return Actor(family_id=api_token.family_id)
-    if staff is None or not staff.active or agency is None:
+    if row.family_id is not None:
+        return Actor(family_id=row.family_id)
+    if row.staff_id is None or not row.active or row.agency_id is None:
         raise NotAuthenticated()
     return Actor(
-        username=staff.username,
-        staff_id=staff.id,
-        agency_id=agency.id,
-        role=Role(staff.role),
-        minimal_data=agency.minimal_data,
+        username=row.username,
+        staff_id=row.staff_id,
+        agency_id=row.agency_id,
+        role=Role(row.role),
+        minimal_data=row.minimal_data,
     )
 
 

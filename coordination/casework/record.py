@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, String, and_, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -130,10 +130,21 @@ def shared_record(
                         contact_worker=own_worker.username if own_worker else None)
 
 
+class _Entry(NamedTuple):
+    """An entry as the read shows it (plain columns, no object to track)."""
+
+    id: str
+    field_id: str
+    agency_id: str
+    written_at: datetime
+    kind: str
+    value: bytes
+
+
 @dataclass
 class _Content:
     catalogue: list[FieldDef]
-    by_field: dict[str, list[tuple[Entry, str]]]  # each field's entries, oldest first
+    by_field: dict[str, list[tuple[_Entry, str]]]  # each field's entries, oldest first
     minimal_authors: frozenset[str]  # the entries' agencies in minimal-data mode
     members: list[list[Any]]  # [id, position, name, relation, birth date], sealed, hex
     areas: list[list[str]]  # [agency, code, name] of the reader's and the recorder's lists
@@ -148,14 +159,17 @@ def _content(session: Session, family_id: str, reader: str, recorder: str) -> _C
     rows = session.execute(_content_statement(postgres), {
         "family_id": family_id, "reader": reader, "recorder": recorder}).all()
     fields: list[FieldDef] = []
-    by_field: dict[str, list[tuple[Entry, str]]] = defaultdict(list)
+    by_field: dict[str, list[tuple[_Entry, str]]] = defaultdict(list)
     minimal: set[str] = set()
-    for field_def, entry, author, author_minimal, _, _ in rows:
+    for row in rows:
+        field_def = row[0]
         if not fields or fields[-1] is not field_def:
             fields.append(field_def)
-        if entry is not None:
-            by_field[entry.field_id].append((entry, author))
-            if author_minimal:
+        if row.entry_id is not None:
+            entry = _Entry(row.entry_id, field_def.id, row.entry_agency, row.written_at,
+                           row.kind, row.value)
+            by_field[field_def.id].append((entry, row.username))
+            if row.minimal_data:
                 minimal.add(entry.agency_id)
     members = parsed(rows[0].members) if rows else []
     return _Content(fields, by_field, frozenset(minimal), sorted(members, key=lambda m: int(m[1])),
@@ -173,15 +187,16 @@ def _content_statement(postgres: bool) -> Select[Any]:
     areas_listed = json_rows(postgres, [AgencyArea.agency_id, AgencyArea.code, AgencyArea.name],
                              AgencyArea.agency_id.in_([bindparam("reader"),
                                                        bindparam("recorder")]), None)
-    return (select(FieldDef, Entry, Staff.username, Agency.minimal_data,
-                   members.label("members"), areas_listed.label("areas"))
+    return (select(FieldDef, Entry.id.label("entry_id"), Entry.agency_id.label("entry_agency"),
+                   Entry.written_at, Entry.kind, Entry.value, Staff.username,
+                   Agency.minimal_data, members.label("members"), areas_listed.label("areas"))
             .outerjoin(Entry, and_(Entry.field_id == FieldDef.id, Entry.family_id == family_id))
             .outerjoin(Staff, Staff.id == Entry.author_id)
             .outerjoin(Agency, Agency.id == Entry.agency_id)
             .order_by(FieldDef.position, FieldDef.id, Entry.written_at, Entry.id))
 
 
-def _entry_out(cipher: FamilyCipher, entry: Entry, author: str) -> dict[str, Any]:
+def _entry_out(cipher: FamilyCipher, entry: _Entry, author: str) -> dict[str, Any]:
     opened = cipher.open("entries", "value", entry.id, entry.value)
     data = entry_kinds.stored_data(entry.kind, opened)
     return {
