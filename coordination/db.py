@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import select
 import sqlite3
 import threading
 import time
@@ -267,7 +268,9 @@ def _ping_when_idle(engine: Engine) -> None:
     """Check a pooled connection before use only when it has lain idle in
     the pool for `PING_AFTER_IDLE` seconds, or when a connection of any
     engine of this process (the data database's, the key store's) has been
-    lost since it was last used: one that fails is replaced by a new one
+    lost since it was last used, or when the server has sent it something
+    while it lay idle (a server that shuts down or restarts does, then
+    closes it; `_server_spoke`): one that fails is replaced by a new one
     (the pool tries again), so a request after a quiet spell or after an
     outage does not meet a dead connection. A connection in steady use
     costs no check (SQLAlchemy's `pool_pre_ping` would add a round trip to
@@ -292,7 +295,8 @@ def _ping_when_idle(engine: Engine) -> None:
     def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get("idle_since")
         quiet = since is not None and time.monotonic() - since >= PING_AFTER_IDLE
-        if not quiet and record.info.get("losses") == _losses[0]:
+        if (not quiet and record.info.get("losses") == _losses[0]
+                and not _server_spoke(dbapi_connection)):
             return  # in steady use, and nothing lost since
         record.info["losses"] = _losses[0]
         try:
@@ -302,6 +306,19 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("a pooled connection did not answer") from exc
         if not alive:
             raise DisconnectionError("a pooled connection did not answer")
+
+
+def _server_spoke(dbapi_connection: Any) -> bool:
+    """Whether the server sent anything to this idle connection since its
+    last answer, found without a round trip: a server that shuts down or
+    restarts says so and closes it (then the connection is checked). Any
+    doubt counts as spoken."""
+    try:
+        poll = select.poll()
+        poll.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poll.poll(0))
+    except Exception:  # noqa: BLE001 - closed, or no socket to ask: check it
+        return True
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

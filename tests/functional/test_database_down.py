@@ -146,3 +146,33 @@ def test_pages_answer_a_plain_503_while_the_database_is_down(
 
     cluster.resume()
     assert staff.get(f"/staff/families/{family}").status_code == 200
+
+
+def test_a_restart_while_the_app_is_idle_fails_no_request(
+    down_app: Flask, cluster: Cluster, clock: Clock,
+) -> None:
+    """PostgreSQL restarts (a failover, a minor upgrade) between two
+    requests, however soon: every pooled connection of the data database
+    and of the key store is dead, and no request has met a lost one yet.
+    The next requests are answered as if nothing happened (a dead pooled
+    connection is replaced before use, not used and failed)."""
+    api = _api(down_app, clock)
+    family = api.new_family("nurse1")
+    api.write(family, "health", "before")
+    rt = down_app.extensions["onestory"]
+    pings: list[str] = []
+    for name, engine in (("data", rt.engine), ("keys", rt.keystore.engine)):
+        ping = engine.dialect.do_ping
+        setattr(engine.dialect, "do_ping",  # noqa: B010 - this engine's dialect only
+                lambda conn, ping=ping, name=name: pings.append(name) or ping(conn))
+    for _ in range(3):  # in steady use: no check, no round trip
+        assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+    assert pings == []
+    cluster.halt()
+    cluster.resume()
+    for who in ("nurse1", "coord1", "nurse1"):
+        response = api.get(f"/api/v1/families/{family}", who)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert api.post(f"/api/v1/families/{family}/entries", "nurse1",
+                    json={"field": "health", "value": "after"}).status_code == 201
+    assert {"data", "keys"} <= set(pings)
