@@ -45,6 +45,11 @@ _PG_RETRY = frozenset({"40001", "40P01"})
 PING_AFTER_IDLE = 5.0
 
 
+# An execution option: the connection's transactions only read (on SQLite in
+# a server they take no turn; `serve_in_turns`).
+READS_ONLY = "onestory_reads_only"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -235,7 +240,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 # Set back after an AUTOCOMMIT block: the driver must never
                 # begin transactions on its own (see `_sqlite_pragmas`).
                 driver.isolation_level = None
-            if turns is not None and not turns.held_by_this_thread():
+            reads_only = conn.get_execution_options().get(READS_ONLY, False)
+            if turns is not None and not reads_only and not turns.held_by_this_thread():
                 # In a server (`serve_in_turns`): this thread's turn, then the
                 # write lock, both until the transaction ends. (A second
                 # transaction of the thread that holds the turn, a log
@@ -247,7 +253,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                     turns.give_back(driver)
                     raise
                 return
-            # Deferred: reads take no lock, so requests read side by side; a
+            # Deferred (also a transaction that only reads, `READS_ONLY`, a
+            # log verification: it waits for no turn and holds up none):
+            # reads take no lock, so requests read side by side; a
             # transaction takes the database's write lock at its first write
             # (for a use case, its audit append). One whose reads have gone
             # stale by then is refused and run again whole.

@@ -5,20 +5,30 @@ per-table queries give, whatever the family holds; on both databases."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import audit.services as audit_services
 import consent.services as consent_store
+from coordination import db, migrate
 from coordination.actors import Actor
+from coordination.app import create_app
 from coordination.casework.common import _load, duty_grants_of, open_emergency
+from coordination.config import Settings
+from coordination.db import make_engine
 from coordination.model import DutyGrantRow, EmergencyAccess, Involvement, Staff
 from coordination.roles import Role
-from tests.conftest import Api, Clock
+from tests.conftest import AUDIT_KEY, INDEX_KEY, Api, Clock
+from tests.functional.test_database_down import _api
 
 
 def _actor(session: Session, username: str) -> Actor:
@@ -126,3 +136,74 @@ def test_the_one_statement_gives_the_decision_what_the_per_table_queries_give(
                 assert got == want, (who, family, now)
                 opened.add(want[4])
     assert opened == {None, "ea_mine", "ea_old", "ea_colleague", "ea_later", "ea_other"}
+
+
+WAIT = 10.0  # seconds a step may take before the test fails (never reached when it works)
+
+
+@pytest.fixture
+def served_app(tmp_path: Path, keyring_file: Path, clock: Clock,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The application as `onestory serve` runs it on SQLite: its
+    transactions take turns (`coordination.db.serve_in_turns`)."""
+    urls = [f"sqlite:///{tmp_path / 'data.db'}", f"sqlite:///{tmp_path / 'keys.db'}"]
+    for url, keystore in zip(urls, (False, True), strict=True):
+        engine = make_engine(url)
+        migrate.upgrade(engine, keystore=keystore)
+        engine.dispose()
+    settings = Settings(env="production", instance=tmp_path, database_url=urls[0],
+                        keystore_url=urls[1], keyring_file=keyring_file,
+                        index_key_text=INDEX_KEY, audit_key_text=AUDIT_KEY,
+                        secret_key="test-secret-key")
+    monkeypatch.setattr(db, "_serving_in_turns", False)
+    db.serve_in_turns()
+    app = create_app(settings, clock=clock)
+    app.extensions["onestory"].keystore  # noqa: B018 - its engine made in turns too
+    monkeypatch.setattr(db, "_serving_in_turns", False)
+    assert db.turns_of(app.extensions["onestory"].engine) is not None
+    try:
+        yield app
+    finally:
+        app.extensions["onestory"].dispose()
+
+
+def test_a_verification_walking_the_log_holds_up_no_request(
+        served_app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An auditor verifies the chain (on a long log, seconds to minutes of
+    walking) on the embedded default: the walk only reads, on its own
+    snapshot, so it must not hold the server's turn; meanwhile a read and a
+    write are answered, and the verification still finds the chain whole."""
+    api = _api(served_app, clock)
+    family = api.new_family("nurse1")
+    walking, release = threading.Event(), threading.Event()
+    walk = audit_services.verify_rows
+
+    def slow_walk(*args: Any, **kwargs: Any) -> Any:
+        walking.set()
+        release.wait(WAIT)
+        return walk(*args, **kwargs)
+
+    monkeypatch.setattr(audit_services, "verify_rows", slow_walk)
+    verified: list[Any] = []
+    auditor = threading.Thread(target=lambda: verified.append(
+        Api(served_app.test_client(), api.tokens).get("/api/v1/audit/verify", "auditor1")))
+    auditor.start()
+    try:
+        assert walking.wait(WAIT)
+        answered: list[int] = []
+
+        def casework() -> None:
+            other = Api(served_app.test_client(), api.tokens)
+            answered.append(other.get(f"/api/v1/families/{family}", "nurse1").status_code)
+            answered.append(other.post(f"/api/v1/families/{family}/entries", "nurse1", json={
+                "field": "health", "value": "during the walk"}).status_code)
+
+        worker = threading.Thread(target=casework)
+        worker.start()
+        worker.join(WAIT)
+        assert answered == [200, 201], "a request waited for the verification's walk"
+    finally:
+        release.set()
+        auditor.join(WAIT * 4)
+    assert verified[0].status_code == 200, verified[0].get_json()
+    assert verified[0].get_json()["ok"] is True
