@@ -220,3 +220,40 @@ def test_reads_in_flight_while_the_database_goes_and_comes_back_answer_200_or_50
         after = session.scalar(select(func.count()).select_from(AuditEntry))
     assert after - before >= answers.count(200) + 1
     assert answers.count(200) > 0
+
+
+def test_the_key_store_going_away_alone_answers_503_and_shows_nothing(
+    down_app: Flask, cluster: Cluster, clock: Clock,
+) -> None:
+    """The key store's database drops its connections (restarted on its
+    own): the next read is answered as usual. While it refuses connections,
+    a read answers 503 and shows nothing (no key, no data); once it is back,
+    200 again."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    api = _api(down_app, clock)
+    family = api.new_family("nurse1", display_name="Kaya Family")
+    assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+    rt = down_app.extensions["onestory"]
+    keys = make_url(rt.settings.keystore_url).database
+    admin = make_engine(cluster.admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    drop = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
+                "AND pid <> pg_backend_pid()")
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(drop, {"d": keys}).all()  # at least one was open
+        assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{keys}" ALLOW_CONNECTIONS false'))
+            conn.execute(drop, {"d": keys})
+        response = api.get(f"/api/v1/families/{family}", "nurse1")
+        assert_unavailable(response)
+        assert "Kaya" not in response.get_data(as_text=True)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{keys}" ALLOW_CONNECTIONS true'))
+        assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{keys}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
