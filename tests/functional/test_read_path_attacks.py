@@ -217,3 +217,57 @@ def test_a_verification_walking_the_log_holds_up_no_request(
         auditor.join(WAIT * 4)
     assert verified[0].status_code == 200, verified[0].get_json()
     assert verified[0].get_json()["ok"] is True
+
+
+def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
+        app: Flask, api: Api) -> None:
+    """Each family's entries (never another's) with their authors, in order;
+    minimal-data authorship as the agencies say; members in their order,
+    with and without birth dates; a family with nothing in it; every
+    catalogue field whether or not it has entries."""
+    from coordination.casework.common import catalogue
+    from coordination.casework.record import _content, _members
+    from coordination.model import Agency, Entry, Member
+
+    families = [
+        api.new_family("nurse1", members=[
+            {"name": f"Child {i}", "relation": "child", **(
+                {"birth_date": "2020-01-0" + str(i % 9 + 1)} if i % 2 else {})}
+            for i in range(12)]),
+        api.new_family("nurse1"),
+        api.new_family("physio1", members=[{"name": "Only", "relation": "parent"}])]
+    for n in range(9):
+        family, who = (families[0], "nurse1") if n % 3 else (families[2], "physio1")
+        api.write(family, ["health", "story", "social"][n % 3], f"note {n}", who=who)
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:  # the health centre keeps minimal data (the NGO does)
+        session.get(Agency, "health-centre").minimal_data = True  # type: ignore[union-attr]
+        session.commit()
+    for family in families:
+        with rt.sessions() as session:
+            cipher = rt.vault.for_family(family)
+            want_entries = [(e.id, e.field_id, author) for e, author in session.execute(
+                select(Entry, Staff.username).join(Staff, Staff.id == Entry.author_id)
+                .where(Entry.family_id == family).order_by(Entry.written_at, Entry.id))]
+            minimal = set(session.scalars(select(Agency.id).where(Agency.minimal_data)))
+            want_members = [
+                {"name": cipher.open("family_members", "name", m.id, m.name),
+                 "relation": cipher.open("family_members", "relation", m.id, m.relation),
+                 **({} if m.birth_date is None else {"birth_date": cipher.open(
+                     "family_members", "birth_date", m.id, m.birth_date)})}
+                for m in session.scalars(select(Member).where(Member.family_id == family)
+                                         .order_by(Member.position))]
+            fields = [f.id for f in catalogue(session)]
+            entry_agencies = {e.id: e.agency_id for e in session.scalars(
+                select(Entry).where(Entry.family_id == family))}
+        with rt.sessions() as session:
+            content = _content(session, family)
+            for fid, es in content.by_field.items():  # each field's, in the same order
+                assert [(e.id, e.field_id, a) for e, a in es] == [
+                    w for w in want_entries if w[1] == fid]
+            assert sum(len(es) for es in content.by_field.values()) == len(want_entries)
+            assert [f.id for f in content.catalogue] == fields
+            assert {a for a in entry_agencies.values() if a in minimal} == \
+                set(content.minimal_authors)
+            assert _members(cipher, content.members) == want_members
+    assert {"ngo", "health-centre"} <= minimal
