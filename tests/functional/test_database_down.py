@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -256,4 +257,42 @@ def test_the_key_store_going_away_alone_answers_503_and_shows_nothing(
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{keys}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+def test_a_connection_lost_before_the_request_ends_is_no_500(
+    down_app: Flask, cluster: Cluster, clock: Clock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server drops the request's connection after its answer is made
+    but before the request's session is closed (its transaction, a read,
+    still open): the answer stands, and the close neither raises (which a
+    server turns into a 500) nor logs a traceback."""
+    from sqlalchemy import text
+
+    from coordination.runtime import request_db
+
+    admin = make_engine(cluster.admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    lost: list[int] = []
+
+    @down_app.after_request
+    def drop_the_connection(response: Any) -> Any:
+        if request_db().in_transaction():
+            pid = request_db().connection().connection.dbapi_connection.info.backend_pid
+            with admin.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                while conn.execute(text("SELECT count(*) FROM pg_stat_activity "
+                                        "WHERE pid = :pid"), {"pid": pid}).scalar_one():
+                    pass
+            lost.append(pid)
+        return response
+
+    try:
+        api = _api(down_app, clock)
+        caplog.clear()
+        response = api.get("/api/v1/agencies", "nurse1")
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        assert lost, "the request had no transaction open at its end"
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+        assert api.get("/api/v1/agencies", "nurse1").status_code == 200
+    finally:
         admin.dispose()
