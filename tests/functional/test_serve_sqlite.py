@@ -317,3 +317,41 @@ def test_a_worker_killed_while_writing_leaves_a_whole_chain(tmp_path: Path,
     assert written["201"] <= logged <= written["201"] + written["0"]
     assert entries == logged  # no entry without its audit entry, nor the reverse
     assert "intact" in checked(onestory(env, "audit", "verify"))
+
+
+def test_a_client_dribbling_its_body_holds_up_no_other_request(
+        tmp_path: Path, keyring_file: Path) -> None:
+    """A client with a valid token sends a write's headers and then its
+    body a little at a time (or never the rest): while its body is still
+    coming, other requests on the embedded default are answered; the turn
+    is not taken before the body has arrived."""
+    import socket
+
+    env = embedded_env(tmp_path, keyring_file)
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        status, body = send(f"{base}/api/v1/families", token, "POST", {"display_name": "F"})
+        assert status == 201, body
+        family = json.loads(body)["id"]
+        write = json.dumps({"field": "health", "value": "slowly"}).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as slow:
+            slow.sendall((f"POST /api/v1/families/{family}/entries HTTP/1.1\r\n"
+                          f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                          "Content-Type: application/json\r\n"
+                          f"Content-Length: {len(write)}\r\n\r\n").encode() + write[:5])
+            answered: list[int] = []
+            reader = threading.Thread(target=lambda: answered.append(
+                send(f"{base}/api/v1/families/{family}", token)[0]))
+            reader.start()
+            reader.join(WAIT)
+            while_coming = list(answered)
+            slow.sendall(write[5:])
+            assert slow.recv(12).startswith(b"HTTP/1.1 201")
+            reader.join(3 * WAIT)
+        assert while_coming == [200], "a request waited for another's body"
+        assert answered == [200]
+        assert proc.poll() is None, log.read_text()
