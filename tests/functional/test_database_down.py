@@ -296,3 +296,102 @@ def test_a_connection_lost_before_the_request_ends_is_no_500(
         assert api.get("/api/v1/agencies", "nurse1").status_code == 200
     finally:
         admin.dispose()
+
+
+def test_onestory_serve_through_database_restarts_answers_200_or_503(
+    cluster: Cluster, tmp_path: Path, keyring_file: Path,
+) -> None:
+    """`onestory serve` (several processes) under readers while PostgreSQL
+    stops and starts again twice, then once more while it is idle: every
+    answer is 200 or 503, never a 500 nor a dropped connection, no
+    traceback is logged, every record shown is on record, and the first
+    reads after the idle restart are answered."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from sqlalchemy import func, select
+
+    from audit.model import AuditEntry
+    from tests.functional.test_serve import (
+        SECRET,
+        checked,
+        clean_env,
+        onestory,
+        server,
+        wait_healthy,
+    )
+    from tests.pg import free_port
+
+    data, keys = create_database(cluster.admin_url), create_database(cluster.admin_url)
+    env = clean_env(tmp_path, ONESTORY_DATABASE_URL=data, ONESTORY_KEYSTORE_URL=keys,
+                    ONESTORY_SECRET_KEY=SECRET, ONESTORY_KEYRING_FILE=str(keyring_file),
+                    ONESTORY_INDEX_KEY=INDEX_KEY, ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY)
+    checked(onestory(env, "init"))
+    checked(onestory(env, "agency", "add", "health-centre", "--name", "Health centre",
+                     "--kind", "health"))
+    checked(onestory(env, "user", "add", "nurse1", "--agency", "health-centre",
+                     "--role", "practitioner", "--password-stdin",
+                     stdin="a long enough password\n"))
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+
+    def call(path: str, body: dict[str, str] | None = None) -> tuple[int, bytes]:
+        req = urllib.request.Request(  # noqa: S310 - loopback
+            f"{base}{path}", data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read()
+
+    answers: list[int] = []
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        status, body = call("/api/v1/families", {"display_name": "F"})
+        assert status == 201, body
+        family = json.loads(body)["id"]
+        engine = make_engine(data)
+        with engine.connect() as conn:
+            before = conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                try:
+                    answers.append(call(f"/api/v1/families/{family}")[0])
+                except OSError:
+                    answers.append(0)
+
+        readers = [threading.Thread(target=read) for _ in range(6)]
+        for reader in readers:
+            reader.start()
+        try:
+            for _ in range(2):
+                cluster.halt()
+                cluster.resume()
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join(90)
+        engine.dispose()
+        cluster.halt()  # while idle
+        cluster.resume()
+        after_idle = [call(f"/api/v1/families/{family}")[0] for _ in range(6)]
+        assert proc.poll() is None, log.read_text()
+    assert set(answers) <= {200, 503}, sorted(set(answers))
+    assert answers.count(200) > 0
+    assert after_idle == [200] * 6
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    engine = make_engine(data)
+    try:
+        with engine.connect() as conn:
+            after = conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+    finally:
+        engine.dispose()
+    assert after - before >= answers.count(200) + 6
