@@ -38,6 +38,7 @@ from audit.model import (
     HiddenFromFamily,
     Outcome,
 )
+from coordination.db import READS_ONLY
 
 
 class AuditUnavailable(Exception):
@@ -212,6 +213,8 @@ def _snapshot(engine: Engine) -> Iterator[Any]:
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        else:  # it only reads: a server's other transactions do not wait for it
+            conn = conn.execution_options(**{READS_ONLY: True})
         with conn.begin():  # SQLite: `make_engine`'s BEGIN; the snapshot starts at the first read
             raw = conn.connection.dbapi_connection
             if raw is None:  # pragma: no cover - a checked-out connection has one

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
+from sqlalchemy.exc import DBAPIError
 
 from coordination.api import create_blueprint, db, record_denial
 from coordination.api.problems import register_problems
 from coordination.config import Settings, load_settings
-from coordination.db import retry_on_conflict
+from coordination.db import is_unavailable, retry_on_conflict
 from coordination.runtime import Runtime, utc_now
 from coordination.web import register_web
 
@@ -55,7 +57,17 @@ def register_runtime(app: Flask, settings: Settings, clock: Callable[[], datetim
     def _close_session(_exc: BaseException | None) -> None:
         session = g.pop("db", None)
         if session is not None:
-            session.close()
+            try:
+                session.close()
+            except DBAPIError as exc:
+                if not is_unavailable(exc):
+                    raise
+                # The connection went with its server before the request's
+                # transaction (ended there with it) was rolled back: the
+                # answer stands; the connection is discarded, not pooled.
+                session.invalidate()
+                logging.getLogger("onestory.db").warning(
+                    "a connection was lost before the request ended (%s)", type(exc).__name__)
 
 
 def register_api(app: Flask) -> None:

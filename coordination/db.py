@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import select
 import sqlite3
 import threading
 import time
@@ -42,6 +43,11 @@ _PG_RETRY = frozenset({"40001", "40P01"})
 # A pooled server connection idle longer than this is checked (one round trip)
 # before a request uses it; one in steady use is not (see `make_engine`).
 PING_AFTER_IDLE = 5.0
+
+
+# An execution option: the connection's transactions only read (on SQLite in
+# a server they take no turn; `serve_in_turns`).
+READS_ONLY = "onestory_reads_only"
 
 
 class Base(DeclarativeBase):
@@ -234,7 +240,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 # Set back after an AUTOCOMMIT block: the driver must never
                 # begin transactions on its own (see `_sqlite_pragmas`).
                 driver.isolation_level = None
-            if turns is not None and not turns.held_by_this_thread():
+            reads_only = conn.get_execution_options().get(READS_ONLY, False)
+            if turns is not None and not reads_only and not turns.held_by_this_thread():
                 # In a server (`serve_in_turns`): this thread's turn, then the
                 # write lock, both until the transaction ends. (A second
                 # transaction of the thread that holds the turn, a log
@@ -246,7 +253,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                     turns.give_back(driver)
                     raise
                 return
-            # Deferred: reads take no lock, so requests read side by side; a
+            # Deferred (also a transaction that only reads, `READS_ONLY`, a
+            # log verification: it waits for no turn and holds up none):
+            # reads take no lock, so requests read side by side; a
             # transaction takes the database's write lock at its first write
             # (for a use case, its audit append). One whose reads have gone
             # stale by then is refused and run again whole.
@@ -267,7 +276,9 @@ def _ping_when_idle(engine: Engine) -> None:
     """Check a pooled connection before use only when it has lain idle in
     the pool for `PING_AFTER_IDLE` seconds, or when a connection of any
     engine of this process (the data database's, the key store's) has been
-    lost since it was last used: one that fails is replaced by a new one
+    lost since it was last used, or when the server has sent it something
+    while it lay idle (a server that shuts down or restarts does, then
+    closes it; `_server_spoke`): one that fails is replaced by a new one
     (the pool tries again), so a request after a quiet spell or after an
     outage does not meet a dead connection. A connection in steady use
     costs no check (SQLAlchemy's `pool_pre_ping` would add a round trip to
@@ -292,7 +303,8 @@ def _ping_when_idle(engine: Engine) -> None:
     def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get("idle_since")
         quiet = since is not None and time.monotonic() - since >= PING_AFTER_IDLE
-        if not quiet and record.info.get("losses") == _losses[0]:
+        if (not quiet and record.info.get("losses") == _losses[0]
+                and not _server_spoke(dbapi_connection)):
             return  # in steady use, and nothing lost since
         record.info["losses"] = _losses[0]
         try:
@@ -302,6 +314,19 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("a pooled connection did not answer") from exc
         if not alive:
             raise DisconnectionError("a pooled connection did not answer")
+
+
+def _server_spoke(dbapi_connection: Any) -> bool:
+    """Whether the server sent anything to this idle connection since its
+    last answer, found without a round trip: a server that shuts down or
+    restarts says so and closes it (then the connection is checked). Any
+    doubt counts as spoken."""
+    try:
+        poll = select.poll()
+        poll.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poll.poll(0))
+    except Exception:  # noqa: BLE001 - closed, or no socket to ask: check it
+        return True
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -146,3 +147,251 @@ def test_pages_answer_a_plain_503_while_the_database_is_down(
 
     cluster.resume()
     assert staff.get(f"/staff/families/{family}").status_code == 200
+
+
+def test_a_restart_while_the_app_is_idle_fails_no_request(
+    down_app: Flask, cluster: Cluster, clock: Clock,
+) -> None:
+    """PostgreSQL restarts (a failover, a minor upgrade) between two
+    requests, however soon: every pooled connection of the data database
+    and of the key store is dead, and no request has met a lost one yet.
+    The next requests are answered as if nothing happened (a dead pooled
+    connection is replaced before use, not used and failed)."""
+    api = _api(down_app, clock)
+    family = api.new_family("nurse1")
+    api.write(family, "health", "before")
+    rt = down_app.extensions["onestory"]
+    pings: list[str] = []
+    for name, engine in (("data", rt.engine), ("keys", rt.keystore.engine)):
+        ping = engine.dialect.do_ping
+        setattr(engine.dialect, "do_ping",  # noqa: B010 - this engine's dialect only
+                lambda conn, ping=ping, name=name: pings.append(name) or ping(conn))
+    for _ in range(3):  # in steady use: no check, no round trip
+        assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+    assert pings == []
+    cluster.halt()
+    cluster.resume()
+    for who in ("nurse1", "coord1", "nurse1"):
+        response = api.get(f"/api/v1/families/{family}", who)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert api.post(f"/api/v1/families/{family}/entries", "nurse1",
+                    json={"field": "health", "value": "after"}).status_code == 201
+    assert {"data", "keys"} <= set(pings)
+
+
+def test_reads_in_flight_while_the_database_goes_and_comes_back_answer_200_or_503(
+    down_app: Flask, cluster: Cluster, clock: Clock,
+) -> None:
+    """Readers keep reading while PostgreSQL stops and starts again under
+    them: every answer is 200 or 503 (never a 500), and every 200 is on
+    record (the log holds at least one entry per record shown)."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from audit.model import AuditEntry
+
+    api = _api(down_app, clock)
+    family = api.new_family("nurse1")
+    rt = down_app.extensions["onestory"]
+    with rt.sessions() as session:
+        before = session.scalar(select(func.count()).select_from(AuditEntry))
+    stop = threading.Event()
+    answers: list[int] = []
+
+    def read() -> None:
+        client = Api(down_app.test_client(), api.tokens)
+        while not stop.is_set():
+            answers.append(client.get(f"/api/v1/families/{family}", "nurse1").status_code)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        for _ in range(2):
+            cluster.halt()
+            cluster.resume()
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(60)
+    assert set(answers) <= {200, 503}, sorted(set(answers))
+    assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+    with rt.sessions() as session:
+        after = session.scalar(select(func.count()).select_from(AuditEntry))
+    assert after - before >= answers.count(200) + 1
+    assert answers.count(200) > 0
+
+
+def test_the_key_store_going_away_alone_answers_503_and_shows_nothing(
+    down_app: Flask, cluster: Cluster, clock: Clock,
+) -> None:
+    """The key store's database drops its connections (restarted on its
+    own): the next read is answered as usual. While it refuses connections,
+    a read answers 503 and shows nothing (no key, no data); once it is back,
+    200 again."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    api = _api(down_app, clock)
+    family = api.new_family("nurse1", display_name="Kaya Family")
+    assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+    rt = down_app.extensions["onestory"]
+    keys = make_url(rt.settings.keystore_url).database
+    admin = make_engine(cluster.admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    drop = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
+                "AND pid <> pg_backend_pid()")
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(drop, {"d": keys}).all()  # at least one was open
+        assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{keys}" ALLOW_CONNECTIONS false'))
+            conn.execute(drop, {"d": keys})
+        response = api.get(f"/api/v1/families/{family}", "nurse1")
+        assert_unavailable(response)
+        assert "Kaya" not in response.get_data(as_text=True)
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{keys}" ALLOW_CONNECTIONS true'))
+        assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{keys}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+
+
+def test_a_connection_lost_before_the_request_ends_is_no_500(
+    down_app: Flask, cluster: Cluster, clock: Clock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server drops the request's connection after its answer is made
+    but before the request's session is closed (its transaction, a read,
+    still open): the answer stands, and the close neither raises (which a
+    server turns into a 500) nor logs a traceback."""
+    from sqlalchemy import text
+
+    from coordination.runtime import request_db
+
+    admin = make_engine(cluster.admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    lost: list[int] = []
+
+    @down_app.after_request
+    def drop_the_connection(response: Any) -> Any:
+        if request_db().in_transaction():
+            pid = request_db().connection().connection.dbapi_connection.info.backend_pid
+            with admin.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                while conn.execute(text("SELECT count(*) FROM pg_stat_activity "
+                                        "WHERE pid = :pid"), {"pid": pid}).scalar_one():
+                    pass
+            lost.append(pid)
+        return response
+
+    try:
+        api = _api(down_app, clock)
+        caplog.clear()
+        response = api.get("/api/v1/agencies", "nurse1")
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        assert lost, "the request had no transaction open at its end"
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+        assert api.get("/api/v1/agencies", "nurse1").status_code == 200
+    finally:
+        admin.dispose()
+
+
+def test_onestory_serve_through_database_restarts_answers_200_or_503(
+    cluster: Cluster, tmp_path: Path, keyring_file: Path,
+) -> None:
+    """`onestory serve` (several processes) under readers while PostgreSQL
+    stops and starts again twice, then once more while it is idle: every
+    answer is 200 or 503, never a 500 nor a dropped connection, no
+    traceback is logged, every record shown is on record, and the first
+    reads after the idle restart are answered."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from sqlalchemy import func, select
+
+    from audit.model import AuditEntry
+    from tests.functional.test_serve import (
+        SECRET,
+        checked,
+        clean_env,
+        onestory,
+        server,
+        wait_healthy,
+    )
+    from tests.pg import free_port
+
+    data, keys = create_database(cluster.admin_url), create_database(cluster.admin_url)
+    env = clean_env(tmp_path, ONESTORY_DATABASE_URL=data, ONESTORY_KEYSTORE_URL=keys,
+                    ONESTORY_SECRET_KEY=SECRET, ONESTORY_KEYRING_FILE=str(keyring_file),
+                    ONESTORY_INDEX_KEY=INDEX_KEY, ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY)
+    checked(onestory(env, "init"))
+    checked(onestory(env, "agency", "add", "health-centre", "--name", "Health centre",
+                     "--kind", "health"))
+    checked(onestory(env, "user", "add", "nurse1", "--agency", "health-centre",
+                     "--role", "practitioner", "--password-stdin",
+                     stdin="a long enough password\n"))
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+
+    def call(path: str, body: dict[str, str] | None = None) -> tuple[int, bytes]:
+        req = urllib.request.Request(  # noqa: S310 - loopback
+            f"{base}{path}", data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.read()
+
+    answers: list[int] = []
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        status, body = call("/api/v1/families", {"display_name": "F"})
+        assert status == 201, body
+        family = json.loads(body)["id"]
+        engine = make_engine(data)
+        with engine.connect() as conn:
+            before = conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                try:
+                    answers.append(call(f"/api/v1/families/{family}")[0])
+                except OSError:
+                    answers.append(0)
+
+        readers = [threading.Thread(target=read) for _ in range(6)]
+        for reader in readers:
+            reader.start()
+        try:
+            for _ in range(2):
+                cluster.halt()
+                cluster.resume()
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join(90)
+        engine.dispose()
+        cluster.halt()  # while idle
+        cluster.resume()
+        after_idle = [call(f"/api/v1/families/{family}")[0] for _ in range(6)]
+        assert proc.poll() is None, log.read_text()
+    assert set(answers) <= {200, 503}, sorted(set(answers))
+    assert answers.count(200) > 0
+    assert after_idle == [200] * 6
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    engine = make_engine(data)
+    try:
+        with engine.connect() as conn:
+            after = conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+    finally:
+        engine.dispose()
+    assert after - before >= answers.count(200) + 6

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select
 
 from audit.model import AuditEntry
+from coordination.model import Entry
 from tests.conftest import AUDIT_KEY, INDEX_KEY
 from tests.functional.test_serve import (
     SECRET,
@@ -250,3 +251,107 @@ def test_no_turn_is_held_while_a_provider_is_asked(tmp_path: Path,
         Provider.release.set()
         provider.shutdown()
         provider.server_close()
+
+
+def test_a_worker_killed_while_writing_leaves_a_whole_chain(tmp_path: Path,
+                                                            keyring_file: Path) -> None:
+    """The server's worker is killed (kill -9) while writers are busy: every
+    write answered 201 is on record with its audit entry, none is half
+    written, the chain verifies, and the restarted worker takes turns again."""
+    import os
+    import signal
+    import time
+
+    env = embedded_env(tmp_path, keyring_file)
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    written: Counter[str] = Counter()
+    guard = threading.Lock()
+    stop = threading.Event()
+
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        status, body = send(f"{base}/api/v1/families", token, "POST", {"display_name": "F"})
+        assert status == 201
+        family = json.loads(body)["id"]
+
+        def writer() -> None:
+            while not stop.is_set():
+                try:
+                    status, _ = send(f"{base}/api/v1/families/{family}/entries", token,
+                                     "POST", {"field": "health", "value": "a visit"})
+                except (OSError, http.client.HTTPException):
+                    status = 0  # the connection went with the worker
+                with guard:
+                    written[str(status)] += 1
+
+        threads = [threading.Thread(target=writer) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + WAIT
+        while written["201"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [worker] = children(proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 3 * WAIT
+        while time.monotonic() < deadline and (
+                children(proc.pid) in ([], [worker]) or written["201"] < 40):
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join(WAIT * 3)
+        assert children(proc.pid) not in ([], [worker]), log.read_text()
+        assert send(f"{base}/api/v1/families/{family}", token)[0] == 200
+    assert set(written) <= {"201", "0", "503"}, written
+    assert written["201"] >= 40, written
+    engine = create_engine(f"sqlite:///{tmp_path / 'instance' / 'onestory.db'}")
+    try:
+        with engine.connect() as conn:
+            logged = conn.execute(select(func.count()).select_from(AuditEntry)
+                                  .where(AuditEntry.action == "entry.write")).scalar_one()
+            entries = conn.execute(select(func.count()).select_from(Entry)).scalar_one()
+    finally:
+        engine.dispose()
+    assert written["201"] <= logged <= written["201"] + written["0"]
+    assert entries == logged  # no entry without its audit entry, nor the reverse
+    assert "intact" in checked(onestory(env, "audit", "verify"))
+
+
+def test_a_client_dribbling_its_body_holds_up_no_other_request(
+        tmp_path: Path, keyring_file: Path) -> None:
+    """A client with a valid token sends a write's headers and then its
+    body a little at a time (or never the rest): while its body is still
+    coming, other requests on the embedded default are answered; the turn
+    is not taken before the body has arrived."""
+    import socket
+
+    env = embedded_env(tmp_path, keyring_file)
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        status, body = send(f"{base}/api/v1/families", token, "POST", {"display_name": "F"})
+        assert status == 201, body
+        family = json.loads(body)["id"]
+        write = json.dumps({"field": "health", "value": "slowly"}).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as slow:
+            slow.sendall((f"POST /api/v1/families/{family}/entries HTTP/1.1\r\n"
+                          f"Host: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                          "Content-Type: application/json\r\n"
+                          f"Content-Length: {len(write)}\r\n\r\n").encode() + write[:5])
+            answered: list[int] = []
+            reader = threading.Thread(target=lambda: answered.append(
+                send(f"{base}/api/v1/families/{family}", token)[0]))
+            reader.start()
+            reader.join(WAIT)
+            while_coming = list(answered)
+            slow.sendall(write[5:])
+            assert slow.recv(12).startswith(b"HTTP/1.1 201")
+            reader.join(3 * WAIT)
+        assert while_coming == [200], "a request waited for another's body"
+        assert answered == [200]
+        assert proc.poll() is None, log.read_text()
