@@ -261,9 +261,14 @@ def _insert(session: Session | Connection, table: Table, rows: list[dict[str, An
     driver = conn.connection.driver_connection
     assert driver is not None
 
-    def values(row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(v if p is None or v is None else p(v)
-                     for v, p in zip([row[n] for n in names], processors, strict=True))
+    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+
+    def values(row: dict[str, Any]) -> list[Any]:
+        out = [row[name] for name in names]
+        for i, process in processed:
+            if out[i] is not None:
+                out[i] = process(out[i])
+        return out
 
     if dialect.name == "postgresql":
         with driver.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]

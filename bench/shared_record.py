@@ -504,67 +504,77 @@ def read_plans(store: Store, family_id: str, now: datetime) -> list[tuple[str, l
 
 def flat_run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
              pin: bool, show_plans: bool) -> list[FlatResult]:
-    """The encrypted store alone, grown to each size; `reads` timed consented
-    encrypted reads per size on families drawn at random over all of them."""
+    """An encrypted store per size (`urls`: "data<i>" and "keys<i>"), each
+    bulk-loaded to its size; then `reads` consented encrypted reads on each, on
+    families drawn at random over all of its families, the sizes interleaved
+    read by read (so that other work on the machine weighs on both alike)."""
     now = datetime.now(UTC).replace(microsecond=0)
-    store = open_store("encrypted", urls["encrypted"], urls["keys"], now)
+    stores: list[Store] = []
     try:
-        install_guards(store.sessions)
-        pinning = Pinning(store.engines, pin)
-        loader = Loader([store], now, store.staff_ids, keep_ids=False)
-        kinds: dict[str, tuple[Store, Read]] = {"encrypted": (store, consented_read)}
-        rng = random.Random(13)
-        results = []
-        for size in sizes:
-            before = loader.loaded
-            print(f"[{label}] loading {size - before:,} families (to {size:,})...", flush=True)
+        loads: list[tuple[float, float]] = []  # (seconds, peak RSS MB after it)
+        for i, size in enumerate(sizes):
+            store = open_store(f"{size:,}", urls[f"data{i}"], urls[f"keys{i}"], now)
+            stores.append(store)
+            install_guards(store.sessions)
+            loader = Loader([store], now, store.staff_ids, keep_ids=False)
+            print(f"[{label}] loading {size:,} families...", flush=True)
             seconds = loader.grow_to(size)
             with store.sessions() as session:
                 counted = session.scalar(select(func.count()).select_from(Family))
             assert counted == size, (counted, size)
             settled = (" and VACUUM, CHECKPOINT" if store.engine.dialect.name == "postgresql"
                        else "")
-            print(f"[{label}] {size:,} families: {size - before:,} loaded in {seconds:.1f} s "
-                  f"({(size - before) / seconds:,.0f} families/s; {store.rows:,} rows and "
-                  f"{store.key_rows:,} data keys in all), then ANALYZE{settled}; "
-                  f"timing {reads:,} reads...", flush=True)
-            drawn = sample_ids(store.engine, WARM_UP + reads, rng)
-            with store.sessions() as session:
-                body = consented_read(session, store.vault, store.actor, drawn[0], now)
-            assert sorted(body["fields"]) == ["health", "involvement"], body["fields"]
+            print(f"[{label}] {size:,} families loaded in {seconds:.1f} s "
+                  f"({size / seconds:,.0f} families/s; {store.rows:,} rows, "
+                  f"{store.key_rows:,} data keys), then ANALYZE{settled}", flush=True)
+            loads.append((seconds, peak_rss_mb()))
+        pinning = Pinning([e for s in stores for e in s.engines], pin)
+        rng = random.Random(13)
+        drawn = {store.name: sample_ids(store.engine, WARM_UP + reads, rng) for store in stores}
+        counts = []
+        for store in stores:
             assert store.keystore is not None
+            with store.sessions() as session:
+                body = consented_read(session, store.vault, store.actor, drawn[store.name][0],
+                                      now)
+            assert sorted(body["fields"]) == ["health", "involvement"], body["fields"]
             with counting(store.engine) as data, counting(store.keystore.engine) as keys, \
                     store.sessions() as session:
-                consented_read(session, store.vault, store.actor, drawn[1], now)
-            plans = read_plans(store, drawn[2], now) if show_plans and size == sizes[-1] else []
-            with pinning.pinned():
-                timings, other_load = timed_reads(kinds, drawn, now, pinning.backends)
-            results.append(FlatResult(size, seconds, size - before, timings["encrypted"],
-                                      len(data), len(keys), pinning.note, other_load,
-                                      peak_rss_mb(), plans))
-        return results
+                consented_read(session, store.vault, store.actor, drawn[store.name][1], now)
+            counts.append((len(data), len(keys)))
+        plans = read_plans(stores[-1], drawn[stores[-1].name][2], now) if show_plans else []
+        print(f"[{label}] timing {reads:,} reads at each size, interleaved...", flush=True)
+        with pinning.pinned():
+            timings, other_load = timed_reads(stores, drawn, now, pinning.backends)
+        return [FlatResult(size, seconds, size, timings[store.name], data, keys, pinning.note,
+                           other_load, rss, plans if store is stores[-1] else [])
+                for size, store, (seconds, rss), (data, keys)
+                in zip(sizes, stores, loads, counts, strict=True)]
     finally:
-        store.dispose()
+        for store in stores:
+            store.dispose()
 
 
-def timed_reads(kinds: dict[str, tuple[Store, Read]], drawn: list[str], now: datetime,
+def timed_reads(stores: list[Store], drawn: dict[str, list[str]], now: datetime,
                 backends: set[int]) -> tuple[dict[str, Timing], float | None]:
-    """Warm up on the first WARM_UP of `drawn`, then time one read of each
-    kind on each of the others, in order (they are already in random order)."""
+    """Step by step, one consented read on each store of the next family drawn
+    for it (the order of the stores swapped every step); the first WARM_UP steps
+    warm up, the others are timed."""
     clock = time.perf_counter_ns
-    samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+    samples: dict[str, list[float]] = {store.name: [] for store in stores}
     load = OtherLoad(backends)
-    for i, family_id in enumerate(drawn):
-        for kind, (store, read) in kinds.items():
+    steps = min(len(ids) for ids in drawn.values())
+    for step in range(steps):
+        for store in (stores if step % 2 else stores[::-1]):
             started = clock()
             with store.sessions() as session:
-                read(session, store.vault, store.actor, family_id, now)
-            if i >= WARM_UP:
-                samples[kind].append((clock() - started) / 1_000)
-        if i + 1 == WARM_UP:
+                consented_read(session, store.vault, store.actor, drawn[store.name][step], now)
+            if step >= WARM_UP:
+                samples[store.name].append((clock() - started) / 1_000)
+        if step + 1 == WARM_UP:
             gc.collect()
             load = OtherLoad(backends)
-    return {kind: Timing(s) for kind, s in samples.items()}, load.percent()
+    return {name: Timing(s) for name, s in samples.items()}, load.percent()
 
 
 def flat_report(backend: str, results: list[FlatResult], reads: int) -> None:
@@ -575,20 +585,21 @@ def flat_report(backend: str, results: list[FlatResult], reads: int) -> None:
           "with its key store, a data key per family: fetched, unwrapped once, values opened; "
           "its audit append and commit included), fresh session per read, "
           f"{reads:,} timed reads per size on families drawn at random over all of them "
-          f"(after {WARM_UP} warm-up reads on others), {big.pinning}. The plaintext twin store "
-          "and the key rotation are left out at this size.")
+          f"(after {WARM_UP} warm-up reads on others), a store per size, the sizes interleaved "
+          f"read by read, {big.pinning}. The plaintext twin store and the key rotation are "
+          "left out here.")
     if all(r.other_load is not None for r in results):
         print("other processes on the machine while reads were timed: " + ", ".join(
             f"{r.families:,}: {r.other_load:.0f}%" for r in results) + " of a CPU" + (
             " -- MORE THAN 10%: figures disturbed"
             if any((r.other_load or 0) > OTHER_LOAD_LIMIT for r in results) else ""))
-    header = (f"{'families':>10} {'loaded':>10} {'load s':>8} {'fam/s':>7} | "
+    header = (f"{'families':>10} {'load s':>8} {'fam/s':>7} | "
               f"{'median us':>9} {'p90 us':>8} {'mean us':>8} | {'queries':>7} "
               f"{'peak RSS MB':>11}")
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.families:>10,} {r.loaded:>10,} {r.load_seconds:>8.1f} "
+        print(f"{r.families:>10,} {r.load_seconds:>8.1f} "
               f"{r.per_second:>7,.0f} | {r.read.median:>9.0f} {r.read.p90:>8.0f} "
               f"{r.read.mean:>8.0f} | {r.data_statements:>3}+{r.key_statements:<3} "
               f"{r.peak_rss_mb:>11.0f}")
@@ -599,7 +610,8 @@ def flat_report(backend: str, results: list[FlatResult], reads: int) -> None:
           f"{'MET' if g <= GROWTH_TARGET else 'NOT MET'}")
     print("(load s = generating, sealing with the vault (a fresh data key per family, wrapped "
           "by the master keyring, stored in the key store) and inserting in bulk, then ANALYZE; "
-          "queries = statements per read, data database + key store; peak RSS = this process)")
+          "queries = statements per read, data database + key store; peak RSS = this process "
+          "after that load)")
     if big.plans:
         print()
         print(f"query plans of one read at {big.families:,} families:")
@@ -624,9 +636,13 @@ def postgres_run(sizes: list[int], reads: int, pin: bool) -> list[Result]:
         return run(urls, sizes, reads, "postgresql", pin)
 
 
+def flat_databases(sizes: list[int]) -> list[str]:
+    return [f"{kind}{i}" for i in range(len(sizes)) for kind in ("data", "keys")]
+
+
 def flat_sqlite_run(sizes: list[int], reads: int, pin: bool,
                     show_plans: bool) -> list[FlatResult]:
-    with sqlite_databases(("encrypted", "keys"), "onestory-bench-") as urls:
+    with sqlite_databases(flat_databases(sizes), "onestory-bench-") as urls:
         return flat_run(urls, sizes, reads, "sqlite", pin, show_plans)
 
 
@@ -634,7 +650,7 @@ def flat_postgres_run(sizes: list[int], reads: int, pin: bool,
                       show_plans: bool) -> list[FlatResult]:
     from tests.pg import Cluster
 
-    with postgres_databases(Cluster(), ("encrypted", "keys")) as urls:
+    with postgres_databases(Cluster(), flat_databases(sizes)) as urls:
         return flat_run(urls, sizes, reads, "postgresql", pin, show_plans)
 
 
