@@ -608,8 +608,9 @@ def flat_report(backend: str, results: list[FlatResult], reads: int) -> None:
     print(f"read median {small.families:,} -> {big.families:,} families: {g:+.1f}% "
           f"(p90 {g90:+.1f}%); target <= {GROWTH_TARGET:.0f}%: "
           f"{'MET' if g <= GROWTH_TARGET else 'NOT MET'}")
-    print("(load s = generating, sealing with the vault (a fresh data key per family, wrapped "
-          "by the master keyring, stored in the key store) and inserting in bulk, then ANALYZE; "
+    print("(load s = all of: generating, sealing with the vault (a fresh data key per family, "
+          "wrapped by the master keyring, stored in the key store), inserting in bulk, then "
+          "ANALYZE; "
           "queries = statements per read, data database + key store; peak RSS = this process "
           "after that load)")
     if big.plans:
