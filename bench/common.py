@@ -302,7 +302,11 @@ class Loader:
 
     `family_ids` holds every id loaded, or with `keep_ids=False` only the last
     chunk's (memory stays flat at a million families; `loaded` counts them and
-    `sample_ids` draws ids from the database)."""
+    `sample_ids` draws ids from the database). Families are committed
+    `commit_families` at a time: on SQLite each commit writes every page it
+    dirtied to the WAL (and the checkpoint again to the file), and with random
+    ids nearly every row dirties a page of its own, so fewer, larger commits
+    write several times less."""
 
     stores: list[Store]
     now: datetime
@@ -312,6 +316,7 @@ class Loader:
     people: dict[str, tuple[str, date]] = field(default_factory=dict)
     family_ids: list[str] = field(default_factory=list)
     keep_ids: bool = True
+    commit_families: int = CHUNK_FAMILIES  # families per transaction
     loaded: int = 0
     next_involvement: int = 1
     next_form: int = 1
@@ -325,7 +330,7 @@ class Loader:
         """Add families until there are `total`; returns the seconds taken."""
         started = time.perf_counter()
         while self.loaded < total:
-            self._load_chunk(min(CHUNK_FAMILIES, total - self.loaded))
+            self._load_batch(min(self.commit_families, total - self.loaded))
         for store in self.stores:
             t0 = time.perf_counter()
             if store.engine.dialect.name == "postgresql":
@@ -342,27 +347,52 @@ class Loader:
             store.load_seconds += time.perf_counter() - t0
         return time.perf_counter() - started
 
-    def _load_chunk(self, count: int) -> None:
+    def _load_batch(self, count: int) -> None:
+        """`count` families in one transaction per database, generated and
+        inserted CHUNK_FAMILIES at a time; each store's keys are committed
+        before the data that needs them (as `EnvelopeVault.new_family` does)."""
+        sessions = [store.sessions() for store in self.stores]
+        keys = [store.keystore.engine.connect() if store.keystore else None
+                for store in self.stores]
+        try:
+            for conn in keys:
+                if conn is not None:
+                    conn.begin()  # `_insert` writes through the driver: begin here
+            done = 0
+            while done < count:
+                chunk = min(CHUNK_FAMILIES, count - done)
+                self._load_chunk(chunk, sessions, keys)
+                done += chunk
+            for store, session, conn in zip(self.stores, sessions, keys, strict=True):
+                t0 = time.perf_counter()
+                if conn is not None:
+                    conn.commit()
+                session.commit()
+                store.load_seconds += time.perf_counter() - t0
+        finally:
+            for session in sessions:
+                session.close()
+            for conn in keys:
+                if conn is not None:
+                    conn.close()
+
+    def _load_chunk(self, count: int, sessions: list[Session],
+                    keys: list[Connection | None]) -> None:
         t0 = time.perf_counter()
         if not self.keep_ids:
             self.family_ids.clear()
         tables = self._generate(count)
         self.generate_seconds += time.perf_counter() - t0
         fids = self.family_ids[-count:]
-        for store in self.stores:
+        for store, session, conn in zip(self.stores, sessions, keys, strict=True):
             t0 = time.perf_counter()
             ciphers, key_rows = store.ciphers(fids, self.now)
-            if store.keystore is not None:
-                # Keys first, committed before the data that needs them (as
-                # `EnvelopeVault.new_family` does).
-                with store.keystore.engine.begin() as conn:
-                    _insert(conn, DataKey.__table__, key_rows)  # type: ignore[arg-type]
+            if conn is not None:
+                _insert(conn, DataKey.__table__, key_rows)  # type: ignore[arg-type]
                 store.key_rows += len(key_rows)
-            with store.sessions() as session:
-                for table, rows in tables:
-                    _insert(session, table, _resolve(rows, ciphers, store.vault))
-                    store.rows += len(rows)
-                session.commit()
+            for table, rows in tables:
+                _insert(session, table, _resolve(rows, ciphers, store.vault))
+                store.rows += len(rows)
             store.load_seconds += time.perf_counter() - t0
 
     def _generate(self, count: int) -> list[tuple[Table, list[dict[str, Any]]]]:

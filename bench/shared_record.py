@@ -54,6 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import (
+    CHUNK_FAMILIES,
     READER,
     Loader,
     Pinning,
@@ -86,6 +87,7 @@ OTHER_LOAD_LIMIT = 10.0  # % of a CPU used by other processes while timing: abov
 REWRAP_BATCH = 1_000  # data keys per re-wrap transaction (the CLI's default)
 MILLION = 1_000_000  # --million: the large size
 WARM_UP = 200  # reads before timing, on families of their own
+SQLITE_COMMIT_FAMILIES = 10_000  # --million on SQLite: families per load transaction
 
 
 # --- the two reads ----------------------------------------------------------
@@ -516,7 +518,9 @@ def flat_run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
             store = open_store(f"{size:,}", urls[f"data{i}"], urls[f"keys{i}"], now)
             stores.append(store)
             install_guards(store.sessions)
-            loader = Loader([store], now, store.staff_ids, keep_ids=False)
+            loader = Loader([store], now, store.staff_ids, keep_ids=False,
+                            commit_families=SQLITE_COMMIT_FAMILIES
+                            if store.engine.dialect.name == "sqlite" else CHUNK_FAMILIES)
             print(f"[{label}] loading {size:,} families...", flush=True)
             seconds = loader.grow_to(size)
             with store.sessions() as session:
