@@ -43,7 +43,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/chain_hold.py
 
 # The encrypted shared-record read at 1 000 and 1 000 000 families, SQLite then
-# PostgreSQL (bench/README.md): bulk loads of a million families, about 30 min in all.
+# PostgreSQL (bench/README.md): bulk loads of a million families, about 35 min in all.
 bench-million: $(VENV)/.installed-test
 	$(BIN)/python bench/shared_record.py --million
 	$(BIN)/python bench/shared_record.py --million --postgres
