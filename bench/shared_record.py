@@ -74,6 +74,7 @@ from consent.services import install_guards
 from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination import crypto
 from coordination.actors import Actor
+from coordination.casework import entry_kinds
 from coordination.casework.common import iso_time
 from coordination.casework.record import shared_record
 from coordination.crypto import Keyring, Vault, rewrap_all
@@ -134,12 +135,16 @@ def plain_read(session: Session, vault: Vault, actor: Actor, family_id: str,
         )
     }
     for entry, author in rows:
+        opened = cipher.open("entries", "value", entry.id, entry.value)
+        data = entry_kinds.stored_data(entry.kind, opened)
         fields[entry.field_id].append({
             "id": entry.id,
             "agency": entry.agency_id,
             "author": author,
             "written_at": iso_time(entry.written_at),
-            "value": cipher.open("entries", "value", entry.id, entry.value),
+            "kind": entry.kind,
+            "data": data,
+            "value": entry_kinds.in_words(entry.kind, data, opened),
         })
     return {
         "id": family.id,
