@@ -1,8 +1,9 @@
 """Benchmark: how long a report takes over 1 000 and 100 000 families, and
 what sealing each family's values under its own key costs it.
 
-Two data databases get the same population, bulk-loaded with SQLAlchemy Core
-(`common._insert`, 5 000 rows per executemany, one commit per 1 000 families):
+Two data databases get the same population, bulk-loaded through the driver
+(`common._insert`: COPY on PostgreSQL, executemany of 5 000 rows on SQLite, one
+commit per 1 000 families):
 
 * the **encrypted store**, as the product runs (`EnvelopeVault`, per-family
   data keys in a key store of its own, wrapped under the master keyring);

@@ -20,8 +20,15 @@ each read with a fresh session,
   is read twice per family, and neither profits more from warm pages),
 
 then adds a master key version and re-wraps every data key with
-`coordination.crypto.rewrap_all`. Run `python bench/shared_record.py --help`
-for the options.
+`coordination.crypto.rewrap_all`.
+
+With --million (`make bench-million`) it asks one question instead: does the
+encrypted read stay flat from 1 000 to 1 000 000 families? It bulk-loads the
+encrypted store alone (the plaintext twin is left out at that size), says how
+long each load took, ANALYZEs after it (as an operator would after a restore),
+shows the query plan of each of the read's statements at the large size, and
+times the consented encrypted read on families drawn at random over all of
+them. Run `python bench/shared_record.py --help` for the options.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import gc
 import itertools
 import os
 import random
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +54,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import (
+    CHUNK_FAMILIES,
+    READER,
     Loader,
     Pinning,
     Store,
@@ -53,16 +63,18 @@ from common import (
     counting,
     open_store,
     postgres_databases,
+    sample_ids,
     sqlite_databases,
     verdict,
 )
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 from consent.services import install_guards
 from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination import crypto
 from coordination.actors import Actor
+from coordination.casework import entry_kinds
 from coordination.casework.common import iso_time
 from coordination.casework.record import shared_record
 from coordination.crypto import Keyring, Vault, rewrap_all
@@ -74,6 +86,9 @@ CRYPTO_TARGET = 1.5  # encrypted / plaintext, consented read, per-read median
 GROWTH_TARGET = 25.0  # percent, consented median from the small to the large size
 OTHER_LOAD_LIMIT = 10.0  # % of a CPU used by other processes while timing: above, say so
 REWRAP_BATCH = 1_000  # data keys per re-wrap transaction (the CLI's default)
+MILLION = 1_000_000  # --million: the large size
+WARM_UP = 200  # reads before timing, on families of their own
+SQLITE_COMMIT_FAMILIES = 10_000  # --million on SQLite: families per load transaction
 
 
 # --- the two reads ----------------------------------------------------------
@@ -120,12 +135,16 @@ def plain_read(session: Session, vault: Vault, actor: Actor, family_id: str,
         )
     }
     for entry, author in rows:
+        opened = cipher.open("entries", "value", entry.id, entry.value)
+        data = entry_kinds.stored_data(entry.kind, opened)
         fields[entry.field_id].append({
             "id": entry.id,
             "agency": entry.agency_id,
             "author": author,
             "written_at": iso_time(entry.written_at),
-            "value": cipher.open("entries", "value", entry.id, entry.value),
+            "kind": entry.kind,
+            "data": data,
+            "value": entry_kinds.in_words(entry.kind, data, opened),
         })
     return {
         "id": family.id,
@@ -409,6 +428,209 @@ def run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
             store.dispose()
 
 
+# --- flat to a million families (--million) ------------------------------------------
+
+
+@dataclass
+class FlatResult:
+    families: int
+    load_seconds: float  # generating, sealing and inserting this size's new families
+    loaded: int  # families added by that load
+    read: Timing
+    data_statements: int
+    key_statements: int
+    pinning: str
+    other_load: float | None
+    peak_rss_mb: float  # of this process so far (the PostgreSQL server not included)
+    plans: list[tuple[str, list[str]]]
+
+    @property
+    def per_second(self) -> float:
+        return self.loaded / self.load_seconds if self.load_seconds else 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+@contextmanager
+def capturing(*engines: Engine) -> Iterator[list[tuple[Engine, str, Any]]]:
+    """The statements sent on these engines inside the block, with their parameters."""
+    sent: list[tuple[Engine, str, Any]] = []
+
+    def listener(engine: Engine) -> Callable[..., None]:
+        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any,
+                   *_args: Any) -> None:
+            sent.append((engine, statement, parameters))
+        return record
+
+    listeners = [(engine, listener(engine)) for engine in engines]
+    for engine, fn in listeners:
+        event.listen(engine, "before_cursor_execute", fn)
+    try:
+        yield sent
+    finally:
+        for engine, fn in listeners:
+            event.remove(engine, "before_cursor_execute", fn)
+
+
+def explain(engine: Engine, statement: str, parameters: Any) -> list[str]:
+    """The plan the database chooses for one statement with its parameters
+    (PostgreSQL `EXPLAIN`, SQLite `EXPLAIN QUERY PLAN`; nothing is executed)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "postgresql":
+            cursor.execute("EXPLAIN " + statement, parameters)
+            lines = [row[0] for row in cursor.fetchall()]
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            lines = [row[-1] for row in cursor.fetchall()]
+        cursor.close()
+        raw.rollback()
+    finally:
+        raw.close()
+    return lines
+
+
+def read_plans(store: Store, family_id: str, now: datetime) -> list[tuple[str, list[str]]]:
+    """Each data statement of one encrypted read (and the key store's) with its plan."""
+    assert store.keystore is not None
+    with capturing(store.engine, store.keystore.engine) as sent, store.sessions() as session:
+        consented_read(session, store.vault, store.actor, family_id, now)
+    plans = []
+    for engine, statement, parameters in sent:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb not in {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"}:
+            continue
+        where = "keys" if engine is store.keystore.engine else "data"
+        plans.append((f"[{where}] " + " ".join(statement.split()),
+                      explain(engine, statement, parameters)))
+    return plans
+
+
+def flat_run(urls: dict[str, str], sizes: list[int], reads: int, label: str,
+             pin: bool, show_plans: bool) -> list[FlatResult]:
+    """An encrypted store per size (`urls`: "data<i>" and "keys<i>"), each
+    bulk-loaded to its size; then `reads` consented encrypted reads on each, on
+    families drawn at random over all of its families, the sizes interleaved
+    read by read (so that other work on the machine weighs on both alike)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    stores: list[Store] = []
+    try:
+        loads: list[tuple[float, float]] = []  # (seconds, peak RSS MB after it)
+        for i, size in enumerate(sizes):
+            store = open_store(f"{size:,}", urls[f"data{i}"], urls[f"keys{i}"], now)
+            stores.append(store)
+            install_guards(store.sessions)
+            loader = Loader([store], now, store.staff_ids, keep_ids=False,
+                            commit_families=SQLITE_COMMIT_FAMILIES
+                            if store.engine.dialect.name == "sqlite" else CHUNK_FAMILIES)
+            print(f"[{label}] loading {size:,} families...", flush=True)
+            seconds = loader.grow_to(size)
+            with store.sessions() as session:
+                counted = session.scalar(select(func.count()).select_from(Family))
+            assert counted == size, (counted, size)
+            settled = (" and VACUUM, CHECKPOINT" if store.engine.dialect.name == "postgresql"
+                       else "")
+            print(f"[{label}] {size:,} families loaded in {seconds:.1f} s "
+                  f"({size / seconds:,.0f} families/s; {store.rows:,} rows, "
+                  f"{store.key_rows:,} data keys), then ANALYZE{settled}", flush=True)
+            loads.append((seconds, peak_rss_mb()))
+        pinning = Pinning([e for s in stores for e in s.engines], pin)
+        rng = random.Random(13)
+        drawn = {store.name: sample_ids(store.engine, WARM_UP + reads, rng) for store in stores}
+        counts = []
+        for store in stores:
+            assert store.keystore is not None
+            with store.sessions() as session:
+                body = consented_read(session, store.vault, store.actor, drawn[store.name][0],
+                                      now)
+            assert sorted(body["fields"]) == ["health", "involvement"], body["fields"]
+            with counting(store.engine) as data, counting(store.keystore.engine) as keys, \
+                    store.sessions() as session:
+                consented_read(session, store.vault, store.actor, drawn[store.name][1], now)
+            counts.append((len(data), len(keys)))
+        plans = read_plans(stores[-1], drawn[stores[-1].name][2], now) if show_plans else []
+        print(f"[{label}] timing {reads:,} reads at each size, interleaved...", flush=True)
+        with pinning.pinned():
+            timings, other_load = timed_reads(stores, drawn, now, pinning.backends)
+        return [FlatResult(size, seconds, size, timings[store.name], data, keys, pinning.note,
+                           other_load, rss, plans if store is stores[-1] else [])
+                for size, store, (seconds, rss), (data, keys)
+                in zip(sizes, stores, loads, counts, strict=True)]
+    finally:
+        for store in stores:
+            store.dispose()
+
+
+def timed_reads(stores: list[Store], drawn: dict[str, list[str]], now: datetime,
+                backends: set[int]) -> tuple[dict[str, Timing], float | None]:
+    """Step by step, one consented read on each store of the next family drawn
+    for it (the order of the stores swapped every step); the first WARM_UP steps
+    warm up, the others are timed."""
+    clock = time.perf_counter_ns
+    samples: dict[str, list[float]] = {store.name: [] for store in stores}
+    load = OtherLoad(backends)
+    steps = min(len(ids) for ids in drawn.values())
+    for step in range(steps):
+        for store in (stores if step % 2 else stores[::-1]):
+            started = clock()
+            with store.sessions() as session:
+                consented_read(session, store.vault, store.actor, drawn[store.name][step], now)
+            if step >= WARM_UP:
+                samples[store.name].append((clock() - started) / 1_000)
+        if step + 1 == WARM_UP:
+            gc.collect()
+            load = OtherLoad(backends)
+    return {name: Timing(s) for name, s in samples.items()}, load.percent()
+
+
+def flat_report(backend: str, results: list[FlatResult], reads: int) -> None:
+    small, big = results[0], results[-1]
+    print()
+    print(f"flat to a million families on {backend}: the consented encrypted read "
+          f"(coordination.casework.record.shared_record as {READER}, EnvelopeVault store "
+          "with its key store, a data key per family: fetched, unwrapped once, values opened; "
+          "its audit append and commit included), fresh session per read, "
+          f"{reads:,} timed reads per size on families drawn at random over all of them "
+          f"(after {WARM_UP} warm-up reads on others), a store per size, the sizes interleaved "
+          f"read by read, {big.pinning}. The plaintext twin store and the key rotation are "
+          "left out here.")
+    if all(r.other_load is not None for r in results):
+        print("other processes on the machine while reads were timed: " + ", ".join(
+            f"{r.families:,}: {r.other_load:.0f}%" for r in results) + " of a CPU" + (
+            " -- MORE THAN 10%: figures disturbed"
+            if any((r.other_load or 0) > OTHER_LOAD_LIMIT for r in results) else ""))
+    header = (f"{'families':>10} {'load s':>8} {'fam/s':>7} | "
+              f"{'median us':>9} {'p90 us':>8} {'mean us':>8} | {'queries':>7} "
+              f"{'peak RSS MB':>11}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{r.families:>10,} {r.load_seconds:>8.1f} "
+              f"{r.per_second:>7,.0f} | {r.read.median:>9.0f} {r.read.p90:>8.0f} "
+              f"{r.read.mean:>8.0f} | {r.data_statements:>3}+{r.key_statements:<3} "
+              f"{r.peak_rss_mb:>11.0f}")
+    g = growth(small.read, big.read)
+    g90 = (big.read.p90 / small.read.p90 - 1) * 100
+    print(f"read median {small.families:,} -> {big.families:,} families: {g:+.1f}% "
+          f"(p90 {g90:+.1f}%); target <= {GROWTH_TARGET:.0f}%: "
+          f"{'MET' if g <= GROWTH_TARGET else 'NOT MET'}")
+    print("(load s = all of: generating, sealing with the vault (a fresh data key per family, "
+          "wrapped by the master keyring, stored in the key store), inserting in bulk, then "
+          "ANALYZE; "
+          "queries = statements per read, data database + key store; peak RSS = this process "
+          "after that load)")
+    if big.plans:
+        print()
+        print(f"query plans of one read at {big.families:,} families:")
+        for statement, plan in big.plans:
+            print(f"  {statement[:160]}{'...' if len(statement) > 160 else ''}")
+            for line in plan:
+                print(f"      {line}")
+
+
 DATABASES = ("plaintext", "encrypted", "keys")
 
 
@@ -422,6 +644,24 @@ def postgres_run(sizes: list[int], reads: int, pin: bool) -> list[Result]:
 
     with postgres_databases(Cluster(), DATABASES) as urls:
         return run(urls, sizes, reads, "postgresql", pin)
+
+
+def flat_databases(sizes: list[int]) -> list[str]:
+    return [f"{kind}{i}" for i in range(len(sizes)) for kind in ("data", "keys")]
+
+
+def flat_sqlite_run(sizes: list[int], reads: int, pin: bool,
+                    show_plans: bool) -> list[FlatResult]:
+    with sqlite_databases(flat_databases(sizes), "onestory-bench-") as urls:
+        return flat_run(urls, sizes, reads, "sqlite", pin, show_plans)
+
+
+def flat_postgres_run(sizes: list[int], reads: int, pin: bool,
+                      show_plans: bool) -> list[FlatResult]:
+    from tests.pg import Cluster
+
+    with postgres_databases(Cluster(), flat_databases(sizes)) as urls:
+        return flat_run(urls, sizes, reads, "postgresql", pin, show_plans)
 
 
 def growth(small: Timing, big: Timing) -> float:
@@ -505,8 +745,14 @@ def report(backend: str, results: list[Result], reads: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--families", type=int, default=100_000,
-                        help="the large size (default 100000; the small size is 1000)")
+    parser.add_argument("--families", type=int, default=None,
+                        help="the large size (default 100000, --million 1000000; "
+                             "the small size is 1000)")
+    parser.add_argument("--million", action="store_true",
+                        help="flat to a million: the encrypted read alone at 1000 and "
+                             "1000000 families, load times and query plans")
+    parser.add_argument("--no-plans", action="store_true",
+                        help="with --million: do not print the read's query plans")
     parser.add_argument("--reads", type=int, default=None,
                         help="reads of each kind per size (default 2000, --quick 200)")
     parser.add_argument("--quick", action="store_true",
@@ -516,13 +762,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin client and server to one CPU while measuring")
     args = parser.parse_args(argv)
-    small, big = (200, 2_000) if args.quick else (1_000, args.families)
+    default = MILLION if args.million else 100_000
+    small, big = (200, 2_000) if args.quick else (1_000, args.families or default)
     reads = args.reads or (200 if args.quick else 2_000)
     if big <= small:
         parser.error(f"--families must be more than {small}")
     sizes = [small, big]
     backend = "postgresql" if args.postgres else "sqlite"
     started = time.perf_counter()
+    if args.million:
+        flat = (flat_postgres_run if args.postgres else flat_sqlite_run)(
+            sizes, reads, not args.no_pin, not args.no_plans)
+        flat_report(backend, flat, reads)
+        print(f"total {time.perf_counter() - started:.0f} s")
+        return 0
     results = (postgres_run if args.postgres else sqlite_run)(sizes, reads, not args.no_pin)
     report(backend, results, reads)
     print(f"total {time.perf_counter() - started:.0f} s")
