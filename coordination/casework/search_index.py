@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, delete, distinct, func, insert, select, union
+from sqlalchemy import ColumnElement, delete, distinct, exists, func, insert, or_, select, union
 from sqlalchemy.orm import Session
 
 from coordination.crypto import Vault
@@ -148,11 +148,25 @@ def matching(vault: Vault, name: str | None, birth_date: date | None
     conditions: list[ColumnElement[bool]] = []
     if name is not None:
         asked = sorted({vault.blind_index(WORD, word) for word in name_words(name)})
-        one_name = (select(SearchTerm.family_id).where(SearchTerm.term.in_(asked))
-                    .group_by(SearchTerm.family_id, SearchTerm.owner)
-                    .having(func.count(distinct(SearchTerm.term)) == len(asked)))
-        whole = select(Family.id).where(Family.name_index == vault.blind_index("name", name))
-        conditions.append(Family.id.in_(union(one_name, whole)))
+        whole_name = vault.blind_index("name", name)
+        if birth_date is None:
+            # The name alone: the families some one name of which holds every
+            # word, found through the terms' index.
+            one_name = (select(SearchTerm.family_id).where(SearchTerm.term.in_(asked))
+                        .group_by(SearchTerm.family_id, SearchTerm.owner)
+                        .having(func.count(distinct(SearchTerm.term)) == len(asked)))
+            whole = select(Family.id).where(Family.name_index == whole_name)
+            conditions.append(Family.id.in_(union(one_name, whole)))
+        else:
+            # With a birth date, the few families born that day are found
+            # first; the name is then asked of each of them alone (a common
+            # word matches thousands of families, a birth date a handful).
+            one_name = (select(SearchTerm.owner)
+                        .where(SearchTerm.family_id == Family.id, SearchTerm.term.in_(asked))
+                        .group_by(SearchTerm.owner)
+                        .having(func.count(distinct(SearchTerm.term)) == len(asked))
+                        .correlate(Family))
+            conditions.append(or_(exists(one_name), Family.name_index == whole_name))
     if birth_date is not None:
         term = vault.blind_index(BIRTH_DATE, birth_date.isoformat())
         born = select(SearchTerm.family_id).where(SearchTerm.term == term)
