@@ -261,7 +261,9 @@ def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
             entry_agencies = {e.id: e.agency_id for e in session.scalars(
                 select(Entry).where(Entry.family_id == family))}
         with rt.sessions() as session:
-            content = _content(session, family)
+            # As physio reads it; the areas come with it (none listed here).
+            content = _content(session, family, "physio", "health-centre")
+            assert content.areas == []
             for fid, es in content.by_field.items():  # each field's, in the same order
                 assert [(e.id, e.field_id, a) for e, a in es] == [
                     w for w in want_entries if w[1] == fid]
