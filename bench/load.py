@@ -356,9 +356,7 @@ class Run:
         """What the errors were: statuses other than 2xx, and wrk's socket errors."""
         parts = [f"{status} x{n}" for status, n in sorted(self.statuses.items())
                  if not 200 <= status < 300]
-        parts += [f"{kind} x{n}" for kind, n in (
-            ("connect", self.wrk.connect), ("read", self.wrk.read), ("write", self.wrk.write),
-            (f"timeout (over {WRK_TIMEOUT} s)", self.wrk.timeout)) if n]
+        parts += self.wrk.socket_error_parts(WRK_TIMEOUT)
         return ", ".join(parts)
 
     @property

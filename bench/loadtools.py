@@ -49,6 +49,12 @@ class WrkResult:
     def socket_errors(self) -> int:
         return self.connect + self.read + self.write + self.timeout
 
+    def socket_error_parts(self, timeout_s: int) -> list[str]:
+        """wrk's socket errors in words ("read x3"), those that happened."""
+        return [f"{kind} x{n}" for kind, n in (
+            ("connect", self.connect), ("read", self.read), ("write", self.write),
+            (f"timeout (over {timeout_s} s)", self.timeout)) if n]
+
 
 def parse_wrk(output: str) -> WrkResult:
     """The summary line bench/load.lua prints (`wrk-result key=value ...`), from

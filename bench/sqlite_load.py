@@ -139,9 +139,7 @@ class Result:
     def error_detail(self) -> str:
         parts = [f"{m} {s} x{n}" for (m, s), n in sorted(self.answered.items())
                  if not 200 <= s < 300]
-        parts += [f"{kind} x{n}" for kind, n in (
-            ("connect", self.wrk.connect), ("read", self.wrk.read), ("write", self.wrk.write),
-            (f"timeout (over {WRK_TIMEOUT} s)", self.wrk.timeout)) if n]
+        parts += self.wrk.socket_error_parts(WRK_TIMEOUT)
         return ", ".join(parts)
 
     @property
