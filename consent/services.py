@@ -50,27 +50,6 @@ def _cells_of(session: Session, form_ids: list[int]) -> dict[int, list[Cell]]:
     return cells
 
 
-def current_form(session: Session, family_id: str) -> tuple[ConsentFormRow | None, Form | None]:
-    """The family's newest form version and its grid, in one query that runs
-    the same whether or not the family has a form (or exists at all)."""
-    newest = (
-        select(ConsentFormRow.id)
-        .where(ConsentFormRow.family_id == family_id)
-        .order_by(ConsentFormRow.version.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(ConsentFormRow, ConsentCellRow.agency_id, ConsentCellRow.field_id)
-        .outerjoin(ConsentCellRow, ConsentCellRow.form_id == ConsentFormRow.id)
-        .where(ConsentFormRow.id == newest)
-    ).all()
-    if not rows:
-        return None, None
-    row = rows[0][0]
-    return row, form_of(row, ((a, f) for _, a, f in rows if a is not None))
-
-
 def current_forms(session: Session, family_ids: Sequence[str]) -> dict[str, Form]:
     """Current forms of many families at once (two queries)."""
     if not family_ids:

@@ -83,7 +83,7 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
     not exist: in one statement, the family, its current form version with
     the form's cells, its involvements (with their contact workers), its
     duty grants and, given `actor` and `now`, the actor's open emergency
-    access to it (`FamilyView.emergency`; see `open_emergency`).
+    access to it (`FamilyView.emergency`; see `_open_emergency_query`).
 
     The same statement and the same work either way (no key is read before
     a value is opened), so that the 404 for a family that does not exist and
@@ -167,13 +167,6 @@ def duty_grant_of(row: DutyGrantRow) -> DutyGrant:
                      DutyState(row.state), row.until)
 
 
-def duty_grants_of(session: Session, family_id: str) -> tuple[DutyGrant, ...]:
-    """The family's duty grants as the decision takes them, oldest first."""
-    return tuple(duty_grant_of(r) for r in session.scalars(
-        select(DutyGrantRow).where(DutyGrantRow.family_id == family_id)
-        .order_by(DutyGrantRow.created_at, DutyGrantRow.id)))
-
-
 def _lock_family(session: Session, family_id: str) -> None:
     """Serialise acts that depend on the family's consent (referral,
     revocation, new form, entries), so that none acts on a grid already
@@ -215,19 +208,10 @@ def _visible(
     return view
 
 
-def open_emergency(session: Session, actor: Actor, family_id: str, now: datetime
-                   ) -> str | None:
-    """The id of the caller's own emergency access to the family open at
-    `now` (the newest), or None. Only the person who broke the glass has it;
-    their colleagues do not."""
-    if actor.staff_id is None or not actor.does_casework:
-        return None
-    found: str | None = session.scalar(
-        _open_emergency_query(family_id, actor.staff_id, now))
-    return found
-
-
 def _open_emergency_query(family_id: Any, staff_id: Any, now: Any) -> Select[Any]:
+    """The id of the staff member's own emergency access to the family open at
+    `now` (the newest). Only the person who broke the glass has it; their
+    colleagues do not."""
     return (select(EmergencyAccess.id)
             .where(EmergencyAccess.family_id == family_id,
                    EmergencyAccess.staff_id == staff_id,

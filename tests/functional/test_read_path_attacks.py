@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 import audit.services as audit_services
 import consent.services as consent_store
+from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination import db, migrate
 from coordination.actors import Actor
 from coordination.app import create_app
-from coordination.casework.common import _load, duty_grants_of, open_emergency
+from coordination.casework.common import _load, duty_grant_of
 from coordination.config import Settings
 from coordination.db import make_engine
 from coordination.model import DutyGrantRow, EmergencyAccess, Involvement, Staff
@@ -42,9 +43,21 @@ def _reference(session: Session, family_id: str, actor: Actor, now: datetime) ->
     involvements = [(i.id, i.agency_id, i.status) for i in session.scalars(
         select(Involvement).where(Involvement.family_id == family_id)
         .order_by(Involvement.since, Involvement.id))]
-    row, form = consent_store.current_form(session, family_id)
-    return (involvements, None if row is None else row.id, form,
-            duty_grants_of(session, family_id), open_emergency(session, actor, family_id, now))
+    forms = session.scalars(select(ConsentFormRow).where(ConsentFormRow.family_id == family_id)
+                            .order_by(ConsentFormRow.version.desc()).limit(1)).all()
+    row = forms[0] if forms else None
+    form = None if row is None else consent_store.form_of(row, session.execute(
+        select(ConsentCellRow.agency_id, ConsentCellRow.field_id)
+        .where(ConsentCellRow.form_id == row.id)).tuples())
+    duty = tuple(duty_grant_of(r) for r in session.scalars(
+        select(DutyGrantRow).where(DutyGrantRow.family_id == family_id)
+        .order_by(DutyGrantRow.created_at, DutyGrantRow.id)))
+    emergency = session.scalar(
+        select(EmergencyAccess.id)
+        .where(EmergencyAccess.family_id == family_id, EmergencyAccess.staff_id == actor.staff_id,
+               EmergencyAccess.opened_at <= now, EmergencyAccess.expires_at > now)
+        .order_by(EmergencyAccess.expires_at.desc()).limit(1))
+    return (involvements, None if row is None else row.id, form, duty, emergency)
 
 
 def _loaded(app: Flask, session: Session, family_id: str, actor: Actor, now: datetime) -> Any:
