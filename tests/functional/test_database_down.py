@@ -9,7 +9,8 @@ started here without disturbing the cluster the other tests share.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,24 @@ def down_app(cluster: Cluster, keyring_file: Path, tmp_path: Path,
         if not _running(cluster):
             cluster.resume()
         app.extensions["onestory"].dispose()
+
+
+def _reading_through_two_restarts(cluster: Cluster, read: Callable[[threading.Event], None],
+                                  readers: int, wait: float) -> None:
+    """`readers` threads run `read` (until its event is set) while the
+    cluster is stopped and started twice."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=read, args=(stop,)) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(2):
+            cluster.halt()
+            cluster.resume()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(wait)
 
 
 def _running(cluster: Cluster) -> bool:
@@ -185,7 +204,6 @@ def test_reads_in_flight_while_the_database_goes_and_comes_back_answer_200_or_50
     """Readers keep reading while PostgreSQL stops and starts again under
     them: every answer is 200 or 503 (never a 500), and every 200 is on
     record (the log holds at least one entry per record shown)."""
-    import threading
 
     from sqlalchemy import func, select
 
@@ -196,25 +214,14 @@ def test_reads_in_flight_while_the_database_goes_and_comes_back_answer_200_or_50
     rt = down_app.extensions["onestory"]
     with rt.sessions() as session:
         before = session.scalar(select(func.count()).select_from(AuditEntry))
-    stop = threading.Event()
     answers: list[int] = []
 
-    def read() -> None:
+    def read(stop: threading.Event) -> None:
         client = Api(down_app.test_client(), api.tokens)
         while not stop.is_set():
             answers.append(client.get(f"/api/v1/families/{family}", "nurse1").status_code)
 
-    readers = [threading.Thread(target=read) for _ in range(4)]
-    for reader in readers:
-        reader.start()
-    try:
-        for _ in range(2):
-            cluster.halt()
-            cluster.resume()
-    finally:
-        stop.set()
-        for reader in readers:
-            reader.join(60)
+    _reading_through_two_restarts(cluster, read, readers=4, wait=60)
     assert set(answers) <= {200, 503}, sorted(set(answers))
     assert api.get(f"/api/v1/families/{family}", "nurse1").status_code == 200
     with rt.sessions() as session:
@@ -306,7 +313,6 @@ def test_onestory_serve_through_database_restarts_answers_200_or_503(
     answer is 200 or 503, never a 500 nor a dropped connection, no
     traceback is logged, every record shown is on record, and the first
     reads after the idle restart are answered."""
-    import threading
     import urllib.error
     import urllib.request
 
@@ -359,26 +365,15 @@ def test_onestory_serve_through_database_restarts_answers_200_or_503(
         engine = make_engine(data)
         with engine.connect() as conn:
             before = conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
-        stop = threading.Event()
 
-        def read() -> None:
+        def read(stop: threading.Event) -> None:
             while not stop.is_set():
                 try:
                     answers.append(call(f"/api/v1/families/{family}")[0])
                 except OSError:
                     answers.append(0)
 
-        readers = [threading.Thread(target=read) for _ in range(6)]
-        for reader in readers:
-            reader.start()
-        try:
-            for _ in range(2):
-                cluster.halt()
-                cluster.resume()
-        finally:
-            stop.set()
-            for reader in readers:
-                reader.join(90)
+        _reading_through_two_restarts(cluster, read, readers=6, wait=90)
         engine.dispose()
         cluster.halt()  # while idle
         cluster.resume()
