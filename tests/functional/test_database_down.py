@@ -319,26 +319,13 @@ def test_onestory_serve_through_database_restarts_answers_200_or_503(
     from sqlalchemy import func, select
 
     from audit.model import AuditEntry
-    from tests.functional.test_serve import (
-        SECRET,
-        checked,
-        clean_env,
-        onestory,
-        server,
-        wait_healthy,
-    )
+    from tests.functional.test_serve import checked, onestory, server, wait_healthy
+    from tests.functional.test_serve_sqlite import installed_env
     from tests.pg import free_port
 
     data, keys = create_database(cluster.admin_url), create_database(cluster.admin_url)
-    env = clean_env(tmp_path, ONESTORY_DATABASE_URL=data, ONESTORY_KEYSTORE_URL=keys,
-                    ONESTORY_SECRET_KEY=SECRET, ONESTORY_KEYRING_FILE=str(keyring_file),
-                    ONESTORY_INDEX_KEY=INDEX_KEY, ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY)
-    checked(onestory(env, "init"))
-    checked(onestory(env, "agency", "add", "health-centre", "--name", "Health centre",
-                     "--kind", "health"))
-    checked(onestory(env, "user", "add", "nurse1", "--agency", "health-centre",
-                     "--role", "practitioner", "--password-stdin",
-                     stdin="a long enough password\n"))
+    env = installed_env(tmp_path, keyring_file, ONESTORY_DATABASE_URL=data,
+                        ONESTORY_KEYSTORE_URL=keys)
     token = checked(onestory(env, "token", "create", "nurse1")).strip()
     port = free_port()
     base = f"http://127.0.0.1:{port}"

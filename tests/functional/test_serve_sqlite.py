@@ -36,9 +36,16 @@ ROUNDS = 3
 
 def embedded_env(tmp_path: Path, keyring_file: Path) -> dict[str, str]:
     """The embedded default: no database URL, SQLite in the instance folder."""
+    return installed_env(tmp_path, keyring_file)
+
+
+def installed_env(tmp_path: Path, keyring_file: Path, **databases: str) -> dict[str, str]:
+    """An installation made by the command line (`init`, the health centre,
+    nurse1 with a password) on `databases` (ONESTORY_DATABASE_URL and
+    ONESTORY_KEYSTORE_URL; none: the embedded default), and its variables."""
     env = clean_env(tmp_path, ONESTORY_SECRET_KEY=SECRET,
                     ONESTORY_KEYRING_FILE=str(keyring_file), ONESTORY_INDEX_KEY=INDEX_KEY,
-                    ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY)
+                    ONESTORY_AUDIT_SIGNING_KEY=AUDIT_KEY, **databases)
     checked(onestory(env, "init"))
     checked(onestory(env, "agency", "add", "health-centre", "--name", "Health centre",
                      "--kind", "health"))
