@@ -10,7 +10,7 @@
    store). Each family's form grants physiotherapy `involvement` and `health`.
 3. Starts `onestory serve --host 127.0.0.1 --port P` on a free port (with
    `--workers N` when given) and drives it with wrk through
-   bench/sqlite_mix.lua: --connections connections, each request drawn at
+   bench/load.lua: --connections connections, each request drawn at
    random, --write-percent of them entry writes (`POST
    /api/v1/families/<id>/entries` as nurse1) and the rest shared-record reads
    (`GET /api/v1/families/<id>` as physio1), over random families.
@@ -64,7 +64,7 @@ from coordination.config import load_settings
 from coordination.runtime import Runtime
 
 BENCH = Path(__file__).resolve().parent
-LUA = BENCH / "sqlite_mix.lua"
+LUA = BENCH / "load.lua"
 WRK_TIMEOUT = 2  # seconds; also the "no request over 2 s"
 WARMUP_SECONDS = 3
 RATIO_TARGET = 10.0  # p99 / p50
