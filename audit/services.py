@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    Engine,
+    LargeBinary,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
@@ -24,6 +34,7 @@ from audit.chain import (
     HASHED,
     Verification,
     audit_time,
+    canonical,
     checkpoint_is_signed,
     detail_text,
     entry_hash,
@@ -68,22 +79,58 @@ def _head_table() -> Table:
     return cast(Table, AuditHead.__table__)
 
 
-def _locked_head(session: Session) -> tuple[int, str] | None:
+def _locked_head(session: Session, lock: Executable) -> tuple[int, str] | None:
     """The chain's head (seq, hash), read fresh and locked until the commit."""
-    row = session.execute(_statements(session).lock_head).first()
+    row = session.execute(lock).first()
     return None if row is None else (row.seq, row.hash)
 
 
 @dataclass(frozen=True)
 class _Statements:
-    lock_head: Executable
+    # PostgreSQL: None, and `append` is one statement that locks the head,
+    # hashes the entry, moves the head and writes the entry (RETURNING it).
+    lock_head: Executable | None
     append: tuple[Executable, ...]  # the entry written and the head moved
+
+
+def _append_in_one(head: Table, log: Table) -> Executable:
+    """PostgreSQL: the whole append as one statement.
+
+    The UPDATE of the head takes its row lock and computes the new hash from
+    the old head, `entry_hash`'s message byte for byte: the old hash, 0x1e,
+    '+' and the new seq, 0x1f (the first value of `canonical(values)`), then
+    the bytes the caller bound as `rest` (`canonical` of every value after
+    the seq). Under READ COMMITTED an UPDATE that waited for the lock is
+    evaluated again on the head as the committed transaction left it, so
+    every append follows the one committed before it. The INSERT writes the
+    entry from the head's new seq, old hash (`prev_hash`) and new hash; with
+    no head row nothing is written and nothing returned."""
+    seq = head.c.seq + literal_column("1")
+    prefix = func.convert_to(
+        func.concat(head.c.hash, func.chr(literal_column("30")), literal_column("'+'"), seq,
+                    func.chr(literal_column("31"))),
+        literal_column("'UTF8'"), type_=LargeBinary)
+    message = prefix.op("||", return_type=LargeBinary)(bindparam("rest", type_=LargeBinary))
+    digest = func.encode(func.sha256(message, type_=LargeBinary), literal_column("'hex'"),
+                         type_=head.c.hash.type)
+    moved = (update(head).where(head.c.id == literal_column("1"))
+             .values(seq=seq, prev_hash=head.c.hash, hash=digest)
+             .returning(head.c.seq, head.c.prev_hash, head.c.hash).cte("moved"))
+    rest = [bindparam(name, type_=log.c[name].type) for name in HASHED[1:]]
+    columns = [log.c[name] for name in (*HASHED, "prev_hash", "hash")]
+    return (insert(log)
+            .from_select([log.c.seq, *(log.c[name] for name in HASHED[1:]), log.c.prev_hash,
+                          log.c.hash],
+                         select(moved.c.seq, *rest, moved.c.prev_hash, moved.c.hash))
+            .returning(*columns).add_cte(moved))
 
 
 @functools.cache
 def _statements_for(dialect: str) -> _Statements:
     """The append's statements for a dialect, built once."""
     head, log = _head_table(), cast(Table, AuditEntry.__table__)
+    if dialect == "postgresql":
+        return _Statements(None, (_append_in_one(head, log),))
     lock: Executable
     if dialect == "sqlite":
         # SQLite has one write lock for the whole database. Taking it with a
@@ -100,10 +147,8 @@ def _statements_for(dialect: str) -> _Statements:
                                 for name in (*HASHED, "prev_hash", "hash")})
     move = (update(head).where(head.c.id == 1)
             .values(seq=bindparam("head_seq", type_=head.c.seq.type),
+                    prev_hash=bindparam("prev_hash", type_=head.c.prev_hash.type),
                     hash=bindparam("head_hash", type_=head.c.hash.type)))
-    if dialect == "postgresql":
-        # One statement (a data-modifying WITH runs whether or not it is referenced).
-        return _Statements(lock, (write.add_cte(move.cte("head_moved")),))
     return _Statements(lock, (write, move))
 
 
@@ -114,23 +159,37 @@ def _statements(session: Session) -> _Statements:
 def record(session: Session, event: Event, now: datetime) -> AuditEntry:
     """Append `event` to the chain in the caller's transaction (not committed).
 
-    On SQLite this is where the use case takes the database's write lock.
-    It raises a write conflict (`coordination.db.is_write_conflict`) when the
-    transaction's earlier reads are stale by then, or the lock stays taken."""
-    locked = _locked_head(session)
+    Returns the entry as written. Raises `AuditUnavailable` (and writes
+    nothing) when the chain has no head. On PostgreSQL the append is one
+    statement, the entry's hash computed by the database (`_append_in_one`):
+    the head is locked from that statement to the commit, with no round trip
+    and no Python inside the hold. On SQLite this is where the use case takes
+    the database's write lock; it raises a write conflict
+    (`coordination.db.is_write_conflict`) when the transaction's earlier reads
+    are stale by then, or the lock stays taken."""
+    after_seq = (audit_time(now), event.action.value, event.outcome.value, event.actor,
+                 event.agency_id, event.role, event.family_id, event.reason,
+                 _joined(event.shown), _joined(event.withheld), detail_text(event.detail),
+                 event.request_id)
+    statements = _statements(session)
+    if statements.lock_head is None:
+        params = {**dict(zip(HASHED[1:], after_seq, strict=True)),
+                  "rest": canonical(after_seq)}
+        written = session.execute(statements.append[0], params).first()
+        if written is None:
+            raise AuditUnavailable("the audit log has no head; run `onestory init`")
+        return AuditEntry(**written._asdict())  # as written; not added to the session
+    locked = _locked_head(session, statements.lock_head)
     if locked is None:
         raise AuditUnavailable("the audit log has no head; run `onestory init`")
     prev_seq, prev_hash = locked
     seq = prev_seq + 1
-    values = (seq, audit_time(now), event.action.value, event.outcome.value, event.actor,
-              event.agency_id, event.role, event.family_id, event.reason,
-              _joined(event.shown), _joined(event.withheld), detail_text(event.detail),
-              event.request_id)
+    values = (seq, *after_seq)
     digest = entry_hash(prev_hash, values)
     row = {**dict(zip(HASHED, values, strict=True)), "prev_hash": prev_hash, "hash": digest}
     # Core statements, not the ORM's unit of work: the entry is written now,
     # not at the next flush, and the head moves with it.
-    for statement in _statements(session).append:
+    for statement in statements.append:
         session.execute(statement, {**row, "head_seq": seq, "head_hash": digest})
     return AuditEntry(**row)  # as written; not added to the session
 

@@ -1,12 +1,17 @@
-"""Concurrent appends to the audit log, on both databases.
+"""Appends to the audit log, on both databases: each entry as written, and
+many at once.
 
+On PostgreSQL an append is one statement and the database computes the
+entry's hash: for awkward values it must be `entry_hash`'s, byte for byte.
 Many threads and several processes append at once, each append in its own
-transaction; the chain's head row serialises them (on SQLite, the append's
-first statement is a write, which takes the database's write lock: a
+transaction, some rolled back; the chain's head row serialises them (on
+PostgreSQL the append's UPDATE of the head waits for its lock and then works
+on the head as the transaction before it committed it; on SQLite, the
+append's first statement is a write, which takes the database's write lock: a
 transaction that has read nothing before it waits for the lock rather than
-failing). Afterwards the log must hold every entry exactly once, numbered
-1..N without a gap, each entry following the one before it (no fork), and
-verify.
+failing). Afterwards the log must hold every committed entry exactly once,
+numbered 1..N without a gap, each entry following the one before it (no
+fork), and verify.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import audit.services as audit_log
-from audit.chain import GENESIS
-from audit.model import Action
+from audit.chain import GENESIS, HASHED, entry_hash
+from audit.model import Action, Outcome
 from audit.services import Event
 from coordination.db import make_engine, make_session_factory
 from tests.conftest import Api
@@ -169,6 +174,8 @@ def finish_processes(procs: list[subprocess.Popen[str]]) -> None:
 
 def test_appends_from_many_threads_form_one_chain(engine: Engine,
                                                   sessions: sessionmaker[Session]) -> None:
+    """Every fifth transaction appends and then rolls back (as an act that
+    fails after its append does), releasing the head to the others."""
     threads, appends = 8, 50
     refused: list[str] = []
     event.listen(engine, "handle_error", lambda context: refused.append(context.statement))
@@ -176,6 +183,12 @@ def test_appends_from_many_threads_form_one_chain(engine: Engine,
 
     def work(n: int) -> None:
         for i in range(appends):
+            if i % 5 == 2:
+                with sessions() as session:
+                    audit_log.record(session, Event(action=Action.RECORD_READ,
+                                                    actor=f"ghost{n}", detail={"i": i}),
+                                     datetime.now(UTC))
+                    session.rollback()
             append(sessions, f"thread{n}", i)
 
     in_threads(threads, work)
@@ -274,3 +287,121 @@ def test_concurrent_api_requests_each_append_once(app: Flask, api: Api) -> None:
     result = audit_log.verify(rt.engine)
     assert result.ok, result
     assert result.entries == total
+
+
+# --- each entry as written -----------------------------------------------------------
+
+AWKWARD = [  # events whose canonical form is easy to get wrong
+    Event(action=Action.LOGIN),  # every optional value none
+    Event(action=Action.RECORD_READ, outcome=Outcome.DENIED, actor="", agency_id="",
+          role="", family_id="", reason="", shown=[], withheld=[], request_id=""),
+    Event(action=Action.RECORD_READ, actor="ayşe.çelik", agency_id="ağ-merkez",
+          role="practitioner", family_id="fam_ü", reason="غير_مرئي",  # RTL
+          shown=["health", "שדה"], withheld=["\u200fprotection\u200e"],
+          request_id="req-𝔘𝔫𝔦-😀"),  # outside the BMP
+    Event(action=Action.ENTRY_WRITE, actor="tab\tnew\nline",
+          reason="unit\x1fsep\x1erecord",  # the separators themselves, unescaped
+          detail={"text": "nul\x00 bell\x07 unit\x1f esc\x1b", "rtl": "مرحبا",
+                  "emoji": "👩‍👧", "quote": '"\\'}),  # JSON escapes these
+    Event(action=Action.AUDIT_EXPORT, actor="auditor1",
+          detail={"ids": [f"fam_{i:020d}" for i in range(2_000)]}),  # 50 kB
+]
+
+
+def statements_of(engine: Engine, work: Callable[[], Any]) -> list[str]:
+    """The statements `work` sends on `engine`, BEGIN and COMMIT left out."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.strip().upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return sent
+
+
+def test_each_entry_is_hashed_as_entry_hash_whoever_computes_it(
+        engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """Awkward values through 105 appends (the seq crosses 9 and 99), several
+    per transaction: every stored hash is `entry_hash` of the stored values
+    and the entry before; `record` returns each entry as written. On
+    PostgreSQL each append is one statement (the hash computed there); on
+    SQLite the head locked, the entry written and the head moved."""
+    returned = []
+    per_append = 1 if engine.dialect.name == "postgresql" else 3
+    for batch in range(21):
+        with sessions() as session:
+            for n in range(5):
+                awkward = AWKWARD[(batch + n) % len(AWKWARD)]
+                sent = statements_of(engine, lambda s=session, e=awkward: returned.append(
+                    audit_log.record(s, e, datetime.now(UTC))))
+                assert len(sent) == per_append, sent
+            session.commit()
+    columns = ", ".join((*HASHED, "prev_hash", "hash"))
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT {columns} FROM audit_log ORDER BY seq")).all()  # noqa: S608
+        head = conn.execute(text("SELECT seq, hash, prev_hash FROM audit_head")).one()
+    assert [r.seq for r in rows] == list(range(1, 106))
+    for written, row in zip(returned, rows, strict=True):
+        values = [getattr(row, name) for name in HASHED]
+        assert row.hash == entry_hash(row.prev_hash, values), row.seq
+        assert ({c: getattr(written, c) for c in (*HASHED, "prev_hash", "hash")}
+                == row._asdict())
+    assert {r.reason for r in rows} >= {"غير_مرئي", "unit\x1fsep\x1erecord", "", None}
+    assert any(r.detail and len(r.detail) > 50_000 for r in rows)
+    assert tuple(head) == (105, rows[-1].hash, rows[-1].prev_hash)
+    assert audit_log.verify(engine).ok
+
+
+def test_an_append_that_waited_follows_the_one_committed_meanwhile(
+        engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """One transaction appends and holds the head; another's append is sent
+    and waits for it. The first commits (then, on a second round, rolls back):
+    the waiting append follows the head as it is after that, not as it was
+    when its statement began."""
+    append(sessions, "first", 0)
+    for ending in ("commit", "rollback"):
+        sent = threading.Event()
+        holder = sessions()
+        held = audit_log.record(holder, Event(action=Action.RECORD_READ, actor=ending),
+                                datetime.now(UTC))
+        with engine.connect() as conn:
+            before = conn.execute(text("SELECT seq, hash FROM audit_head")).one()
+
+        def waiter(sent: threading.Event = sent) -> Any:
+            with sessions() as session:
+                event.listen(session.connection(), "before_cursor_execute",
+                             lambda *_args: sent.set())
+                entry = audit_log.record(session, Event(action=Action.RECORD_READ,
+                                                        actor="waiter"), datetime.now(UTC))
+                session.commit()
+                return entry
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            waiting = pool.submit(waiter)
+            assert sent.wait(TIME_LIMIT)
+            if engine.dialect.name == "postgresql":  # it waits for the head's row lock
+                deadline = time.monotonic() + TIME_LIMIT
+                with engine.connect() as conn:
+                    while not conn.execute(text(
+                            "SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one():
+                        assert time.monotonic() < deadline
+                        time.sleep(0.01)
+            else:  # it waits for the write lock (busy timeout)
+                time.sleep(0.2)
+            assert not waiting.done()
+            if ending == "commit":
+                holder.commit()
+                expected_prev, expected_seq = held.hash, held.seq + 1
+            else:
+                holder.rollback()
+                expected_prev, expected_seq = before.hash, before.seq + 1
+            holder.close()
+            entry = waiting.result(TIME_LIMIT)
+        assert (entry.seq, entry.prev_hash) == (expected_seq, expected_prev)
+    result = audit_log.verify(engine)
+    assert result.ok and result.entries == 4, result
