@@ -24,7 +24,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 import audit.services
-from audit.model import AuditEntry, AuditHead
+from audit.model import Action, AuditEntry, AuditHead
 from audit.services import AuditUnavailable
 from consent.tables import ConsentFormRow
 from coordination import accounts
@@ -633,22 +633,31 @@ def test_reads_return_nothing_without_the_log(
     assert last_seq(app) == before
 
 
-def test_a_missing_head_row_also_fails_closed(app: Flask, api: Api, case: Case) -> None:
+def test_a_missing_head_row_also_fails_closed(app: Flask, api: Api, case: Case,
+                                              clock: Clock) -> None:
     """The other way the log can be unavailable: its head row is gone."""
     rt = app.extensions["onestory"]
     with rt.sessions() as session:
         head = session.get(AuditHead, 1)
         assert head is not None
-        saved = (head.seq, head.hash)
+        saved = (head.seq, head.hash, head.prev_hash)
         session.delete(head)
         session.commit()
+    before = last_seq(app)
     try:
         assert_unavailable(api.post(f"/api/v1/families/{case.id}/entries", "nurse1",
                                     json={"field": "health", "value": NEW_NOTE}))
-        assert_unavailable(api.get(f"/api/v1/families/{case.id}", "nurse1"))
+        text = assert_unavailable(api.get(f"/api/v1/families/{case.id}", "nurse1"))
+        assert "fields" not in text and HEALTH_NOTE not in text
         assert count(app, Entry, Entry.family_id == case.id) == 2
+        assert last_seq(app) == before  # no entry written without a head to follow
+        with rt.sessions() as session, pytest.raises(AuditUnavailable):
+            audit.services.record(session, audit.services.Event(action=Action.LOGIN), clock())
     finally:
         with rt.sessions() as session:
-            session.add(AuditHead(id=1, seq=saved[0], hash=saved[1]))
+            session.add(AuditHead(id=1, seq=saved[0], hash=saved[1], prev_hash=saved[2]))
             session.commit()
+    assert last_seq(app) == before
     assert api.get(f"/api/v1/families/{case.id}", "nurse1").status_code == 200
+    assert one_entry_after(app, before).prev_hash == saved[1]
+    assert audit.services.verify(rt.engine).ok
