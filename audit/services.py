@@ -4,7 +4,10 @@
 and the act it describes commit together or not at all. It locks only the
 chain's head row (on SQLite: takes the database's write lock), from the
 append to that commit (appends come last in a use case), never across a
-whole request. Everything else here is a query.
+whole request. On PostgreSQL the append is one statement, in which the
+database locks the head, computes the entry's hash (`audit.chain.entry_hash`'s,
+byte for byte), moves the head and writes the entry; on SQLite the hash is
+computed here between the lock and the write. Everything else here is a query.
 """
 
 from __future__ import annotations
