@@ -1,10 +1,10 @@
 """Benchmark: how long an audited act holds the chain's head, on PostgreSQL.
 
-Every audited act appends to the one chain: `audit.services.record`'s
-statement locks the head row (on PostgreSQL one statement locks the head,
-hashes the entry, moves the head and writes the entry) and the lock is held
-until the act's transaction commits. While one act holds it, every other act's append waits,
-whatever the number of app nodes: 1 / (mean hold time) is the most audited
+Every audited act appends to the one chain: `audit.services.record`'s first
+statement locks the head row (on PostgreSQL its only statement, which locks
+the head, hashes the entry, moves the head and writes the entry) and the lock
+is held until the act's transaction commits. While one act holds it, every
+other act's append waits, whatever the number of app nodes: 1 / (mean hold time) is the most audited
 acts per second the whole installation can reach.
 
 On a throwaway PostgreSQL cluster with fsync, full_page_writes and
