@@ -101,3 +101,47 @@ def test_a_new_chain_has_no_prev_hash_until_its_first_append(tmp_path: Path) -> 
         assert head(engine) == (1, 0, GENESIS, None)
     finally:
         engine.dispose()
+
+
+def former_append(engine: Engine, actor: str) -> None:
+    """An append as a node still on the code before 0014 makes it: the head
+    locked and read, the hash computed in Python, the entry written and the
+    head's seq and hash moved (its `prev_hash` left as it was)."""
+    lock = "SELECT seq, hash FROM audit_head WHERE id = 1"
+    if engine.dialect.name == "postgresql":
+        lock += " FOR UPDATE"
+    with engine.begin() as conn:
+        seq, prev = conn.execute(text(lock)).one()
+        values = [seq + 1, audit_time(NOW), "login", "ok", actor, None, None, None, None,
+                  None, None, None, None]
+        digest = entry_hash(prev, values)
+        conn.execute(text(f"INSERT INTO audit_log ({', '.join(HASHED)}, prev_hash, hash) "  # noqa: S608
+                          f"VALUES ({', '.join(':' + n for n in HASHED)}, :prev, :hash)"),
+                     {**dict(zip(HASHED, values, strict=True)), "prev": prev, "hash": digest})
+        conn.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1"),
+                     {"seq": seq + 1, "hash": digest})
+
+
+def test_appends_of_nodes_on_the_former_code_keep_one_chain(at_0013: Engine) -> None:
+    """During an upgrade, nodes on the code before 0014 and nodes on this one
+    append to the upgraded database in turn: each append follows the one
+    before it, whichever node made it."""
+    engine = at_0013
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    for n in range(3):
+        former_append(engine, f"former{n}")
+        with sessions() as session:
+            entry = audit_log.record(session, Event(action=Action.LOGIN, actor=f"new{n}"),
+                                     NOW)
+            session.commit()
+        assert entry.prev_hash == log_hash(engine, entry.seq - 1)
+    result = audit_log.verify(engine)
+    assert result.ok and result.entries == 9, result
+
+
+def log_hash(engine: Engine, seq: int) -> str:
+    with engine.connect() as conn:
+        found: str = conn.execute(text("SELECT hash FROM audit_log WHERE seq = :seq"),
+                                  {"seq": seq}).scalar_one()
+    return found
