@@ -165,8 +165,8 @@ def record(session: Session, event: Event, now: datetime) -> AuditEntry:
     Returns the entry as written. Raises `AuditUnavailable` (and writes
     nothing) when the chain has no head. On PostgreSQL the append is one
     statement, the entry's hash computed by the database (`_append_in_one`):
-    the head is locked from that statement to the commit, with no round trip
-    and no Python inside the hold. On SQLite this is where the use case takes
+    the head is locked from that statement to the commit, with no other round
+    trip and no hashing in Python while it is held. On SQLite this is where the use case takes
     the database's write lock; it raises a write conflict
     (`coordination.db.is_write_conflict`) when the transaction's earlier reads
     are stale by then, or the lock stays taken."""
