@@ -456,6 +456,19 @@ def test_a_forged_entry_appended_behind_the_heads_back_is_caught(log: Log) -> No
         assert response.status_code == 503, (response.status_code, response.get_json())
 
 
+def test_the_heads_prev_hash_decides_nothing(log: Log) -> None:
+    """The head's `prev_hash` (where the append's statement reads the old
+    hash back from on PostgreSQL) is written by each append from the head's
+    hash, never read to chain: edited, the next append still follows the
+    head's hash, and the log stays intact."""
+    last, digest = log.head()
+    log.sql("UPDATE audit_head SET prev_hash = :forged WHERE id = 1", forged="f" * 64)
+    log.assert_intact()  # the API's verification appends an entry of its own
+    assert log.row(last + 1)["prev_hash"] == digest
+    with log.engine.connect() as conn:
+        assert conn.execute(text("SELECT prev_hash FROM audit_head")).scalar_one() != "f" * 64
+
+
 # --- reordered entries ----------------------------------------------------------------
 
 
