@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -233,12 +233,17 @@ def seconds_until(moment: datetime, now: datetime) -> int:
     return max(int((moment - now).total_seconds()) + 1, 1)
 
 
-def check_receipt(session: Session, code: str, pin: str, now: datetime) -> ReceiptCheck:
-    """Check a receipt code and PIN; counts failures. Does not commit.
+def check_receipt(session: Session, code: str, pin: str, now: datetime, *,
+                  before_check: Callable[[], None] = lambda: None) -> ReceiptCheck:
+    """Check a receipt code and PIN; counts failures. Does not commit
+    (but see `before_check`).
 
     The attempt is claimed first, atomically (an UPDATE that also takes the
     row's write lock), so parallel guesses cannot slip past the delay: each
     waits for the one before it and then finds the code slowed down.
+    `before_check` is called once the attempt is claimed, right before the
+    PIN is checked (`coordination.accounts.attempt_in_turn`: on SQLite it
+    commits the claim, so that the slow check holds up no one else).
     Returns the family id on success; `family_id=None` on a wrong code or
     PIN; `retry_after > 0` while the code is slowed down after failures;
     `known=False`, with nothing counted or checked, when no receipt has the code.
@@ -263,6 +268,7 @@ def check_receipt(session: Session, code: str, pin: str, now: datetime) -> Recei
         assert receipt.not_before is not None
         return ReceiptCheck(None, retry_after=seconds_until(receipt.not_before, now),
                             attempted=receipt.family_id)
+    before_check()
     if _verify(receipt.pin_hash, pin):
         receipt.failed_attempts = 0
         receipt.not_before = None

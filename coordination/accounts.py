@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
-from collections.abc import Callable
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -515,6 +518,49 @@ def throttle_key(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
+# One lock per stripe of keys: attempts on keys of one stripe take turns (SQLite only).
+_ATTEMPT_STRIPES = tuple(threading.Lock() for _ in range(64))
+
+
+def _no_wait() -> None:
+    """`attempt_in_turn`'s `before_check` where the check may stay in the transaction."""
+
+
+@contextlib.contextmanager
+def attempt_in_turn(session: Session, keys: Iterable[str]) -> Iterator[Callable[[], None]]:
+    """Run one sign-in attempt on `keys` (throttle keys) so that parallel
+    attempts on the same key are counted one after the other, each seeing
+    the count the one before it left; gives `before_check`, which the
+    attempt calls once it has read and claimed what it counts, right before
+    the deliberately slow (argon2) check.
+
+    PostgreSQL: the claimed rows stay locked from the claim through the
+    check to the commit (`claim_throttle`, the receipt's claiming UPDATE);
+    only attempts on the same key wait. `before_check` does nothing.
+
+    SQLite: a transaction there holds the whole database (in a server, its
+    one turn: `coordination.db.Turns`), so a check inside one would hold up
+    every request. Attempts on the same key take turns in this process
+    instead (a server on SQLite is one process: `onestory serve` refuses
+    more workers), and `before_check` commits the claim, so the check runs
+    outside any transaction and what follows it writes in a new one. The
+    request's transaction so far is committed before waiting, so that no
+    attempt waits for a key while holding the database."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield _no_wait
+        return
+    if session.in_transaction():
+        session.commit()
+    stripes = sorted({zlib.crc32(key.encode()) % len(_ATTEMPT_STRIPES) for key in keys})
+    for stripe in stripes:  # always in one order: no two attempts wait for each other
+        _ATTEMPT_STRIPES[stripe].acquire()
+    try:
+        yield session.commit
+    finally:
+        for stripe in reversed(stripes):
+            _ATTEMPT_STRIPES[stripe].release()
+
+
 def claim_throttle(session: Session, key_hash: str, now: datetime) -> SignInThrottle:
     """The throttle row of a key, created if new and locked until commit, so
     that parallel attempts on one key are counted one after the other (never
@@ -529,17 +575,21 @@ def claim_throttle(session: Session, key_hash: str, now: datetime) -> SignInThro
     ).one()
 
 
-def _check_unknown_code(session: Session, code: str, pin: str,
-                        now: datetime) -> consent_store.ReceiptCheck:
+def _receipt_key(code: str) -> str:
+    return throttle_key("receipt", consent_store.normalise_code(code))
+
+
+def _check_unknown_code(session: Session, code: str, pin: str, now: datetime,
+                        before_check: Callable[[], None]) -> consent_store.ReceiptCheck:
     """A code no receipt has is counted and slowed down exactly like a real
     code with a wrong PIN (the same free tries, the same doubling waits, the
     same argon2 work), so that the answers never tell a guesser which codes
     exist. Its count is kept by the code's hash, never the code."""
-    row = claim_throttle(session, throttle_key("receipt", consent_store.normalise_code(code)),
-                         now)
+    row = claim_throttle(session, _receipt_key(code), now)
     if row.locked_until is not None and row.locked_until > now:
         return consent_store.ReceiptCheck(
             None, retry_after=consent_store.seconds_until(row.locked_until, now))
+    before_check()
     consent_store.check_nothing(pin)
     row.failures += 1
     row.locked_until = consent_store.slowed_until(row.failures, now)
@@ -555,9 +605,17 @@ def open_family_session(
     Wrong attempts slow the code down (`Throttled`) without locking it; an
     unknown code answers exactly as a real one with a wrong PIN.
     """
-    check = consent_store.check_receipt(session, code, pin, now)
-    if not check.known:
-        check = _check_unknown_code(session, code, pin, now)
+    # A real code and an unknown one are one key, so both take the same turns.
+    with attempt_in_turn(session, [_receipt_key(code)]) as before_check:
+        check = consent_store.check_receipt(session, code, pin, now, before_check=before_check)
+        if not check.known:
+            check = _check_unknown_code(session, code, pin, now, before_check)
+        return _family_session_after(session, check, lifetime, now, request_id)
+
+
+def _family_session_after(session: Session, check: consent_store.ReceiptCheck,
+                          lifetime: timedelta, now: datetime, request_id: str | None
+                          ) -> dict[str, str]:
     if check.family_id is None:
         audit_log.record(session, Event(
             action=Action.LOGIN_FAILED, outcome=Outcome.DENIED, actor="family", role="family",

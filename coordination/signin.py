@@ -111,29 +111,34 @@ def with_password(session: Session, username: str, password: str, address: str,
     """
     limits = {throttle_key("user", username.casefold()): policy.user_failures,
               throttle_key("addr", address): policy.address_failures}
-    # Locked in one global order (no deadlock between two sign-ins), and held
-    # through the password check: the count each attempt sees is final.
-    rows = {key: claim_throttle(session, key, now) for key in sorted(limits)}
-    staff = session.scalars(select(Staff).where(Staff.username == username)).first()
-    wait = _locked_for(list(rows.values()), now)
-    if wait:
-        _failed(session, staff, "locked_out", "password", now, request_id)
-        session.commit()
-        raise Throttled(wait)
-    ok = _check_password(staff, password)
-    if not ok or staff is None or not staff.active:
-        reason = ("unknown_user" if staff is None else
-                  "wrong_password" if not ok else "inactive")
-        for key, row in rows.items():
-            _count_failure(row, limits[key], policy, now)
-        _failed(session, staff, reason, "password", now, request_id)
-        session.commit()  # the failure counts even though sign-in fails
-        raise NotAuthenticated()
-    user_row = rows[throttle_key("user", username.casefold())]
-    user_row.failures, user_row.locked_until = 0, None
-    if staff.password_hash and accounts.password_hasher.check_needs_rehash(staff.password_hash):
-        staff.password_hash = accounts.password_hasher.hash(password)
-    return _open(session, staff, "password", policy, now, request_id)
+    # Each attempt on a username or an address sees the count the one before
+    # it left (`accounts.attempt_in_turn`); rows locked in one global order.
+    with accounts.attempt_in_turn(session, limits) as before_check:
+        rows = {key: claim_throttle(session, key, now) for key in sorted(limits)}
+        staff = session.scalars(select(Staff).where(Staff.username == username)).first()
+        wait = _locked_for(list(rows.values()), now)
+        if wait:
+            _failed(session, staff, "locked_out", "password", now, request_id)
+            session.commit()
+            raise Throttled(wait)
+        before_check()
+        ok = _check_password(staff, password)
+        hasher = accounts.password_hasher
+        rehashed = (hasher.hash(password) if ok and staff is not None and staff.password_hash
+                    and hasher.check_needs_rehash(staff.password_hash) else None)
+        if not ok or staff is None or not staff.active:
+            reason = ("unknown_user" if staff is None else
+                      "wrong_password" if not ok else "inactive")
+            for key, row in rows.items():
+                _count_failure(row, limits[key], policy, now)
+            _failed(session, staff, reason, "password", now, request_id)
+            session.commit()  # the failure counts even though sign-in fails
+            raise NotAuthenticated()
+        user_row = rows[throttle_key("user", username.casefold())]
+        user_row.failures, user_row.locked_until = 0, None
+        if rehashed is not None:
+            staff.password_hash = rehashed
+        return _open(session, staff, "password", policy, now, request_id)
 
 
 def oidc_agencies(session: Session) -> list[Agency]:
