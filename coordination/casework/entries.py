@@ -75,12 +75,16 @@ def _field_statement(lock: bool) -> Select[Any]:
     field). With `lock` (PostgreSQL), read with the family `family_id`'s row
     locked FOR UPDATE, as `common._lock_family` locks it: one statement for
     both, no row when the family does not exist."""
-    kinds = (select(FieldDef.kinds).where(FieldDef.id == bindparam("field_id", type_=String))
+    # Of the tables, not the mapped classes: a plain row, without the ORM's
+    # work per execution.
+    fields, families = FieldDef.__table__.c, Family.__table__
+    kinds = (select(fields.kinds).where(fields.id == bindparam("field_id", type_=String))
              .scalar_subquery().label("kinds"))
     if not lock:
         return select(kinds)
-    return (select(Family.id, kinds).where(Family.id == bindparam("family_id", type_=String))
-            .with_for_update(of=Family))
+    return (select(families.c.id, kinds)
+            .where(families.c.id == bindparam("family_id", type_=String))
+            .with_for_update(of=families))
 
 
 @functools.cache
