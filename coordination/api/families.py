@@ -29,6 +29,8 @@ from coordination.schemas import (
 )
 
 CASEWORK = (Role.PRACTITIONER, Role.COORDINATOR)
+# The schemas of the busiest routes, made once (a schema keeps nothing of a load).
+SEARCH_ARGS, ENTRY_IN = SearchArgs(), EntryIn()
 
 
 def register(bp: Blueprint) -> None:
@@ -52,7 +54,7 @@ def register(bp: Blueprint) -> None:
               answer=FamilyRef, many=True)
     @allow(*CASEWORK)
     def search() -> Response:
-        args = load(SearchArgs(), request.args.to_dict())
+        args = load(SEARCH_ARGS, request.args.to_dict())
         rt = runtime()
         found = families.search_families(
             db(), rt.vault, actor(), args.get("name"), args.get("birth_date"), rt.now()
@@ -74,7 +76,7 @@ def register(bp: Blueprint) -> None:
     def write_entry(family_id: str) -> tuple[Response, int]:
         rt = runtime()
         codes = rt.settings.needs_codes
-        data = load(EntryIn(), body(), checks_first=lambda: common.check_access(
+        data = load(ENTRY_IN, body(), checks_first=lambda: common.check_access(
             db(), rt.vault, actor(), family_id, rt.now(), involved=True),
             also=lambda: entries.entry_errors(db(), actor(), body().get("field"),
                                               body().get("kind", "text"), body().get("data"),

@@ -287,6 +287,14 @@ def _visible_to(agency: str, now: datetime, staff_id: int | None = None
     `staff_id`, also that staff member's open emergency access.
     (tests/functional/test_hardening.py, test_shared_record.py and
     test_duty_grants.py hold the two to the same answers.)"""
+    return visible_condition(agency, now.astimezone(UTC).date(), now, staff_id)
+
+
+def visible_condition(agency: Any, today: Any, now: Any, staff_id: Any = None
+                      ) -> ColumnElement[bool]:
+    """`_visible_to`'s condition with `today` (the UTC day of `now`) given
+    apart; each a value or a bound parameter, so that a statement built once
+    (`functools.cache`) can carry it. `staff_id` None: no emergency access."""
     newest = (
         select(func.max(ConsentFormRow.version))
         .where(ConsentFormRow.family_id == Family.id)
@@ -301,7 +309,7 @@ def _visible_to(agency: str, now: datetime, staff_id: int | None = None
     granted = exists().where(
         ConsentFormRow.family_id == Family.id,
         ConsentFormRow.version == newest,
-        ConsentFormRow.valid_until >= now.astimezone(UTC).date(),
+        ConsentFormRow.valid_until >= today,
         ConsentCellRow.form_id == ConsentFormRow.id,
         ConsentCellRow.agency_id == agency,
     )
@@ -309,7 +317,7 @@ def _visible_to(agency: str, now: datetime, staff_id: int | None = None
         DutyGrantRow.family_id == Family.id,
         DutyGrantRow.agency_id == agency,
         DutyGrantRow.state == DutyState.APPROVED.value,
-        DutyGrantRow.until >= now.astimezone(UTC).date(),
+        DutyGrantRow.until >= today,
     )
     if staff_id is None:
         return or_(involved, granted, duty)

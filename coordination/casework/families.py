@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Date, Select, String, bindparam, select
 from sqlalchemy.orm import Session
 
 from audit.model import Action
 from coordination.actors import Actor
 from coordination.casework import areas, search_index
-from coordination.casework.common import _as_date, _audit, _visible_to, new_id
+from coordination.casework.common import _as_date, _audit, new_id, visible_condition
 from coordination.crypto import Vault
 from coordination.errors import Conflict, InvalidInput, MinimalDataViolation
 from coordination.model import Family, Involvement, Member
@@ -162,14 +163,12 @@ def _find(session: Session, vault: Vault, actor: Actor, name: str | None,
     """Visible families matching a search (`search_index.matching`), oldest
     first, at most `SEARCH_LIMIT`: one query, whatever the number of matches,
     and one for their data keys."""
-    query = (
-        select(Family.id, Family.display_name)
-        .where(*search_index.matching(vault, name, birth_date),
-               _visible_to(str(actor.agency_id), now, actor.staff_id))
-        .order_by(Family.created_at, Family.id)
-        .limit(SEARCH_LIMIT)
-    )
-    rows = session.execute(query).all()
+    params = search_index.parameters(vault, name, birth_date)
+    params.update(agency=str(actor.agency_id), today=now.astimezone(UTC).date(), now=now)
+    if actor.staff_id is not None:
+        params["staff_id"] = actor.staff_id
+    query = _find_statement(name is not None, birth_date is not None, actor.staff_id is not None)
+    rows = session.execute(query, params).all()
     ciphers = vault.for_families([row.id for row in rows])
     return [
         {"id": row.id,
@@ -177,6 +176,23 @@ def _find(session: Session, vault: Vault, actor: Actor, name: str | None,
                                               row.display_name)}
         for row in rows
     ]
+
+
+@functools.cache
+def _find_statement(name: bool, birth_date: bool, emergency: bool) -> Select[Any]:
+    """`_find`'s statement (built once): the parameters of
+    `search_index.matching` and `agency`, `today` and `now` of the
+    visibility rule (`common.visible_condition`), with `emergency` also
+    `staff_id` (that staff member's open emergency access)."""
+    visible = visible_condition(bindparam("agency", type_=String),
+                                bindparam("today", type_=Date), bindparam("now"),
+                                bindparam("staff_id") if emergency else None)
+    return (
+        select(Family.id, Family.display_name)
+        .where(*search_index.matching(name, birth_date), visible)
+        .order_by(Family.created_at, Family.id)
+        .limit(SEARCH_LIMIT)
+    )
 
 
 def possible_duplicates(session: Session, vault: Vault, actor: Actor, name: str,

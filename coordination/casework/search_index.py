@@ -19,8 +19,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, distinct, exists, func, insert, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    bindparam,
+    delete,
+    distinct,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.orm import Session
 
 from coordination.crypto import Vault
@@ -138,23 +151,24 @@ def reindex_batch(session: Session, vault: Vault, now: datetime, batch: int) -> 
     return ids
 
 
-def matching(vault: Vault, name: str | None, birth_date: date | None
-             ) -> list[ColumnElement[bool]]:
-    """The conditions on `Family` of a search: one name of the family (its
-    own or a member's) holds every word of `name`; the family or a member
-    was born on `birth_date`. A family not yet indexed (recorded before the
-    index, `reindex_batch` not yet run) is found, as before, by its whole
-    name and its own birth date."""
+def matching(name: bool, birth_date: bool) -> list[ColumnElement[bool]]:
+    """The conditions on `Family` of a search asking a name (`name`) and/or
+    a birth date (`birth_date`), with bound parameters (`parameters` gives
+    their values), so that the statement is built once: one name of the
+    family (its own or a member's) holds every word of the name; the family
+    or a member was born on the date. A family not yet indexed (recorded
+    before the index, `reindex_batch` not yet run) is found, as before, by
+    its whole name and its own birth date."""
     conditions: list[ColumnElement[bool]] = []
-    if name is not None:
-        asked = sorted({vault.blind_index(WORD, word) for word in name_words(name)})
-        whole_name = vault.blind_index("name", name)
-        if birth_date is None:
+    if name:
+        asked: Any = bindparam("words", expanding=True)
+        held = func.count(distinct(SearchTerm.term)) == bindparam("word_count")
+        whole_name = bindparam("whole_name", type_=String)
+        if not birth_date:
             # The name alone: the families some one name of which holds every
             # word, found through the terms' index.
             one_name = (select(SearchTerm.family_id).where(SearchTerm.term.in_(asked))
-                        .group_by(SearchTerm.family_id, SearchTerm.owner)
-                        .having(func.count(distinct(SearchTerm.term)) == len(asked)))
+                        .group_by(SearchTerm.family_id, SearchTerm.owner).having(held))
             whole = select(Family.id).where(Family.name_index == whole_name)
             conditions.append(Family.id.in_(union(one_name, whole)))
         else:
@@ -163,18 +177,30 @@ def matching(vault: Vault, name: str | None, birth_date: date | None
             # word matches thousands of families, a birth date a handful).
             one_name = (select(SearchTerm.owner)
                         .where(SearchTerm.family_id == Family.id, SearchTerm.term.in_(asked))
-                        .group_by(SearchTerm.owner)
-                        .having(func.count(distinct(SearchTerm.term)) == len(asked))
-                        .correlate(Family))
+                        .group_by(SearchTerm.owner).having(held).correlate(Family))
             conditions.append(or_(exists(one_name), Family.name_index == whole_name))
-    if birth_date is not None:
-        term = vault.blind_index(BIRTH_DATE, birth_date.isoformat())
+    if birth_date:
+        term = bindparam("birth_term", type_=String)
         born = select(SearchTerm.family_id).where(SearchTerm.term == term)
         own = select(Family.id).where(Family.birth_date_index == term)
         conditions.append(Family.id.in_(union(born, own)))
     # Each a set of ids made through an index (terms, `name_index`), which
     # the families are then looked up by: no scan of the families.
     return conditions
+
+
+def parameters(vault: Vault, name: str | None, birth_date: date | None) -> dict[str, Any]:
+    """The values of `matching(name is not None, birth_date is not None)`'s
+    parameters: the keyed terms of the name's words, their number, the whole
+    name's and the date's blind indexes."""
+    values: dict[str, Any] = {}
+    if name is not None:
+        words = sorted({vault.blind_index(WORD, word) for word in name_words(name)})
+        values.update(words=words, word_count=len(words),
+                      whole_name=vault.blind_index("name", name))
+    if birth_date is not None:
+        values["birth_term"] = vault.blind_index(BIRTH_DATE, birth_date.isoformat())
+    return values
 
 
 def people_of(family_id: str, name: str, birth_date: date | None,

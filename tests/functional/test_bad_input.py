@@ -680,6 +680,9 @@ UNSTORABLE: list[tuple[str, str, str, bytes, bool]] = [
     # databases, or refused alike
     ("create-name-nul", "create", "display_name", b'"a\\u0000b"', False),
     ("entry-value-nul", "entry", "value", b'"a\\u0000b"', False),
+    # Refused at the boundary; the service, which looks the field up in the
+    # database, also takes it for no field (test_entry_field_with_nul_is_no_field).
+    ("entry-field-nul", "entry", "field", b'"health\\u0000"', True),
     ("consent-purpose-nul", "consent", "purpose", b'"a\\u0000b"', False),
     ("consent-legal-basis-nul", "consent", "legal_basis", b'"consent\\u0000"', False),
     ("consent-witness-nul", "consent", "witness", b'"coord\\u00001"', False),
@@ -713,6 +716,27 @@ def test_unstorable_strings_are_refused_or_stored_never_500(
                 assert snapshot(api.client.application) == before
             else:
                 assert response.status_code in (200, 201), text
+
+
+def test_entry_field_with_nul_is_no_field(app: Flask, api: Api, world: World) -> None:
+    """`write_entry` looks its field up in the database (with the family's
+    lock): a field id holding a NUL, which no database can compare, is an
+    unknown field on both, and nothing is stored."""
+    from coordination import accounts
+    from coordination.casework import entries
+    from coordination.errors import InvalidInput
+    from tests.conftest import T0
+
+    rt = app.extensions["onestory"]
+    before = snapshot(app)
+    with rt.sessions() as session:
+        nurse = accounts.authenticate(session, api.tokens["nurse1"], T0)
+        with pytest.raises(InvalidInput) as refused:
+            entries.write_entry(session, rt.vault, nurse, world.family, "health\x00",
+                                "a note", T0)
+        session.rollback()
+    assert refused.value.errors == {"field": ["unknown field 'health\x00'"]}
+    assert snapshot(app) == before
 
 
 # --- GET /families?name=&birth_date= --------------------------------------------------
