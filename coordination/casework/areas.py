@@ -117,7 +117,9 @@ def counted(view: FamilyView, now: datetime) -> bool:
 
 
 def _recorded_minimal(session: Session, view: FamilyView) -> bool:
-    agency = view.recorded_by or session.get(Agency, view.family.recorded_by_agency)
+    if view.recorded_minimal is not None:
+        return view.recorded_minimal
+    agency = session.get(Agency, view.family.recorded_by_agency)
     return agency is not None and agency.minimal_data
 
 

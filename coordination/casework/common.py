@@ -68,7 +68,8 @@ class FamilyView:
     duty: tuple[DutyGrant, ...] = ()  # every duty grant, in force or not
     # The caller's open emergency access to this family, if any (its id).
     emergency: str | None = None
-    recorded_by: Agency | None = None  # the agency that recorded the family
+    # Whether the agency that recorded the family keeps minimal data (None: not read).
+    recorded_minimal: bool | None = None
 
     def involved(self, agency: str | None) -> bool:
         return any(
@@ -109,7 +110,7 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
         DutyGrant(gid, agency, frozenset(fields.split(",")), DutyState(state),
                   _as_date(until) or date.min)
         for _, gid, agency, fields, state, until in grants))
-    view.emergency, view.recorded_by = first.emergency, first[6]
+    view.emergency, view.recorded_minimal = first.emergency, first.recorder_minimal
     return view
 
 
@@ -133,7 +134,8 @@ def _load_statement(postgres: bool, emergency: bool) -> Select[Any]:
             .correlate(asked).scalar_subquery()
     recorder = aliased(Agency)  # read with the family: its area's rules ask it
     return (select(Family, ConsentFormRow, Involvement, cells.label("cells"),
-                   duty.label("duty"), opened.label("emergency"), recorder)
+                   duty.label("duty"), opened.label("emergency"),
+                   recorder.minimal_data.label("recorder_minimal"))
             .select_from(asked)
             .outerjoin(Family, Family.id == asked.c.id)
             .outerjoin(recorder, recorder.id == Family.recorded_by_agency)
