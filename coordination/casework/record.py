@@ -16,7 +16,14 @@ from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
 from coordination.casework import areas, entry_kinds
-from coordination.casework.common import INVOLVEMENT, _audit, _visible, iso_time, json_rows, parsed
+from coordination.casework.common import (
+    INVOLVEMENT,
+    _audit,
+    _visible_read,
+    iso_time,
+    json_rows,
+    parsed,
+)
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
 from coordination.model import Agency, AgencyArea, Entry, FieldDef, Member, Staff
@@ -43,7 +50,7 @@ def shared_record(
     agency's own entries: then also in `partial`) or in `withheld`. Values of
     withheld entries are never opened.
     """
-    view = _visible(session, vault, actor, family_id, now)
+    view = _visible_read(session, vault, actor, family_id, now)
     agency = str(actor.agency_id)
     form, family, cipher = view.form, view.family, view.cipher
     content = _content(session, family_id, agency, family.recorded_by_agency)
@@ -124,10 +131,10 @@ def shared_record(
            shown=sorted(fields), withheld=withheld, **extra)
     session.commit()  # the look is on record before anything is shown
     own_worker = next((i.contact_worker for i in view.involvements if i.agency_id == agency),
-                      None)
+                      None)  # a username
     return SharedRecord(body, shown=sorted(fields), withheld=withheld,
                         involved=view.involved(agency), catalogue=fields_catalogue,
-                        contact_worker=own_worker.username if own_worker else None)
+                        contact_worker=own_worker)
 
 
 class _Entry(NamedTuple):
