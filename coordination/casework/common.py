@@ -384,6 +384,20 @@ def check_access(
 # --- catalogue ----------------------------------------------------------------
 
 
+class FieldFacts(NamedTuple):
+    """A catalogue field as a read shows it (`FieldDef`'s columns, plain values)."""
+
+    id: str
+    label: str
+    description: str
+    position: int
+    kinds: str
+
+    @property
+    def kind_list(self) -> list[str]:
+        return [k for k in self.kinds.split(",") if k]
+
+
 def catalogue(session: Session) -> list[FieldDef]:
     return list(session.scalars(select(FieldDef).order_by(FieldDef.position, FieldDef.id)))
 

@@ -271,7 +271,7 @@ def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
     """Each family's entries (never another's) with their authors, in order;
     minimal-data authorship as the agencies say; members in their order,
     with and without birth dates; a family with nothing in it; every
-    catalogue field whether or not it has entries."""
+    catalogue field whether or not it has entries, as its row says it."""
     from coordination.casework.common import catalogue
     from coordination.casework.record import _content, _members
     from coordination.model import Agency, Entry, Member
@@ -304,7 +304,8 @@ def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
                      "family_members", "birth_date", m.id, m.birth_date)})}
                 for m in session.scalars(select(Member).where(Member.family_id == family)
                                          .order_by(Member.position))]
-            fields = [f.id for f in catalogue(session)]
+            fields = [(f.id, f.label, f.description, f.position, f.kinds, f.kind_list)
+                      for f in catalogue(session)]
             entry_agencies = {e.id: e.agency_id for e in session.scalars(
                 select(Entry).where(Entry.family_id == family))}
         with rt.sessions() as session:
@@ -315,7 +316,8 @@ def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
                 assert [(e.id, e.field_id, a) for e, a in es] == [
                     w for w in want_entries if w[1] == fid]
             assert sum(len(es) for es in content.by_field.values()) == len(want_entries)
-            assert [f.id for f in content.catalogue] == fields
+            assert [(*f, f.kind_list) for f in content.catalogue] == fields
+            assert not session.identity_map  # plain values: nothing entered the session
             assert {a for a in entry_agencies.values() if a in minimal} == \
                 set(content.minimal_authors)
             assert _members(cipher, content.members) == want_members
