@@ -48,6 +48,7 @@ def _involvement_out(inv: Involvement | InvolvementFacts) -> dict[str, Any]:
         "agency": inv.agency_id,
         "status": inv.status,
         "since": inv.since.isoformat(),
+        # A read's plain copy holds the username itself (`InvolvementFacts`).
         "contact_worker": worker if isinstance(worker, str) or worker is None
         else worker.username,
     }
