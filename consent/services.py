@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -32,7 +32,18 @@ FREE_ATTEMPTS = 3
 MAX_DELAY = timedelta(minutes=15)
 
 
-def form_of(row: ConsentFormRow, cells: Iterable[Cell]) -> Form:
+class StoredVersion(Protocol):
+    """What the decision reads of a stored form version (its row, or a
+    read's plain copy of it)."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def valid_until(self) -> date: ...
+
+
+def form_of(row: StoredVersion, cells: Iterable[Cell]) -> Form:
     """The decision's form: a stored version with its cells."""
     return Form(version=row.version, valid_until=row.valid_until, cells=frozenset(cells))
 

@@ -11,11 +11,11 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -479,13 +479,16 @@ def create_token(session: Session, username: str, lifetime: timedelta, now: date
 
 
 # Built once (every API request runs it): the token with its staff member and
-# agency, as plain columns (no objects to track).
-_TOKEN_LOOKUP = (select(ApiToken.revoked_at, ApiToken.expires_at, ApiToken.family_id,
-                        Staff.id.label("staff_id"), Staff.username, Staff.role, Staff.active,
-                        Agency.id.label("agency_id"), Agency.minimal_data)
-                 .outerjoin(Staff, Staff.id == ApiToken.staff_id)
-                 .outerjoin(Agency, Agency.id == Staff.agency_id)
-                 .where(ApiToken.token_hash == bindparam("token_hash")))
+# agency, as plain columns of the tables (a statement without mapped classes
+# skips the ORM's compile and result steps: a third of its CPU).
+_TOKENS, _STAFF, _AGENCIES = (cast(Table, m.__table__) for m in (ApiToken, Staff, Agency))
+_TOKEN_LOOKUP = (select(_TOKENS.c.revoked_at, _TOKENS.c.expires_at, _TOKENS.c.family_id,
+                        _STAFF.c.id.label("staff_id"), _STAFF.c.username, _STAFF.c.role,
+                        _STAFF.c.active, _AGENCIES.c.id.label("agency_id"),
+                        _AGENCIES.c.minimal_data)
+                 .outerjoin(_STAFF, _STAFF.c.id == _TOKENS.c.staff_id)
+                 .outerjoin(_AGENCIES, _AGENCIES.c.id == _STAFF.c.agency_id)
+                 .where(_TOKENS.c.token_hash == bindparam("token_hash")))
 
 
 def authenticate(session: Session, token: str, now: datetime) -> Actor:

@@ -116,6 +116,11 @@ _KEYS = DataKey.__table__
 _KEYS_OF = (select(_KEYS.c.family_id, _KEYS.c.key_version, _KEYS.c.master_version,
                    _KEYS.c.wrapped)
             .where(_KEYS.c.family_id.in_(bindparam("ids", expanding=True))))
+# One family's (every read of a family): no list to expand into the statement
+# on each execution.
+_KEY_OF = (select(_KEYS.c.family_id, _KEYS.c.key_version, _KEYS.c.master_version,
+                  _KEYS.c.wrapped)
+           .where(_KEYS.c.family_id == bindparam("id")))
 
 
 class KeyStore:
@@ -144,10 +149,12 @@ class KeyStore:
         if not family_ids:
             return {}
         # One statement, no transaction around it: one round trip.
+        statement, params = ((_KEY_OF, {"id": family_ids[0]}) if len(family_ids) == 1
+                             else (_KEYS_OF, {"ids": list(family_ids)}))
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return {row.family_id: WrappedKey(row.family_id, row.key_version,
                                               row.master_version, bytes(row.wrapped))
-                    for row in conn.execute(_KEYS_OF, {"ids": list(family_ids)})}
+                    for row in conn.execute(statement, params)}
 
     # --- the active master version ------------------------------------------------
 

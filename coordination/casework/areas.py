@@ -21,7 +21,13 @@ import audit.services as audit_log
 from audit.model import Action
 from audit.services import Event
 from coordination.actors import Actor
-from coordination.casework.common import FamilyView, _audit, _involved, _visible
+from coordination.casework.common import (
+    FamilyRead,
+    FamilyView,
+    _audit,
+    _involved,
+    _visible,
+)
 from coordination.crypto import Vault
 from coordination.errors import InvalidInput, NotFound
 from coordination.model import Agency, AgencyArea
@@ -110,14 +116,16 @@ def area_errors(session: Session, actor: Actor, code: Any) -> dict[str, list[str
     return {"area": [f"'{code}' is not one of your agency's areas: one of {', '.join(codes)}"]}
 
 
-def counted(view: FamilyView, now: datetime) -> bool:
+def counted(view: FamilyView | FamilyRead, now: datetime) -> bool:
     """Whether the family's form in force says it may be counted."""
     return (view.form_row is not None and view.form is not None
             and bool(view.form_row.statistics) and view.form.in_force(now))
 
 
-def _recorded_minimal(session: Session, view: FamilyView) -> bool:
-    agency = view.recorded_by or session.get(Agency, view.family.recorded_by_agency)
+def _recorded_minimal(session: Session, view: FamilyView | FamilyRead) -> bool:
+    if view.recorded_minimal is not None:
+        return view.recorded_minimal
+    agency = session.get(Agency, view.family.recorded_by_agency)
     return agency is not None and agency.minimal_data
 
 
@@ -160,8 +168,8 @@ def area_named(session: Session, code: str, *agencies: str | None,
     return {"code": code, "name": name}
 
 
-def family_area(session: Session, view: FamilyView, reader: str | None, now: datetime,
-                listed: Sequence[Sequence[str]] = ()) -> dict[str, str] | None:
+def family_area(session: Session, view: FamilyView | FamilyRead, reader: str | None,
+                now: datetime, listed: Sequence[Sequence[str]] = ()) -> dict[str, str] | None:
     """The family's area as `reader`'s agency reads it (opened here; the
     caller decides whether the reader may see it), or None. A family
     recorded by a minimal-data agency whose form in force no longer says yes

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,7 +37,15 @@ from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination.actors import Actor
 from coordination.crypto import FamilyCipher, Vault
 from coordination.errors import FamilyNotFound, NotPermitted
-from coordination.model import Agency, DutyGrantRow, EmergencyAccess, Family, FieldDef, Involvement
+from coordination.model import (
+    Agency,
+    DutyGrantRow,
+    EmergencyAccess,
+    Family,
+    FieldDef,
+    Involvement,
+    Staff,
+)
 from coordination.roles import InvolvementStatus
 
 INVOLVEMENT = "involvement"
@@ -55,10 +63,20 @@ def iso_time(moment: datetime) -> str:
 # --- the family as one request sees it --------------------------------------
 
 
+class _Involved:
+    involvements: Sequence[Any]
+
+    def involved(self, agency: str | None) -> bool:
+        return any(
+            i.agency_id == agency and i.status == InvolvementStatus.ACTIVE
+            for i in self.involvements
+        )
+
+
 @dataclass
-class FamilyView:
+class FamilyView(_Involved):
     """A family with its involvements, current form and duty grants, loaded
-    once per request."""
+    once per request, as objects of the session (a use case may change them)."""
 
     family: Family
     involvements: list[Involvement]
@@ -68,13 +86,55 @@ class FamilyView:
     duty: tuple[DutyGrant, ...] = ()  # every duty grant, in force or not
     # The caller's open emergency access to this family, if any (its id).
     emergency: str | None = None
-    recorded_by: Agency | None = None  # the agency that recorded the family
+    # Whether the agency that recorded the family keeps minimal data (None: not read).
+    recorded_minimal: bool | None = None
 
-    def involved(self, agency: str | None) -> bool:
-        return any(
-            i.agency_id == agency and i.status == InvolvementStatus.ACTIVE
-            for i in self.involvements
-        )
+
+class FamilyFacts(NamedTuple):
+    """A family's row as a read shows it (plain values, nothing tracked)."""
+
+    id: str
+    display_name: bytes
+    birth_date: bytes | None
+    languages: bytes | None
+    address: bytes | None
+    national_id: bytes | None
+    area: bytes | None
+    recorded_by_agency: str
+
+
+class InvolvementFacts(NamedTuple):
+    """An involvement as a read shows it, with its contact worker's username."""
+
+    id: int
+    agency_id: str
+    status: str
+    since: date
+    contact_worker: str | None
+
+
+class FormFacts(NamedTuple):
+    """The current consent form version's row as a read needs it."""
+
+    id: int
+    version: int
+    valid_until: date
+    statistics: bool
+
+
+@dataclass
+class FamilyRead(_Involved):
+    """`FamilyView` for a use case that only reads: the same facts as plain
+    values (`_load_read`), without the session's objects and their upkeep."""
+
+    family: FamilyFacts
+    involvements: list[InvolvementFacts]
+    form_row: FormFacts | None
+    form: Form | None
+    cipher: FamilyCipher = field(repr=False)
+    duty: tuple[DutyGrant, ...] = ()
+    emergency: str | None = None
+    recorded_minimal: bool | None = None
 
 
 def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = None,
@@ -88,13 +148,7 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
     The same statement and the same work either way (no key is read before
     a value is opened), so that the 404 for a family that does not exist and
     the one for a family not visible take equally long."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    emergency = (actor is not None and now is not None and actor.staff_id is not None
-                 and actor.does_casework)
-    params: dict[str, Any] = {"family_id": family_id}
-    if emergency:
-        assert actor is not None
-        params.update(staff_id=actor.staff_id, now=now)
+    postgres, emergency, params = _load_params(session, family_id, actor, now)
     rows = session.execute(_load_statement(postgres, emergency), params).all()
     cipher = vault.for_family(family_id)
     first = rows[0]
@@ -102,21 +156,62 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
     if family is None:
         return None
     involvements = [row[2] for row in rows if row[2] is not None]
-    form = (None if form_row is None else
+    return FamilyView(family, involvements, form_row, _form(form_row, first), cipher,
+                      _duty(first), first.emergency, first.recorder_minimal)
+
+
+def _load_read(session: Session, vault: Vault, family_id: str, actor: Actor | None = None,
+               now: datetime | None = None) -> FamilyRead | None:
+    """`_load` for a use case that only reads: the same statement, its rows
+    as plain values (`FamilyRead`), in the session's transaction. What the
+    family's objects would say, at a fraction of the cost: nothing enters
+    the session (tests/functional/test_read_path_attacks.py holds the two
+    to the same answers)."""
+    postgres, emergency, params = _load_params(session, family_id, actor, now)
+    rows = session.connection().execute(
+        _load_statement(postgres, emergency, tracked=False), params).all()
+    cipher = vault.for_family(family_id)
+    first = rows[0]
+    if first.id is None:
+        return None
+    family = FamilyFacts(*first[:8])
+    form_row = None if first.form_id is None else FormFacts(*first[8:12])
+    involvements = [InvolvementFacts(*row[12:17]) for row in rows
+                    if row.involvement_id is not None]
+    return FamilyRead(family, involvements, form_row, _form(form_row, first), cipher,
+                      _duty(first), first.emergency, first.recorder_minimal)
+
+
+def _load_params(session: Session, family_id: str, actor: Actor | None,
+                 now: datetime | None) -> tuple[bool, bool, dict[str, Any]]:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    emergency = (actor is not None and now is not None and actor.staff_id is not None
+                 and actor.does_casework)
+    params: dict[str, Any] = {"family_id": family_id}
+    if emergency:
+        assert actor is not None
+        params.update(staff_id=actor.staff_id, now=now)
+    return postgres, emergency, params
+
+
+def _form(form_row: ConsentFormRow | FormFacts | None, first: Any) -> Form | None:
+    return (None if form_row is None else
             consent_store.form_of(form_row, ((a, f) for a, f in parsed(first.cells))))
+
+
+def _duty(first: Any) -> tuple[DutyGrant, ...]:
     grants = sorted(parsed(first.duty), key=lambda g: (str(g[0]), str(g[1])))
-    view = FamilyView(family, involvements, form_row, form, cipher, tuple(
-        DutyGrant(gid, agency, frozenset(fields.split(",")), DutyState(state),
-                  _as_date(until) or date.min)
-        for _, gid, agency, fields, state, until in grants))
-    view.emergency, view.recorded_by = first.emergency, first[6]
-    return view
+    return tuple(DutyGrant(gid, agency, frozenset(fields.split(",")), DutyState(state),
+                           _as_date(until) or date.min)
+                 for _, gid, agency, fields, state, until in grants)
 
 
 @functools.cache
-def _load_statement(postgres: bool, emergency: bool) -> Select[Any]:
+def _load_statement(postgres: bool, emergency: bool, tracked: bool = True) -> Select[Any]:
     """`_load`'s statement (built once): parameters `family_id` and, with
-    `emergency`, `staff_id` and `now`."""
+    `emergency`, `staff_id` and `now`. Not `tracked` (`_load_read`): the
+    columns `FamilyFacts`, `FormFacts` and `InvolvementFacts` hold, in their
+    order, instead of the mapped objects."""
     asked = select(bindparam("family_id", type_=String).label("id")).subquery("asked")
     newest = (select(ConsentFormRow.id).where(ConsentFormRow.family_id == asked.c.id)
               .order_by(ConsentFormRow.version.desc()).limit(1).correlate(asked)
@@ -132,14 +227,26 @@ def _load_statement(postgres: bool, emergency: bool) -> Select[Any]:
         opened = _open_emergency_query(asked.c.id, bindparam("staff_id"), bindparam("now")) \
             .correlate(asked).scalar_subquery()
     recorder = aliased(Agency)  # read with the family: its area's rules ask it
-    return (select(Family, ConsentFormRow, Involvement, cells.label("cells"),
-                   duty.label("duty"), opened.label("emergency"), recorder)
-            .select_from(asked)
-            .outerjoin(Family, Family.id == asked.c.id)
-            .outerjoin(recorder, recorder.id == Family.recorded_by_agency)
-            .outerjoin(ConsentFormRow, ConsentFormRow.id == newest)
-            .outerjoin(Involvement, Involvement.family_id == asked.c.id)
-            .order_by(Involvement.since, Involvement.id))
+    worker = aliased(Staff)
+    read: list[Any] = [Family, ConsentFormRow, Involvement]
+    if not tracked:
+        read = [Family.id, Family.display_name, Family.birth_date, Family.languages,
+                Family.address, Family.national_id, Family.area, Family.recorded_by_agency,
+                ConsentFormRow.id.label("form_id"), ConsentFormRow.version,
+                ConsentFormRow.valid_until, ConsentFormRow.statistics,
+                Involvement.id.label("involvement_id"), Involvement.agency_id,
+                Involvement.status, Involvement.since, worker.username.label("worker")]
+    statement = (select(*read, cells.label("cells"), duty.label("duty"),
+                        opened.label("emergency"),
+                        recorder.minimal_data.label("recorder_minimal"))
+                 .select_from(asked)
+                 .outerjoin(Family, Family.id == asked.c.id)
+                 .outerjoin(recorder, recorder.id == Family.recorded_by_agency)
+                 .outerjoin(ConsentFormRow, ConsentFormRow.id == newest)
+                 .outerjoin(Involvement, Involvement.family_id == asked.c.id))
+    if not tracked:
+        statement = statement.outerjoin(worker, worker.id == Involvement.contact_worker_id)
+    return statement.order_by(Involvement.since, Involvement.id)
 
 
 def json_rows(postgres: bool, columns: list[Any], where: ColumnElement[bool],
@@ -191,12 +298,30 @@ def _visible(
         _lock_family(session, family_id)
     # Asked whether the family exists or not: the same statement either way.
     view = _load(session, vault, family_id, actor, now)
+    _decide_visible(view, actor, family_id, now)
+    assert view is not None
+    return view
+
+
+def _visible_read(session: Session, vault: Vault, actor: Actor, family_id: str,
+                  now: datetime) -> FamilyRead:
+    """`_visible` for a use case that only reads (`_load_read`): the same
+    decision on the same facts."""
+    view = _load_read(session, vault, family_id, actor, now)
+    _decide_visible(view, actor, family_id, now)
+    assert view is not None
+    return view
+
+
+def _decide_visible(view: FamilyView | FamilyRead | None, actor: Actor, family_id: str,
+                    now: datetime) -> None:
+    """Raise `FamilyNotFound` unless the actor may know the loaded family exists."""
     if view is None:
         raise FamilyNotFound("absent")
     if actor.is_family:
         if actor.family_id != family_id:
             raise FamilyNotFound("not_visible", family_id)
-        return view
+        return
     agency = str(actor.agency_id)
     if not actor.does_casework:
         raise FamilyNotFound("not_visible", family_id)
@@ -205,7 +330,6 @@ def _visible(
         expired = view.form is not None and not view.form.in_force(now) and any(
             a == agency for a, _ in view.form.cells)
         raise FamilyNotFound("expired" if expired else "not_visible", family_id)
-    return view
 
 
 def _open_emergency_query(family_id: Any, staff_id: Any, now: Any) -> Select[Any]:
@@ -258,6 +382,20 @@ def check_access(
 
 
 # --- catalogue ----------------------------------------------------------------
+
+
+class FieldFacts(NamedTuple):
+    """A catalogue field as a read shows it (`FieldDef`'s columns, plain values)."""
+
+    id: str
+    label: str
+    description: str
+    position: int
+    kinds: str
+
+    @property
+    def kind_list(self) -> list[str]:
+        return [k for k in self.kinds.split(",") if k]
 
 
 def catalogue(session: Session) -> list[FieldDef]:

@@ -23,6 +23,7 @@ from coordination.casework import concealment
 from coordination.casework.common import (
     INVOLVEMENT,
     FamilyView,
+    InvolvementFacts,
     _audit,
     _involved,
     _visible,
@@ -41,12 +42,15 @@ from coordination.model import Involvement, Staff
 from coordination.roles import InvolvementStatus
 
 
-def _involvement_out(inv: Involvement) -> dict[str, Any]:
+def _involvement_out(inv: Involvement | InvolvementFacts) -> dict[str, Any]:
+    worker = inv.contact_worker
     return {
         "agency": inv.agency_id,
         "status": inv.status,
         "since": inv.since.isoformat(),
-        "contact_worker": inv.contact_worker.username if inv.contact_worker else None,
+        # A read's plain copy holds the username itself (`InvolvementFacts`).
+        "contact_worker": worker if isinstance(worker, str) or worker is None
+        else worker.username,
     }
 
 

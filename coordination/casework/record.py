@@ -16,7 +16,15 @@ from audit.model import Action
 from consent import model as consent
 from coordination.actors import Actor
 from coordination.casework import areas, entry_kinds
-from coordination.casework.common import INVOLVEMENT, _audit, _visible, iso_time, json_rows, parsed
+from coordination.casework.common import (
+    INVOLVEMENT,
+    FieldFacts,
+    _audit,
+    _visible_read,
+    iso_time,
+    json_rows,
+    parsed,
+)
 from coordination.casework.involvements import _involvement_out
 from coordination.crypto import FamilyCipher, Vault
 from coordination.model import Agency, AgencyArea, Entry, FieldDef, Member, Staff
@@ -30,7 +38,7 @@ class SharedRecord:
     shown: list[str]
     withheld: list[str]
     involved: bool = False  # whether the reader's agency may write entries here
-    catalogue: list[FieldDef] = field(default_factory=list)  # the rows it was decided on
+    catalogue: list[FieldFacts] = field(default_factory=list)  # the rows it was decided on
     contact_worker: str | None = None  # the reader's own agency's, which it always knows
 
 
@@ -43,7 +51,7 @@ def shared_record(
     agency's own entries: then also in `partial`) or in `withheld`. Values of
     withheld entries are never opened.
     """
-    view = _visible(session, vault, actor, family_id, now)
+    view = _visible_read(session, vault, actor, family_id, now)
     agency = str(actor.agency_id)
     form, family, cipher = view.form, view.family, view.cipher
     content = _content(session, family_id, agency, family.recorded_by_agency)
@@ -124,10 +132,10 @@ def shared_record(
            shown=sorted(fields), withheld=withheld, **extra)
     session.commit()  # the look is on record before anything is shown
     own_worker = next((i.contact_worker for i in view.involvements if i.agency_id == agency),
-                      None)
+                      None)  # a username
     return SharedRecord(body, shown=sorted(fields), withheld=withheld,
                         involved=view.involved(agency), catalogue=fields_catalogue,
-                        contact_worker=own_worker.username if own_worker else None)
+                        contact_worker=own_worker)
 
 
 class _Entry(NamedTuple):
@@ -143,7 +151,7 @@ class _Entry(NamedTuple):
 
 @dataclass
 class _Content:
-    catalogue: list[FieldDef]
+    catalogue: list[FieldFacts]
     by_field: dict[str, list[tuple[_Entry, str]]]  # each field's entries, oldest first
     minimal_authors: frozenset[str]  # the entries' agencies in minimal-data mode
     members: list[list[Any]]  # [id, position, name, relation, birth date], sealed, hex
@@ -154,17 +162,18 @@ def _content(session: Session, family_id: str, reader: str, recorder: str) -> _C
     """In one statement: the field catalogue, each field's entries of the
     family with their author's username and whether their agency keeps
     minimal data, the family's members (sealed, as hex), and the area lists
-    of the reader's agency and of the agency that recorded the family."""
+    of the reader's agency and of the agency that recorded the family.
+    Plain values, in the session's transaction: nothing enters the session."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    rows = session.execute(_content_statement(postgres), {
+    rows = session.connection().execute(_content_statement(postgres), {
         "family_id": family_id, "reader": reader, "recorder": recorder}).all()
-    fields: list[FieldDef] = []
+    fields: list[FieldFacts] = []
     by_field: dict[str, list[tuple[_Entry, str]]] = defaultdict(list)
     minimal: set[str] = set()
     for row in rows:
-        field_def = row[0]
-        if not fields or fields[-1] is not field_def:
-            fields.append(field_def)
+        if not fields or fields[-1].id != row[0]:
+            fields.append(FieldFacts(*row[:5]))
+        field_def = fields[-1]
         if row.entry_id is not None:
             entry = _Entry(row.entry_id, field_def.id, row.entry_agency, row.written_at,
                            row.kind, row.value)
@@ -187,7 +196,9 @@ def _content_statement(postgres: bool) -> Select[Any]:
     areas_listed = json_rows(postgres, [AgencyArea.agency_id, AgencyArea.code, AgencyArea.name],
                              AgencyArea.agency_id.in_([bindparam("reader"),
                                                        bindparam("recorder")]), None)
-    return (select(FieldDef, Entry.id.label("entry_id"), Entry.agency_id.label("entry_agency"),
+    return (select(FieldDef.id, FieldDef.label, FieldDef.description, FieldDef.position,
+                   FieldDef.kinds, Entry.id.label("entry_id"),
+                   Entry.agency_id.label("entry_agency"),
                    Entry.written_at, Entry.kind, Entry.value, Staff.username,
                    Agency.minimal_data, members.label("members"), areas_listed.label("areas"))
             .outerjoin(Entry, and_(Entry.field_id == FieldDef.id, Entry.family_id == family_id))

@@ -10,6 +10,7 @@ from typing import Any
 from flask import request
 
 from coordination.casework import entry_kinds
+from coordination.casework.common import FieldFacts
 from coordination.model import FieldDef
 
 KIND_NAMES = {entry_kinds.TEXT: "Free text",
@@ -19,7 +20,7 @@ WHOLE = re.compile(r"[0-9]{1,9}")
 FRACTION = re.compile(r"[0-9]{0,9}[.,][0-9]{1,9}")
 
 
-def form_context(catalogue: Sequence[FieldDef], writable: Sequence[str],
+def form_context(catalogue: Sequence[FieldDef | FieldFacts], writable: Sequence[str],
                  needs_codes: Sequence[str]) -> dict[str, Any]:
     """`kind_choices`: each kind some writable field takes, with those fields'
     labels (only when a field takes more than free text); `kind_fields`:

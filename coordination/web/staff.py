@@ -5,6 +5,7 @@ fields as rows), revoke on the family's behalf, and consent history."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from coordination.actors import Actor
 from coordination.api import record_denial
 from coordination.casework import access_log as who_looked
 from coordination.casework import common, consent_forms, entries, families, involvements, record
+from coordination.casework.common import FieldFacts
 from coordination.errors import Conflict, InvalidInput
 from coordination.model import FieldDef
 from coordination.roles import Role
@@ -62,14 +64,15 @@ def _new_form_key() -> str:
     return key
 
 
-def _kinds(catalogue: list[FieldDef] | None = None) -> dict[str, Any]:
+def _kinds(catalogue: Sequence[FieldDef | FieldFacts] | None = None) -> dict[str, Any]:
     """The entry form's kinds and needs codes (`entry_form.form_context`)."""
     rows = catalogue or common.catalogue(request_db())
     return entry_form.form_context(rows, [f for f, _ in _entry_fields(rows)],
                                    current().settings.needs_codes)
 
 
-def _entry_fields(catalogue: list[FieldDef] | None = None) -> list[tuple[str, str]]:
+def _entry_fields(catalogue: Sequence[FieldDef | FieldFacts] | None = None
+                  ) -> list[tuple[str, str]]:
     """The fields this actor may write under (a minimal-data agency: two)."""
     return [(f.id, f.label) for f in catalogue or common.catalogue(request_db())
             if f.id != common.INVOLVEMENT

@@ -24,7 +24,7 @@ from consent.tables import ConsentCellRow, ConsentFormRow
 from coordination import db, migrate
 from coordination.actors import Actor
 from coordination.app import create_app
-from coordination.casework.common import _load, duty_grant_of
+from coordination.casework.common import _load, _load_read, duty_grant_of
 from coordination.config import Settings
 from coordination.db import make_engine
 from coordination.model import DutyGrantRow, EmergencyAccess, Involvement, Staff
@@ -69,6 +69,31 @@ def _loaded(app: Flask, session: Session, family_id: str, actor: Actor, now: dat
             view.emergency)
 
 
+def _read(app: Flask, session: Session, family_id: str, actor: Actor, now: datetime) -> Any:
+    """`_loaded` of the read's plain copy (`_load_read`), and the facts it
+    holds beside the decision's, as the tracked objects give them."""
+    vault = app.extensions["onestory"].vault
+    plain = _load_read(session, vault, family_id, actor, now)
+    assert plain is not None and not session.identity_map  # nothing entered the session
+    view = _load(session, vault, family_id, actor, now)
+    assert view is not None
+    family = view.family
+    facts = (tuple(getattr(family, f) for f in plain.family._fields),
+             None if view.form_row is None else tuple(
+                 getattr(view.form_row, f) for f in plain.form_row._fields if f != "statistics")
+             + (bool(view.form_row.statistics),),
+             [(i.id, i.agency_id, i.status, i.since,
+               i.contact_worker.username if i.contact_worker else None)
+              for i in view.involvements],
+             view.recorded_minimal)
+    got = (tuple(plain.family), None if plain.form_row is None else tuple(plain.form_row),
+           [tuple(i) for i in plain.involvements], plain.recorded_minimal)
+    assert got == facts, (family_id, got, facts)
+    return ([(i.id, i.agency_id, i.status) for i in plain.involvements],
+            None if plain.form_row is None else plain.form_row.id, plain.form, plain.duty,
+            plain.emergency)
+
+
 def _grant(session: Session, family_id: str, gid: str, agency: str, fields: str, state: str,
            until: date, created: datetime) -> None:
     session.add(DutyGrantRow(
@@ -92,15 +117,21 @@ def test_the_one_statement_gives_the_decision_what_the_per_table_queries_give(
     past, today and later, created in one microsecond and across seconds;
     emergency accesses of the caller, of a colleague, expired, not yet
     open, ending exactly now, of another family: compared at moments on
-    every boundary, for several callers."""
+    every boundary, for several callers; and the read's plain copy of the
+    same statement (`_load_read`) gives the same, with the same facts as
+    the tracked objects."""
     bare = api.new_family("nurse1")
     rich = api.new_family("nurse1", members=[{"name": "A", "relation": "child"}])
     other = api.new_family("nurse1")
     api.sign(rich, {"physio": ["health", "story"]})
-    api.sign(rich, {"physio": ["health"], "ecec": ["education", "social"]})
+    api.sign(rich, {"physio": ["health", "involvement"], "ecec": ["education", "social"]})
     revoked = api.post(f"/api/v1/families/{rich}/consent/revoke", "coord1",
                        json={"agency": "ecec", "field": "social"})
     assert revoked.status_code < 300, revoked.get_json()
+    # A second involvement, without a contact worker.
+    involved = api.post(f"/api/v1/families/{rich}/involvements", "coord1",
+                        json={"agency": "physio"})
+    assert involved.status_code < 300, involved.get_json()
     api.sign(other, {"physio": ["health"]}, valid_until=(clock().date() + timedelta(days=1))
              .isoformat())
     t0 = clock()
@@ -158,6 +189,9 @@ def test_the_one_statement_gives_the_decision_what_the_per_table_queries_give(
                 with rt.sessions() as session:
                     got = _loaded(app, session, family, actor, now)
                 assert got == want, (who, family, now)
+                with rt.sessions() as session:
+                    read = _read(app, session, family, actor, now)
+                assert read == want, (who, family, now)
                 opened.add(want[4])
     assert opened == {None, "ea_mine", "ea_old", "ea_colleague", "ea_later", "ea_other"}
 
@@ -238,7 +272,7 @@ def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
     """Each family's entries (never another's) with their authors, in order;
     minimal-data authorship as the agencies say; members in their order,
     with and without birth dates; a family with nothing in it; every
-    catalogue field whether or not it has entries."""
+    catalogue field whether or not it has entries, as its row says it."""
     from coordination.casework.common import catalogue
     from coordination.casework.record import _content, _members
     from coordination.model import Agency, Entry, Member
@@ -271,7 +305,8 @@ def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
                      "family_members", "birth_date", m.id, m.birth_date)})}
                 for m in session.scalars(select(Member).where(Member.family_id == family)
                                          .order_by(Member.position))]
-            fields = [f.id for f in catalogue(session)]
+            fields = [(f.id, f.label, f.description, f.position, f.kinds, f.kind_list)
+                      for f in catalogue(session)]
             entry_agencies = {e.id: e.agency_id for e in session.scalars(
                 select(Entry).where(Entry.family_id == family))}
         with rt.sessions() as session:
@@ -282,7 +317,8 @@ def test_the_record_content_in_one_statement_is_what_the_per_table_queries_give(
                 assert [(e.id, e.field_id, a) for e, a in es] == [
                     w for w in want_entries if w[1] == fid]
             assert sum(len(es) for es in content.by_field.values()) == len(want_entries)
-            assert [f.id for f in content.catalogue] == fields
+            assert [(*f, f.kind_list) for f in content.catalogue] == fields
+            assert not session.identity_map  # plain values: nothing entered the session
             assert {a for a in entry_agencies.values() if a in minimal} == \
                 set(content.minimal_authors)
             assert _members(cipher, content.members) == want_members
