@@ -122,7 +122,17 @@ def with_password(session: Session, username: str, password: str, address: str,
             session.commit()
             raise Throttled(wait)
         before_check()
+        checked = staff.password_hash if staff is not None else None
         ok = _check_password(staff, password)
+        if staff is not None:
+            # The check may have run outside the claim's transaction (SQLite),
+            # and the staff row is not claimed: a password reset or a
+            # deactivation meanwhile wins (locked from here to the commit, so
+            # a reset after it ends the session this opens).
+            staff = session.scalars(
+                select(Staff).where(Staff.id == staff.id).with_for_update()
+                .execution_options(populate_existing=True)).first()
+            ok = ok and staff is not None and staff.password_hash == checked
         hasher = accounts.password_hasher
         rehashed = (hasher.hash(password) if ok and staff is not None and staff.password_hash
                     and hasher.check_needs_rehash(staff.password_hash) else None)

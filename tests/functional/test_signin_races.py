@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from sqlalchemy import select
 
 import consent.services as consent_store
-from coordination.model import ApiToken
-from tests.conftest import Api
+from coordination import accounts, signin
+from coordination.model import ApiToken, Staff, WebSession
+from tests.conftest import Api, Clock
+from tests.web import csrf_token, password_of, set_passwords
 
 WAIT = 10.0  # seconds a step may take before the test fails (never reached when it works)
 MEANWHILE = 1.5  # how long a check waits for a write of another request to end
@@ -66,3 +70,56 @@ def test_a_receipt_reissued_while_its_pin_is_checked_lets_no_one_in(
         open_tokens = session.scalars(select(ApiToken).where(
             ApiToken.family_id == family, ApiToken.revoked_at.is_(None))).all()
     assert open_tokens == [], "a session opened with a receipt re-issued meanwhile"
+
+
+@pytest.mark.parametrize("rehash", [False, True])
+def test_a_password_reset_while_the_old_one_is_checked_wins(
+        app: Flask, api: Api, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+        rehash: bool) -> None:
+    """An admin resets a password (someone else knows it: that ends their
+    sessions) while a sign-in with the old password is being checked: no
+    session with the old password outlives the reset, and the new password
+    is the one that stays (a rehash of the old one never overwrites it)."""
+    set_passwords(app)
+    if rehash:  # stored at other argon2 parameters: a right password is rehashed
+        with app.extensions["onestory"].sessions() as session:
+            staff = session.scalars(select(Staff).where(Staff.username == "auditor1")).one()
+            staff.password_hash = PasswordHasher(time_cost=2, memory_cost=2048,
+                                                 parallelism=1).hash(password_of("auditor1"))
+            session.commit()
+    check = signin._check_password
+    new: list[str] = []
+    threads: list[threading.Thread] = []
+
+    def reset() -> None:
+        with app.extensions["onestory"].sessions() as session:
+            by = _admin(session)
+            new.append(accounts.reset_password(session, "auditor1", clock(), by))
+
+    def racing(staff: Any, password: str) -> bool:
+        _, thread = _meanwhile(reset)
+        threads.append(thread)
+        return check(staff, password)
+
+    monkeypatch.setattr(signin, "_check_password", racing)
+    client = app.test_client()
+    token = csrf_token(client.get("/sign-in").get_data(as_text=True))
+    response = client.post("/sign-in", data={"username": "auditor1",
+                                             "password": password_of("auditor1"),
+                                             "csrf_token": token})
+    threads[0].join(WAIT)
+    assert response.status_code in (302, 401)
+    with app.extensions["onestory"].sessions() as session:
+        staff = session.scalars(select(Staff).where(Staff.username == "auditor1")).one()
+        assert accounts.password_hasher.verify(staff.password_hash, new[0])
+        assert session.scalars(select(WebSession).where(
+            WebSession.ended_at.is_(None))).all() == [], "a session outlived the reset"
+
+
+def _admin(session: Any) -> Any:
+    from coordination.actors import Actor
+    from coordination.roles import Role
+
+    staff = session.scalars(select(Staff).where(Staff.username == "admin1")).one()
+    return Actor(username=staff.username, staff_id=staff.id, agency_id=staff.agency_id,
+                 role=Role(staff.role))
