@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +15,13 @@ from argon2 import PasswordHasher
 from flask import Flask
 from sqlalchemy import select
 
+import audit.services
 import consent.services as consent_store
+from audit.model import Action
+from audit.services import AuditUnavailable
+from consent.tables import ConsentReceipt
 from coordination import accounts, signin
-from coordination.model import ApiToken, Staff, WebSession
+from coordination.model import ApiToken, SignInThrottle, Staff, WebSession
 from tests.conftest import Api, Clock
 from tests.web import csrf_token, password_of, set_passwords
 
@@ -123,3 +128,68 @@ def _admin(session: Any) -> Any:
     staff = session.scalars(select(Staff).where(Staff.username == "admin1")).one()
     return Actor(username=staff.username, staff_id=staff.id, agency_id=staff.agency_id,
                  role=Role(staff.role))
+
+
+class _Stopped(BaseException):
+    """The process stops (killed, out of memory) while a guess is checked."""
+
+
+def _stop(*_args: Any) -> bool:
+    raise _Stopped()
+
+
+@pytest.mark.parametrize("after", ["audit fails", "process stops"])
+@pytest.mark.parametrize("attempt", ["unknown code", "real code", "staff password"])
+def test_a_guess_checked_is_counted_whatever_happens_after(
+        app: Flask, api: Api, clock: Clock, db_url: str, monkeypatch: pytest.MonkeyPatch,
+        attempt: str, after: str) -> None:
+    """On SQLite the attempt is claimed and committed before the check: when
+    the outcome cannot be recorded (the audit log fails: `503`) or the
+    process stops during the check, the guess is still counted (never fewer
+    failures than guesses checked). On PostgreSQL claim, check and outcome
+    are one transaction: nothing of it is kept, and nothing was answered."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("one transaction on PostgreSQL")
+    set_passwords(app)
+    code = _family_with_receipt(api)[1] if attempt == "real code" else "AAAA-BBBB"
+    if after == "audit fails":
+        real = audit.services.record
+
+        def failing(session: Any, event: Any, now: Any) -> Any:
+            if event.action == Action.LOGIN_FAILED:
+                raise AuditUnavailable("down")
+            return real(session, event, now)
+
+        monkeypatch.setattr(audit.services, "record", failing)
+    else:
+        monkeypatch.setattr(signin, "_check_password", _stop)
+        monkeypatch.setattr(consent_store, "_verify", _stop)
+    client = app.test_client()
+    rt = app.extensions["onestory"]
+    if attempt == "staff password":
+        keys = [accounts.throttle_key("user", "auditor1"),
+                accounts.throttle_key("addr", "127.0.0.1")]
+        if after == "audit fails":
+            token = csrf_token(client.get("/sign-in").get_data(as_text=True))
+            assert client.post("/sign-in", data={"username": "auditor1", "password": "wrong",
+                                                 "csrf_token": token}).status_code == 503
+        else:
+            with rt.sessions() as session, pytest.raises(_Stopped):
+                signin.with_password(session, "auditor1", "wrong", "127.0.0.1", clock())
+    else:
+        keys = [accounts.throttle_key("receipt", consent_store.normalise_code(code))]
+        if after == "audit fails":
+            assert client.post("/api/v1/family/session", json={
+                "receipt_code": code, "pin": "000000"}).status_code == 503
+        else:
+            with rt.sessions() as session, pytest.raises(_Stopped):
+                accounts.open_family_session(session, code, "000000", timedelta(hours=1),
+                                             clock())
+    with rt.sessions() as session:
+        if attempt == "real code":
+            receipt = session.scalars(select(ConsentReceipt)).one()
+            assert receipt.failed_attempts == 1
+            return
+        for key in keys:
+            row = session.get(SignInThrottle, key)
+            assert row is not None and row.failures == 1, key
