@@ -23,6 +23,8 @@ from consent.tables import ConsentReceipt
 from coordination import accounts, signin
 from coordination.model import ApiToken, SignInThrottle, Staff, WebSession
 from tests.conftest import Api, Clock
+from tests.functional.test_database_down import _api
+from tests.functional.test_read_path_attacks import served_app  # noqa: F401 - a fixture
 from tests.web import csrf_token, password_of, set_passwords
 
 WAIT = 10.0  # seconds a step may take before the test fails (never reached when it works)
@@ -193,3 +195,86 @@ def test_a_guess_checked_is_counted_whatever_happens_after(
         for key in keys:
             row = session.get(SignInThrottle, key)
             assert row is not None and row.failures == 1, key
+
+
+GUESSES = 12  # parallel wrong guesses on one key, more than any free attempts
+
+
+def _burst(app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch,
+           attempt: str) -> tuple[int, list[int]]:
+    """`GUESSES` wrong guesses at once on one receipt code or one username,
+    each check made slow enough for the others to pile up behind it; the
+    clock stands still, so no delay or lockout runs out meanwhile. Returns
+    how many guesses were checked and the answers."""
+    set_passwords(app)
+    checks, counted = [0], threading.Lock()
+
+    def counting(check: Callable[..., bool]) -> Callable[..., bool]:
+        def slow(*args: Any) -> bool:
+            with counted:
+                checks[0] += 1
+            threading.Event().wait(0.05)
+            return check(*args)
+        return slow
+
+    if attempt == "staff password":
+        monkeypatch.setattr(signin, "_check_password", counting(signin._check_password))
+
+        def guess() -> int:
+            client = app.test_client()
+            token = csrf_token(client.get("/sign-in").get_data(as_text=True))
+            return client.post("/sign-in", data={"username": "auditor1", "password": "wrong",
+                                                 "csrf_token": token}).status_code
+    else:
+        code = _family_with_receipt(api)[1] if attempt == "real code" else "AAAA-BBBB"
+        monkeypatch.setattr(consent_store, "_verify", counting(consent_store._verify))
+
+        def guess() -> int:
+            return app.test_client().post("/api/v1/family/session", json={
+                "receipt_code": code, "pin": "000000"}).status_code
+    answers: list[int] = []
+    start = threading.Barrier(GUESSES)
+
+    def guesser() -> None:
+        start.wait(WAIT)
+        answers.append(guess())
+
+    threads = [threading.Thread(target=guesser) for _ in range(GUESSES)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 3)
+    return checks[0], sorted(answers)
+
+
+def _free(app: Flask, attempt: str) -> int:
+    if attempt == "staff password":
+        policy = app.extensions["onestory"].settings.web_policy
+        return int(min(policy.user_failures, policy.address_failures))
+    return consent_store.FREE_ATTEMPTS
+
+
+ATTEMPTS = ["unknown code", "real code", "staff password"]
+
+
+@pytest.mark.parametrize("attempt", ATTEMPTS)
+def test_parallel_guesses_on_one_key_get_no_more_checks_than_the_free_attempts(
+        app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch, attempt: str) -> None:
+    """Guesses sent at once on one receipt code (real or unknown) or one
+    username: no more are checked than the free attempts allow; every other
+    is refused as slowed down or locked out (`429`), none fails otherwise."""
+    checks, answers = _burst(app, api, monkeypatch, attempt)
+    free = _free(app, attempt)
+    assert checks == free
+    assert answers == [401] * free + [429] * (GUESSES - free)
+
+
+@pytest.mark.parametrize("attempt", ATTEMPTS)
+def test_parallel_guesses_in_the_servers_turns_get_no_more_checks(
+        served_app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        attempt: str) -> None:
+    """The same on SQLite as `onestory serve` runs it: transactions in turns."""
+    checks, answers = _burst(served_app, _api(served_app, clock), monkeypatch, attempt)
+    free = _free(served_app, attempt)
+    assert checks == free
+    assert answers == [401] * free + [429] * (GUESSES - free)
