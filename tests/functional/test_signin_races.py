@@ -6,6 +6,7 @@ check must never let anyone in or lose a guess that was checked."""
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,9 +21,10 @@ import consent.services as consent_store
 from audit.model import Action
 from audit.services import AuditUnavailable
 from consent.tables import ConsentReceipt
-from coordination import accounts, signin
+from coordination import accounts, db, signin
+from coordination.errors import NotAuthenticated, Throttled
 from coordination.model import ApiToken, SignInThrottle, Staff, WebSession
-from tests.conftest import Api, Clock
+from tests.conftest import STAFF, Api, Clock
 from tests.functional.test_database_down import _api
 from tests.functional.test_read_path_attacks import served_app  # noqa: F401 - a fixture
 from tests.web import csrf_token, password_of, set_passwords
@@ -278,3 +280,91 @@ def test_parallel_guesses_in_the_servers_turns_get_no_more_checks(
     free = _free(served_app, attempt)
     assert checks == free
     assert answers == [401] * free + [429] * (GUESSES - free)
+
+
+def _stripe(key: str) -> int:
+    return zlib.crc32(key.encode()) % len(accounts._ATTEMPT_STRIPES)
+
+
+def _sign_in_on_its_own(app: Flask, clock: Clock, username: str, address: str,
+                        outcomes: list[str]) -> threading.Thread:
+    def run() -> None:
+        with app.extensions["onestory"].sessions() as session:
+            try:
+                signin.with_password(session, username, "wrong", address, clock())
+            except (NotAuthenticated, Throttled):
+                outcomes.append("refused")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_sign_ins_whose_username_and_address_stripes_cross_all_end(
+        served_app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        ) -> None:
+    """One sign-in's username shares its stripe with another's address and
+    the other way round (and one whose username and address share one
+    stripe): none waits for another for good."""
+    _api(served_app, clock)
+    set_passwords(served_app)
+    user = {name: _stripe(accounts.throttle_key("user", name)) for name, _, _ in STAFF}
+    one, two = next((a, b) for a in user for b in user if user[a] != user[b])
+    address = {}
+    for n in range(100_000):
+        stripe = _stripe(accounts.throttle_key("addr", f"10.0.{n // 256}.{n % 256}"))
+        address.setdefault(stripe, f"10.0.{n // 256}.{n % 256}")
+    check = signin._check_password
+
+    def slow(*args: Any) -> bool:
+        threading.Event().wait(0.02)
+        return check(*args)
+
+    monkeypatch.setattr(signin, "_check_password", slow)
+    outcomes: list[str] = []
+    threads = []
+    for _ in range(4):
+        threads += [_sign_in_on_its_own(served_app, clock, one, address[user[two]], outcomes),
+                    _sign_in_on_its_own(served_app, clock, two, address[user[one]], outcomes),
+                    _sign_in_on_its_own(served_app, clock, one, address[user[one]], outcomes)]
+    for thread in threads:
+        thread.join(WAIT)
+    assert outcomes == ["refused"] * len(threads)
+
+
+def test_a_sign_in_in_a_request_holding_the_turn_waits_for_no_one_holding_it(
+        served_app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        ) -> None:
+    """A sign-in whose request already holds the server's turn (it began a
+    transaction) while another attempt on the same username is being
+    checked: it gives the turn back before waiting for that attempt, which
+    then records its outcome; both end (no wait for the turn's timeout)."""
+    _api(served_app, clock)
+    set_passwords(served_app)
+    checking, release = threading.Event(), threading.Event()
+    check = signin._check_password
+
+    def held(*args: Any) -> bool:
+        if not checking.is_set():
+            checking.set()
+            release.wait(WAIT)
+        return check(*args)
+
+    monkeypatch.setattr(signin, "_check_password", held)
+    outcomes: list[str] = []
+    other = _sign_in_on_its_own(served_app, clock, "auditor1", "10.0.0.1", outcomes)
+    assert checking.wait(WAIT)
+    rt = served_app.extensions["onestory"]
+    turns = db.turns_of(rt.engine)
+    assert turns is not None
+    with rt.sessions() as session:
+        session.execute(select(Staff.id)).all()
+        assert turns.held_by_this_thread()
+        release.set()
+        # Were the turn kept while waiting, the other could record nothing
+        # until its wait for the turn timed out (then refused as busy).
+        with pytest.raises(NotAuthenticated):
+            signin.with_password(session, "auditor1", "wrong", "10.0.0.2", clock())
+        other.join(WAIT)
+    assert outcomes == ["refused"]
+
