@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 import audit.services
 import consent.services as consent_store
-from audit.model import Action
+from audit.model import Action, AuditEntry
 from audit.services import AuditUnavailable
 from consent.tables import ConsentReceipt
 from coordination import accounts, db, signin
@@ -368,3 +368,89 @@ def test_a_sign_in_in_a_request_holding_the_turn_waits_for_no_one_holding_it(
         other.join(WAIT)
     assert outcomes == ["refused"]
 
+
+
+@pytest.mark.parametrize("pin", ["right", "wrong"])
+def test_a_family_erased_while_its_pin_is_checked_is_refused_cleanly(
+        app: Flask, api: Api, clock: Clock, monkeypatch: pytest.MonkeyPatch, pin: str) -> None:
+    """The family is erased while a PIN (after earlier wrong ones, so a wrong
+    one slows the code down further) is being checked: the sign-in is
+    refused like any wrong one (`401`, never a `500`), or it came first and
+    its session went with the family."""
+    family, code, right = _family_with_receipt(api)
+    client = app.test_client()
+    for _ in range(consent_store.FREE_ATTEMPTS):
+        assert client.post("/api/v1/family/session", json={
+            "receipt_code": code, "pin": "000000"}).status_code == 401
+    clock.advance(hours=1)
+    verify = consent_store._verify
+    erased: list[threading.Thread] = []
+
+    def racing(pin_hash: str, given: str) -> bool:
+        _, thread = _meanwhile(lambda: api.call(
+            "DELETE", f"/api/v1/families/{family}", "admin1", json={"reason": "asked"}))
+        erased.append(thread)
+        return verify(pin_hash, given)
+
+    monkeypatch.setattr(consent_store, "_verify", racing)
+    response = client.post("/api/v1/family/session", json={
+        "receipt_code": code, "pin": right if pin == "right" else "000000"})
+    erased[0].join(WAIT)
+    assert response.status_code in ((201, 401) if pin == "right" else (401,))
+    with app.extensions["onestory"].sessions() as session:
+        assert session.scalars(select(ApiToken).where(ApiToken.family_id == family)).all() == []
+
+
+@pytest.mark.parametrize("attempt", ATTEMPTS)
+def test_a_write_conflict_after_the_check_runs_the_sign_in_again_and_counts_both(
+        app: Flask, api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch,
+        attempt: str) -> None:
+    """Recording the outcome meets a write conflict once: the whole sign-in
+    runs again (`retry_on_conflict`), is refused, and on SQLite (where the
+    first claim was committed) both checks are counted."""
+    set_passwords(app)
+    code = _family_with_receipt(api)[1] if attempt == "real code" else "AAAA-BBBB"
+    real = audit.services.record
+    conflicts = [1]
+    checks = [0]
+
+    def conflicting(session: Any, event: Any, now: Any) -> Any:
+        if event.action == Action.LOGIN_FAILED and conflicts[0]:
+            conflicts[0] -= 1
+            raise db.TurnTimeout("busy")
+        return real(session, event, now)
+
+    def counting(check: Callable[..., bool]) -> Callable[..., bool]:
+        def counted(*args: Any) -> bool:
+            checks[0] += 1
+            return check(*args)
+        return counted
+
+    monkeypatch.setattr(audit.services, "record", conflicting)
+    monkeypatch.setattr(signin, "_check_password", counting(signin._check_password))
+    monkeypatch.setattr(consent_store, "_verify", counting(consent_store._verify))
+    client = app.test_client()
+    if attempt == "staff password":
+        token = csrf_token(client.get("/sign-in").get_data(as_text=True))
+        status = client.post("/sign-in", data={"username": "auditor1", "password": "wrong",
+                                               "csrf_token": token}).status_code
+    else:
+        status = client.post("/api/v1/family/session", json={
+            "receipt_code": code, "pin": "000000"}).status_code
+    assert status == 401
+    assert checks[0] == 2
+    counted = checks[0] if db_url.startswith("sqlite") else 1
+    with app.extensions["onestory"].sessions() as session:
+        if attempt == "real code":
+            assert session.scalars(select(ConsentReceipt.failed_attempts)).one() == counted
+        elif attempt == "unknown code":
+            row = session.get(SignInThrottle, accounts.throttle_key("receipt", "AAAABBBB"))
+            assert row is not None and row.failures == counted
+        else:
+            for key in (accounts.throttle_key("user", "auditor1"),
+                        accounts.throttle_key("addr", "127.0.0.1")):
+                row = session.get(SignInThrottle, key)
+                assert row is not None and row.failures == counted, key
+        failed = session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "login.failed")).all()
+        assert len(failed) == 1
