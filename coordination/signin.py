@@ -131,6 +131,9 @@ def with_password(session: Session, username: str, password: str, address: str,
         before_check()
         checked = staff.password_hash if staff is not None else None
         ok = _check_password(staff, password)
+        hasher = accounts.password_hasher
+        rehashed = (hasher.hash(password) if ok and checked
+                    and hasher.check_needs_rehash(checked) else None)
         if staff is not None:
             # The check may have run outside the claim's transaction (SQLite),
             # and the staff row is not claimed: a password reset or a
@@ -140,9 +143,6 @@ def with_password(session: Session, username: str, password: str, address: str,
                 select(Staff).where(Staff.id == staff.id).with_for_update()
                 .execution_options(populate_existing=True)).first()
             ok = ok and staff is not None and staff.password_hash == checked
-        hasher = accounts.password_hasher
-        rehashed = (hasher.hash(password) if ok and staff is not None and staff.password_hash
-                    and hasher.check_needs_rehash(staff.password_hash) else None)
         if not ok or staff is None or not staff.active:
             reason = ("unknown_user" if staff is None else
                       "wrong_password" if not ok else "inactive")

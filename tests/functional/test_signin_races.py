@@ -454,3 +454,40 @@ def test_a_write_conflict_after_the_check_runs_the_sign_in_again_and_counts_both
         failed = session.scalars(select(AuditEntry).where(
             AuditEntry.action == "login.failed")).all()
         assert len(failed) == 1
+
+
+def test_a_rehash_at_sign_in_holds_no_turn(
+        served_app: Flask, clock: Clock, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        ) -> None:
+    """A right password stored at other argon2 parameters is rehashed at
+    sign-in: that hashing (as slow as a check) runs outside any transaction,
+    so it holds up no other request, and the new hash is the one kept."""
+    _api(served_app, clock)
+    set_passwords(served_app)
+    rt = served_app.extensions["onestory"]
+    with rt.sessions() as session:
+        staff = session.scalars(select(Staff).where(Staff.username == "auditor1")).one()
+        staff.password_hash = PasswordHasher(time_cost=2, memory_cost=2048,
+                                             parallelism=1).hash(password_of("auditor1"))
+        session.commit()
+    turns = db.turns_of(rt.engine)
+    assert turns is not None
+    held: list[bool] = []
+    cheap = accounts.password_hasher
+
+    class Watched(PasswordHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            held.append(turns.held_by_this_thread())
+            return cheap.hash(password, salt=salt)
+
+    monkeypatch.setattr(accounts, "password_hasher", Watched(
+        time_cost=cheap.time_cost, memory_cost=cheap.memory_cost,
+        parallelism=cheap.parallelism))
+    with rt.sessions() as session:
+        signin.with_password(session, "auditor1", password_of("auditor1"), "10.0.0.3",
+                             clock())
+        stored = session.scalars(select(Staff.password_hash).where(
+            Staff.username == "auditor1")).one()
+    assert held == [False]
+    assert not cheap.check_needs_rehash(stored)
+    assert cheap.verify(stored, password_of("auditor1"))
