@@ -268,6 +268,9 @@ def check_receipt(session: Session, code: str, pin: str, now: datetime, *,
         assert receipt.not_before is not None
         return ReceiptCheck(None, retry_after=seconds_until(receipt.not_before, now),
                             attempted=receipt.family_id)
+    # Slowed down as if the PIN were wrong until the check says otherwise, so
+    # that a guess whose outcome is never recorded still counts in full.
+    receipt.not_before = slowed_until(receipt.failed_attempts, now)
     before_check()
     checked = receipt.pin_hash
     right = _verify(checked, pin)

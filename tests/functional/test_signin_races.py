@@ -491,3 +491,38 @@ def test_a_rehash_at_sign_in_holds_no_turn(
     assert held == [False]
     assert not cheap.check_needs_rehash(stored)
     assert cheap.verify(stored, password_of("auditor1"))
+
+
+@pytest.mark.parametrize("after", ["audit fails", "process stops"])
+def test_a_real_code_whose_outcome_is_lost_is_still_slowed_down(
+        app: Flask, api: Api, clock: Clock, db_url: str, monkeypatch: pytest.MonkeyPatch,
+        after: str) -> None:
+    """The last free guess on a real code is checked but its outcome never
+    recorded (on SQLite the claim was committed before the check): the code
+    is slowed down all the same, so the next guess at once is not checked."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("one transaction on PostgreSQL")
+    code = _family_with_receipt(api)[1]
+    client = app.test_client()
+    for _ in range(consent_store.FREE_ATTEMPTS - 1):
+        assert client.post("/api/v1/family/session", json={
+            "receipt_code": code, "pin": "000000"}).status_code == 401
+    with monkeypatch.context() as lost:
+        if after == "audit fails":
+            real = audit.services.record
+
+            def failing(session: Any, event: Any, now: Any) -> Any:
+                if event.action == Action.LOGIN_FAILED:
+                    raise AuditUnavailable("down")
+                return real(session, event, now)
+
+            lost.setattr(audit.services, "record", failing)
+            assert client.post("/api/v1/family/session", json={
+                "receipt_code": code, "pin": "000000"}).status_code == 503
+        else:
+            lost.setattr(consent_store, "_verify", _stop)
+            with app.extensions["onestory"].sessions() as session, pytest.raises(_Stopped):
+                accounts.open_family_session(session, code, "000000", timedelta(hours=1),
+                                             clock())
+    assert client.post("/api/v1/family/session", json={
+        "receipt_code": code, "pin": "000000"}).status_code == 429
