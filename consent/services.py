@@ -279,8 +279,23 @@ def check_receipt(session: Session, code: str, pin: str, now: datetime, *,
         assert receipt.not_before is not None
         return ReceiptCheck(None, retry_after=seconds_until(receipt.not_before, now),
                             attempted=receipt.family_id)
+    # Slowed down as if the PIN were wrong until the check says otherwise, so
+    # that a guess whose outcome is never recorded still counts in full.
+    receipt.not_before = slowed_until(receipt.failed_attempts, now)
     before_check()
-    if _verify(receipt.pin_hash, pin):
+    checked = receipt.pin_hash
+    right = _verify(checked, pin)
+    # The check may have run outside the claim's transaction (SQLite): a
+    # receipt re-issued or erased meanwhile lets no one in with the old one.
+    now_held = session.execute(
+        select(ConsentReceipt.code_hash, ConsentReceipt.pin_hash)
+        .where(ConsentReceipt.family_id == receipt.family_id)
+    ).first()
+    if now_held is None:
+        return ReceiptCheck(None)
+    if tuple(now_held) != (code_hash, checked):
+        return ReceiptCheck(None, attempted=receipt.family_id)
+    if right:
         receipt.failed_attempts = 0
         receipt.not_before = None
         return ReceiptCheck(receipt.family_id)

@@ -592,10 +592,12 @@ def _check_unknown_code(session: Session, code: str, pin: str, now: datetime,
     if row.locked_until is not None and row.locked_until > now:
         return consent_store.ReceiptCheck(
             None, retry_after=consent_store.seconds_until(row.locked_until, now))
-    before_check()
-    consent_store.check_nothing(pin)
+    # Counted before the check, so that a guess checked is counted even when
+    # its outcome cannot be recorded (on SQLite `before_check` commits it).
     row.failures += 1
     row.locked_until = consent_store.slowed_until(row.failures, now)
+    before_check()
+    consent_store.check_nothing(pin)
     return consent_store.ReceiptCheck(None)
 
 

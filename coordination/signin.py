@@ -121,19 +121,36 @@ def with_password(session: Session, username: str, password: str, address: str,
             _failed(session, staff, "locked_out", "password", now, request_id)
             session.commit()
             raise Throttled(wait)
+        # Counted before the check, so that a guess checked is counted even
+        # when its outcome cannot be recorded (on SQLite `before_check`
+        # commits it); a right password takes it back below.
+        before = {key: (row.failures, row.first_failure_at, row.locked_until)
+                  for key, row in rows.items()}
+        for key, row in rows.items():
+            _count_failure(row, limits[key], policy, now)
         before_check()
+        checked = staff.password_hash if staff is not None else None
         ok = _check_password(staff, password)
         hasher = accounts.password_hasher
-        rehashed = (hasher.hash(password) if ok and staff is not None and staff.password_hash
-                    and hasher.check_needs_rehash(staff.password_hash) else None)
+        rehashed = (hasher.hash(password) if ok and checked
+                    and hasher.check_needs_rehash(checked) else None)
+        if staff is not None:
+            # The check may have run outside the claim's transaction (SQLite),
+            # and the staff row is not claimed: a password reset or a
+            # deactivation meanwhile wins (locked from here to the commit, so
+            # a reset after it ends the session this opens).
+            staff = session.scalars(
+                select(Staff).where(Staff.id == staff.id).with_for_update()
+                .execution_options(populate_existing=True)).first()
+            ok = ok and staff is not None and staff.password_hash == checked
         if not ok or staff is None or not staff.active:
             reason = ("unknown_user" if staff is None else
                       "wrong_password" if not ok else "inactive")
-            for key, row in rows.items():
-                _count_failure(row, limits[key], policy, now)
             _failed(session, staff, reason, "password", now, request_id)
             session.commit()  # the failure counts even though sign-in fails
             raise NotAuthenticated()
+        for key, row in rows.items():
+            row.failures, row.first_failure_at, row.locked_until = before[key]
         user_row = rows[throttle_key("user", username.casefold())]
         user_row.failures, user_row.locked_until = 0, None
         if rehashed is not None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select
 
 from audit.model import AuditEntry
-from coordination.model import Entry
+from consent.tables import ConsentReceipt
+from coordination.accounts import throttle_key
+from coordination.model import Entry, SignInThrottle
 from tests.conftest import AUDIT_KEY, INDEX_KEY
 from tests.functional.test_serve import (
     SECRET,
@@ -362,3 +364,93 @@ def test_a_client_dribbling_its_body_holds_up_no_other_request(
         assert while_coming == [200], "a request waited for another's body"
         assert answered == [200]
         assert proc.poll() is None, log.read_text()
+
+
+def test_a_burst_of_wrong_pins_through_serve_on_sqlite_is_counted_while_reads_go_on(
+        tmp_path: Path, keyring_file: Path) -> None:
+    """Real `onestory serve` on the embedded default: bursts of wrong PINs on
+    a real receipt code and on an unknown one, at once, while staff read the
+    family's record. Reads are answered; every guess is refused (`401`, or
+    `429` once slowed down), each on record; each code's count is at least
+    the guesses that were checked (answered `401`); the chain stays whole."""
+    from tests.conftest import consent_body
+
+    env = embedded_env(tmp_path, keyring_file)
+    checked(onestory(env, "user", "add", "coord1", "--agency", "health-centre",
+                     "--role", "coordinator"))
+    token = checked(onestory(env, "token", "create", "nurse1")).strip()
+    coord = checked(onestory(env, "token", "create", "coord1")).strip()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    answers: Counter[tuple[str, int]] = Counter()
+    guard = threading.Lock()
+    problems: list[str] = []
+    done = threading.Event()
+
+    def guesser(code: str, kind: str) -> None:
+        try:
+            for _ in range(ROUNDS):
+                status, _ = send(f"{base}/api/v1/family/session", "", "POST",
+                                 {"receipt_code": code, "pin": "000000"})
+                with guard:
+                    answers[(kind, status)] += 1
+        except Exception as exc:  # noqa: BLE001 - reported by the test below
+            with guard:
+                problems.append(repr(exc))
+
+    def reader(family: str) -> None:
+        try:
+            while not done.is_set():
+                status, _ = send(f"{base}/api/v1/families/{family}", token)
+                with guard:
+                    answers[("read", status)] += 1
+        except Exception as exc:  # noqa: BLE001
+            with guard:
+                problems.append(repr(exc))
+
+    with server(env, "serve", "--host", "127.0.0.1", "--port", str(port), log=log) as proc:
+        wait_healthy(base, proc, log.read_text)
+        status, body = send(f"{base}/api/v1/families", token, "POST",
+                            {"display_name": "Family"})
+        assert status == 201, body
+        family = json.loads(body)["id"]
+        status, body = send(f"{base}/api/v1/families/{family}/consent", coord, "PUT",
+                            consent_body({"health-centre": ["health"]}))
+        assert status == 201, body
+        code = json.loads(body)["receipt"]["code"]
+        readers = [threading.Thread(target=reader, args=(family,)) for _ in range(2)]
+        guessers = [threading.Thread(target=guesser, args=(c, k))
+                    for c, k in ((code, "real"), ("ZZZZ-ZZZZ", "unknown")) for _ in range(6)]
+        for thread in readers + guessers:
+            thread.start()
+        for thread in guessers:
+            thread.join(300)
+            assert not thread.is_alive()
+        done.set()
+        for thread in readers:
+            thread.join(300)
+            assert not thread.is_alive()
+        assert proc.poll() is None, log.read_text()
+    assert "Traceback" not in log.read_text()
+    assert problems == []
+    guesses = 6 * ROUNDS
+    for kind in ("real", "unknown"):
+        assert answers[(kind, 401)] + answers[(kind, 429)] == guesses, answers
+        assert answers[(kind, 401)] >= 1
+    assert answers[("read", 200)] >= 1
+    assert {key for key in answers if key[0] == "read"} == {("read", 200)}, answers
+    engine = create_engine(f"sqlite:///{tmp_path / 'instance' / 'onestory.db'}")
+    try:
+        with engine.connect() as conn:
+            real_count = conn.execute(select(ConsentReceipt.failed_attempts)).scalar_one()
+            unknown_count = conn.execute(select(SignInThrottle.failures).where(
+                SignInThrottle.key_hash == throttle_key("receipt", "ZZZZZZZZ"))).scalar_one()
+            failed = conn.execute(select(func.count()).where(
+                AuditEntry.action == "login.failed")).scalar_one()
+    finally:
+        engine.dispose()
+    assert real_count >= answers[("real", 401)]
+    assert unknown_count >= answers[("unknown", 401)]
+    assert failed == 2 * guesses
+    assert "intact" in checked(onestory(env, "audit", "verify"))
