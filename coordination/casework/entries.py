@@ -87,6 +87,15 @@ def _field_statement(lock: bool) -> Select[Any]:
             .with_for_update(of=families))
 
 
+def _storable(text: str) -> bool:
+    """Whether a database can compare `text`: no NUL, and encodable as UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 @functools.cache
 def _insert_statement() -> Insert:
     entries: Table = Entry.__table__  # type: ignore[assignment]
@@ -116,7 +125,8 @@ def write_entry(
     # the field being read in the same statement; the same statements
     # whether the family exists, is hidden or visible, the field known or not.
     postgres = session.get_bind().dialect.name == "postgresql"
-    asked = None if "\x00" in field_id else field_id  # a database holds no NUL: unknown
+    # A database holds no NUL, and no lone surrogate can be sent to one: unknown.
+    asked = field_id if _storable(field_id) else None
     row = session.execute(_field_statement(postgres),
                           {"family_id": family_id, "field_id": asked}).first()
     view = _visible(session, vault, actor, family_id, now)

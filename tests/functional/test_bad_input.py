@@ -718,10 +718,13 @@ def test_unstorable_strings_are_refused_or_stored_never_500(
                 assert response.status_code in (200, 201), text
 
 
-def test_entry_field_with_nul_is_no_field(app: Flask, api: Api, world: World) -> None:
+@pytest.mark.parametrize("field_id", ["health\x00", "health\ud800", "\udfff"])
+def test_entry_field_with_nul_is_no_field(app: Flask, api: Api, world: World,
+                                          field_id: str) -> None:
     """`write_entry` looks its field up in the database (with the family's
-    lock): a field id holding a NUL, which no database can compare, is an
-    unknown field on both, and nothing is stored."""
+    lock): a field id holding a NUL, which no database can compare, or a lone
+    surrogate, which cannot even be sent to one, is an unknown field on both,
+    and nothing is stored."""
     from coordination import accounts
     from coordination.casework import entries
     from coordination.errors import InvalidInput
@@ -732,10 +735,10 @@ def test_entry_field_with_nul_is_no_field(app: Flask, api: Api, world: World) ->
     with rt.sessions() as session:
         nurse = accounts.authenticate(session, api.tokens["nurse1"], T0)
         with pytest.raises(InvalidInput) as refused:
-            entries.write_entry(session, rt.vault, nurse, world.family, "health\x00",
+            entries.write_entry(session, rt.vault, nurse, world.family, field_id,
                                 "a note", T0)
         session.rollback()
-    assert refused.value.errors == {"field": ["unknown field 'health\x00'"]}
+    assert refused.value.errors == {"field": [f"unknown field '{field_id}'"]}
     assert snapshot(app) == before
 
 
