@@ -405,3 +405,62 @@ def test_an_append_that_waited_follows_the_one_committed_meanwhile(
         assert (entry.seq, entry.prev_hash) == (expected_seq, expected_prev)
     result = audit_log.verify(engine)
     assert result.ok and result.entries == 4, result
+
+
+ODD_SETTINGS = {  # every session setting that could change how a value is written or read
+    "standard_conforming_strings": "off", "bytea_output": "escape",
+    "TimeZone": "America/St_Johns", "DateStyle": "SQL, DMY", "IntervalStyle": "sql_standard",
+    "extra_float_digits": "-15", "lc_numeric": "C", "client_encoding": "UTF8",
+}
+
+
+@pytest.mark.parametrize("encoding", ["UTF8", "SQL_ASCII"])
+def test_the_servers_settings_and_encoding_change_no_hash(
+        db_url: str, encoding: str, request: pytest.FixtureRequest) -> None:
+    """On PostgreSQL the database hashes the entry: in a database of another
+    encoding, with sessions whose string escaping, bytea output, time zone,
+    date and number styles are not the defaults, every awkward entry is still
+    hashed as `entry_hash` of its stored values, and the log verifies."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite hashes in Python, whatever the settings")
+    import psycopg
+
+    from coordination import migrate
+    from tests.pg import create_database
+
+    admin = request.getfixturevalue("pg_admin_url")
+    url = create_database(admin)
+    name = url.rsplit("/", 1)[1]
+    plain = admin.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:  # made again, in `encoding`
+        conn.execute(f'DROP DATABASE "{name}"')
+        conn.execute(f"CREATE DATABASE \"{name}\" ENCODING '{encoding}' LC_COLLATE 'C' "
+                     "LC_CTYPE 'C' TEMPLATE template0")
+    odd = make_engine(url + "?client_encoding=utf8")  # the driver's strings in UTF-8
+
+    @event.listens_for(odd, "connect")
+    def _odd(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            for setting, value in ODD_SETTINGS.items():
+                cursor.execute(f"SET {setting} = '{value}'")
+        dbapi_connection.commit()
+
+    try:
+        migrate.upgrade(odd)
+        sessions = make_session_factory(odd)
+        with sessions() as session:
+            assert session.scalar(text("SHOW bytea_output")) == "escape"
+            assert session.scalar(text("SHOW server_encoding")) == encoding
+            for awkward in AWKWARD:
+                audit_log.record(session, awkward, datetime.now(UTC))
+            session.commit()
+        columns = ", ".join((*HASHED, "prev_hash", "hash"))
+        with odd.connect() as conn:
+            rows = conn.execute(text(f"SELECT {columns} FROM audit_log ORDER BY seq")).all()  # noqa: S608
+        assert len(rows) == len(AWKWARD)
+        for row in rows:
+            assert row.hash == entry_hash(row.prev_hash, [getattr(row, n) for n in HASHED])
+        result = audit_log.verify(odd)
+        assert result.ok and result.entries == len(AWKWARD), result
+    finally:
+        odd.dispose()
