@@ -456,3 +456,67 @@ def test_the_command_line_says_busy_in_one_line(app: Flask, api: Api, impatient:
     assert entries_since(rt.engine, before) == []
     assert run(capsys, "token", "create", "nurse1").code == 0
     assert [r.action for r in entries_since(rt.engine, before)] == ["token.create"]
+
+
+def test_an_entry_write_follows_the_end_of_its_agencys_part(app: Flask, api: Api) -> None:
+    """An entry write reads its field with the family's row locked (on
+    PostgreSQL) and decides on what it reads after: an act on the family that
+    holds that lock, ending the writing agency's part, and commits while the
+    write waits, refuses the write; on SQLite the write, whose reads are then
+    stale, runs again and is refused. No entry lands; no entry.write is recorded."""
+    rt = runtime_of(app)
+    family = readable_family(api)
+    involved = api.post(f"/api/v1/families/{family}/involvements", "coord1",
+                        json={"agency": "physio"})
+    assert involved.status_code < 300, involved.get_json()
+    api.write(family, "health", "physio's first note", who="physio1")
+    seq_before = last_seq(rt.engine)
+    postgres = rt.engine.dialect.name == "postgresql"
+    holding, fired = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def end_part(wait_for_writer: bool) -> None:
+        try:
+            with rt.engine.connect() as conn:
+                conn.execute(text("SELECT id FROM families WHERE id = :f FOR UPDATE")
+                             if postgres else text("SELECT 1"), {"f": family})
+                conn.execute(text("UPDATE involvements SET status = 'closed' "
+                                  "WHERE family_id = :f AND agency_id = 'physio'"), {"f": family})
+                holding.set()
+                if wait_for_writer:  # until the write waits for the family's row
+                    deadline = time.monotonic() + 30
+                    with rt.engine.connect() as probe:
+                        while not probe.execute(text(
+                                "SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one():
+                            assert time.monotonic() < deadline, "the write never waited"
+                            time.sleep(0.01)
+                conn.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            holding.set()
+
+    def before(statement: str) -> None:
+        # The write's first statement of its own: the field, read with the lock.
+        if fired.is_set() or "fields.kinds" not in statement:
+            return
+        fired.set()
+        if postgres:
+            threading.Thread(target=end_part, args=(True,), daemon=True).start()
+            assert holding.wait(30)
+        else:
+            end_part(False)
+
+    request = InThread(api, lambda client: client.post(
+        f"/api/v1/families/{family}/entries", "physio1",
+        json={"field": "health", "value": "written on a part that has ended"}))
+    with watching(rt.engine, lambda: request.ident, before=before):
+        response = request.start().join(30)
+    assert errors == []
+    assert fired.is_set()
+    assert response.status_code in (403, 404), response.get_json()
+    with rt.sessions() as session:
+        written = session.scalars(select(Entry.id).where(
+            Entry.family_id == family, Entry.agency_id == "physio")).all()
+    assert len(written) == 1  # the first note only
+    assert "entry.write" not in [r.action for r in entries_since(rt.engine, seq_before)]
+    assert_verifies(rt.engine)
