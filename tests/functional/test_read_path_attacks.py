@@ -387,3 +387,86 @@ def test_a_pin_being_checked_holds_up_no_request(
         failed = session.scalars(select(AuditEntry.reason).where(
             AuditEntry.action == "login.failed")).all()
     assert failed == ["wrong_password" if attempt == "staff password" else "wrong_code_or_pin"]
+
+
+def test_a_search_finds_exactly_the_families_the_caller_may_see(
+        app: Flask, api: Api, clock: Clock) -> None:
+    """The search's statement, built once per shape with bound parameters,
+    answers what `_visible` decides of each family: families of one name and
+    birth date, visible to physiotherapy by an involvement, a form, a duty
+    grant ending today, physio1's own emergency access; and hidden by a
+    revoked column, a form ended yesterday (one ending today: visible until
+    the day is over), another agency's record only, a
+    colleague's, a closed and a future emergency access (until it opens), a
+    grant still pending. Name only, date only, both; at moments on each
+    boundary, one of them given in a time zone whose date is another; for
+    physio1 and for its colleague."""
+    from coordination.casework import families as family_search
+    from coordination.casework.common import _visible
+    from coordination.errors import FamilyNotFound
+
+    name, born = "Aylin Özgür-Demir", "2020-05-01"
+    today = clock().date()
+    made: dict[str, str] = {}
+    for label in ("involved", "form", "revoked", "ends_today", "ngo", "duty", "pending",
+                  "mine", "colleague", "closed", "future"):
+        # (a minimal-data agency records no birth date)
+        made[label] = (api.new_family("ngo1", display_name=name) if label == "ngo" else
+                       api.new_family("nurse1", display_name=name, birth_date=born))
+    # Referred on the family's consent, which is then revoked: the part stays.
+    api.sign(made["involved"], {"physio": ["involvement"]})
+    assert api.post(f"/api/v1/families/{made['involved']}/involvements", "coord1",
+                    json={"agency": "physio"}).status_code < 300
+    assert api.post(f"/api/v1/families/{made['involved']}/consent/revoke", "coord1",
+                    json={"agency": "physio", "field": "involvement"}).status_code < 300
+    api.sign(made["form"], {"physio": ["health"]})
+    api.sign(made["revoked"], {"physio": ["health"]})
+    assert api.post(f"/api/v1/families/{made['revoked']}/consent/revoke", "coord1",
+                    json={"agency": "physio", "field": "health"}).status_code < 300
+    api.sign(made["ends_today"], {"physio": ["health"]}, valid_until=today.isoformat())
+    t0 = clock()
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        _grant(session, made["duty"], "dg_edge", "physio", "involvement", "approved", today, t0)
+        _grant(session, made["pending"], "dg_wait", "physio", "involvement",
+               "pending_approval", today + timedelta(days=9), t0)
+        _glass(session, made["mine"], "ea_mine", "physio1", t0, t0 + timedelta(hours=2))
+        _glass(session, made["colleague"], "ea_col", "physiocoord", t0, t0 + timedelta(hours=2))
+        _glass(session, made["closed"], "ea_closed", "physio1", t0 - timedelta(hours=3),
+               t0 - timedelta(hours=1))
+        _glass(session, made["future"], "ea_future", "physio1", t0 + timedelta(hours=3),
+               t0 + timedelta(hours=5))
+        session.commit()
+    moments = [t0, t0 + timedelta(hours=2) - timedelta(microseconds=1), t0 + timedelta(hours=2),
+               t0 + timedelta(hours=4),
+               datetime.combine(today, datetime.max.time(), UTC),
+               datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC),
+               # 23:30 UTC today, tomorrow's date in Kiritimati (UTC+14)
+               datetime.combine(today, datetime.min.time(), UTC).replace(hour=23, minute=30)
+               .astimezone(ZoneInfo("Pacific/Kiritimati"))]
+    vault = rt.vault
+    answers = set()
+    for who in ("physio1", "physiocoord"):
+        for now in moments:
+            with rt.sessions() as session:
+                actor = _actor(session, who)
+                want = set()
+                for family in made.values():
+                    try:
+                        _visible(session, vault, actor, family, now)
+                        want.add(family)
+                    except FamilyNotFound:
+                        pass
+            for asked in ((name, None), (None, date.fromisoformat(born)),
+                          (name, date.fromisoformat(born)), ("özgür demir aylin", None)):
+                with rt.sessions() as session:
+                    found = family_search.search_families(session, vault, actor, *asked, now)
+                assert {f["id"] for f in found} == want, (who, now, asked)
+            answers.add((who, frozenset(k for k, v in made.items() if v in want)))
+    everything_today = {"involved", "form", "ends_today", "duty"}
+    assert ("physio1", frozenset({*everything_today, "mine"})) in answers
+    assert ("physiocoord", frozenset({*everything_today, "colleague"})) in answers
+    assert ("physio1", frozenset({"involved", "form"})) in answers  # the next day
+    assert ("physio1", frozenset({*everything_today, "future"})) in answers  # once opened
+    assert all(not ({"revoked", "ngo", "pending", "closed"} & seen) for _, seen in answers)
+    assert all("colleague" not in seen for who, seen in answers if who == "physio1")
