@@ -470,3 +470,78 @@ def test_a_search_finds_exactly_the_families_the_caller_may_see(
     assert ("physio1", frozenset({*everything_today, "future"})) in answers  # once opened
     assert all(not ({"revoked", "ngo", "pending", "closed"} & seen) for _, seen in answers)
     assert all("colleague" not in seen for who, seen in answers if who == "physio1")
+
+
+def test_the_shared_record_from_plain_values_is_the_one_from_tracked_objects(
+        app: Flask, api: Api, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`shared_record` decides on `_visible_read`'s plain values: with the
+    tracked `_visible` in its place, every reader gets the same answer (the
+    same refusal, or the same body, shown, withheld, own contact worker):
+    a family with everything (members, address, area, national id, typed and
+    free entries of several agencies, an involvement with a contact worker),
+    one recorded by a minimal-data agency with an area while counted, each
+    under a form, the caller's own emergency access (minimal-data entries
+    stay withheld), a colleague's, one ended; before, during and after."""
+    from coordination.casework import areas, record
+    from coordination.casework.common import _visible
+    from coordination.errors import FamilyNotFound
+
+    rt = app.extensions["onestory"]
+    with rt.sessions() as session:
+        for agency, listed in {"health-centre": {"A1": "North"}, "ngo": {"N1": "Old town"},
+                               "cps": {"C1": "Centre"}}.items():
+            areas.set_agency_areas(session, agency, listed, [], clock())
+    full = api.new_family("nurse1", display_name="Aylin Demir", birth_date="2019-02-03",
+                          address="Storgata 1", languages=["tr", "nb"], national_id="0101",
+                          area="A1", members=[{"name": "Deniz", "relation": "child",
+                                               "birth_date": "2021-01-01"}])
+    api.write(full, "health", "check-up fine")
+    api.sign(full, {"physio": ["involvement", "health", "household"], "ecec": ["story"]})
+    # (the recorder, nurse1, is the health centre's contact worker)
+    assert api.post(f"/api/v1/families/{full}/involvements", "coord1", json={
+        "agency": "physio"}).status_code < 300
+    api.write(full, "health", "exercises", who="physio1")
+    minimal = api.new_family("ngo1", display_name="K.")
+    api.sign(minimal, {"ngo": ["involvement", "story", "contact"], "physio": ["contact"]},
+             who="ngocoord", statistics=True)
+    assert api.put(f"/api/v1/families/{minimal}/area", "ngo1",
+                   json={"area": "N1"}).status_code == 200
+    api.write(minimal, "story", "met at the drop-in", who="ngo1")
+    api.write(minimal, "contact", "ask for K.", who="ngo1")
+    t0 = clock()
+    with rt.sessions() as session:
+        for family in (full, minimal):
+            _glass(session, family, f"ea_cps_{family}", "cps1", t0, t0 + timedelta(hours=2))
+            _glass(session, family, f"ea_old_{family}", "ecec1", t0 - timedelta(hours=3),
+                   t0 - timedelta(hours=1))
+        session.commit()
+
+    def outcome(session: Session, who: str, family: str, now: datetime) -> Any:
+        actor = _actor(session, who)
+        try:
+            shared = record.shared_record(session, rt.vault, actor, family, now)
+        except FamilyNotFound as refused:
+            session.rollback()
+            return ("refused", refused.args)
+        worker: Any = shared.contact_worker  # the tracked objects give the Staff row
+        return (shared.body, shared.shown, shared.withheld, shared.involved,
+                getattr(worker, "username", worker),
+                [(f.id, f.label, f.position, f.kinds) for f in shared.catalogue])
+
+    seen = set()
+    for now in (t0, t0 + timedelta(hours=1), t0 + timedelta(hours=3), t0 + timedelta(days=400)):
+        for who in ("nurse1", "physio1", "physiocoord", "ecec1", "cps1", "ngo1", "ngocoord"):
+            for family in (full, minimal):
+                with rt.sessions() as session:
+                    plain = outcome(session, who, family, now)
+                with monkeypatch.context() as patched:
+                    patched.setattr(record, "_visible_read", _visible)
+                    with rt.sessions() as session:
+                        tracked = outcome(session, who, family, now)
+                assert plain == tracked, (who, family, now)
+                seen.add(plain[0] == "refused")
+                if who == "cps1" and now == t0 and family == minimal:
+                    assert plain[0] != "refused"  # by the emergency access
+                    assert "story" in plain[0]["withheld"] or "story" in plain[0]["partial"]
+                    assert "met at the drop-in" not in str(plain[0])
+    assert seen == {True, False}
