@@ -718,13 +718,15 @@ def test_unstorable_strings_are_refused_or_stored_never_500(
                 assert response.status_code in (200, 201), text
 
 
-@pytest.mark.parametrize("field_id", ["health\x00", "health\ud800", "\udfff"])
+@pytest.mark.parametrize("field_id", ["health\x00", "health\ud800", "\udfff", "h" * 100_000,
+                                      "health ", "Health", "heal%", "health' OR '1'='1"])
 def test_entry_field_with_nul_is_no_field(app: Flask, api: Api, world: World,
                                           field_id: str) -> None:
     """`write_entry` looks its field up in the database (with the family's
     lock): a field id holding a NUL, which no database can compare, or a lone
     surrogate, which cannot even be sent to one, is an unknown field on both,
-    and nothing is stored."""
+    as are one longer than any column, one differing by case or a trailing
+    space, and one holding quotes; nothing is stored."""
     from coordination import accounts
     from coordination.casework import entries
     from coordination.errors import InvalidInput
