@@ -414,6 +414,7 @@ ODD_SETTINGS = {  # every session setting that could change how a value is writt
 }
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite hashes in Python
 @pytest.mark.parametrize("encoding", ["UTF8", "SQL_ASCII"])
 def test_the_servers_settings_and_encoding_change_no_hash(
         db_url: str, encoding: str, request: pytest.FixtureRequest) -> None:
@@ -421,8 +422,6 @@ def test_the_servers_settings_and_encoding_change_no_hash(
     encoding, with sessions whose string escaping, bytea output, time zone,
     date and number styles are not the defaults, every awkward entry is still
     hashed as `entry_hash` of its stored values, and the log verifies."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite hashes in Python, whatever the settings")
     import psycopg
 
     from coordination import migrate
