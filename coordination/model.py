@@ -142,6 +142,11 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+def kinds_of(kinds: str) -> list[str]:
+    """The kinds of entry a field takes, from `FieldDef.kinds` as stored."""
+    return [k for k in kinds.split(",") if k]
+
+
 class FieldDef(Base):
     """A row of the joint consent form: one category of shared information."""
 
@@ -157,7 +162,7 @@ class FieldDef(Base):
 
     @property
     def kind_list(self) -> list[str]:
-        return [k for k in self.kinds.split(",") if k]
+        return kinds_of(self.kinds)
 
 
 class Family(Base):

@@ -45,6 +45,7 @@ from coordination.model import (
     FieldDef,
     Involvement,
     Staff,
+    kinds_of,
 )
 from coordination.roles import InvolvementStatus
 
@@ -395,7 +396,7 @@ class FieldFacts(NamedTuple):
 
     @property
     def kind_list(self) -> list[str]:
-        return [k for k in self.kinds.split(",") if k]
+        return kinds_of(self.kinds)
 
 
 def catalogue(session: Session) -> list[FieldDef]:

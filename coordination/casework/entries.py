@@ -27,7 +27,7 @@ from coordination.casework.common import (
 from coordination.casework.form_versions import _form_view
 from coordination.crypto import Vault
 from coordination.errors import InvalidInput, MinimalDataViolation
-from coordination.model import Entry, Family, FieldDef
+from coordination.model import Entry, Family, FieldDef, kinds_of
 
 # What a minimal-data agency may write entries under.
 MINIMAL_ENTRY_FIELDS = frozenset({"contact", "story"})
@@ -61,7 +61,7 @@ def _field_errors(actor: Actor, field_id: str, kinds: str | None, kind: Any, dat
                           f"not '{field_id}'"]}
     if not isinstance(kind, str) or kind not in entry_kinds.KINDS:
         return {}
-    wrong = entry_kinds.kind_errors(field_id, [k for k in kinds.split(",") if k], kind)
+    wrong = entry_kinds.kind_errors(field_id, kinds_of(kinds), kind)
     if wrong:
         return {"kind": wrong}
     if kind == entry_kinds.TEXT:
