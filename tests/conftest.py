@@ -22,7 +22,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
+import audit.services
 import consent.tables  # noqa: F401
+from audit.model import Action
 from coordination import accounts, migrate
 from coordination.app import create_app
 from coordination.config import Settings
@@ -235,6 +237,19 @@ class Api:
         response = self.put(f"/api/v1/families/{family_id}/consent", who, json=body)
         assert response.status_code == 201, response.get_json()
         return response.get_json()
+
+
+def audit_fails_for(patch: pytest.MonkeyPatch, action: Action) -> None:
+    """Make every append of `action` to the audit log fail as an unavailable
+    log does; other acts are still recorded."""
+    real = audit.services.record
+
+    def failing(session: Any, event: Any, now: Any) -> Any:
+        if event.action == action:
+            raise audit.services.AuditUnavailable("down")
+        return real(session, event, now)
+
+    patch.setattr(audit.services, "record", failing)
 
 
 def consent_body(grants: dict[str, list[str]], **extra: Any) -> dict[str, Any]:

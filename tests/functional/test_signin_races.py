@@ -19,12 +19,11 @@ from sqlalchemy import select
 import audit.services
 import consent.services as consent_store
 from audit.model import Action, AuditEntry
-from audit.services import AuditUnavailable
 from consent.tables import ConsentReceipt
 from coordination import accounts, db, signin
 from coordination.errors import NotAuthenticated, Throttled
 from coordination.model import ApiToken, SignInThrottle, Staff, WebSession
-from tests.conftest import STAFF, Api, Clock
+from tests.conftest import STAFF, Api, Clock, audit_fails_for
 from tests.functional.test_database_down import _api
 from tests.functional.test_read_path_attacks import served_app  # noqa: F401 - a fixture
 from tests.web import csrf_token, password_of, set_passwords
@@ -160,14 +159,7 @@ def test_a_guess_checked_is_counted_whatever_happens_after(
     set_passwords(app)
     code = _family_with_receipt(api)[1] if attempt == "real code" else "AAAA-BBBB"
     if after == "audit fails":
-        real = audit.services.record
-
-        def failing(session: Any, event: Any, now: Any) -> Any:
-            if event.action == Action.LOGIN_FAILED:
-                raise AuditUnavailable("down")
-            return real(session, event, now)
-
-        monkeypatch.setattr(audit.services, "record", failing)
+        audit_fails_for(monkeypatch, Action.LOGIN_FAILED)
     else:
         monkeypatch.setattr(signin, "_check_password", _stop)
         monkeypatch.setattr(consent_store, "_verify", _stop)
@@ -511,14 +503,7 @@ def test_a_real_code_whose_outcome_is_lost_is_still_slowed_down(
             "receipt_code": code, "pin": "000000"}).status_code == 401
     with monkeypatch.context() as lost:
         if after == "audit fails":
-            real = audit.services.record
-
-            def failing(session: Any, event: Any, now: Any) -> Any:
-                if event.action == Action.LOGIN_FAILED:
-                    raise AuditUnavailable("down")
-                return real(session, event, now)
-
-            lost.setattr(audit.services, "record", failing)
+            audit_fails_for(lost, Action.LOGIN_FAILED)
             assert client.post("/api/v1/family/session", json={
                 "receipt_code": code, "pin": "000000"}).status_code == 503
         else:

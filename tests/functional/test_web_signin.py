@@ -13,7 +13,7 @@ from sqlalchemy import select, text, update
 from audit.model import Action
 from coordination.model import Entry, Staff, WebSession
 from coordination.web import CSP
-from tests.conftest import Api, Clock
+from tests.conftest import Api, Clock, audit_fails_for
 from tests.web import csrf_token, password_of, post_form, set_passwords, sign_in, signed_in
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "coordination" / "templates"
@@ -403,20 +403,13 @@ def test_sign_out_ends_the_session_even_when_it_cannot_be_recorded(
     """Ending access is never refused: with the audit log failing, sign-out
     still ends the session (server-side and the cookie) and says it failed."""
     import audit.services
-    from audit.services import AuditUnavailable
 
     client = signed_in(app, "nurse1")
     cookie = client.get_cookie("onestory")
     assert cookie is not None
     token = csrf_token(client.get("/staff/").get_data(as_text=True))
     real = audit.services.record
-
-    def failing(session: Any, event: Any, now: Any) -> Any:
-        if event.action == Action.LOGOUT:
-            raise AuditUnavailable("down")
-        return real(session, event, now)
-
-    monkeypatch.setattr(audit.services, "record", failing)
+    audit_fails_for(monkeypatch, Action.LOGOUT)
     response = client.post("/sign-out", data={"csrf_token": token})
     assert response.status_code == 503
     monkeypatch.setattr(audit.services, "record", real)
