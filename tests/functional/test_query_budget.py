@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -17,18 +17,24 @@ CATALOGUE = ["contact", "household", "story", "health", "education", "social", "
 
 
 @contextmanager
-def counting(app: Flask) -> Iterator[list[str]]:
+def _statements_on(engine: Any, leave_out: frozenset[str] = frozenset()) -> Iterator[list[str]]:
+    """The statements `engine` sends meanwhile (but those in `leave_out`)."""
     statements: list[str] = []
-    engine = app.extensions["onestory"].engine
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
+        if statement.strip().upper() not in leave_out:
+            statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)
     try:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+def counting(app: Flask) -> AbstractContextManager[list[str]]:
+    """The data database's statements."""
+    return _statements_on(app.extensions["onestory"].engine)
 
 
 def _read(app: Flask, api: Api, family: str, who: str = "physio1") -> int:
@@ -129,21 +135,10 @@ def test_one_cipher_per_family_per_request(app: Flask, api: Api,
     assert calls == [family]
 
 
-@contextmanager
-def key_store_asked(app: Flask) -> Iterator[list[str]]:
+def key_store_asked(app: Flask) -> AbstractContextManager[list[str]]:
     """The key store's statements (BEGIN, COMMIT, ROLLBACK left out)."""
-    statements: list[str] = []
-    keystore = app.extensions["onestory"].keystore.engine
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.strip().upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
-            statements.append(statement)
-
-    event.listen(keystore, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(keystore, "before_cursor_execute", count)
+    return _statements_on(app.extensions["onestory"].keystore.engine,
+                          frozenset({"BEGIN", "COMMIT", "ROLLBACK"}))
 
 
 def test_search_query_count_does_not_grow_with_matches(app: Flask, api: Api) -> None:
