@@ -239,6 +239,18 @@ class Api:
         return response.get_json()
 
 
+def engine_at(request: pytest.FixtureRequest, tmp_path: Path, revision: str) -> Engine:
+    """A new database at schema `revision`, on the backend the fixture's
+    parameter names ("sqlite" or "postgresql"): a migration's starting point."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/old.db"
+    else:
+        url = create_database(request.getfixturevalue("pg_admin_url"))
+    engine = make_engine(url)
+    migrate.upgrade(engine, revision)
+    return engine
+
+
 def audit_fails_for(patch: pytest.MonkeyPatch, action: Action) -> None:
     """Make every append of `action` to the audit log fail as an unavailable
     log does; other acts are still recorded."""

@@ -18,7 +18,7 @@ from audit.model import Action
 from audit.services import Event
 from coordination import migrate
 from coordination.db import make_engine, make_session_factory
-from tests.pg import create_database
+from tests.conftest import engine_at
 
 NOW = datetime(2026, 12, 1, 2, tzinfo=UTC)
 
@@ -26,12 +26,7 @@ NOW = datetime(2026, 12, 1, 2, tzinfo=UTC)
 @pytest.fixture(params=["sqlite", "postgresql"])
 def at_0013(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database at revision 0013 whose log holds three entries."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/old.db"
-    else:
-        url = create_database(request.getfixturevalue("pg_admin_url"))
-    engine = make_engine(url)
-    migrate.upgrade(engine, "0013")
+    engine = engine_at(request, tmp_path, "0013")
     prev = GENESIS
     with engine.begin() as conn:
         for seq in (1, 2, 3):

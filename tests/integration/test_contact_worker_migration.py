@@ -14,10 +14,10 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from coordination import migrate
-from coordination.db import make_engine, make_session_factory
+from coordination.db import make_session_factory
 from coordination.model import Involvement
+from tests.conftest import engine_at
 from tests.functional.test_encryption import pg_dump, sqlite_bytes
-from tests.pg import create_database
 
 NOW = datetime(2026, 11, 22, 10)  # naive UTC, as stored
 # Free text someone typed as a contact worker: a name and a phone number.
@@ -41,12 +41,7 @@ INVOLVEMENTS = [
 @pytest.fixture(params=["sqlite", "postgresql"])
 def at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Engine]]:
     """A database at revision 0003 holding free-text contact workers."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/old.db"
-    else:
-        url = create_database(request.getfixturevalue("pg_admin_url"))
-    engine = make_engine(url)
-    migrate.upgrade(engine, "0003")
+    engine = engine_at(request, tmp_path, "0003")
     with engine.begin() as conn:
         for slug in ("hc", "physio"):
             conn.execute(text("INSERT INTO agencies (id, name, kind, minimal_data, created_at)"
@@ -73,7 +68,7 @@ def at_0003(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
             # Statistics keep common values of a column: the marker is one.
             conn.execute(text("ANALYZE involvements"))
             conn.commit()
-    yield url, engine
+    yield engine.url.render_as_string(hide_password=False), engine
     engine.dispose()
 
 
