@@ -122,13 +122,6 @@ def counted(view: FamilyView | FamilyRead, now: datetime) -> bool:
             and bool(view.form_row.statistics) and view.form.in_force(now))
 
 
-def _recorded_minimal(session: Session, view: FamilyView | FamilyRead) -> bool:
-    if view.recorded_minimal is not None:
-        return view.recorded_minimal
-    agency = session.get(Agency, view.family.recorded_by_agency)
-    return agency is not None and agency.minimal_data
-
-
 def set_family_area(session: Session, vault: Vault, actor: Actor, family_id: str,
                     code: str | None, now: datetime) -> dict[str, Any]:
     """Give the family an area from the actor's agency's list, or clear it
@@ -143,7 +136,7 @@ def set_family_area(session: Session, vault: Vault, actor: Actor, family_id: str
         errors = area_errors(session, actor, code)
         if errors:
             raise InvalidInput(errors)
-        if _recorded_minimal(session, view) and not counted(view, now):
+        if view.recorded_minimal and not counted(view, now):
             raise InvalidInput({"area": [MINIMAL_NEEDS_COUNTING]})
     family = view.family
     family.area = None if code is None else view.cipher.seal("families", "area", family.id, code)
@@ -175,7 +168,7 @@ def family_area(session: Session, view: FamilyView | FamilyRead, reader: str | N
     recorded by a minimal-data agency whose form in force no longer says yes
     (it expired) has none, whatever is stored."""
     family = view.family
-    if family.area is None or (_recorded_minimal(session, view) and not counted(view, now)):
+    if family.area is None or (view.recorded_minimal and not counted(view, now)):
         return None
     code = view.cipher.open("families", "area", family.id, family.area)
     return area_named(session, code, reader, family.recorded_by_agency, listed=listed)
@@ -185,7 +178,7 @@ def drop_area_unless_counted(session: Session, view: FamilyView, statistics: boo
     """Within a use case writing a new form version that says `statistics`:
     a family recorded by a minimal-data agency loses its area when the new
     version says no. Returns whether it was dropped (the caller audits)."""
-    if statistics or view.family.area is None or not _recorded_minimal(session, view):
+    if statistics or view.family.area is None or not view.recorded_minimal:
         return False
     view.family.area = None
     return True

@@ -87,8 +87,8 @@ class FamilyView(_Involved):
     duty: tuple[DutyGrant, ...] = ()  # every duty grant, in force or not
     # The caller's open emergency access to this family, if any (its id).
     emergency: str | None = None
-    # Whether the agency that recorded the family keeps minimal data (None: not read).
-    recorded_minimal: bool | None = None
+    # Whether the agency that recorded the family keeps minimal data.
+    recorded_minimal: bool = False
 
 
 class FamilyFacts(NamedTuple):
@@ -135,7 +135,7 @@ class FamilyRead(_Involved):
     cipher: FamilyCipher = field(repr=False)
     duty: tuple[DutyGrant, ...] = ()
     emergency: str | None = None
-    recorded_minimal: bool | None = None
+    recorded_minimal: bool = False
 
 
 def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = None,
@@ -158,7 +158,7 @@ def _load(session: Session, vault: Vault, family_id: str, actor: Actor | None = 
         return None
     involvements = [row[2] for row in rows if row[2] is not None]
     return FamilyView(family, involvements, form_row, _form(form_row, first), cipher,
-                      _duty(first), first.emergency, first.recorder_minimal)
+                      _duty(first), first.emergency, bool(first.recorder_minimal))
 
 
 def _load_read(session: Session, vault: Vault, family_id: str, actor: Actor | None = None,
@@ -180,7 +180,7 @@ def _load_read(session: Session, vault: Vault, family_id: str, actor: Actor | No
     involvements = [InvolvementFacts(*row[12:17]) for row in rows
                     if row.involvement_id is not None]
     return FamilyRead(family, involvements, form_row, _form(form_row, first), cipher,
-                      _duty(first), first.emergency, first.recorder_minimal)
+                      _duty(first), first.emergency, bool(first.recorder_minimal))
 
 
 def _load_params(session: Session, family_id: str, actor: Actor | None,
